@@ -1,0 +1,845 @@
+//! `WorkerCoordinator`: the moq-relay-ietf `Coordinator` trait, answered by
+//! the moq-worker CoordinatorService over Connect RPC.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moq_native_ietf::quic;
+use moq_relay_ietf::{
+    Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult, NamespaceOrigin,
+    NamespaceRegistration, NamespaceSubscription, RelayInfo, ScopeConfig, ScopeInfo,
+    ScopePermissions, SessionInterface, TrackEntry, TrackRegistration, TrackSubscription,
+};
+use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix, TupleField};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::proto;
+use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
+
+pub const COORDINATOR_SERVICE: &str = "moqworker.v1.CoordinatorService";
+/// Header carrying the relay's boot epoch on every call.
+pub const EPOCH_HEADER: &str = "Moq-Relay-Epoch";
+
+/// Used until the Worker tells us its interval, and after a failed beat.
+const FALLBACK_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Bounds on the Worker-supplied interval, so a bad reply can neither spin
+/// the loop nor let the lease lapse for minutes.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(200);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// How to reach the Worker and who this relay is.
+#[derive(Debug, Clone)]
+pub struct WorkerCoordinatorConfig {
+    /// Base URL of the Worker, e.g. `http://127.0.0.1:8787`.
+    pub coordinator_url: Url,
+    /// Relay token from AdminService.CreateRelayToken. It is bound to one
+    /// relay URL, which is this relay's identity as far as the Worker knows.
+    pub token: String,
+    /// Socket addresses this relay serves from (`Heartbeat.addrs`), so that
+    /// peers that know it only by socket address can be recognised.
+    pub addrs: Vec<SocketAddr>,
+    /// Boot epoch; a fresh random one when `None`.
+    pub epoch: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl WorkerCoordinatorConfig {
+    pub fn new(coordinator_url: Url, token: impl Into<String>) -> Self {
+        Self {
+            coordinator_url,
+            token: token.into(),
+            addrs: Vec::new(),
+            epoch: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A fresh boot epoch: 64 random bits, hex.
+pub fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Coordinator backed by the moq-worker Worker.
+///
+/// Create it with [`WorkerCoordinator::connect`] inside a Tokio runtime; it
+/// heartbeats in the background until [`Coordinator::shutdown`] or drop.
+pub struct WorkerCoordinator {
+    inner: Arc<Inner>,
+    heartbeat: StdMutex<Option<JoinHandle<()>>>,
+}
+
+struct Inner {
+    rpc: ConnectClient,
+    epoch: String,
+    addrs: Vec<String>,
+    /// Local reference counts of remote registrations/subscriptions. Several
+    /// sessions on this relay may hold the same key (two viewers subscribing
+    /// to one prefix); the Worker keeps one row per relay and key, so only
+    /// the last local handle may remove it.
+    leases: StdMutex<HashMap<LeaseKey, Slot>>,
+    runtime: tokio::runtime::Handle,
+    shut_down: AtomicBool,
+}
+
+type Slot = Arc<tokio::sync::Mutex<u64>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LeaseKey {
+    Namespace(Option<String>, Vec<Vec<u8>>),
+    Track(Option<String>, Vec<Vec<u8>>, String),
+    NamespaceSub(Option<String>, Vec<Vec<u8>>),
+    TrackSub(Option<String>, Vec<Vec<u8>>, String),
+}
+
+/// RAII handle: on drop, releases its lease in a spawned task (never blocks
+/// the dropping thread, which may be a relay task on the hot path).
+struct Lease {
+    inner: Arc<Inner>,
+    key: LeaseKey,
+    slot: Slot,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        let key = self.key.clone();
+        // Move the slot out so the release task's ownership count is exact.
+        let slot = std::mem::take(&mut self.slot);
+        // A handle can be dropped after its runtime is gone (process exit):
+        // then the Worker's lease expiry cleans up instead.
+        let _ = inner.runtime.clone().spawn(async move {
+            inner.release(key, slot).await;
+        });
+    }
+}
+
+impl Inner {
+    fn slot(&self, key: &LeaseKey) -> Slot {
+        self.leases
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Run `register` under the key's lock and count one more holder on success.
+    async fn acquire<T, F>(self: &Arc<Self>, key: LeaseKey, register: F) -> CoordinatorResult<(T, Lease)>
+    where
+        F: std::future::Future<Output = CoordinatorResult<T>>,
+    {
+        let slot = self.slot(&key);
+        let mut count = slot.lock().await;
+        // Always ask the Worker, even when already held: the call also
+        // returns data (upstream relays) and re-asserts the row if it was
+        // lost, e.g. after a lapsed lease.
+        let value = register.await?;
+        *count += 1;
+        drop(count);
+        Ok((
+            value,
+            Lease {
+                inner: self.clone(),
+                key,
+                slot,
+            },
+        ))
+    }
+
+    async fn release(self: Arc<Self>, key: LeaseKey, slot: Slot) {
+        let mut count = slot.lock().await;
+        *count = count.saturating_sub(1);
+        if *count > 0 {
+            return;
+        }
+        if !self.shut_down.load(Ordering::Acquire) {
+            if let Err(err) = self.unregister(&key).await {
+                tracing::warn!(?key, error = %err, "coordinator cleanup failed; the Worker drops it when our lease lapses");
+            }
+        }
+        // Forget the key unless another task grabbed the slot meanwhile
+        // (map + this task are the only owners when nobody else holds it).
+        let mut leases = self.leases.lock().unwrap();
+        if *count == 0 && Arc::strong_count(&slot) == 2 {
+            if let Some(current) = leases.get(&key) {
+                if Arc::ptr_eq(current, &slot) {
+                    leases.remove(&key);
+                }
+            }
+        }
+    }
+
+    async fn unregister(&self, key: &LeaseKey) -> Result<(), RpcError> {
+        match key.clone() {
+            LeaseKey::Namespace(scope, fields) => {
+                let req = proto::UnregisterNamespaceRequest {
+                    scope,
+                    namespace: Some(proto::Namespace { fields }),
+                };
+                self.call::<_, proto::UnregisterNamespaceResponse>("UnregisterNamespace", &req, true)
+                    .await?;
+            }
+            LeaseKey::Track(scope, fields, track) => {
+                let req = proto::UnregisterTrackRequest {
+                    scope,
+                    namespace: Some(proto::Namespace { fields }),
+                    track,
+                };
+                self.call::<_, proto::UnregisterTrackResponse>("UnregisterTrack", &req, true)
+                    .await?;
+            }
+            LeaseKey::NamespaceSub(scope, fields) => {
+                let req = proto::UnsubscribeNamespaceRequest {
+                    scope,
+                    prefix: Some(proto::Namespace { fields }),
+                };
+                self.call::<_, proto::UnsubscribeNamespaceResponse>(
+                    "UnsubscribeNamespace",
+                    &req,
+                    true,
+                )
+                .await?;
+            }
+            LeaseKey::TrackSub(scope, fields, track) => {
+                let req = proto::UnsubscribeTrackRequest {
+                    scope,
+                    namespace: Some(proto::Namespace { fields }),
+                    track,
+                };
+                self.call::<_, proto::UnsubscribeTrackResponse>("UnsubscribeTrack", &req, true)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn call<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        req: &Req,
+        idempotent: bool,
+    ) -> Result<Resp, RpcError> {
+        self.rpc.call(method, req, idempotent).await
+    }
+
+    async fn heartbeat(&self) -> Result<proto::HeartbeatResponse, RpcError> {
+        let req = proto::HeartbeatRequest {
+            epoch: self.epoch.clone(),
+            addrs: self.addrs.clone(),
+        };
+        self.call("Heartbeat", &req, true).await
+    }
+}
+
+fn beat_interval(resp: &proto::HeartbeatResponse) -> Duration {
+    let ms = if resp.interval_ms > 0 {
+        resp.interval_ms
+    } else {
+        // No interval given: stay well inside the lease.
+        resp.lease_ttl_ms / 3
+    };
+    if ms == 0 {
+        return FALLBACK_HEARTBEAT;
+    }
+    Duration::from_millis(ms as u64).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
+}
+
+impl WorkerCoordinator {
+    /// Build the coordinator, send the first Heartbeat (so a wrong URL or
+    /// token fails here, loudly, rather than on the first publisher), and
+    /// start the background heartbeat.
+    pub async fn connect(config: WorkerCoordinatorConfig) -> anyhow::Result<Self> {
+        let epoch = config.epoch.clone().unwrap_or_else(new_epoch);
+        let rpc = ConnectClient::new(
+            config.coordinator_url.clone(),
+            COORDINATOR_SERVICE,
+            vec![
+                ("Authorization", format!("Bearer {}", config.token)),
+                (EPOCH_HEADER, epoch.clone()),
+            ],
+            config.retry.clone(),
+        )?;
+        let inner = Arc::new(Inner {
+            rpc,
+            epoch,
+            addrs: config.addrs.iter().map(|a| a.to_string()).collect(),
+            leases: StdMutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+            shut_down: AtomicBool::new(false),
+        });
+
+        let first = inner.heartbeat().await.map_err(|err| {
+            anyhow::anyhow!(
+                "first heartbeat to coordinator {} failed: {err}",
+                config.coordinator_url
+            )
+        })?;
+        tracing::info!(
+            coordinator = %config.coordinator_url,
+            epoch = %inner.epoch,
+            lease_ttl_ms = first.lease_ttl_ms,
+            interval_ms = first.interval_ms,
+            "registered with coordinator"
+        );
+
+        let beat = inner.clone();
+        let mut interval = beat_interval(&first);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match beat.heartbeat().await {
+                    Ok(resp) => interval = beat_interval(&resp),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "heartbeat failed");
+                        interval = interval.min(FALLBACK_HEARTBEAT);
+                    }
+                }
+            }
+        });
+
+        Ok(Self {
+            inner,
+            heartbeat: StdMutex::new(Some(task)),
+        })
+    }
+
+    /// This relay's boot epoch, as sent to the Worker.
+    pub fn epoch(&self) -> &str {
+        &self.inner.epoch
+    }
+
+    /// Number of distinct keys with live local handles (for tests/metrics).
+    pub fn active_leases(&self) -> usize {
+        self.inner.leases.lock().unwrap().len()
+    }
+
+    fn stop_heartbeat(&self) {
+        if let Some(task) = self.heartbeat.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for WorkerCoordinator {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Conversions between moq-transport / moq-relay-ietf types and the schema.
+// ---------------------------------------------------------------------------
+
+fn fields_of(ns: &TrackNamespace) -> Vec<Vec<u8>> {
+    ns.fields.iter().map(|f| f.value.clone()).collect()
+}
+
+fn prefix_fields_of(prefix: &TrackNamespacePrefix) -> Vec<Vec<u8>> {
+    prefix.fields.iter().map(|f| f.value.clone()).collect()
+}
+
+fn namespace_from(ns: Option<proto::Namespace>) -> TrackNamespace {
+    let mut out = TrackNamespace::new();
+    for value in ns.map(|n| n.fields).unwrap_or_default() {
+        out.add(TupleField { value });
+    }
+    out
+}
+
+fn context_of(ctx: &CoordinatorContext) -> proto::Context {
+    let interface = match ctx.interface {
+        SessionInterface::Public => proto::Interface::Public,
+        SessionInterface::Internal => proto::Interface::Internal,
+    };
+    proto::Context {
+        interface: interface as i32,
+        source_url: ctx.source.as_ref().map(|s| s.url.to_string()),
+        source_addr: ctx
+            .source
+            .as_ref()
+            .and_then(|s| s.addr)
+            .map(|a| a.to_string()),
+    }
+}
+
+fn relay_from(relay: proto::RelayInfo) -> CoordinatorResult<RelayInfo> {
+    let url = Url::parse(&relay.url)
+        .map_err(|e| other(format!("coordinator returned a bad relay URL {:?}: {e}", relay.url)))?;
+    match relay.addr.filter(|a| !a.is_empty()) {
+        None => Ok(RelayInfo::new(url)),
+        Some(addr) => {
+            let addr: SocketAddr = addr.parse().map_err(|e| {
+                other(format!("coordinator returned a bad relay address {addr:?}: {e}"))
+            })?;
+            Ok(RelayInfo::with_addr(url, addr))
+        }
+    }
+}
+
+fn origin_from(origin: Option<proto::NamespaceOrigin>) -> CoordinatorResult<NamespaceOrigin> {
+    let origin = origin.ok_or_else(|| other("coordinator returned no origin"))?;
+    let relay = relay_from(
+        origin
+            .relay
+            .ok_or_else(|| other("coordinator returned an origin without a relay"))?,
+    )?;
+    Ok(NamespaceOrigin::new(
+        namespace_from(origin.namespace),
+        relay.url,
+        relay.addr,
+    ))
+}
+
+fn other(message: impl Into<String>) -> CoordinatorError {
+    CoordinatorError::Other(anyhow::anyhow!(message.into()))
+}
+
+/// ALREADY_EXISTS and NOT_FOUND are the two outcomes the relay acts on;
+/// everything else is an internal error it logs.
+fn map_err(err: RpcError) -> CoordinatorError {
+    match err.code() {
+        Some(Code::AlreadyExists) => CoordinatorError::NamespaceAlreadyRegistered,
+        Some(Code::NotFound) => CoordinatorError::NamespaceNotFound,
+        _ => CoordinatorError::Other(err.into()),
+    }
+}
+
+fn scope_of(scope: Option<&str>) -> Option<String> {
+    scope.map(str::to_string)
+}
+
+#[async_trait]
+impl Coordinator for WorkerCoordinator {
+    async fn resolve_scope(
+        &self,
+        connection_path: Option<&str>,
+    ) -> CoordinatorResult<Option<ScopeInfo>> {
+        let req = proto::ResolveScopeRequest {
+            connection_path: connection_path.map(str::to_string),
+        };
+        // Any error rejects the session, so keep the reason readable in the
+        // relay log (NOT_FOUND here is an unknown path, not a namespace).
+        let resp: proto::ResolveScopeResponse = self
+            .inner
+            .call("ResolveScope", &req, true)
+            .await
+            .map_err(|err| other(format!("connection path {connection_path:?} rejected: {err}")))?;
+        let Some(scope) = resp.scope else {
+            return Ok(None);
+        };
+        let permissions = match proto::Permissions::try_from(scope.permissions) {
+            Ok(proto::Permissions::ReadWrite) => ScopePermissions::ReadWrite,
+            Ok(proto::Permissions::ReadOnly) => ScopePermissions::ReadOnly,
+            // Fail closed: an unknown grant is not a licence to publish.
+            _ => {
+                return Err(other(format!(
+                    "coordinator returned unknown permissions {} for {connection_path:?}",
+                    scope.permissions
+                )))
+            }
+        };
+        Ok(Some(ScopeInfo {
+            scope_id: scope.scope_id,
+            permissions,
+        }))
+    }
+
+    async fn get_scope_config(&self, scope: Option<&str>) -> CoordinatorResult<ScopeConfig> {
+        let req = proto::GetScopeConfigRequest {
+            scope: scope_of(scope),
+        };
+        let resp: proto::GetScopeConfigResponse = self
+            .inner
+            .call("GetScopeConfig", &req, true)
+            .await
+            .map_err(|e| CoordinatorError::Other(e.into()))?;
+        let wire = resp.config.unwrap_or_default();
+        let mut config = ScopeConfig::default();
+        config.lingering_subscribe = wire.lingering_subscribe;
+        config.origin_fallback = match wire.origin_fallback.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(url) => Some(Url::parse(&url).map_err(|e| {
+                other(format!("scope {scope:?} has a bad origin_fallback {url:?}: {e}"))
+            })?),
+        };
+        Ok(config)
+    }
+
+    async fn register_namespace(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        context: &CoordinatorContext,
+    ) -> CoordinatorResult<NamespaceRegistration> {
+        let fields = fields_of(namespace);
+        let req = proto::RegisterNamespaceRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields.clone(),
+            }),
+            context: Some(context_of(context)),
+        };
+        let inner = &self.inner;
+        let key = LeaseKey::Namespace(scope_of(scope), fields);
+        // Idempotent by contract: the same relay re-registering succeeds.
+        let (resp, lease) = inner
+            .acquire(key, async {
+                inner
+                    .call::<_, proto::RegisterNamespaceResponse>("RegisterNamespace", &req, true)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(NamespaceRegistration::new(lease)
+            .with_metadata(vec![("registration_id".into(), resp.registration_id)]))
+    }
+
+    async fn unregister_namespace(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+    ) -> CoordinatorResult<()> {
+        self.inner
+            .unregister(&LeaseKey::Namespace(scope_of(scope), fields_of(namespace)))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn lookup(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+    ) -> CoordinatorResult<(NamespaceOrigin, Option<quic::Client>)> {
+        let req = proto::LookupRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields_of(namespace),
+            }),
+        };
+        let resp: proto::LookupResponse = self
+            .inner
+            .call("Lookup", &req, true)
+            .await
+            .map_err(map_err)?;
+        // No dedicated client: the relay dials with its own endpoint.
+        Ok((origin_from(resp.origin)?, None))
+    }
+
+    async fn lookup_track(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: &str,
+    ) -> CoordinatorResult<(NamespaceOrigin, Option<quic::Client>)> {
+        let req = proto::LookupTrackRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields_of(namespace),
+            }),
+            track: track.to_string(),
+        };
+        let resp: proto::LookupTrackResponse = self
+            .inner
+            .call("LookupTrack", &req, true)
+            .await
+            .map_err(map_err)?;
+        Ok((origin_from(resp.origin)?, None))
+    }
+
+    async fn shutdown(&self) -> CoordinatorResult<()> {
+        self.stop_heartbeat();
+        // Set first so handles dropped from now on do not race the Worker's
+        // purge with individual unregisters.
+        self.inner.shut_down.store(true, Ordering::Release);
+        self.inner
+            .call::<_, proto::ShutdownResponse>("Shutdown", &proto::ShutdownRequest {}, true)
+            .await
+            .map_err(|e| CoordinatorError::Other(e.into()))?;
+        tracing::info!(epoch = %self.inner.epoch, "left the coordinator");
+        Ok(())
+    }
+
+    async fn subscribe_namespace(
+        &self,
+        scope: Option<&str>,
+        prefix: &TrackNamespacePrefix,
+        context: &CoordinatorContext,
+    ) -> CoordinatorResult<NamespaceSubscription> {
+        let fields = prefix_fields_of(prefix);
+        let req = proto::SubscribeNamespaceRequest {
+            scope: scope_of(scope),
+            prefix: Some(proto::Namespace {
+                fields: fields.clone(),
+            }),
+            context: Some(context_of(context)),
+        };
+        let inner = &self.inner;
+        let (resp, lease) = inner
+            .acquire(LeaseKey::NamespaceSub(scope_of(scope), fields), async {
+                // Not promised idempotent by the contract: only resent when
+                // it provably never arrived.
+                inner
+                    .call::<_, proto::SubscribeNamespaceResponse>("SubscribeNamespace", &req, false)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        let upstream = resp
+            .upstream_relays
+            .into_iter()
+            .map(relay_from)
+            .collect::<CoordinatorResult<Vec<_>>>()?;
+        Ok(NamespaceSubscription::new(upstream, lease))
+    }
+
+    async fn unsubscribe_namespace(
+        &self,
+        scope: Option<&str>,
+        prefix: &TrackNamespacePrefix,
+    ) -> CoordinatorResult<()> {
+        self.inner
+            .unregister(&LeaseKey::NamespaceSub(
+                scope_of(scope),
+                prefix_fields_of(prefix),
+            ))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn lookup_namespace_subscribers(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        context: &CoordinatorContext,
+    ) -> CoordinatorResult<Vec<RelayInfo>> {
+        let req = proto::LookupNamespaceSubscribersRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields_of(namespace),
+            }),
+            context: Some(context_of(context)),
+        };
+        let resp: proto::LookupNamespaceSubscribersResponse = self
+            .inner
+            .call("LookupNamespaceSubscribers", &req, true)
+            .await
+            .map_err(map_err)?;
+        resp.relays.into_iter().map(relay_from).collect()
+    }
+
+    async fn register_track(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: &str,
+    ) -> CoordinatorResult<TrackRegistration> {
+        let fields = fields_of(namespace);
+        let req = proto::RegisterTrackRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields.clone(),
+            }),
+            track: track.to_string(),
+        };
+        let inner = &self.inner;
+        let key = LeaseKey::Track(scope_of(scope), fields, track.to_string());
+        let (_, lease) = inner
+            .acquire(key, async {
+                inner
+                    .call::<_, proto::RegisterTrackResponse>("RegisterTrack", &req, false)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(TrackRegistration::new(lease))
+    }
+
+    async fn unregister_track(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: &str,
+    ) -> CoordinatorResult<()> {
+        self.inner
+            .unregister(&LeaseKey::Track(
+                scope_of(scope),
+                fields_of(namespace),
+                track.to_string(),
+            ))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn list_tracks(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+    ) -> CoordinatorResult<Vec<TrackEntry>> {
+        let req = proto::ListTracksRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields_of(namespace),
+            }),
+        };
+        let resp: proto::ListTracksResponse = self
+            .inner
+            .call("ListTracks", &req, true)
+            .await
+            .map_err(map_err)?;
+        Ok(resp
+            .tracks
+            .into_iter()
+            .map(|t| TrackEntry::new(namespace_from(t.namespace), t.name))
+            .collect())
+    }
+
+    async fn subscribe_track(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: &str,
+    ) -> CoordinatorResult<TrackSubscription> {
+        let fields = fields_of(namespace);
+        let req = proto::SubscribeTrackRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields.clone(),
+            }),
+            track: track.to_string(),
+        };
+        let inner = &self.inner;
+        let key = LeaseKey::TrackSub(scope_of(scope), fields, track.to_string());
+        let (_, lease) = inner
+            .acquire(key, async {
+                inner
+                    .call::<_, proto::SubscribeTrackResponse>("SubscribeTrack", &req, false)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(TrackSubscription::new(lease))
+    }
+
+    async fn unsubscribe_track(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: &str,
+    ) -> CoordinatorResult<()> {
+        self.inner
+            .unregister(&LeaseKey::TrackSub(
+                scope_of(scope),
+                fields_of(namespace),
+                track.to_string(),
+            ))
+            .await
+            .map_err(map_err)
+    }
+
+    async fn lookup_track_subscribers(
+        &self,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: &str,
+    ) -> CoordinatorResult<Vec<RelayInfo>> {
+        let req = proto::LookupTrackSubscribersRequest {
+            scope: scope_of(scope),
+            namespace: Some(proto::Namespace {
+                fields: fields_of(namespace),
+            }),
+            track: track.to_string(),
+        };
+        let resp: proto::LookupTrackSubscribersResponse = self
+            .inner
+            .call("LookupTrackSubscribers", &req, true)
+            .await
+            .map_err(map_err)?;
+        resp.relays.into_iter().map(relay_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_convert_both_ways() {
+        let ns = TrackNamespace::from_utf8_path("live/room-1");
+        let fields = fields_of(&ns);
+        assert_eq!(fields, vec![b"live".to_vec(), b"room-1".to_vec()]);
+        assert_eq!(namespace_from(Some(proto::Namespace { fields })), ns);
+    }
+
+    #[test]
+    fn errors_map_to_trait_variants() {
+        let status = |code| RpcError::Status {
+            method: "X",
+            code,
+            message: "m".into(),
+        };
+        assert!(matches!(
+            map_err(status(Code::AlreadyExists)),
+            CoordinatorError::NamespaceAlreadyRegistered
+        ));
+        assert!(matches!(
+            map_err(status(Code::NotFound)),
+            CoordinatorError::NamespaceNotFound
+        ));
+        assert!(matches!(
+            map_err(status(Code::PermissionDenied)),
+            CoordinatorError::Other(_)
+        ));
+    }
+
+    #[test]
+    fn context_carries_source_url_and_addr() {
+        let addr: SocketAddr = "127.0.0.1:4444".parse().unwrap();
+        let ctx = CoordinatorContext::internal(Some(RelayInfo::from_socket_addr(addr)));
+        let wire = context_of(&ctx);
+        assert_eq!(wire.interface, proto::Interface::Internal as i32);
+        assert_eq!(wire.source_url.as_deref(), Some("https://127.0.0.1:4444/"));
+        assert_eq!(wire.source_addr.as_deref(), Some("127.0.0.1:4444"));
+
+        let public = context_of(&CoordinatorContext::public());
+        assert_eq!(public.interface, proto::Interface::Public as i32);
+        assert_eq!(public.source_url, None);
+    }
+
+    #[test]
+    fn relay_info_requires_valid_url_and_addr() {
+        let ok = relay_from(proto::RelayInfo {
+            url: "https://127.0.0.1:4443".into(),
+            addr: Some("127.0.0.1:4443".into()),
+        })
+        .unwrap();
+        assert_eq!(ok.addr, Some("127.0.0.1:4443".parse().unwrap()));
+        assert!(relay_from(proto::RelayInfo {
+            url: "not a url".into(),
+            addr: None
+        })
+        .is_err());
+        assert!(relay_from(proto::RelayInfo {
+            url: "https://a".into(),
+            addr: Some("nope".into())
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn heartbeat_interval_is_bounded() {
+        let resp = |interval_ms, lease_ttl_ms| proto::HeartbeatResponse {
+            lease_ttl_ms,
+            interval_ms,
+        };
+        assert_eq!(beat_interval(&resp(3000, 9000)), Duration::from_secs(3));
+        assert_eq!(beat_interval(&resp(0, 9000)), Duration::from_secs(3));
+        assert_eq!(beat_interval(&resp(1, 9000)), MIN_HEARTBEAT);
+        assert_eq!(beat_interval(&resp(0, 0)), FALLBACK_HEARTBEAT);
+    }
+}

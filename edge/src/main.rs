@@ -1,0 +1,294 @@
+//! moq-worker-edge: a moq-relay-ietf relay whose coordinator is moq-worker.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use moq_relay_ietf::{
+    ConnectionMeta, ConnectionTagger, ConnectionTags, Coordinator, Relay, RelayConfig,
+    SessionConfig, SessionInterface, Web, WebConfig,
+};
+use moq_worker_edge::{RetryPolicy, WorkerCoordinator, WorkerCoordinatorConfig};
+use url::Url;
+
+/// A Media over QUIC relay (moq-relay-ietf) that uses a moq-worker
+/// Cloudflare Worker as its coordinator: namespace and track routing, scopes
+/// and permissions all come from the Worker.
+#[derive(Parser)]
+#[command(name = "moq-worker-edge", version)]
+struct Cli {
+    /// UDP address to serve QUIC (WebTransport and moqt://) on.
+    #[arg(long, env = "MOQ_EDGE_BIND", default_value = "[::]:443")]
+    bind: SocketAddr,
+
+    /// This relay's public URL: what clients and other relays dial, and the
+    /// URL the coordinator token was issued for. The TLS certificate must be
+    /// valid for its host. Defaults to https://<bind>.
+    #[arg(long, env = "MOQ_EDGE_PUBLIC_URL")]
+    public_url: Option<Url>,
+
+    /// Socket address ("ip:port") this relay is reachable at, reported to the
+    /// coordinator so peers that see it only by address can recognise it.
+    /// Repeatable. Defaults to --bind unless that is a wildcard address.
+    #[arg(long = "advertise-addr", env = "MOQ_EDGE_ADVERTISE_ADDR", value_delimiter = ',')]
+    advertise_addrs: Vec<SocketAddr>,
+
+    /// Base URL of the moq-worker Worker, e.g. http://127.0.0.1:8787 locally
+    /// or https://moq-worker.<account>.workers.dev.
+    #[arg(long, env = "MOQ_COORDINATOR_URL")]
+    coordinator_url: Url,
+
+    /// Relay token from AdminService/CreateRelayToken for --public-url.
+    /// Prefer the environment variable: flags are visible in `ps`.
+    #[arg(long, env = "MOQ_COORDINATOR_TOKEN", hide_env_values = true)]
+    coordinator_token: String,
+
+    /// Deadline for each coordinator call attempt, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    coordinator_timeout_ms: u64,
+
+    /// Attempts per coordinator call (first try included). Only idempotent
+    /// calls, or calls that never reached the Worker, are retried, on
+    /// UNAVAILABLE or network errors, with exponential backoff.
+    #[arg(long, default_value_t = 4)]
+    coordinator_attempts: u32,
+
+    /// TLS certificate/key/root options of moq-native-ietf.
+    #[command(flatten)]
+    tls: moq_native_ietf::tls::Args,
+
+    /// Generate a self-signed certificate for the --public-url host,
+    /// localhost and 127.0.0.1 instead of --tls-cert/--tls-key. Local
+    /// development only: peers must use --tls-disable-verify.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    tls_self_signed: bool,
+
+    /// Treat connections from these exact socket addresses ("ip:port") as
+    /// internal relay peers rather than public clients. Repeatable. Only
+    /// safe where the network authenticates source addresses (e.g. a
+    /// WireGuard mesh): an internal session skips token authorization.
+    #[arg(long = "internal-peer", value_delimiter = ',')]
+    internal_peers: Vec<SocketAddr>,
+
+    /// Maximum request ID plus one advertised in MoQT setup.
+    #[arg(long, default_value_t = 100)]
+    max_request_id: u64,
+
+    /// Seconds to keep a cached upstream track with no subscribers before
+    /// releasing it (0 keeps it for the life of the upstream session).
+    #[arg(long, default_value_t = 30)]
+    cache_idle_timeout: u64,
+
+    /// Directory to write qlog files to (one per connection).
+    #[arg(long)]
+    qlog_dir: Option<PathBuf>,
+
+    /// Also serve the certificate fingerprint over HTTPS (TCP, same address)
+    /// at /fingerprint, for browsers using a self-signed certificate.
+    #[arg(long)]
+    dev: bool,
+}
+
+/// Tags sessions from listed peer addresses as internal relay-to-relay.
+struct PeerAddrTagger(HashSet<SocketAddr>);
+
+impl ConnectionTagger for PeerAddrTagger {
+    fn tag(&self, meta: &ConnectionMeta) -> ConnectionTags {
+        match meta.remote_addr {
+            Some(addr) if self.0.contains(&addr) => {
+                ConnectionTags::new().with_interface(SessionInterface::Internal)
+            }
+            _ => ConnectionTags::new(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn")),
+        )
+        .init();
+
+    let mut cli = Cli::parse();
+
+    let public_url = match &cli.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("https://{}", cli.bind))?,
+    };
+
+    if cli.tls_self_signed {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if let Some(host) = public_url.host_str() {
+            // Url keeps brackets around IPv6 hosts; certificates do not.
+            names.push(host.trim_start_matches('[').trim_end_matches(']').to_string());
+        }
+        names.dedup();
+        let dir = std::env::temp_dir().join(format!(
+            "moq-worker-edge-{}-{}",
+            std::process::id(),
+            moq_worker_edge::new_epoch()
+        ));
+        let generated = moq_worker_edge::tls::self_signed(&names, &dir)?;
+        cli.tls.cert = vec![generated.cert];
+        cli.tls.key = vec![generated.key];
+        tracing::info!(?names, "using a generated self-signed certificate");
+    }
+    let tls = cli.tls.load().context("failed to load TLS configuration")?;
+    if tls.server.is_none() {
+        anyhow::bail!("no TLS certificate: pass --tls-cert and --tls-key, or --tls-self-signed");
+    }
+
+    let addrs = if cli.advertise_addrs.is_empty() {
+        if cli.bind.ip().is_unspecified() {
+            tracing::warn!(
+                "--bind is a wildcard address and no --advertise-addr was given: peers that \
+                 reach this relay by socket address cannot be recognised as it"
+            );
+            vec![]
+        } else {
+            vec![cli.bind]
+        }
+    } else {
+        cli.advertise_addrs.clone()
+    };
+
+    let mut config = WorkerCoordinatorConfig::new(cli.coordinator_url.clone(), cli.coordinator_token.clone());
+    config.addrs = addrs;
+    config.retry = RetryPolicy {
+        timeout: Duration::from_millis(cli.coordinator_timeout_ms),
+        max_attempts: cli.coordinator_attempts.max(1),
+        ..RetryPolicy::default()
+    };
+    let coordinator = Arc::new(WorkerCoordinator::connect(config).await?);
+
+    let connection_tagger: Option<Arc<dyn ConnectionTagger>> = if cli.internal_peers.is_empty() {
+        None
+    } else {
+        Some(Arc::new(PeerAddrTagger(cli.internal_peers.iter().copied().collect())))
+    };
+
+    let relay = Relay::new_with_cache_idle_timeout(
+        RelayConfig {
+            tls: tls.clone(),
+            bind: Some(cli.bind),
+            endpoints: vec![],
+            qlog_dir: cli.qlog_dir.clone(),
+            mlog_dir: None,
+            node: Some(public_url.clone()),
+            announce: None,
+            coordinator: coordinator.clone() as Arc<dyn Coordinator>,
+            session: SessionConfig {
+                max_request_id: cli.max_request_id,
+            },
+            connection_tagger,
+        },
+        Duration::from_secs(cli.cache_idle_timeout),
+    )?;
+
+    if cli.dev {
+        let web = Web::new(WebConfig {
+            bind: cli.bind,
+            tls,
+            qlog_dir: None,
+            mlog_dir: None,
+        });
+        tokio::spawn(async move {
+            if let Err(err) = web.run().await {
+                tracing::error!(error = %err, "dev web server failed");
+            }
+        });
+    }
+
+    tracing::info!(%public_url, bind = %cli.bind, coordinator = %cli.coordinator_url, epoch = coordinator.epoch(), "relay starting");
+
+    let result = tokio::select! {
+        res = relay.run() => res.context("relay stopped"),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+
+    // Leave the coordinator at once rather than waiting for the lease to lapse.
+    match tokio::time::timeout(Duration::from_secs(5), coordinator.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "coordinator shutdown failed"),
+        Err(_) => tracing::warn!("coordinator shutdown timed out"),
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "moq-worker-edge",
+            "--bind",
+            "127.0.0.1:4443",
+            "--coordinator-url",
+            "http://127.0.0.1:8787",
+            "--coordinator-token",
+            "t",
+            "--tls-self-signed",
+            "--internal-peer",
+            "127.0.0.1:4444,127.0.0.1:4445",
+        ])
+        .unwrap();
+        assert_eq!(cli.internal_peers.len(), 2);
+        assert!(cli.tls_self_signed);
+        assert_eq!(cli.coordinator_token, "t");
+    }
+
+    #[test]
+    fn self_signed_conflicts_with_cert() {
+        let res = Cli::try_parse_from([
+            "moq-worker-edge",
+            "--coordinator-url",
+            "http://127.0.0.1:8787",
+            "--coordinator-token",
+            "t",
+            "--tls-self-signed",
+            "--tls-cert",
+            "x.pem",
+        ]);
+        assert!(res.is_err());
+    }
+
+    #[test]
+    fn tagger_marks_only_listed_peers_internal() {
+        let peer: SocketAddr = "127.0.0.1:4444".parse().unwrap();
+        let tagger = PeerAddrTagger([peer].into_iter().collect());
+        let meta = |addr: SocketAddr| ConnectionMeta::new(Some(addr), None, None);
+        assert_eq!(tagger.tag(&meta(peer)).interface(), SessionInterface::Internal);
+        assert_eq!(
+            tagger.tag(&meta("127.0.0.1:50000".parse().unwrap())).interface(),
+            SessionInterface::Public
+        );
+    }
+}

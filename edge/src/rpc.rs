@@ -1,0 +1,382 @@
+//! A minimal Connect-protocol client (unary calls, binary protobuf).
+//!
+//! Connect unary over HTTP/1.1 or HTTP/2 is a plain POST: the body is the
+//! encoded request message, a 200 reply carries the encoded response, and any
+//! other status carries a JSON error `{"code": "...", "message": "..."}`.
+//! That is small enough to speak directly with reqwest + prost.
+
+use std::fmt;
+use std::time::Duration;
+
+use prost::Message;
+use rand::Rng;
+use url::Url;
+
+/// Connect error codes (https://connectrpc.com/docs/protocol#error-codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Canceled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+}
+
+impl Code {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "canceled" => Self::Canceled,
+            "unknown" => Self::Unknown,
+            "invalid_argument" => Self::InvalidArgument,
+            "deadline_exceeded" => Self::DeadlineExceeded,
+            "not_found" => Self::NotFound,
+            "already_exists" => Self::AlreadyExists,
+            "permission_denied" => Self::PermissionDenied,
+            "resource_exhausted" => Self::ResourceExhausted,
+            "failed_precondition" => Self::FailedPrecondition,
+            "aborted" => Self::Aborted,
+            "out_of_range" => Self::OutOfRange,
+            "unimplemented" => Self::Unimplemented,
+            "internal" => Self::Internal,
+            "unavailable" => Self::Unavailable,
+            "data_loss" => Self::DataLoss,
+            "unauthenticated" => Self::Unauthenticated,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Canceled => "canceled",
+            Self::Unknown => "unknown",
+            Self::InvalidArgument => "invalid_argument",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::PermissionDenied => "permission_denied",
+            Self::ResourceExhausted => "resource_exhausted",
+            Self::FailedPrecondition => "failed_precondition",
+            Self::Aborted => "aborted",
+            Self::OutOfRange => "out_of_range",
+            Self::Unimplemented => "unimplemented",
+            Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
+            Self::DataLoss => "data_loss",
+            Self::Unauthenticated => "unauthenticated",
+        }
+    }
+
+    /// The code Connect assigns to an HTTP status when the body carries none
+    /// (e.g. a proxy's 502 page).
+    fn from_http_status(status: u16) -> Self {
+        match status {
+            400 => Self::Internal,
+            401 => Self::Unauthenticated,
+            403 => Self::PermissionDenied,
+            404 => Self::Unimplemented,
+            429 | 502 | 503 | 504 => Self::Unavailable,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The Worker answered with a Connect error.
+    #[error("{method}: {code}: {message}")]
+    Status {
+        method: &'static str,
+        code: Code,
+        message: String,
+    },
+    /// No answer: connection refused, reset, or the per-call timeout elapsed.
+    #[error("{method}: transport error: {source}")]
+    Transport {
+        method: &'static str,
+        /// Set when the request provably never reached the server (connect
+        /// failure), which makes even a non-idempotent call safe to resend.
+        not_sent: bool,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{method}: bad response: {message}")]
+    Protocol {
+        method: &'static str,
+        message: String,
+    },
+}
+
+impl RpcError {
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Self::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether a retry may succeed, and may be sent without risking a
+    /// duplicated side effect.
+    fn retryable(&self, idempotent: bool) -> bool {
+        match self {
+            Self::Status { code, .. } => idempotent && *code == Code::Unavailable,
+            Self::Transport { not_sent, .. } => idempotent || *not_sent,
+            Self::Protocol { .. } => false,
+        }
+    }
+}
+
+/// Timeout and retry settings for every call.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Per-attempt deadline, covering connect, send and the whole reply.
+    pub timeout: Duration,
+    /// Total attempts, including the first.
+    pub max_attempts: u32,
+    /// First backoff; doubles each retry, with jitter, up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Client for one Connect service on one base URL, with fixed headers.
+#[derive(Clone)]
+pub struct ConnectClient {
+    http: reqwest::Client,
+    base: Url,
+    service: &'static str,
+    headers: Vec<(&'static str, String)>,
+    policy: RetryPolicy,
+}
+
+impl ConnectClient {
+    pub fn new(
+        base: Url,
+        service: &'static str,
+        headers: Vec<(&'static str, String)>,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            matches!(base.scheme(), "http" | "https"),
+            "coordinator URL must be http(s): {base}"
+        );
+        let http = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            base,
+            service,
+            headers,
+            policy,
+        })
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Call `method`, retrying per the policy. `idempotent` says whether the
+    /// request may be resent after it might have been processed.
+    pub async fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        method: &'static str,
+        request: &Req,
+        idempotent: bool,
+    ) -> Result<Resp, RpcError> {
+        let body = request.encode_to_vec();
+        let mut backoff = self.policy.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.call_once(method, body.clone()).await {
+                Ok(resp) => return Ok(resp),
+                Err(err) if attempt < self.policy.max_attempts && err.retryable(idempotent) => {
+                    // Full jitter keeps many relays from retrying in lockstep
+                    // after a shared outage.
+                    let sleep = rand::thread_rng().gen_range(backoff / 2..=backoff);
+                    tracing::debug!(method, attempt, ?sleep, error = %err, "retrying coordinator call");
+                    tokio::time::sleep(sleep).await;
+                    backoff = (backoff * 2).min(self.policy.max_backoff);
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn call_once<Resp: Message + Default>(
+        &self,
+        method: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Resp, RpcError> {
+        let url = self.url_for(method);
+        let mut req = self
+            .http
+            .post(url)
+            .header("Content-Type", "application/proto")
+            .header("Connect-Protocol-Version", "1")
+            .header(
+                "Connect-Timeout-Ms",
+                self.policy.timeout.as_millis().to_string(),
+            );
+        for (name, value) in &self.headers {
+            req = req.header(*name, value);
+        }
+
+        let transport = |source: reqwest::Error| RpcError::Transport {
+            method,
+            not_sent: source.is_connect(),
+            source,
+        };
+        let resp = req.body(body).send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+
+        if status.is_success() {
+            return Resp::decode(bytes).map_err(|err| RpcError::Protocol {
+                method,
+                message: format!("undecodable {method} response: {err}"),
+            });
+        }
+
+        #[derive(serde::Deserialize)]
+        struct ErrorBody {
+            code: Option<String>,
+            message: Option<String>,
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|e| e.code.as_deref())
+            .and_then(Code::parse)
+            .unwrap_or_else(|| Code::from_http_status(status.as_u16()));
+        let message = parsed.and_then(|e| e.message).unwrap_or_else(|| {
+            format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            )
+        });
+        Err(RpcError::Status {
+            method,
+            code,
+            message,
+        })
+    }
+
+    fn url_for(&self, method: &str) -> Url {
+        // Keep any path prefix in the base URL (e.g. a Worker mounted under a
+        // route) instead of replacing it.
+        let mut url = self.base.clone();
+        let prefix = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{prefix}/{}/{method}", self.service));
+        url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> ConnectClient {
+        ConnectClient::new(
+            Url::parse(base).unwrap(),
+            "moqworker.v1.CoordinatorService",
+            vec![],
+            RetryPolicy::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn method_urls_keep_the_base_path() {
+        assert_eq!(
+            client("http://127.0.0.1:8787").url_for("Lookup").as_str(),
+            "http://127.0.0.1:8787/moqworker.v1.CoordinatorService/Lookup"
+        );
+        assert_eq!(
+            client("https://x.example/api/").url_for("Lookup").as_str(),
+            "https://x.example/api/moqworker.v1.CoordinatorService/Lookup"
+        );
+    }
+
+    #[test]
+    fn only_safe_errors_are_retried() {
+        let unavailable = RpcError::Status {
+            method: "Lookup",
+            code: Code::Unavailable,
+            message: String::new(),
+        };
+        assert!(unavailable.retryable(true));
+        assert!(!unavailable.retryable(false));
+
+        let exists = RpcError::Status {
+            method: "RegisterNamespace",
+            code: Code::AlreadyExists,
+            message: String::new(),
+        };
+        assert!(!exists.retryable(true));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for code in ["already_exists", "not_found", "unavailable", "invalid_argument"] {
+            assert_eq!(Code::parse(code).unwrap().as_str(), code);
+        }
+        assert_eq!(Code::parse("bogus"), None);
+        assert_eq!(Code::from_http_status(503), Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retried_then_reported() {
+        // Bind then drop a listener so the port is (almost certainly) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = client(&format!("http://127.0.0.1:{port}"));
+        c.policy.initial_backoff = Duration::from_millis(10);
+        let start = std::time::Instant::now();
+        let err = c
+            .call::<crate::proto::ShutdownRequest, crate::proto::ShutdownResponse>(
+                "Shutdown",
+                &crate::proto::ShutdownRequest {},
+                false,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RpcError::Transport { not_sent: true, .. }),
+            "{err}"
+        );
+        // Three backoffs of at least 5, 10 and 20 ms passed: it did retry.
+        assert!(start.elapsed() >= Duration::from_millis(35));
+    }
+}

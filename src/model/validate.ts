@@ -1,0 +1,77 @@
+// Request validation. Every check names the offending field so a caller can
+// fix its request; failures are INVALID_ARGUMENT and happen before any state
+// is touched.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Namespace } from "../gen/moqworker/v1/coordinator_pb.js";
+
+export const MAX_NAMESPACE_FIELDS = 32;
+export const MAX_NAMESPACE_BYTES = 4096;
+export const MAX_TRACK_BYTES = 4096;
+export const MAX_SCOPE_BYTES = 256;
+export const MAX_URL_BYTES = 2048;
+
+const utf8 = new TextEncoder();
+
+export function invalid(field: string, problem: string): ConnectError {
+  return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
+}
+
+/** A namespace (1..32 fields) or, with allowEmpty, a prefix (0..32 fields). */
+export function checkNamespace(
+  field: string,
+  ns: Namespace | undefined,
+  opts: { allowEmpty?: boolean } = {},
+): Uint8Array[] {
+  const fields = ns?.fields ?? [];
+  if (ns === undefined && !opts.allowEmpty) throw invalid(field, "is required");
+  if (fields.length === 0 && !opts.allowEmpty) throw invalid(field, "must have at least 1 field");
+  if (fields.length > MAX_NAMESPACE_FIELDS) {
+    throw invalid(field, `has ${fields.length} fields, more than ${MAX_NAMESPACE_FIELDS}`);
+  }
+  const total = fields.reduce((n, f) => n + f.length, 0);
+  if (total > MAX_NAMESPACE_BYTES) {
+    throw invalid(field, `is ${total} bytes, more than ${MAX_NAMESPACE_BYTES}`);
+  }
+  return fields;
+}
+
+export function checkTrack(field: string, track: string): string {
+  if (track === "") throw invalid(field, "must not be empty");
+  if (!track.isWellFormed()) throw invalid(field, "is not valid UTF-8");
+  const bytes = utf8.encode(track).length;
+  if (bytes > MAX_TRACK_BYTES) throw invalid(field, `is ${bytes} bytes, more than ${MAX_TRACK_BYTES}`);
+  return track;
+}
+
+/** A scope name as it appears in requests: 1..256 bytes of printable UTF-8. */
+export function checkScopeName(field: string, scope: string): string {
+  if (scope === "") throw invalid(field, "must not be empty (leave it out for unscoped)");
+  if (!scope.isWellFormed()) throw invalid(field, "is not valid UTF-8");
+  const bytes = utf8.encode(scope).length;
+  if (bytes > MAX_SCOPE_BYTES) throw invalid(field, `is ${bytes} bytes, more than ${MAX_SCOPE_BYTES}`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(scope)) throw invalid(field, "must not contain control characters");
+  return scope;
+}
+
+/** An absolute https URL; returns its canonical form (what we store and compare). */
+export function checkRelayUrl(field: string, url: string): string {
+  if (url === "") throw invalid(field, "is required");
+  if (url.length > MAX_URL_BYTES) throw invalid(field, `is longer than ${MAX_URL_BYTES} characters`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalid(field, `'${url.slice(0, 100)}' is not a URL`);
+  }
+  if (parsed.protocol !== "https:") throw invalid(field, `must be an https URL, not ${parsed.protocol}`);
+  if (parsed.username || parsed.password) throw invalid(field, "must not contain credentials");
+  return parsed.href;
+}
+
+/** Socket address "ip:port" or "[ipv6]:port" as moq-rs prints it. */
+export function checkSocketAddr(field: string, addr: string): string {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(addr);
+  if (!m || Number(m[3]) > 65535) throw invalid(field, `'${addr.slice(0, 100)}' is not an ip:port socket address`);
+  return addr;
+}

@@ -1,0 +1,31 @@
+// Plain data passed between the Worker and its Durable Objects (structured clone).
+import type { Code } from "@connectrpc/connect";
+
+export interface RelayRef {
+  url: string;
+  addr?: string;
+}
+
+/** Who is writing: the relay (from its token) and, if it sent one, its boot epoch. */
+export interface Writer {
+  relay: string;
+  epoch?: string;
+}
+
+/** CoordinatorContext of the call. */
+export interface Origin {
+  internal: boolean;
+  sourceUrl?: string;
+  sourceAddr?: string;
+}
+
+export interface ScopeSettings {
+  originFallback?: string;
+  lingeringSubscribe: boolean;
+  rendezvousTimeoutMs?: number;
+}
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; code: Code; message: string };
+
+export const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
+export const fail = <T = never>(code: Code, message: string): Outcome<T> => ({ ok: false, code, message });

@@ -1,0 +1,88 @@
+// AdminService: relay tokens, scope config and connection paths.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { AdminService } from "../gen/moqworker/v1/admin_pb.js";
+import { Permissions, ScopeConfigSchema } from "../gen/moqworker/v1/coordinator_pb.js";
+import { mintRelayToken } from "../auth/relay-token.js";
+import { normalizeConnectionPath } from "../model/path.js";
+import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
+import { envOf, scopeStub } from "./convert.js";
+import { describeScope } from "./describe.js";
+
+const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
+const MAX_RENDEZVOUS_MS = 24 * 3600 * 1000;
+
+/** A path for PutPath/DeletePath: must normalise to a real path. */
+function mappedPath(raw: string): string {
+  const normalized = normalizeConnectionPath(raw);
+  if (normalized.kind === "invalid") throw invalid("path", normalized.reason);
+  if (normalized.kind === "none") throw invalid("path", `'${raw}' is no path (unscoped); map a path like /tenant`);
+  return normalized.path;
+}
+
+export const adminService: ServiceImpl<typeof AdminService> = {
+  async createRelayToken(req, ctx) {
+    const env = envOf(ctx);
+    const relayUrl = checkRelayUrl("relay_url", req.relayUrl);
+    if (req.ttlSeconds !== undefined && (req.ttlSeconds < 1 || req.ttlSeconds > MAX_TOKEN_TTL_SECONDS)) {
+      throw invalid("ttl_seconds", `must be between 1 and ${MAX_TOKEN_TTL_SECONDS}`);
+    }
+    if (!env.TOKEN_SECRET) {
+      throw new ConnectError("TOKEN_SECRET is not set (wrangler secret put TOKEN_SECRET)", Code.FailedPrecondition);
+    }
+    const minted = await mintRelayToken(env.TOKEN_SECRET, relayUrl, req.ttlSeconds);
+    return { token: minted.token, expiresAtMs: minted.expiresAtMs === undefined ? undefined : BigInt(minted.expiresAtMs) };
+  },
+
+  async putScopeConfig(req, ctx) {
+    const env = envOf(ctx);
+    const scope = checkScopeName("scope", req.scope);
+    const config = req.config ?? create(ScopeConfigSchema);
+    const originFallback =
+      config.originFallback === undefined ? undefined : checkRelayUrl("config.origin_fallback", config.originFallback);
+    const timeout = config.rendezvousTimeoutMs;
+    if (timeout !== undefined && (timeout < 1 || timeout > MAX_RENDEZVOUS_MS)) {
+      throw invalid("config.rendezvous_timeout_ms", `must be between 1 and ${MAX_RENDEZVOUS_MS}`);
+    }
+    await scopeStub(env, scope).putConfig(scope, {
+      originFallback,
+      lingeringSubscribe: config.lingeringSubscribe,
+      rendezvousTimeoutMs: timeout,
+    });
+    return {};
+  },
+
+  async putPath(req, ctx) {
+    const env = envOf(ctx);
+    const path = mappedPath(req.path);
+    const scope = checkScopeName("scope", req.scope);
+    if (req.permissions !== Permissions.READ_WRITE && req.permissions !== Permissions.READ_ONLY) {
+      throw invalid("permissions", "must be PERMISSIONS_READ_WRITE or PERMISSIONS_READ_ONLY");
+    }
+    const previous = await env.PATHS.get(env.PATHS.idFromName(path)).put({ scope, permissions: req.permissions });
+    if (previous && previous.scope !== scope) await scopeStub(env, previous.scope).deletePath(path);
+    await scopeStub(env, scope).putPath(scope, path, req.permissions);
+    return { path };
+  },
+
+  async deletePath(req, ctx) {
+    const env = envOf(ctx);
+    const path = mappedPath(req.path);
+    const previous = await env.PATHS.get(env.PATHS.idFromName(path)).delete();
+    if (!previous) throw new ConnectError(`path: ${path} is not mapped`, Code.NotFound);
+    await scopeStub(env, previous.scope).deletePath(path);
+    return {};
+  },
+
+  async describeScope(req, ctx) {
+    return describeScope(envOf(ctx), req);
+  },
+
+  async listRelays() {
+    throw new ConnectError("ListRelays is not available yet", Code.Unimplemented);
+  },
+
+  async listScopes() {
+    throw new ConnectError("ListScopes is not available yet", Code.Unimplemented);
+  },
+};

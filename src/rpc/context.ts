@@ -1,0 +1,13 @@
+// Per-request values handed from the HTTP layer to the Connect handlers.
+import { createContextKey } from "@connectrpc/connect";
+import type { Env } from "../env.js";
+
+export const envKey = createContextKey<Env | undefined>(undefined, { description: "Worker env" });
+
+/** The calling relay, from its verified token; set on CoordinatorService calls. */
+export interface Caller {
+  relay: string;
+  /** Boot epoch from the Moq-Relay-Epoch header, when the relay sent one. */
+  epoch?: string;
+}
+export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "calling relay" });

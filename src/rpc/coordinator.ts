@@ -1,0 +1,192 @@
+// CoordinatorService: one handler per Coordinator trait method. Each validates
+// its request (nothing is stored on bad input), then asks the scope's object.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  CoordinatorService,
+  NamespaceOriginSchema,
+  Permissions,
+  ScopeConfigSchema,
+  ScopeInfoSchema,
+  TrackEntrySchema,
+} from "../gen/moqworker/v1/coordinator_pb.js";
+import { normalizeConnectionPath } from "../model/path.js";
+import { checkNamespace, checkSocketAddr, checkTrack, invalid } from "../model/validate.js";
+import type { NamespaceMatch } from "../objects/scope.js";
+import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, scopeStub, unwrap } from "./convert.js";
+
+const originMsg = (m: NamespaceMatch) =>
+  create(NamespaceOriginSchema, { namespace: namespaceMsg(m.fields), relay: relayMsg(m.relay) });
+
+const MAX_EPOCH_CHARS = 128;
+const MAX_ADDRS = 16;
+
+export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
+  async resolveScope(req, ctx) {
+    const env = envOf(ctx);
+    callerOf(ctx);
+    const normalized = normalizeConnectionPath(req.connectionPath);
+    if (normalized.kind === "invalid") throw invalid("connection_path", normalized.reason);
+    if (normalized.kind === "none") return {};
+    const mapping = await env.PATHS.get(env.PATHS.idFromName(normalized.path)).get();
+    if (!mapping) throw new ConnectError(`connection_path: no scope is mapped to ${normalized.path}`, Code.NotFound);
+    return { scope: create(ScopeInfoSchema, { scopeId: mapping.scope, permissions: mapping.permissions as Permissions }) };
+  },
+
+  async getScopeConfig(req, ctx) {
+    const env = envOf(ctx);
+    callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const cfg = await scopeStub(env, scope).getConfig();
+    return {
+      config: create(ScopeConfigSchema, {
+        originFallback: cfg.originFallback,
+        lingeringSubscribe: cfg.lingeringSubscribe,
+        rendezvousTimeoutMs: cfg.rendezvousTimeoutMs,
+      }),
+    };
+  },
+
+  async registerNamespace(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    originOf(req.context);
+    const { id } = unwrap(await scopeStub(env, scope).registerNamespace(scope, caller, fields));
+    return { registrationId: id };
+  },
+
+  async unregisterNamespace(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    unwrap(await scopeStub(env, scope).unregisterNamespace(caller.relay, fields));
+    return {};
+  },
+
+  async lookup(req, ctx) {
+    const env = envOf(ctx);
+    callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    return { origin: originMsg(unwrap(await scopeStub(env, scope).lookup(fields))) };
+  },
+
+  async lookupTrack(req, ctx) {
+    const env = envOf(ctx);
+    callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const track = checkTrack("track", req.track);
+    return { origin: originMsg(unwrap(await scopeStub(env, scope).lookupTrack(fields, track))) };
+  },
+
+  async subscribeNamespace(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const prefix = checkNamespace("prefix", req.prefix, { allowEmpty: true });
+    const origin = originOf(req.context);
+    const { id, upstream } = unwrap(await scopeStub(env, scope).subscribeNamespace(scope, caller, prefix, origin));
+    return { subscriptionId: id, upstreamRelays: upstream.map(relayMsg) };
+  },
+
+  async unsubscribeNamespace(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const prefix = checkNamespace("prefix", req.prefix, { allowEmpty: true });
+    unwrap(await scopeStub(env, scope).unsubscribeNamespace(caller.relay, prefix));
+    return {};
+  },
+
+  async lookupNamespaceSubscribers(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const origin = originOf(req.context);
+    const relays = await scopeStub(env, scope).lookupNamespaceSubscribers(caller.relay, fields, origin);
+    return { relays: relays.map(relayMsg) };
+  },
+
+  async registerTrack(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const track = checkTrack("track", req.track);
+    const { id } = unwrap(await scopeStub(env, scope).registerTrack(scope, caller, fields, track));
+    return { registrationId: id };
+  },
+
+  async unregisterTrack(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const track = checkTrack("track", req.track);
+    unwrap(await scopeStub(env, scope).unregisterTrack(caller.relay, fields, track));
+    return {};
+  },
+
+  async listTracks(req, ctx) {
+    const env = envOf(ctx);
+    callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const names = await scopeStub(env, scope).listTracks(fields);
+    const namespace = namespaceMsg(fields);
+    return { tracks: names.map((name) => create(TrackEntrySchema, { namespace, name })) };
+  },
+
+  async subscribeTrack(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const track = checkTrack("track", req.track);
+    const { id } = unwrap(await scopeStub(env, scope).subscribeTrack(scope, caller, fields, track));
+    return { subscriptionId: id };
+  },
+
+  async unsubscribeTrack(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const track = checkTrack("track", req.track);
+    unwrap(await scopeStub(env, scope).unsubscribeTrack(caller.relay, fields, track));
+    return {};
+  },
+
+  async lookupTrackSubscribers(req, ctx) {
+    const env = envOf(ctx);
+    callerOf(ctx);
+    const scope = scopeOf(env, req.scope);
+    const fields = checkNamespace("namespace", req.namespace);
+    const track = checkTrack("track", req.track);
+    const relays = await scopeStub(env, scope).lookupTrackSubscribers(fields, track);
+    return { relays: relays.map(relayMsg) };
+  },
+
+  async heartbeat(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    if (req.epoch === "") throw invalid("epoch", "is required");
+    if (req.epoch.length > MAX_EPOCH_CHARS) throw invalid("epoch", `is longer than ${MAX_EPOCH_CHARS} characters`);
+    if (req.addrs.length > MAX_ADDRS) throw invalid("addrs", `has more than ${MAX_ADDRS} entries`);
+    const addrs = req.addrs.map((a, i) => checkSocketAddr(`addrs[${i}]`, a));
+    const relay = env.RELAYS.get(env.RELAYS.idFromName(caller.relay));
+    return relay.heartbeat(caller.relay, req.epoch, addrs);
+  },
+
+  async shutdown(_req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    await env.RELAYS.get(env.RELAYS.idFromName(caller.relay)).shutdown();
+    return {};
+  },
+};
