@@ -79,3 +79,27 @@ export const RELAY_OWNED_TABLES = [
   "namespace_subscriptions",
   "track_subscriptions",
 ] as const;
+
+const marks = (n: number) => Array.from({ length: n }, () => "?").join(",");
+
+/**
+ * The hot queries, named so that the storage test can check each one's query
+ * plan (every one must be an index search, never a full scan, never LIKE/GLOB).
+ */
+export const HOT_QUERIES = {
+  /** Registrations among the given keys (a namespace's prefixes), longest first. */
+  longestRegistered: (n: number) =>
+    `SELECT ns_key, relay FROM namespaces WHERE ns_key IN (${marks(n)}) ORDER BY length(ns_key) DESC LIMIT 1`,
+  /** Relays hosting namespaces in [lo, hi): the namespaces under a prefix. */
+  hostsUnder: "SELECT DISTINCT relay FROM namespaces WHERE ns_key >= ? AND ns_key < ?",
+  /** Relays subscribed to any of the given prefixes. */
+  subscribersOf: (n: number) => `SELECT DISTINCT relay FROM namespace_subscriptions WHERE prefix_key IN (${marks(n)})`,
+  trackOwner: "SELECT relay FROM tracks WHERE ns_key = ? AND name = ?",
+  tracksOf: "SELECT name FROM tracks WHERE ns_key = ? ORDER BY name",
+  liveTrackSubscribers: `SELECT relay FROM track_subscriptions WHERE ns_key = ? AND name = ?
+    AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at`,
+  expireTrackSubscriptions: "DELETE FROM track_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
+  nextTrackExpiry: "SELECT min(expires_at) AS t FROM track_subscriptions WHERE expires_at IS NOT NULL",
+  purgeRelay: (table: string) => `DELETE FROM ${table} WHERE relay = ?`,
+  purgeRelayEpoch: (table: string) => `DELETE FROM ${table} WHERE relay = ? AND epoch = ?`,
+} as const;

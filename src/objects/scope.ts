@@ -9,7 +9,7 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { decodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../model/tuple.js";
-import { SCOPE_SCHEMA, RELAY_OWNED_TABLES } from "./scope-schema.js";
+import { HOT_QUERIES, SCOPE_SCHEMA, RELAY_OWNED_TABLES } from "./scope-schema.js";
 import { scopeObjectName } from "./names.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
 
@@ -102,13 +102,7 @@ export class ScopeObject extends DurableObject<Env> {
     const { prefixes } = encodeTupleWithPrefixes(fields);
     // Registered namespaces have >= 1 field, so the empty prefix is never a candidate.
     const candidates = prefixes.slice(1).map(toBlob);
-    const marks = candidates.map(() => "?").join(",");
-    const row = this.sql
-      .exec(
-        `SELECT ns_key, relay FROM namespaces WHERE ns_key IN (${marks}) ORDER BY length(ns_key) DESC LIMIT 1`,
-        ...candidates,
-      )
-      .toArray()[0];
+    const row = this.sql.exec(HOT_QUERIES.longestRegistered(candidates.length), ...candidates).toArray()[0];
     if (!row) return fail(Code.NotFound, "no relay has registered this namespace or a prefix of it");
     return ok({ fields: decodeTuple(new Uint8Array(row.ns_key as ArrayBuffer)), relay: this.relayRef(row.relay as string) });
   }
@@ -145,7 +139,7 @@ export class ScopeObject extends DurableObject<Env> {
   /** Exact track registration first, else namespace routing. */
   lookupTrack(fields: Uint8Array[], name: string): Outcome<NamespaceMatch> {
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
-    const row = this.sql.exec("SELECT relay FROM tracks WHERE ns_key = ? AND name = ?", key, name).toArray()[0];
+    const row = this.sql.exec(HOT_QUERIES.trackOwner, key, name).toArray()[0];
     if (row) return ok({ fields, relay: this.relayRef(row.relay as string) });
     return this.lookup(fields);
   }
@@ -153,7 +147,7 @@ export class ScopeObject extends DurableObject<Env> {
   listTracks(fields: Uint8Array[]): string[] {
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
     return this.sql
-      .exec("SELECT name FROM tracks WHERE ns_key = ? ORDER BY name", key)
+      .exec(HOT_QUERIES.tracksOf, key)
       .toArray()
       .map((r) => r.name as string);
   }
@@ -180,11 +174,7 @@ export class ScopeObject extends DurableObject<Env> {
     );
     if (origin.internal) return ok({ id, upstream: [] });
     const hosts = this.sql
-      .exec(
-        "SELECT DISTINCT relay FROM namespaces WHERE ns_key >= ? AND ns_key < ?",
-        toBlob(key),
-        toBlob(prefixUpperBound(key)),
-      )
+      .exec(HOT_QUERIES.hostsUnder, toBlob(key), toBlob(prefixUpperBound(key)))
       .toArray()
       .map((r) => r.relay as string);
     return ok({ id, upstream: this.excluding(hosts, w.relay, origin) });
@@ -199,9 +189,8 @@ export class ScopeObject extends DurableObject<Env> {
   /** Relays whose subscribed prefixes match the namespace, minus caller and source. */
   lookupNamespaceSubscribers(caller: string, fields: Uint8Array[], origin: Origin): RelayRef[] {
     const candidates = encodeTupleWithPrefixes(fields).prefixes.map(toBlob);
-    const marks = candidates.map(() => "?").join(",");
     const relays = this.sql
-      .exec(`SELECT DISTINCT relay FROM namespace_subscriptions WHERE prefix_key IN (${marks})`, ...candidates)
+      .exec(HOT_QUERIES.subscribersOf(candidates.length), ...candidates)
       .toArray()
       .map((r) => r.relay as string);
     return this.excluding(relays, caller, origin);
@@ -238,11 +227,7 @@ export class ScopeObject extends DurableObject<Env> {
   lookupTrackSubscribers(fields: Uint8Array[], name: string): RelayRef[] {
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
     return this.sql
-      .exec(
-        `SELECT relay FROM track_subscriptions WHERE ns_key = ? AND name = ?
-           AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at`,
-        key, name, Date.now(),
-      )
+      .exec(HOT_QUERIES.liveTrackSubscribers, key, name, Date.now())
       .toArray()
       .map((r) => this.relayRef(r.relay as string));
   }
@@ -258,8 +243,8 @@ export class ScopeObject extends DurableObject<Env> {
     for (const table of RELAY_OWNED_TABLES) {
       const cursor =
         epoch === undefined
-          ? this.sql.exec(`DELETE FROM ${table} WHERE relay = ?`, relay)
-          : this.sql.exec(`DELETE FROM ${table} WHERE relay = ? AND epoch = ?`, relay, epoch);
+          ? this.sql.exec(HOT_QUERIES.purgeRelay(table), relay)
+          : this.sql.exec(HOT_QUERIES.purgeRelayEpoch(table), relay, epoch);
       removed += cursor.rowsWritten;
     }
     const row = this.sql.exec("SELECT epoch FROM relays WHERE url = ?", relay).toArray()[0];
@@ -276,10 +261,8 @@ export class ScopeObject extends DurableObject<Env> {
 
   async alarm(): Promise<void> {
     const now = Date.now();
-    this.sql.exec("DELETE FROM track_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?", now);
-    const next = this.sql
-      .exec("SELECT min(expires_at) AS t FROM track_subscriptions WHERE expires_at IS NOT NULL")
-      .one().t as number | null;
+    this.sql.exec(HOT_QUERIES.expireTrackSubscriptions, now);
+    const next = this.sql.exec(HOT_QUERIES.nextTrackExpiry).one().t as number | null;
     if (next !== null) await this.ctx.storage.setAlarm(next);
   }
 
