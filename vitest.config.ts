@@ -18,5 +18,7 @@ export default defineConfig({
   ],
   test: {
     include: ["test/**/*.test.ts"],
+    // Generous: CI shares 2 cores with cargo builds. Timeouts are not speed assertions.
+    testTimeout: 60_000,
   },
 });

@@ -1,7 +1,7 @@
 // CoordinatorService: one handler per Coordinator trait method. Each validates
 // its request (nothing is stored on bad input), then asks the scope's object.
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   CoordinatorService,
   NamespaceOriginSchema,
@@ -9,6 +9,7 @@ import {
   ScopeConfigSchema,
   ScopeInfoSchema,
   TrackEntrySchema,
+  type Namespace,
 } from "../gen/moqworker/v1/coordinator_pb.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid } from "../model/validate.js";
@@ -20,6 +21,19 @@ const originMsg = (m: NamespaceMatch) =>
 
 const MAX_EPOCH_CHARS = 128;
 const MAX_ADDRS = 16;
+
+/** What every scoped call starts with: the caller, the validated scope and its object. */
+function scoped(req: { scope?: string }, ctx: HandlerContext) {
+  const env = envOf(ctx);
+  const caller = callerOf(ctx);
+  const scope = scopeOf(env, req.scope);
+  return { env, caller, scope, object: scopeStub(env, scope) };
+}
+
+/** A (namespace, track) pair, validated. */
+function trackOf(req: { namespace?: Namespace; track: string }) {
+  return { fields: checkNamespace("namespace", req.namespace), track: checkTrack("track", req.track) };
+}
 
 export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   async resolveScope(req, ctx) {
@@ -34,141 +48,100 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async getScopeConfig(req, ctx) {
-    const env = envOf(ctx);
-    callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const cfg = await scopeStub(env, scope).getConfig();
-    return {
-      config: create(ScopeConfigSchema, {
-        originFallback: cfg.originFallback,
-        lingeringSubscribe: cfg.lingeringSubscribe,
-        rendezvousTimeoutMs: cfg.rendezvousTimeoutMs,
-      }),
-    };
+    const cfg = await scoped(req, ctx).object.getConfig();
+    return { config: create(ScopeConfigSchema, cfg) };
   },
 
   async registerNamespace(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { caller, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
     originOf(req.context);
-    const { id } = unwrap(await scopeStub(env, scope).registerNamespace(scope, caller, fields));
+    const { id } = unwrap(await object.registerNamespace(scope, caller, fields));
     return { registrationId: id };
   },
 
   async unregisterNamespace(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { caller, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    unwrap(await scopeStub(env, scope).unregisterNamespace(caller.relay, fields));
+    unwrap(await object.unregisterNamespace(caller.relay, fields));
     return {};
   },
 
   async lookup(req, ctx) {
-    const env = envOf(ctx);
-    callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    return { origin: originMsg(unwrap(await scopeStub(env, scope).lookup(fields))) };
+    return { origin: originMsg(unwrap(await object.lookup(fields))) };
   },
 
   async lookupTrack(req, ctx) {
-    const env = envOf(ctx);
-    callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const fields = checkNamespace("namespace", req.namespace);
-    const track = checkTrack("track", req.track);
-    return { origin: originMsg(unwrap(await scopeStub(env, scope).lookupTrack(fields, track))) };
+    const { object } = scoped(req, ctx);
+    const { fields, track } = trackOf(req);
+    return { origin: originMsg(unwrap(await object.lookupTrack(fields, track))) };
   },
 
   async subscribeNamespace(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { caller, scope, object } = scoped(req, ctx);
     const prefix = checkNamespace("prefix", req.prefix, { allowEmpty: true });
     const origin = originOf(req.context);
-    const { id, upstream } = unwrap(await scopeStub(env, scope).subscribeNamespace(scope, caller, prefix, origin));
+    const { id, upstream } = unwrap(await object.subscribeNamespace(scope, caller, prefix, origin));
     return { subscriptionId: id, upstreamRelays: upstream.map(relayMsg) };
   },
 
   async unsubscribeNamespace(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { caller, object } = scoped(req, ctx);
     const prefix = checkNamespace("prefix", req.prefix, { allowEmpty: true });
-    unwrap(await scopeStub(env, scope).unsubscribeNamespace(caller.relay, prefix));
+    unwrap(await object.unsubscribeNamespace(caller.relay, prefix));
     return {};
   },
 
   async lookupNamespaceSubscribers(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { caller, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
     const origin = originOf(req.context);
-    const relays = await scopeStub(env, scope).lookupNamespaceSubscribers(caller.relay, fields, origin);
+    const relays = await object.lookupNamespaceSubscribers(caller.relay, fields, origin);
     return { relays: relays.map(relayMsg) };
   },
 
   async registerTrack(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const fields = checkNamespace("namespace", req.namespace);
-    const track = checkTrack("track", req.track);
-    const { id } = unwrap(await scopeStub(env, scope).registerTrack(scope, caller, fields, track));
+    const { caller, scope, object } = scoped(req, ctx);
+    const { fields, track } = trackOf(req);
+    const { id } = unwrap(await object.registerTrack(scope, caller, fields, track));
     return { registrationId: id };
   },
 
   async unregisterTrack(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const fields = checkNamespace("namespace", req.namespace);
-    const track = checkTrack("track", req.track);
-    unwrap(await scopeStub(env, scope).unregisterTrack(caller.relay, fields, track));
+    const { caller, object } = scoped(req, ctx);
+    const { fields, track } = trackOf(req);
+    unwrap(await object.unregisterTrack(caller.relay, fields, track));
     return {};
   },
 
   async listTracks(req, ctx) {
-    const env = envOf(ctx);
-    callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
+    const { object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    const names = await scopeStub(env, scope).listTracks(fields);
+    const names = await object.listTracks(fields);
     const namespace = namespaceMsg(fields);
     return { tracks: names.map((name) => create(TrackEntrySchema, { namespace, name })) };
   },
 
   async subscribeTrack(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const fields = checkNamespace("namespace", req.namespace);
-    const track = checkTrack("track", req.track);
-    const { id } = unwrap(await scopeStub(env, scope).subscribeTrack(scope, caller, fields, track));
+    const { caller, scope, object } = scoped(req, ctx);
+    const { fields, track } = trackOf(req);
+    const { id } = unwrap(await object.subscribeTrack(scope, caller, fields, track));
     return { subscriptionId: id };
   },
 
   async unsubscribeTrack(req, ctx) {
-    const env = envOf(ctx);
-    const caller = callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const fields = checkNamespace("namespace", req.namespace);
-    const track = checkTrack("track", req.track);
-    unwrap(await scopeStub(env, scope).unsubscribeTrack(caller.relay, fields, track));
+    const { caller, object } = scoped(req, ctx);
+    const { fields, track } = trackOf(req);
+    unwrap(await object.unsubscribeTrack(caller.relay, fields, track));
     return {};
   },
 
   async lookupTrackSubscribers(req, ctx) {
-    const env = envOf(ctx);
-    callerOf(ctx);
-    const scope = scopeOf(env, req.scope);
-    const fields = checkNamespace("namespace", req.namespace);
-    const track = checkTrack("track", req.track);
-    const relays = await scopeStub(env, scope).lookupTrackSubscribers(fields, track);
+    const { object } = scoped(req, ctx);
+    const { fields, track } = trackOf(req);
+    const relays = await object.lookupTrackSubscribers(fields, track);
     return { relays: relays.map(relayMsg) };
   },
 
