@@ -104,7 +104,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<(web_transport::Session, moq_transport::session::Transport)> {
+async fn connect(
+    cli: &Cli,
+) -> anyhow::Result<(web_transport::Session, moq_transport::session::Transport)> {
     let tls = cli.tls.load()?;
     let endpoint = quic::Endpoint::new(quic::Config::new(cli.bind, None, tls)?)?;
     let (session, _cid, transport) = tokio::time::timeout(
@@ -128,9 +130,7 @@ async fn publish(cli: &Cli, interval_ms: u64, count: u64) -> Result<(), Failure>
         .create(cli.track.as_str())
         .context("cannot create track")
         .map_err(Failure::Rejected)?;
-    let mut groups = track
-        .subgroups()
-        .map_err(|e| Failure::Rejected(e.into()))?;
+    let mut groups = track.subgroups().map_err(|e| Failure::Rejected(e.into()))?;
 
     let ticker = async {
         let mut n = 0u64;

@@ -72,6 +72,7 @@ pub fn new_epoch() -> String {
 pub struct WorkerCoordinator {
     inner: Arc<Inner>,
     heartbeat: StdMutex<Option<JoinHandle<()>>>,
+    lease_ttl: Duration,
 }
 
 struct Inner {
@@ -113,9 +114,10 @@ impl Drop for Lease {
         let slot = std::mem::take(&mut self.slot);
         // A handle can be dropped after its runtime is gone (process exit):
         // then the Worker's lease expiry cleans up instead.
-        let _ = inner.runtime.clone().spawn(async move {
+        // Detached: the JoinHandle is not needed.
+        drop(inner.runtime.clone().spawn(async move {
             inner.release(key, slot).await;
-        });
+        }));
     }
 }
 
@@ -130,7 +132,11 @@ impl Inner {
     }
 
     /// Run `register` under the key's lock and count one more holder on success.
-    async fn acquire<T, F>(self: &Arc<Self>, key: LeaseKey, register: F) -> CoordinatorResult<(T, Lease)>
+    async fn acquire<T, F>(
+        self: &Arc<Self>,
+        key: LeaseKey,
+        register: F,
+    ) -> CoordinatorResult<(T, Lease)>
     where
         F: std::future::Future<Output = CoordinatorResult<T>>,
     {
@@ -139,7 +145,13 @@ impl Inner {
         // Always ask the Worker, even when already held: the call also
         // returns data (upstream relays) and re-asserts the row if it was
         // lost, e.g. after a lapsed lease.
-        let value = register.await?;
+        let value = match register.await {
+            Ok(value) => value,
+            Err(err) => {
+                self.forget_if_idle(&key, &slot, *count);
+                return Err(err);
+            }
+        };
         *count += 1;
         drop(count);
         Ok((
@@ -163,13 +175,18 @@ impl Inner {
                 tracing::warn!(?key, error = %err, "coordinator cleanup failed; the Worker drops it when our lease lapses");
             }
         }
-        // Forget the key unless another task grabbed the slot meanwhile
-        // (map + this task are the only owners when nobody else holds it).
+        self.forget_if_idle(&key, &slot, *count);
+    }
+
+    /// Drop the map entry for `key` when it has no holders and no other task
+    /// has the slot (then the map and the caller are its only owners).
+    /// Called with the slot's lock held, which `count` comes from.
+    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, count: u64) {
         let mut leases = self.leases.lock().unwrap();
-        if *count == 0 && Arc::strong_count(&slot) == 2 {
-            if let Some(current) = leases.get(&key) {
-                if Arc::ptr_eq(current, &slot) {
-                    leases.remove(&key);
+        if count == 0 && Arc::strong_count(slot) == 2 {
+            if let Some(current) = leases.get(key) {
+                if Arc::ptr_eq(current, slot) {
+                    leases.remove(key);
                 }
             }
         }
@@ -182,8 +199,12 @@ impl Inner {
                     scope,
                     namespace: Some(proto::Namespace { fields }),
                 };
-                self.call::<_, proto::UnregisterNamespaceResponse>("UnregisterNamespace", &req, true)
-                    .await?;
+                self.call::<_, proto::UnregisterNamespaceResponse>(
+                    "UnregisterNamespace",
+                    &req,
+                    true,
+                )
+                .await?;
             }
             LeaseKey::Track(scope, fields, track) => {
                 let req = proto::UnregisterTrackRequest {
@@ -306,12 +327,18 @@ impl WorkerCoordinator {
         Ok(Self {
             inner,
             heartbeat: StdMutex::new(Some(task)),
+            lease_ttl: Duration::from_millis(first.lease_ttl_ms as u64),
         })
     }
 
     /// This relay's boot epoch, as sent to the Worker.
     pub fn epoch(&self) -> &str {
         &self.inner.epoch
+    }
+
+    /// Lease length the Worker granted at the first heartbeat.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
 
     /// Number of distinct keys with live local handles (for tests/metrics).
@@ -369,13 +396,19 @@ fn context_of(ctx: &CoordinatorContext) -> proto::Context {
 }
 
 fn relay_from(relay: proto::RelayInfo) -> CoordinatorResult<RelayInfo> {
-    let url = Url::parse(&relay.url)
-        .map_err(|e| other(format!("coordinator returned a bad relay URL {:?}: {e}", relay.url)))?;
+    let url = Url::parse(&relay.url).map_err(|e| {
+        other(format!(
+            "coordinator returned a bad relay URL {:?}: {e}",
+            relay.url
+        ))
+    })?;
     match relay.addr.filter(|a| !a.is_empty()) {
         None => Ok(RelayInfo::new(url)),
         Some(addr) => {
             let addr: SocketAddr = addr.parse().map_err(|e| {
-                other(format!("coordinator returned a bad relay address {addr:?}: {e}"))
+                other(format!(
+                    "coordinator returned a bad relay address {addr:?}: {e}"
+                ))
             })?;
             Ok(RelayInfo::with_addr(url, addr))
         }
@@ -429,7 +462,11 @@ impl Coordinator for WorkerCoordinator {
             .inner
             .call("ResolveScope", &req, true)
             .await
-            .map_err(|err| other(format!("connection path {connection_path:?} rejected: {err}")))?;
+            .map_err(|err| {
+            other(format!(
+                "connection path {connection_path:?} rejected: {err}"
+            ))
+        })?;
         let Some(scope) = resp.scope else {
             return Ok(None);
         };
@@ -465,7 +502,9 @@ impl Coordinator for WorkerCoordinator {
         config.origin_fallback = match wire.origin_fallback.filter(|s| !s.is_empty()) {
             None => None,
             Some(url) => Some(Url::parse(&url).map_err(|e| {
-                other(format!("scope {scope:?} has a bad origin_fallback {url:?}: {e}"))
+                other(format!(
+                    "scope {scope:?} has a bad origin_fallback {url:?}: {e}"
+                ))
             })?),
         };
         Ok(config)

@@ -34,7 +34,11 @@ struct Cli {
     /// Socket address ("ip:port") this relay is reachable at, reported to the
     /// coordinator so peers that see it only by address can recognise it.
     /// Repeatable. Defaults to --bind unless that is a wildcard address.
-    #[arg(long = "advertise-addr", env = "MOQ_EDGE_ADVERTISE_ADDR", value_delimiter = ',')]
+    #[arg(
+        long = "advertise-addr",
+        env = "MOQ_EDGE_ADVERTISE_ADDR",
+        value_delimiter = ','
+    )]
     advertise_addrs: Vec<SocketAddr>,
 
     /// Base URL of the moq-worker Worker, e.g. http://127.0.0.1:8787 locally
@@ -128,7 +132,11 @@ async fn main() -> anyhow::Result<()> {
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         if let Some(host) = public_url.host_str() {
             // Url keeps brackets around IPv6 hosts; certificates do not.
-            names.push(host.trim_start_matches('[').trim_end_matches(']').to_string());
+            names.push(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            );
         }
         names.dedup();
         let dir = std::env::temp_dir().join(format!(
@@ -160,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
         cli.advertise_addrs.clone()
     };
 
-    let mut config = WorkerCoordinatorConfig::new(cli.coordinator_url.clone(), cli.coordinator_token.clone());
+    let mut config =
+        WorkerCoordinatorConfig::new(cli.coordinator_url.clone(), cli.coordinator_token.clone());
     config.addrs = addrs;
     config.retry = RetryPolicy {
         timeout: Duration::from_millis(cli.coordinator_timeout_ms),
@@ -172,7 +181,9 @@ async fn main() -> anyhow::Result<()> {
     let connection_tagger: Option<Arc<dyn ConnectionTagger>> = if cli.internal_peers.is_empty() {
         None
     } else {
-        Some(Arc::new(PeerAddrTagger(cli.internal_peers.iter().copied().collect())))
+        Some(Arc::new(PeerAddrTagger(
+            cli.internal_peers.iter().copied().collect(),
+        )))
     };
 
     let relay = Relay::new_with_cache_idle_timeout(
@@ -285,9 +296,14 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:4444".parse().unwrap();
         let tagger = PeerAddrTagger([peer].into_iter().collect());
         let meta = |addr: SocketAddr| ConnectionMeta::new(Some(addr), None, None);
-        assert_eq!(tagger.tag(&meta(peer)).interface(), SessionInterface::Internal);
         assert_eq!(
-            tagger.tag(&meta("127.0.0.1:50000".parse().unwrap())).interface(),
+            tagger.tag(&meta(peer)).interface(),
+            SessionInterface::Internal
+        );
+        assert_eq!(
+            tagger
+                .tag(&meta("127.0.0.1:50000".parse().unwrap()))
+                .interface(),
             SessionInterface::Public
         );
     }

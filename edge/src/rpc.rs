@@ -303,6 +303,8 @@ impl ConnectClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     fn client(base: &str) -> ConnectClient {
         ConnectClient::new(
@@ -346,11 +348,149 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for code in ["already_exists", "not_found", "unavailable", "invalid_argument"] {
+        for code in [
+            "already_exists",
+            "not_found",
+            "unavailable",
+            "invalid_argument",
+        ] {
             assert_eq!(Code::parse(code).unwrap().as_str(), code);
         }
         assert_eq!(Code::parse("bogus"), None);
         assert_eq!(Code::from_http_status(503), Code::Unavailable);
+    }
+
+    /// A real HTTP/1.1 server on loopback that answers every request with
+    /// 503 + a Connect `unavailable` error, counting requests.
+    async fn always_unavailable() -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    // Read the head and the (small) body, then answer.
+                    loop {
+                        let n = sock.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&seen).to_string();
+                        if let Some(head_end) = text.find("\r\n\r\n") {
+                            let len = text[..head_end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap())
+                                })
+                                .unwrap_or(0);
+                            if seen.len() >= head_end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"code":"unavailable","message":"try later"}"#;
+                    let resp = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (base, hits)
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_retried_only_for_idempotent_calls() {
+        let (base, hits) = always_unavailable().await;
+        let mut c = client(&base);
+        c.policy.initial_backoff = Duration::from_millis(5);
+
+        let err = c
+            .call::<_, crate::proto::LookupResponse>(
+                "Lookup",
+                &crate::proto::LookupRequest::default(),
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+        assert_eq!(err.to_string(), "Lookup: unavailable: try later");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            4,
+            "idempotent: every attempt used"
+        );
+
+        hits.store(0, Ordering::SeqCst);
+        let err = c
+            .call::<_, crate::proto::SubscribeTrackResponse>(
+                "SubscribeTrack",
+                &crate::proto::SubscribeTrackRequest::default(),
+                false,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(Code::Unavailable));
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "non-idempotent: sent once");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        // Accepts connections but never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let c = ConnectClient::new(
+            Url::parse(&base).unwrap(),
+            "moqworker.v1.CoordinatorService",
+            vec![],
+            RetryPolicy {
+                timeout: Duration::from_millis(200),
+                max_attempts: 2,
+                ..RetryPolicy::default()
+            },
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let err = c
+            .call::<_, crate::proto::LookupResponse>(
+                "Lookup",
+                &crate::proto::LookupRequest::default(),
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RpcError::Transport {
+                    not_sent: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -30,7 +30,8 @@ mod tests {
     #[test]
     fn writes_loadable_pem() {
         let dir = tempfile::tempdir().unwrap();
-        let out = super::self_signed(&["localhost".into(), "127.0.0.1".into()], dir.path()).unwrap();
+        let out =
+            super::self_signed(&["localhost".into(), "127.0.0.1".into()], dir.path()).unwrap();
         let args = moq_native_ietf::tls::Args {
             cert: vec![out.cert],
             key: vec![out.key],

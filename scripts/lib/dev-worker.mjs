@@ -73,10 +73,10 @@ export async function startWorker({ port, persistTo, vars = {}, log = false, tim
 }
 
 /** Minimal Connect JSON call, for scripts: throws on a Connect error. */
-export async function call(baseUrl, service, method, body, token) {
+export async function call(baseUrl, service, method, body, token, headers = {}) {
   const res = await fetch(`${baseUrl}/moqworker.v1.${service}/${method}`, {
     method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: JSON.stringify(body),
   });
   const json = await res.json();

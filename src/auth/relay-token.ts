@@ -1,5 +1,7 @@
 // Relay tokens: HS256 JWTs signed with TOKEN_SECRET, whose subject is the relay
 // URL. Verifying needs no storage. Rotating TOKEN_SECRET revokes every token.
+// Optional claims narrow a token (SECURITY.md): `scp` lists the only scopes it
+// may act in, `ro` forbids publishing. Tokens without them are unrestricted.
 import { sign, verify } from "hono/jwt";
 import { Code, ConnectError } from "@connectrpc/connect";
 
@@ -10,24 +12,75 @@ export interface MintedToken {
   expiresAtMs?: number;
 }
 
-export async function mintRelayToken(secret: string, relayUrl: string, ttlSeconds?: number): Promise<MintedToken> {
+/** What a verified token allows: the relay it speaks for, and any narrowing. */
+export interface RelayClaims {
+  relay: string;
+  /** Only these scopes; absent = any scope. */
+  scopes?: string[];
+  /** May not publish (register namespaces or tracks). */
+  readOnly?: boolean;
+}
+
+export interface Restrictions {
+  scopes?: string[];
+  readOnly?: boolean;
+}
+
+export async function mintRelayToken(
+  secret: string,
+  relayUrl: string,
+  ttlSeconds?: number,
+  restrict: Restrictions = {},
+): Promise<MintedToken> {
   const now = Math.floor(Date.now() / 1000);
   const exp = ttlSeconds === undefined ? undefined : now + ttlSeconds;
-  const token = await sign({ sub: relayUrl, aud: AUDIENCE, iat: now, ...(exp === undefined ? {} : { exp }) }, secret, "HS256");
+  const claims = {
+    sub: relayUrl,
+    aud: AUDIENCE,
+    iat: now,
+    ...(exp === undefined ? {} : { exp }),
+    ...(restrict.scopes?.length ? { scp: restrict.scopes } : {}),
+    ...(restrict.readOnly ? { ro: true } : {}),
+  };
+  const token = await sign(claims, secret, "HS256");
   return { token, expiresAtMs: exp === undefined ? undefined : exp * 1000 };
 }
 
 /** Returns the relay URL the token is bound to, or throws UNAUTHENTICATED. */
 export async function verifyRelayToken(secret: string, token: string): Promise<string> {
-  let payload: Record<string, unknown>;
-  try {
-    payload = await verify(token, secret, { alg: "HS256", aud: AUDIENCE });
-  } catch (e) {
-    const reason = e instanceof Error ? e.name.replace(/^Jwt/, "") : "invalid";
-    throw new ConnectError(`relay token rejected (${reason})`, Code.Unauthenticated);
+  return (await verifyRelayClaims(secret, token)).relay;
+}
+
+/**
+ * Verifies the token and returns its claims, or throws UNAUTHENTICATED.
+ * Several secrets: the current one first, then the previous one during a
+ * rotation (TOKEN_SECRET_PREVIOUS, SECURITY.md); any of them may have signed it.
+ */
+export async function verifyRelayClaims(secrets: string | readonly string[], token: string): Promise<RelayClaims> {
+  const keys = typeof secrets === "string" ? [secrets] : secrets;
+  let payload: Record<string, unknown> | undefined;
+  for (const [i, secret] of keys.entries()) {
+    try {
+      payload = await verify(token, secret, { alg: "HS256", aud: AUDIENCE });
+      break;
+    } catch (e) {
+      // Only a signature mismatch can come out differently under the next secret.
+      if (e instanceof Error && e.name === "JwtTokenSignatureMismatched" && i < keys.length - 1) continue;
+      const reason = e instanceof Error ? e.name.replace(/^Jwt/, "") : "invalid";
+      throw new ConnectError(`relay token rejected (${reason})`, Code.Unauthenticated);
+    }
   }
+  if (payload === undefined) throw new ConnectError("relay token rejected (no secret to verify it)", Code.Unauthenticated);
   if (typeof payload.sub !== "string" || payload.sub === "") {
     throw new ConnectError("relay token has no relay URL", Code.Unauthenticated);
   }
-  return payload.sub;
+  const { scp, ro } = payload;
+  // A claim we cannot read must not widen the token: refuse it outright.
+  if (scp !== undefined && !(Array.isArray(scp) && scp.length > 0 && scp.every((s) => typeof s === "string"))) {
+    throw new ConnectError("relay token has a malformed scope claim", Code.Unauthenticated);
+  }
+  if (ro !== undefined && typeof ro !== "boolean") {
+    throw new ConnectError("relay token has a malformed read-only claim", Code.Unauthenticated);
+  }
+  return { relay: payload.sub, ...(scp === undefined ? {} : { scopes: scp as string[] }), ...(ro ? { readOnly: true } : {}) };
 }

@@ -1,15 +1,14 @@
 // RelayObject: one per relay URL. Holds the relay's lease, its boot epoch, its
-// socket addresses and the scopes it wrote to. When the lease lapses (alarm),
-// when a new epoch appears, or on Shutdown, it tells those scopes to purge the
-// relay's rows. Heartbeats cost one call per relay, whatever it has registered.
-//
-// Lease rule: any Heartbeat or write (enlist) renews the lease to now + TTL; a
-// write after the lease lapsed reopens it, and only rows written after the
-// purge survive. A different epoch replaces the current one at once (the relay
-// restarted) and the old epoch's rows are purged everywhere.
+// socket addresses and the scopes it wrote to, and tells those scopes to purge
+// the relay's rows when the lease lapses, when a new epoch replaces the old one
+// and on Shutdown. A Heartbeat touches this object only, whatever the relay has
+// registered. The rules, and why, are in docs/lifetimes.md.
 import { DurableObject } from "cloudflare:workers";
+import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
+import { DirectoryListing, directoryStub } from "./directory.js";
+import { fail, ok, type Outcome } from "./types.js";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS lease (
@@ -21,7 +20,19 @@ CREATE TABLE IF NOT EXISTS lease (
   last_beat_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS scopes (name TEXT PRIMARY KEY) WITHOUT ROWID;
+-- Epochs replaced by a newer one: calls still carrying them come from a dead
+-- process and are refused. purged = 0 while some scope may still hold its rows.
+CREATE TABLE IF NOT EXISTS retired (
+  epoch TEXT PRIMARY KEY,
+  retired_at INTEGER NOT NULL,
+  purged INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 `;
+
+/** Replaced epochs remembered; a process older than that many restarts is not expected back. */
+const RETIRED_KEPT = 16;
+/** A purge a scope could not take (unreachable) is retried by the alarm this soon. */
+const PURGE_RETRY_MS = 1000;
 
 export interface LeaseView {
   url: string;
@@ -33,98 +44,229 @@ export interface LeaseView {
   scopes: string[];
 }
 
+/** What a scope learns when it enlists a relay. */
+export interface Enlisted {
+  epoch: string;
+  addrs: string[];
+  /** The lease is open until then (later heartbeats may extend it). */
+  expiresAt: number;
+}
+
+interface Lease {
+  url: string;
+  epoch: string;
+  addrs: string[];
+  expiresAt: number;
+}
+
 export class RelayObject extends DurableObject<Env> {
   private sql: SqlStorage;
+  private listing: DirectoryListing;
+  /**
+   * When this instance started. A lease never lapses before the object has
+   * been up for one TTL: after a restart of the runtime (or of this object)
+   * the relay must get a full TTL to reach us before it is declared dead.
+   */
+  private startedAt = Date.now();
+  /** Calls run one at a time, so that a purge is complete before any later call is answered. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(SCHEMA);
+    this.listing = new DirectoryListing(this.sql);
   }
 
-  /** A scope is about to hold rows of this relay: record it, renew the lease. */
-  async enlist(url: string, scopeName: string, epoch?: string): Promise<{ epoch: string; addrs: string[] }> {
-    this.sql.exec("INSERT OR IGNORE INTO scopes (name) VALUES (?)", scopeName);
-    const lease = await this.renew(url, epoch, undefined, scopeName);
-    return { epoch: lease.epoch, addrs: lease.addrs };
+  /**
+   * A scope is about to hold rows of this relay: records the scope, and opens
+   * the lease if it is not open (a write proves the relay alive). An open
+   * lease is not extended: only heartbeats keep a relay alive.
+   */
+  enlist(url: string, scopeName: string, epoch?: string): Promise<Outcome<Enlisted>> {
+    return this.serial(async () => {
+      const refused = this.refuseRetired(epoch);
+      if (refused) return refused;
+      const lease = await this.touch(url, epoch, undefined, false);
+      this.sql.exec("INSERT OR IGNORE INTO scopes (name) VALUES (?)", scopeName);
+      return ok(lease);
+    });
   }
 
-  async heartbeat(url: string, epoch: string, addrs: string[]): Promise<{ leaseTtlMs: number; intervalMs: number }> {
-    await this.renew(url, epoch, addrs, undefined, true);
-    return leaseSettings(this.env);
+  heartbeat(url: string, epoch: string, addrs: string[]): Promise<Outcome<{ leaseTtlMs: number; intervalMs: number }>> {
+    return this.serial(async () => {
+      const refused = this.refuseRetired(epoch);
+      if (refused) return refused;
+      await this.touch(url, epoch, addrs, true);
+      return ok(leaseSettings(this.env));
+    });
   }
 
-  /** The relay leaves: its rows go from every scope at once. */
-  async shutdown(): Promise<number> {
-    const removed = await this.purgeEverywhere(undefined);
-    this.sql.exec("UPDATE lease SET expires_at = ?", Date.now());
-    await this.ctx.storage.deleteAlarm();
-    return removed;
+  /**
+   * The relay leaves: its rows go from every scope at once. `epoch` (the
+   * caller's header) must be the current one if given: an old process shutting
+   * down after its successor started must not drop the successor's state.
+   */
+  shutdown(epoch?: string): Promise<number> {
+    return this.serial(async () => {
+      const lease = this.lease();
+      if (!lease || (epoch !== undefined && epoch !== lease.epoch)) return 0;
+      const removed = await this.purgeAll(lease.url);
+      this.sql.exec("UPDATE lease SET expires_at = ? WHERE id = 1", Date.now());
+      await this.ctx.storage.deleteAlarm();
+      this.announce(lease.url, lease.epoch, false);
+      return removed;
+    });
   }
 
   view(): LeaseView | null {
-    const row = this.sql.exec("SELECT * FROM lease WHERE id = 1").toArray()[0];
-    if (!row) return null;
+    const lease = this.lease();
+    if (!lease) return null;
+    const lastBeatAt = this.sql.exec("SELECT last_beat_at FROM lease WHERE id = 1").one().last_beat_at as number | null;
+    return { ...lease, lastBeatAt, alive: lease.expiresAt > Date.now(), scopes: this.scopeNames() };
+  }
+
+  async alarm(): Promise<void> {
+    await this.serial(async () => {
+      const lease = this.lease();
+      if (!lease) return;
+      if (this.purgePending()) await this.purgeStale(lease.url, lease.epoch);
+      const now = Date.now();
+      if (lease.expiresAt > now) {
+        await this.ctx.storage.setAlarm(this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt);
+        return;
+      }
+      const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
+      if (now < earliest) {
+        // Just started: the relay's heartbeats may have had nowhere to go.
+        this.sql.exec("UPDATE lease SET expires_at = ? WHERE id = 1", earliest);
+        await this.ctx.storage.setAlarm(earliest);
+        return;
+      }
+      // Lapsed. A failure throws, and the runtime retries the alarm.
+      await this.purgeAll(lease.url);
+      this.announce(lease.url, lease.epoch, false);
+    });
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  /**
+   * Renews the lease (a heartbeat always; any call when the lease is not open
+   * or a new epoch starts) and applies an epoch change: from "" (unknown) it
+   * is adopted, rows kept; otherwise the old epoch is retired and its rows go.
+   */
+  private async touch(url: string, epoch: string | undefined, addrs: string[] | undefined, beat: boolean): Promise<Enlisted> {
+    const now = Date.now();
+    const { leaseTtlMs } = leaseSettings(this.env);
+    const current = this.lease();
+    const next = { epoch: epoch ?? current?.epoch ?? "", addrs: addrs ?? current?.addrs ?? [] };
+    const newEpoch = current !== undefined && current.epoch !== next.epoch;
+    const renew = beat || newEpoch || current === undefined || current.expiresAt <= now;
+    const expiresAt = renew ? now + leaseTtlMs : current.expiresAt;
+    this.sql.exec(
+      `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at) VALUES (1, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
+         expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at)`,
+      url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null,
+    );
+    this.announce(url, next.epoch, true);
+    // A purge still to retry keeps its earlier alarm.
+    if (renew) await this.ctx.storage.setAlarm(this.purgePending() ? Math.min(expiresAt, now + PURGE_RETRY_MS) : expiresAt);
+    if (current && newEpoch && current.epoch === "") {
+      // Rows written before the relay named its epoch belong to this life.
+      await this.eachScope((s) => s.adoptEpoch(url, next.epoch));
+    } else if (current && newEpoch) {
+      this.retire(current.epoch);
+      await this.purgeStale(url, next.epoch);
+    } else if (current && addrs && JSON.stringify(current.addrs) !== JSON.stringify(addrs)) {
+      await this.eachScope((s) => s.updateRelayAddrs(url, addrs));
+    }
+    return { ...next, expiresAt };
+  }
+
+  /** Every scope drops the relay's rows of any epoch but `keep`; a failure is retried by the alarm. */
+  private async purgeStale(url: string, keep: string): Promise<void> {
+    const failed = await this.eachScope((s) => s.purgeRelay(url, keep));
+    if (failed === 0) this.sql.exec("UPDATE retired SET purged = 1 WHERE purged = 0");
+    else await this.ctx.storage.setAlarm(Date.now() + PURGE_RETRY_MS);
+  }
+
+  /** Every scope drops all the relay's rows; scopes are forgotten once purged. Throws if one failed. */
+  private async purgeAll(url: string): Promise<number> {
+    const names = this.scopeNames();
+    const results = await Promise.allSettled(names.map((s) => this.scope(s).purgeRelay(url)));
+    let removed = 0;
+    const failures: unknown[] = [];
+    results.forEach((r, i) => {
+      if (r.status === "rejected") {
+        failures.push(r.reason);
+      } else {
+        removed += r.value;
+        this.sql.exec("DELETE FROM scopes WHERE name = ?", names[i]);
+      }
+    });
+    if (failures.length > 0) {
+      throw new Error(`relay ${url}: ${failures.length} of ${names.length} scopes not purged: ${String(failures[0])}`);
+    }
+    this.sql.exec("UPDATE retired SET purged = 1 WHERE purged = 0");
+    return removed;
+  }
+
+  /** Calls every scope the relay wrote to; returns how many calls failed (logged). */
+  private async eachScope(call: (scope: ReturnType<RelayObject["scope"]>) => Promise<unknown>): Promise<number> {
+    const names = this.scopeNames();
+    const results = await Promise.allSettled(names.map((s) => call(this.scope(s))));
+    const failed = results.filter((r) => r.status === "rejected");
+    for (const f of failed) console.warn(`relay object: a scope call failed: ${String((f as PromiseRejectedResult).reason)}`);
+    return failed.length;
+  }
+
+  private refuseRetired(epoch: string | undefined): Outcome<never> | null {
+    if (epoch === undefined || this.sql.exec("SELECT 1 FROM retired WHERE epoch = ?", epoch).toArray().length === 0) return null;
+    return fail(
+      Code.FailedPrecondition,
+      `epoch ${epoch} of this relay was replaced by a newer one (the relay restarted); calls from the old process are refused`,
+    );
+  }
+
+  private retire(epoch: string): void {
+    this.sql.exec(
+      `INSERT INTO retired (epoch, retired_at, purged) VALUES (?, ?, 0)
+       ON CONFLICT (epoch) DO UPDATE SET retired_at = excluded.retired_at, purged = 0`,
+      epoch, Date.now(),
+    );
+    this.sql.exec(
+      "DELETE FROM retired WHERE epoch IN (SELECT epoch FROM retired ORDER BY retired_at DESC LIMIT -1 OFFSET ?)",
+      RETIRED_KEPT,
+    );
+  }
+
+  private purgePending(): boolean {
+    return this.sql.exec("SELECT 1 FROM retired WHERE purged = 0 LIMIT 1").toArray().length > 0;
+  }
+
+  /** Serialises the object's calls (they await other objects, so they would interleave). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private lease(): Lease | undefined {
+    const row = this.sql.exec("SELECT url, epoch, addrs, expires_at FROM lease WHERE id = 1").toArray()[0];
+    if (!row) return undefined;
     return {
       url: row.url as string,
       epoch: row.epoch as string,
       addrs: JSON.parse(row.addrs as string) as string[],
       expiresAt: row.expires_at as number,
-      lastBeatAt: row.last_beat_at as number | null,
-      alive: (row.expires_at as number) > Date.now(),
-      scopes: this.scopeNames(),
     };
   }
 
-  async alarm(): Promise<void> {
-    const row = this.sql.exec("SELECT expires_at FROM lease WHERE id = 1").toArray()[0];
-    if (!row) return;
-    const expiresAt = row.expires_at as number;
-    if (expiresAt > Date.now()) {
-      await this.ctx.storage.setAlarm(expiresAt);
-      return;
-    }
-    await this.purgeEverywhere(undefined);
-  }
-
-  private async renew(
-    url: string,
-    epoch: string | undefined,
-    addrs: string[] | undefined,
-    exceptScope: string | undefined,
-    beat = false,
-  ): Promise<{ epoch: string; addrs: string[] }> {
-    const now = Date.now();
-    const { leaseTtlMs } = leaseSettings(this.env);
-    const row = this.sql.exec("SELECT epoch, addrs FROM lease WHERE id = 1").toArray()[0];
-    const current = row ? { epoch: row.epoch as string, addrs: JSON.parse(row.addrs as string) as string[] } : undefined;
-    const next = { epoch: epoch ?? current?.epoch ?? "", addrs: addrs ?? current?.addrs ?? [] };
-    this.sql.exec(
-      `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at) VALUES (1, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
-         expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at)`,
-      url, next.epoch, JSON.stringify(next.addrs), now + leaseTtlMs, beat ? now : null,
-    );
-    await this.ctx.storage.setAlarm(now + leaseTtlMs);
-    if (current && current.epoch !== next.epoch) {
-      // A restarted relay: its previous life's rows go everywhere except in the
-      // scope asking (it purges its own copy before writing).
-      await this.purgeEverywhere(current.epoch, exceptScope, false);
-    } else if (current && addrs && JSON.stringify(current.addrs) !== JSON.stringify(addrs)) {
-      await Promise.all(this.scopeNames().map((s) => this.scope(s).updateRelayAddrs(url, addrs)));
-    }
-    return next;
-  }
-
-  /** Purges this relay's rows (of one epoch, or all) in every scope it touched. */
-  private async purgeEverywhere(epoch: string | undefined, exceptScope?: string, forget = true): Promise<number> {
-    const url = this.sql.exec("SELECT url FROM lease WHERE id = 1").toArray()[0]?.url as string | undefined;
-    if (url === undefined) return 0;
-    const names = this.scopeNames().filter((s) => s !== exceptScope);
-    const counts = await Promise.all(names.map((s) => this.scope(s).purgeRelay(url, epoch)));
-    // Scopes are forgotten only once purged; a write racing this re-adds its scope.
-    if (forget) for (const s of names) this.sql.exec("DELETE FROM scopes WHERE name = ?", s);
-    return counts.reduce((a, b) => a + b, 0);
+  /** The admin directory hears when this relay appears, changes epoch or leaves (in the background). */
+  private announce(url: string, epoch: string, up: boolean): void {
+    this.listing.note(up ? `up ${epoch}` : "left", () => directoryStub(this.env).noteRelay(url, epoch, up, Date.now()));
   }
 
   private scopeNames(): string[] {

@@ -101,5 +101,6 @@ export const HOT_QUERIES = {
   expireTrackSubscriptions: "DELETE FROM track_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
   nextTrackExpiry: "SELECT min(expires_at) AS t FROM track_subscriptions WHERE expires_at IS NOT NULL",
   purgeRelay: (table: string) => `DELETE FROM ${table} WHERE relay = ?`,
-  purgeRelayEpoch: (table: string) => `DELETE FROM ${table} WHERE relay = ? AND epoch = ?`,
+  /** A relay's rows of every epoch but the given one (its current life). */
+  purgeRelayEpoch: (table: string) => `DELETE FROM ${table} WHERE relay = ? AND epoch <> ?`,
 } as const;

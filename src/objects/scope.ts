@@ -11,20 +11,14 @@ import type { Env } from "../env.js";
 import { decodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../model/tuple.js";
 import { HOT_QUERIES, SCOPE_SCHEMA, RELAY_OWNED_TABLES } from "./scope-schema.js";
 import { scopeObjectName } from "./names.js";
+import { limitsOf } from "../limits.js";
+import { DirectoryListing, directoryStub } from "./directory.js";
+import { describeRows, type DescribeCursor, type ScopeDescription } from "./scope-describe.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
 
 type Row = Record<string, SqlStorageValue>;
 
-export interface ScopeDescription {
-  config: ScopeSettings;
-  paths: { path: string; permissions: number }[];
-  namespaces: { fields: Uint8Array[]; relay: RelayRef; createdAt: number }[];
-  tracks: { fields: Uint8Array[]; name: string; relay: RelayRef; createdAt: number }[];
-  namespaceSubscriptions: { fields: Uint8Array[]; relay: RelayRef; createdAt: number }[];
-  trackSubscriptions: { fields: Uint8Array[]; name: string; relay: RelayRef; createdAt: number; expiresAt?: number }[];
-  /** Some list had more rows than the page. */
-  more: boolean;
-}
+export type { ScopeDescription };
 
 export interface NamespaceMatch {
   fields: Uint8Array[];
@@ -33,11 +27,19 @@ export interface NamespaceMatch {
 
 export class ScopeObject extends DurableObject<Env> {
   private sql: SqlStorage;
+  private listing: DirectoryListing;
+  /**
+   * Until when each relay's lease is known to be open, as its RelayObject last
+   * said. In memory only: a fresh instance asks again. Writes inside that time
+   * skip the RelayObject; after it, they ask it once (see enlist).
+   */
+  private leaseUntil = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(SCOPE_SCHEMA);
+    this.listing = new DirectoryListing(this.sql);
   }
 
   // ---- config ------------------------------------------------------------
@@ -52,8 +54,9 @@ export class ScopeObject extends DurableObject<Env> {
     };
   }
 
-  putConfig(scope: string | null, config: ScopeSettings): void {
+  async putConfig(scope: string | null, config: ScopeSettings): Promise<void> {
     this.remember(scope);
+    const previousTimeout = this.getConfig().rendezvousTimeoutMs;
     this.sql.exec(
       `INSERT INTO config (id, origin_fallback, lingering_subscribe, rendezvous_timeout_ms) VALUES (1, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET origin_fallback = excluded.origin_fallback,
@@ -62,12 +65,14 @@ export class ScopeObject extends DurableObject<Env> {
       config.lingeringSubscribe ? 1 : 0,
       config.rendezvousTimeoutMs ?? null,
     );
+    if (config.rendezvousTimeoutMs !== previousTimeout) await this.rebaseRendezvous(config.rendezvousTimeoutMs);
   }
 
   // ---- namespaces --------------------------------------------------------
 
   async registerNamespace(scope: string | null, w: Writer, fields: Uint8Array[]): Promise<Outcome<{ id: string }>> {
     const epoch = await this.enlist(scope, w);
+    if (typeof epoch !== "string") return epoch;
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
     const existing = this.sql.exec("SELECT relay, id FROM namespaces WHERE ns_key = ?", key).toArray()[0];
     if (existing) {
@@ -78,6 +83,8 @@ export class ScopeObject extends DurableObject<Env> {
       this.sql.exec("UPDATE namespaces SET epoch = ? WHERE ns_key = ?", epoch, key);
       return ok({ id: existing.id as string });
     }
+    const full = this.overQuota("namespaces", w.relay);
+    if (full) return full;
     const id = crypto.randomUUID();
     this.sql.exec(
       "INSERT INTO namespaces (ns_key, relay, epoch, id, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -111,6 +118,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   async registerTrack(scope: string | null, w: Writer, fields: Uint8Array[], name: string): Promise<Outcome<{ id: string }>> {
     const epoch = await this.enlist(scope, w);
+    if (typeof epoch !== "string") return epoch;
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
     const existing = this.sql.exec("SELECT relay, id FROM tracks WHERE ns_key = ? AND name = ?", key, name).toArray()[0];
     if (existing) {
@@ -118,6 +126,8 @@ export class ScopeObject extends DurableObject<Env> {
       this.sql.exec("UPDATE tracks SET epoch = ? WHERE ns_key = ? AND name = ?", epoch, key, name);
       return ok({ id: existing.id as string });
     }
+    const full = this.overQuota("tracks", w.relay);
+    if (full) return full;
     const id = crypto.randomUUID();
     this.sql.exec(
       "INSERT INTO tracks (ns_key, name, relay, epoch, id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -144,12 +154,12 @@ export class ScopeObject extends DurableObject<Env> {
     return this.lookup(fields);
   }
 
-  listTracks(fields: Uint8Array[]): string[] {
+  /** Track names under the namespace; at most `limit` of them when given. */
+  listTracks(fields: Uint8Array[], limit?: number): string[] {
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
-    return this.sql
-      .exec(HOT_QUERIES.tracksOf, key)
-      .toArray()
-      .map((r) => r.name as string);
+    const cursor =
+      limit === undefined ? this.sql.exec(HOT_QUERIES.tracksOf, key) : this.sql.exec(`${HOT_QUERIES.tracksOf} LIMIT ?`, key, limit);
+    return cursor.toArray().map((r) => r.name as string);
   }
 
   // ---- namespace subscriptions ---------------------------------------------
@@ -161,10 +171,15 @@ export class ScopeObject extends DurableObject<Env> {
     origin: Origin,
   ): Promise<Outcome<{ id: string; upstream: RelayRef[] }>> {
     const epoch = await this.enlist(scope, w);
+    if (typeof epoch !== "string") return epoch;
     const key = encodeTupleWithPrefixes(prefix).key;
     const existing = this.sql
       .exec("SELECT id FROM namespace_subscriptions WHERE prefix_key = ? AND relay = ?", toBlob(key), w.relay)
       .toArray()[0];
+    if (!existing) {
+      const full = this.overQuota("namespace_subscriptions", w.relay);
+      if (full) return full;
+    }
     const id = (existing?.id as string | undefined) ?? crypto.randomUUID();
     // Interest is recorded whatever the interface: it feeds the push path.
     this.sql.exec(
@@ -200,6 +215,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   async subscribeTrack(scope: string | null, w: Writer, fields: Uint8Array[], name: string): Promise<Outcome<{ id: string }>> {
     const epoch = await this.enlist(scope, w);
+    if (typeof epoch !== "string") return epoch;
     const key = toBlob(encodeTupleWithPrefixes(fields).key);
     const { rendezvousTimeoutMs } = this.getConfig();
     const now = Date.now();
@@ -207,6 +223,10 @@ export class ScopeObject extends DurableObject<Env> {
     const existing = this.sql
       .exec("SELECT id FROM track_subscriptions WHERE ns_key = ? AND name = ? AND relay = ?", key, name, w.relay)
       .toArray()[0];
+    if (!existing) {
+      const full = this.overQuota("track_subscriptions", w.relay);
+      if (full) return full;
+    }
     const id = (existing?.id as string | undefined) ?? crypto.randomUUID();
     // Subscribing again renews the subscription's rendezvous deadline.
     this.sql.exec(
@@ -235,23 +255,33 @@ export class ScopeObject extends DurableObject<Env> {
   // ---- relay lifetimes -----------------------------------------------------
 
   /**
-   * Drops every row the relay owns here. With `epoch`, only rows of that epoch
-   * (rows written under a newer epoch stay). Returns how many rows went.
+   * Drops the relay's rows here: all of them, or with `keep` those of every
+   * epoch but `keep` (the relay's current life). Idempotent, so a late or
+   * repeated purge is harmless. Returns how many rows went.
    */
-  purgeRelay(relay: string, epoch?: string): number {
+  purgeRelay(relay: string, keep?: string): number {
     let removed = 0;
     for (const table of RELAY_OWNED_TABLES) {
       const cursor =
-        epoch === undefined
+        keep === undefined
           ? this.sql.exec(HOT_QUERIES.purgeRelay(table), relay)
-          : this.sql.exec(HOT_QUERIES.purgeRelayEpoch(table), relay, epoch);
+          : this.sql.exec(HOT_QUERIES.purgeRelayEpoch(table), relay, keep);
       removed += cursor.rowsWritten;
     }
     const row = this.sql.exec("SELECT epoch FROM relays WHERE url = ?", relay).toArray()[0];
-    if (row && (epoch === undefined || row.epoch === epoch)) {
+    if (row && (keep === undefined || row.epoch !== keep)) {
       this.sql.exec("DELETE FROM relays WHERE url = ?", relay);
+      this.leaseUntil.delete(relay);
     }
     return removed;
+  }
+
+  /** The relay named its epoch: rows written before, under the unknown epoch "", are that life's. */
+  adoptEpoch(relay: string, epoch: string): void {
+    for (const table of RELAY_OWNED_TABLES) {
+      this.sql.exec(`UPDATE ${table} SET epoch = ? WHERE relay = ? AND epoch = ''`, epoch, relay);
+    }
+    this.sql.exec("UPDATE relays SET epoch = ? WHERE url = ? AND epoch = ''", epoch, relay);
   }
 
   /** New socket addresses of a relay (from its heartbeat). */
@@ -280,72 +310,64 @@ export class ScopeObject extends DurableObject<Env> {
     this.sql.exec("DELETE FROM paths WHERE path = ?", path);
   }
 
-  /** One page of each list, for DescribeScope. Lists are ordered by key. */
-  describe(limit: number, offset: number): ScopeDescription {
-    const page = <T>(query: string, map: (r: Row) => T) =>
-      this.sql.exec(`${query} LIMIT ? OFFSET ?`, limit + 1, offset).toArray().map(map);
-    const keyFields = (v: SqlStorageValue) => decodeTuple(new Uint8Array(v as ArrayBuffer));
-    const description: ScopeDescription = {
-      config: this.getConfig(),
-      paths: page("SELECT path, permissions FROM paths ORDER BY path", (r) => ({
-        path: r.path as string,
-        permissions: r.permissions as number,
-      })),
-      namespaces: page("SELECT ns_key, relay, created_at FROM namespaces ORDER BY ns_key", (r) => ({
-        fields: keyFields(r.ns_key),
-        relay: this.relayRef(r.relay as string),
-        createdAt: r.created_at as number,
-      })),
-      tracks: page("SELECT ns_key, name, relay, created_at FROM tracks ORDER BY ns_key, name", (r) => ({
-        fields: keyFields(r.ns_key),
-        name: r.name as string,
-        relay: this.relayRef(r.relay as string),
-        createdAt: r.created_at as number,
-      })),
-      namespaceSubscriptions: page(
-        "SELECT prefix_key, relay, created_at FROM namespace_subscriptions ORDER BY prefix_key, relay",
-        (r) => ({ fields: keyFields(r.prefix_key), relay: this.relayRef(r.relay as string), createdAt: r.created_at as number }),
-      ),
-      trackSubscriptions: page(
-        "SELECT ns_key, name, relay, created_at, expires_at FROM track_subscriptions ORDER BY ns_key, name, relay",
-        (r) => ({
-          fields: keyFields(r.ns_key),
-          name: r.name as string,
-          relay: this.relayRef(r.relay as string),
-          createdAt: r.created_at as number,
-          expiresAt: (r.expires_at as number | null) ?? undefined,
-        }),
-      ),
-      more: false,
-    };
-    for (const list of [description.paths, description.namespaces, description.tracks,
-      description.namespaceSubscriptions, description.trackSubscriptions] as unknown[][]) {
-      if (list.length > limit) {
-        list.length = limit;
-        description.more = true;
-      }
-    }
-    return description;
+  /** One page of each list, for DescribeScope (objects/scope-describe.ts); null if never configured or written. */
+  describe(limit: number, cursor: DescribeCursor): ScopeDescription | null {
+    if (this.sql.exec("SELECT 1 FROM meta WHERE k = 'scope'").toArray().length === 0) return null;
+    return describeRows(this.sql, this.getConfig(), limit, cursor);
   }
 
   // ---- internals -----------------------------------------------------------
 
-  /** Makes the relay known here with its current epoch; returns that epoch. */
-  private async enlist(scope: string | null, w: Writer): Promise<string> {
+  /**
+   * Makes the relay known here with its current epoch; returns that epoch, or
+   * the RelayObject's refusal. The RelayObject is asked when the relay is new
+   * here, names another epoch, or its lease may have lapsed since we last
+   * asked (that call reopens it): at most once per relay per lease TTL.
+   */
+  private async enlist(scope: string | null, w: Writer): Promise<string | Extract<Outcome<never>, { ok: false }>> {
     this.remember(scope);
     const known = this.relayRow(w.relay);
-    if (known && (w.epoch === undefined || w.epoch === known.epoch)) return known.epoch;
+    const leaseOpen = Date.now() < (this.leaseUntil.get(w.relay) ?? 0);
+    if (known && leaseOpen && (w.epoch === undefined || w.epoch === known.epoch)) return known.epoch;
     const relay = this.env.RELAYS.get(this.env.RELAYS.idFromName(w.relay));
     const lease = await relay.enlist(w.relay, scopeObjectName(scope), w.epoch);
-    // Re-read: other calls may have run while we awaited.
+    if (!lease.ok) return lease;
+    const { epoch, addrs, expiresAt } = lease.value;
+    // The RelayObject has already purged or relabelled this scope (it calls
+    // every scope it knows). Rows here of another epoch are left over from a
+    // call to us that failed: apply the same rule locally. Re-read, since
+    // other calls ran while we awaited.
     const now = this.relayRow(w.relay);
-    if (now && now.epoch !== lease.epoch) this.purgeRelay(w.relay, now.epoch);
+    if (now && now.epoch !== epoch) {
+      if (now.epoch === "") this.adoptEpoch(w.relay, epoch);
+      else this.purgeRelay(w.relay, epoch);
+    }
     this.sql.exec(
       `INSERT INTO relays (url, epoch, addrs) VALUES (?, ?, ?)
        ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs`,
-      w.relay, lease.epoch, JSON.stringify(lease.addrs),
+      w.relay, epoch, JSON.stringify(addrs),
     );
-    return lease.epoch;
+    this.leaseUntil.set(w.relay, expiresAt);
+    return epoch;
+  }
+
+  /**
+   * A RESOURCE_EXHAUSTED outcome if the relay already holds its quota of rows
+   * in the table (src/limits.ts), else undefined. Counts over the table's
+   * (relay, epoch) index and stops at the quota, so the cost is bounded by it;
+   * cheaper than keeping counters, which would add a write to every write.
+   */
+  private overQuota(table: (typeof RELAY_OWNED_TABLES)[number], relay: string): Outcome<never> | undefined {
+    const limits = limitsOf(this.env);
+    const [max, what, field, variable] = {
+      namespaces: [limits.namespacesPerRelay, "namespaces", "namespace", "MAX_NAMESPACES_PER_RELAY"],
+      tracks: [limits.tracksPerRelay, "tracks", "track", "MAX_TRACKS_PER_RELAY"],
+      namespace_subscriptions: [limits.subscriptionsPerRelay, "namespace subscriptions", "prefix", "MAX_SUBSCRIPTIONS_PER_RELAY"],
+      track_subscriptions: [limits.subscriptionsPerRelay, "track subscriptions", "track", "MAX_SUBSCRIPTIONS_PER_RELAY"],
+    }[table] as [number, string, string, string];
+    const held = this.sql.exec(`SELECT count(*) AS n FROM (SELECT 1 FROM ${table} WHERE relay = ? LIMIT ?)`, relay, max).one().n as number;
+    if (held < max) return undefined;
+    return fail(Code.ResourceExhausted, `${field}: relay ${relay} already holds ${max} ${what} in this scope, the most allowed (${variable})`);
   }
 
   private relayRow(url: string): { epoch: string; addrs: string[] } | undefined {
@@ -375,6 +397,21 @@ export class ScopeObject extends DurableObject<Env> {
 
   private remember(scope: string | null): void {
     this.sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES ('scope', ?)", scope === null ? "" : `=${scope}`);
+    // The admin directory hears of this scope once, in the background.
+    this.listing.note("listed", () => directoryStub(this.env).noteScope(scope ?? "", Date.now()));
+  }
+
+  /**
+   * A changed rendezvous timeout restarts the clock of every lingering track
+   * subscription with the new value (so lowering it takes effect now, raising
+   * it expires nothing early); no timeout means they no longer expire.
+   */
+  private async rebaseRendezvous(timeoutMs: number | undefined): Promise<void> {
+    const now = Date.now();
+    this.sql.exec(HOT_QUERIES.expireTrackSubscriptions, now);
+    const at = timeoutMs === undefined ? null : now + timeoutMs;
+    const changed = this.sql.exec("UPDATE track_subscriptions SET expires_at = ?", at).rowsWritten;
+    if (at !== null && changed > 0) await this.scheduleExpiry(at);
   }
 
   private async scheduleExpiry(at: number): Promise<void> {

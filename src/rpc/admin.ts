@@ -8,8 +8,11 @@ import { normalizeConnectionPath } from "../model/path.js";
 import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
 import { envOf, scopeStub } from "./convert.js";
 import { describeScope } from "./describe.js";
+import { listRelays, listScopes } from "./relays.js";
+import { directoryStub } from "../objects/directory.js";
 
 const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
+const MAX_TOKEN_SCOPES = 32;
 const MAX_RENDEZVOUS_MS = 24 * 3600 * 1000;
 
 /** A path for PutPath/DeletePath: must normalise to a real path. */
@@ -27,10 +30,13 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     if (req.ttlSeconds !== undefined && (req.ttlSeconds < 1 || req.ttlSeconds > MAX_TOKEN_TTL_SECONDS)) {
       throw invalid("ttl_seconds", `must be between 1 and ${MAX_TOKEN_TTL_SECONDS}`);
     }
+    // Scope claims ride in every request header: keep the token small.
+    if (req.scopes.length > MAX_TOKEN_SCOPES) throw invalid("scopes", `has ${req.scopes.length} entries, more than ${MAX_TOKEN_SCOPES}`);
+    const scopes = [...new Set(req.scopes.map((s, i) => checkScopeName(`scopes[${i}]`, s)))];
     if (!env.TOKEN_SECRET) {
       throw new ConnectError("TOKEN_SECRET is not set (wrangler secret put TOKEN_SECRET)", Code.FailedPrecondition);
     }
-    const minted = await mintRelayToken(env.TOKEN_SECRET, relayUrl, req.ttlSeconds);
+    const minted = await mintRelayToken(env.TOKEN_SECRET, relayUrl, req.ttlSeconds, { scopes, readOnly: req.readOnly });
     return { token: minted.token, expiresAtMs: minted.expiresAtMs === undefined ? undefined : BigInt(minted.expiresAtMs) };
   },
 
@@ -49,6 +55,7 @@ export const adminService: ServiceImpl<typeof AdminService> = {
       lingeringSubscribe: config.lingeringSubscribe,
       rendezvousTimeoutMs: timeout,
     });
+    await directoryStub(env).noteScope(scope, Date.now());
     return {};
   },
 
@@ -62,6 +69,9 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     const previous = await env.PATHS.get(env.PATHS.idFromName(path)).put({ scope, permissions: req.permissions });
     if (previous && previous.scope !== scope) await scopeStub(env, previous.scope).deletePath(path);
     await scopeStub(env, scope).putPath(scope, path, req.permissions);
+    // The scope object also tells the directory, in the background; awaiting here
+    // makes an operator's new scope show in ListScopes as soon as this returns.
+    await directoryStub(env).noteScope(scope, Date.now());
     return { path };
   },
 
@@ -78,11 +88,11 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     return describeScope(envOf(ctx), req);
   },
 
-  async listRelays() {
-    throw new ConnectError("ListRelays is not available yet", Code.Unimplemented);
+  async listRelays(req, ctx) {
+    return listRelays(envOf(ctx), req);
   },
 
-  async listScopes() {
-    throw new ConnectError("ListScopes is not available yet", Code.Unimplemented);
+  async listScopes(req, ctx) {
+    return listScopes(envOf(ctx), req);
   },
 };

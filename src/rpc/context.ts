@@ -9,5 +9,9 @@ export interface Caller {
   relay: string;
   /** Boot epoch from the Moq-Relay-Epoch header, when the relay sent one. */
   epoch?: string;
+  /** From the token: the only scopes this caller may act in (absent = any). */
+  scopes?: readonly string[];
+  /** From the token: the caller may not publish. */
+  readOnly?: boolean;
 }
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "calling relay" });

@@ -12,6 +12,7 @@ import {
   type Namespace,
 } from "../gen/moqworker/v1/coordinator_pb.js";
 import { normalizeConnectionPath } from "../model/path.js";
+import { limitsOf } from "../limits.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid } from "../model/validate.js";
 import type { NamespaceMatch } from "../objects/scope.js";
 import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, scopeStub, unwrap } from "./convert.js";
@@ -117,9 +118,17 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async listTracks(req, ctx) {
-    const { object } = scoped(req, ctx);
+    const { env, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    const names = await object.listTracks(fields);
+    // The trait's list_tracks has no paging: refuse an oversized answer rather than truncate it silently.
+    const cap = limitsOf(env).listTracks;
+    const names = await object.listTracks(fields, cap + 1);
+    if (names.length > cap) {
+      throw new ConnectError(
+        `namespace: more than ${cap} tracks are registered under it; ListTracks returns at most ${cap} (MAX_LIST_TRACKS)`,
+        Code.ResourceExhausted,
+      );
+    }
     const namespace = namespaceMsg(fields);
     return { tracks: names.map((name) => create(TrackEntrySchema, { namespace, name })) };
   },
@@ -152,14 +161,19 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     if (req.epoch.length > MAX_EPOCH_CHARS) throw invalid("epoch", `is longer than ${MAX_EPOCH_CHARS} characters`);
     if (req.addrs.length > MAX_ADDRS) throw invalid("addrs", `has more than ${MAX_ADDRS} entries`);
     const addrs = req.addrs.map((a, i) => checkSocketAddr(`addrs[${i}]`, a));
+    // One process, one epoch: a header naming another would tag its rows with a life this beat does not keep.
+    if (caller.epoch !== undefined && caller.epoch !== req.epoch) {
+      throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${caller.epoch}'`);
+    }
     const relay = env.RELAYS.get(env.RELAYS.idFromName(caller.relay));
-    return relay.heartbeat(caller.relay, req.epoch, addrs);
+    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs));
   },
 
   async shutdown(_req, ctx) {
     const env = envOf(ctx);
     const caller = callerOf(ctx);
-    await env.RELAYS.get(env.RELAYS.idFromName(caller.relay)).shutdown();
+    // With the caller's epoch, so an old process leaving late cannot drop its successor's state.
+    await env.RELAYS.get(env.RELAYS.idFromName(caller.relay)).shutdown(caller.epoch);
     return {};
   },
 };

@@ -1,5 +1,7 @@
 // DescribeScope: everything a scope holds, one page of each list at a time.
+// The page token carries one keyset cursor per list that has more rows.
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   DescribeScopeResponseSchema,
   NamespaceRecordSchema,
@@ -12,35 +14,55 @@ import {
 } from "../gen/moqworker/v1/admin_pb.js";
 import { ScopeConfigSchema, type Permissions } from "../gen/moqworker/v1/coordinator_pb.js";
 import type { Env } from "../env.js";
-import { checkScopeName, invalid } from "../model/validate.js";
+import { checkScopeName } from "../model/validate.js";
+import {
+  DESCRIBE_LISTS,
+  FIRST_PAGE,
+  type DescribeCursor,
+  type DescribeList,
+} from "../objects/scope-describe.js";
+import { decodeToken, encodeToken, fromBase64Url, pageSize, toBase64Url } from "./paging.js";
 import { namespaceMsg, relayMsg, scopeStub } from "./convert.js";
 
-const DEFAULT_PAGE = 100;
-const MAX_PAGE = 1000;
+export const MAX_DESCRIBE_PAGE = 1000;
 
-/** Page tokens are opaque to callers; inside they are a row offset. */
-const encodeToken = (offset: number) => btoa(JSON.stringify({ o: offset }));
-function decodeToken(token: string): number {
-  if (token === "") return 0;
-  try {
-    const { o } = JSON.parse(atob(token)) as { o: unknown };
-    if (typeof o === "number" && Number.isInteger(o) && o >= 0) return o;
-  } catch {
-    // fall through
+/** In the token, blob key columns are base64url strings; text columns are as they are. */
+function encodeCursor(cursor: DescribeCursor): string {
+  const out: Record<string, string[]> = {};
+  for (const [list, key] of Object.entries(cursor) as [DescribeList, SqlStorageValue[] | "start"][]) {
+    if (key === "start") continue;
+    out[list] = key.map((v) => (v instanceof ArrayBuffer ? toBase64Url(new Uint8Array(v)) : String(v)));
   }
-  throw invalid("page_token", "is not a token from a previous response");
+  return encodeToken(out);
 }
 
-export function pageSize(requested: number): number {
-  if (requested > MAX_PAGE) throw invalid("page_size", `must be at most ${MAX_PAGE}`);
-  return requested === 0 ? DEFAULT_PAGE : requested;
+function decodeCursor(token: string): DescribeCursor {
+  return (
+    decodeToken(token, (value) => {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+      const cursor: DescribeCursor = {};
+      for (const [list, key] of Object.entries(value)) {
+        const spec = DESCRIBE_LISTS[list as DescribeList] as (typeof DESCRIBE_LISTS)[DescribeList] | undefined;
+        if (!spec || !Array.isArray(key) || key.length !== spec.key.length) return undefined;
+        if (!key.every((v) => typeof v === "string")) return undefined;
+        cursor[list as DescribeList] = key.map((v: string, i) => (spec.blob[i] ? fromBase64Url(v).buffer as ArrayBuffer : v));
+      }
+      // A token always names at least one list: the last page has none.
+      return Object.keys(cursor).length > 0 ? cursor : undefined;
+    }) ?? FIRST_PAGE
+  );
 }
 
 export async function describeScope(env: Env, req: DescribeScopeRequest): Promise<DescribeScopeResponse> {
-  const scope = checkScopeName("scope", req.scope);
-  const limit = pageSize(req.pageSize);
-  const offset = decodeToken(req.pageToken);
-  const d = await scopeStub(env, scope).describe(limit, offset);
+  // Absent = the unscoped space, as in the coordinator calls.
+  const scope = req.scope === undefined ? null : checkScopeName("scope", req.scope);
+  const limit = pageSize(req.pageSize, MAX_DESCRIBE_PAGE);
+  const cursor = decodeCursor(req.pageToken);
+  const d = await scopeStub(env, scope).describe(limit, cursor);
+  if (d === null) {
+    const name = scope === null ? "the unscoped space" : `'${scope}'`;
+    throw new ConnectError(`scope: ${name} has never been configured or written to`, Code.NotFound);
+  }
   const ms = (t: number) => BigInt(t);
   return create(DescribeScopeResponseSchema, {
     config: create(ScopeConfigSchema, d.config),
@@ -68,6 +90,6 @@ export async function describeScope(env: Env, req: DescribeScopeRequest): Promis
         expiresAtMs: s.expiresAt === undefined ? undefined : ms(s.expiresAt),
       }),
     ),
-    nextPageToken: d.more ? encodeToken(offset + limit) : "",
+    nextPageToken: Object.keys(d.next).length > 0 ? encodeCursor(d.next) : "",
   });
 }

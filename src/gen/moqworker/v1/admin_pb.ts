@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/admin.proto.
  */
 export const file_moqworker_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJWChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBAUIOCgxfdHRsX3NlY29uZHMiVwoYQ3JlYXRlUmVsYXlUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhoKDWV4cGlyZXNfYXRfbXMYAiABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJRChVQdXRTY29wZUNvbmZpZ1JlcXVlc3QSDQoFc2NvcGUYASABKAkSKQoGY29uZmlnGAIgASgLMhkubW9xd29ya2VyLnYxLlNjb3BlQ29uZmlnIhgKFlB1dFNjb3BlQ29uZmlnUmVzcG9uc2UiXQoOUHV0UGF0aFJlcXVlc3QSDAoEcGF0aBgBIAEoCRINCgVzY29wZRgCIAEoCRIuCgtwZXJtaXNzaW9ucxgDIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyIfCg9QdXRQYXRoUmVzcG9uc2USDAoEcGF0aBgBIAEoCSIhChFEZWxldGVQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJIhQKEkRlbGV0ZVBhdGhSZXNwb25zZSJJCglQYXRoRW50cnkSDAoEcGF0aBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyJ/Cg9OYW1lc3BhY2VSZWNvcmQSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgVyZWxheRgCIAEoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8SGAoQcmVnaXN0ZXJlZF9hdF9tcxgDIAEoBCKJAQoLVHJhY2tSZWNvcmQSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAQgASgEIoUBChtOYW1lc3BhY2VTdWJzY3JpcHRpb25SZWNvcmQSJwoGcHJlZml4GAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgVyZWxheRgCIAEoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8SFQoNY3JlYXRlZF9hdF9tcxgDIAEoBCLBAQoXVHJhY2tTdWJzY3JpcHRpb25SZWNvcmQSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgCIAEoCRImCgVyZWxheRgDIAEoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8SFQoNY3JlYXRlZF9hdF9tcxgEIAEoBBIaCg1leHBpcmVzX2F0X21zGAUgASgESACIAQFCEAoOX2V4cGlyZXNfYXRfbXMiTAoURGVzY3JpYmVTY29wZVJlcXVlc3QSDQoFc2NvcGUYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAki8QIKFURlc2NyaWJlU2NvcGVSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWcSJgoFcGF0aHMYAiADKAsyFy5tb3F3b3JrZXIudjEuUGF0aEVudHJ5EjEKCm5hbWVzcGFjZXMYAyADKAsyHS5tb3F3b3JrZXIudjEuTmFtZXNwYWNlUmVjb3JkEikKBnRyYWNrcxgEIAMoCzIZLm1vcXdvcmtlci52MS5UcmFja1JlY29yZBJKChduYW1lc3BhY2Vfc3Vic2NyaXB0aW9ucxgFIAMoCzIpLm1vcXdvcmtlci52MS5OYW1lc3BhY2VTdWJzY3JpcHRpb25SZWNvcmQSQgoTdHJhY2tfc3Vic2NyaXB0aW9ucxgGIAMoCzIlLm1vcXdvcmtlci52MS5UcmFja1N1YnNjcmlwdGlvblJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YByABKAkidAoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlgKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIj0KEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMuMECgxBZG1pblNlcnZpY2USYQoQQ3JlYXRlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVzcG9uc2USWwoOUHV0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVzcG9uc2USRgoHUHV0UGF0aBIcLm1vcXdvcmtlci52MS5QdXRQYXRoUmVxdWVzdBodLm1vcXdvcmtlci52MS5QdXRQYXRoUmVzcG9uc2USTwoKRGVsZXRlUGF0aBIfLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVxdWVzdBogLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVzcG9uc2USWAoNRGVzY3JpYmVTY29wZRIiLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVxdWVzdBojLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVzcG9uc2USTwoKTGlzdFJlbGF5cxIfLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVzcG9uc2USTwoKTGlzdFNjb3BlcxIfLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVzcG9uc2ViBnByb3RvMw", [file_moqworker_v1_coordinator]);
+  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlEKFVB1dFNjb3BlQ29uZmlnUmVxdWVzdBINCgVzY29wZRgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWciGAoWUHV0U2NvcGVDb25maWdSZXNwb25zZSJdCg5QdXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBXNjb3BlGAIgASgJEi4KC3Blcm1pc3Npb25zGAMgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIh8KD1B1dFBhdGhSZXNwb25zZRIMCgRwYXRoGAEgASgJIiEKEURlbGV0ZVBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkiFAoSRGVsZXRlUGF0aFJlc3BvbnNlIkkKCVBhdGhFbnRyeRIMCgRwYXRoGAEgASgJEi4KC3Blcm1pc3Npb25zGAIgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIn8KD05hbWVzcGFjZVJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAMgASgEIokBCgtUcmFja1JlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEgwKBG5hbWUYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYBCABKAQihQEKG05hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBInCgZwcmVmaXgYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAMgASgEIsEBChdUcmFja1N1YnNjcmlwdGlvblJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAQgASgEEhoKDWV4cGlyZXNfYXRfbXMYBSABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJbChREZXNjcmliZVNjb3BlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9zY29wZSLxAgoVRGVzY3JpYmVTY29wZVJlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZxImCgVwYXRocxgCIAMoCzIXLm1vcXdvcmtlci52MS5QYXRoRW50cnkSMQoKbmFtZXNwYWNlcxgDIAMoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VSZWNvcmQSKQoGdHJhY2tzGAQgAygLMhkubW9xd29ya2VyLnYxLlRyYWNrUmVjb3JkEkoKF25hbWVzcGFjZV9zdWJzY3JpcHRpb25zGAUgAygLMikubW9xd29ya2VyLnYxLk5hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBJCChN0cmFja19zdWJzY3JpcHRpb25zGAYgAygLMiUubW9xd29ya2VyLnYxLlRyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgHIAEoCSKwAQoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJEiEKFGxhc3RfaGVhcnRiZWF0X2F0X21zGAcgASgESACIAQFCFwoVX2xhc3RfaGVhcnRiZWF0X2F0X21zIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlgKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIj0KEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMuMECgxBZG1pblNlcnZpY2USYQoQQ3JlYXRlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVzcG9uc2USWwoOUHV0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVzcG9uc2USRgoHUHV0UGF0aBIcLm1vcXdvcmtlci52MS5QdXRQYXRoUmVxdWVzdBodLm1vcXdvcmtlci52MS5QdXRQYXRoUmVzcG9uc2USTwoKRGVsZXRlUGF0aBIfLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVxdWVzdBogLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVzcG9uc2USWAoNRGVzY3JpYmVTY29wZRIiLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVxdWVzdBojLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVzcG9uc2USTwoKTGlzdFJlbGF5cxIfLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVzcG9uc2USTwoKTGlzdFNjb3BlcxIfLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVzcG9uc2ViBnByb3RvMw", [file_moqworker_v1_coordinator]);
 
 /**
  * @generated from message moqworker.v1.CreateRelayTokenRequest
@@ -33,6 +33,23 @@ export type CreateRelayTokenRequest = Message<"moqworker.v1.CreateRelayTokenRequ
    * @generated from field: optional uint32 ttl_seconds = 2;
    */
   ttlSeconds?: number | undefined;
+
+  /**
+   * If not empty, the token acts only in these scopes: any other scope, an
+   * unscoped call, or a connection path resolving elsewhere is PERMISSION_DENIED.
+   * Empty = every scope (the default, for relays shared by tenants). At most 32.
+   *
+   * @generated from field: repeated string scopes = 3;
+   */
+  scopes: string[];
+
+  /**
+   * The relay may not publish with this token: RegisterNamespace and
+   * RegisterTrack are PERMISSION_DENIED (for relays that only serve viewers).
+   *
+   * @generated from field: bool read_only = 4;
+   */
+  readOnly: boolean;
 };
 
 /**
@@ -329,19 +346,23 @@ export const TrackSubscriptionRecordSchema: GenMessage<TrackSubscriptionRecord> 
  */
 export type DescribeScopeRequest = Message<"moqworker.v1.DescribeScopeRequest"> & {
   /**
-   * @generated from field: string scope = 1;
+   * Absent = the unscoped space (as in the coordinator calls); "" is INVALID_ARGUMENT.
+   * A scope that was never configured or written is NOT_FOUND.
+   *
+   * @generated from field: optional string scope = 1;
    */
-  scope: string;
+  scope?: string | undefined;
 
   /**
-   * Per list; default 100, at most 1000.
+   * Rows per list; default 100, at most 1000.
    *
    * @generated from field: uint32 page_size = 2;
    */
   pageSize: number;
 
   /**
-   * From a previous response's next_page_token.
+   * From a previous response's next_page_token. Pages are keyset cursors, one
+   * per list, so rows added or removed between pages do not shift the others.
    *
    * @generated from field: string page_token = 3;
    */
@@ -390,7 +411,8 @@ export type DescribeScopeResponse = Message<"moqworker.v1.DescribeScopeResponse"
   trackSubscriptions: TrackSubscriptionRecord[];
 
   /**
-   * Non-empty when any list has more rows than page_size.
+   * Non-empty when any list has more rows than page_size. The next page holds
+   * only the lists that had more (the others come back empty); config every time.
    *
    * @generated from field: string next_page_token = 7;
    */
@@ -414,11 +436,15 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
   url: string;
 
   /**
+   * Boot epoch of the relay's current (or last) life.
+   *
    * @generated from field: string epoch = 2;
    */
   epoch: string;
 
   /**
+   * Unix milliseconds; in the past when the lease lapsed or the relay shut down.
+   *
    * @generated from field: uint64 lease_expires_at_ms = 3;
    */
   leaseExpiresAtMs: bigint;
@@ -429,14 +455,25 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
   alive: boolean;
 
   /**
+   * Scopes holding rows of this relay; "" is the unscoped space.
+   *
    * @generated from field: repeated string scopes = 5;
    */
   scopes: string[];
 
   /**
+   * Socket addresses from its heartbeats.
+   *
    * @generated from field: repeated string addrs = 6;
    */
   addrs: string[];
+
+  /**
+   * Unix milliseconds of its last Heartbeat; absent if it never sent one.
+   *
+   * @generated from field: optional uint64 last_heartbeat_at_ms = 7;
+   */
+  lastHeartbeatAtMs?: bigint | undefined;
 };
 
 /**
@@ -447,10 +484,15 @@ export const RelayRecordSchema: GenMessage<RelayRecord> = /*@__PURE__*/
   messageDesc(file_moqworker_v1_admin, 15);
 
 /**
+ * Relays are listed from when they first write or heartbeat until a day after
+ * they shut down or their lease lapses, ordered by URL.
+ *
  * @generated from message moqworker.v1.ListRelaysRequest
  */
 export type ListRelaysRequest = Message<"moqworker.v1.ListRelaysRequest"> & {
   /**
+   * Default 100, at most 200 (each relay's lease is read from its own object).
+   *
    * @generated from field: uint32 page_size = 1;
    */
   pageSize: number;
@@ -491,10 +533,15 @@ export const ListRelaysResponseSchema: GenMessage<ListRelaysResponse> = /*@__PUR
   messageDesc(file_moqworker_v1_admin, 17);
 
 /**
+ * Every scope ever configured (PutScopeConfig, PutPath) or written by a
+ * relay, ordered by name.
+ *
  * @generated from message moqworker.v1.ListScopesRequest
  */
 export type ListScopesRequest = Message<"moqworker.v1.ListScopesRequest"> & {
   /**
+   * Default 100, at most 1000.
+   *
    * @generated from field: uint32 page_size = 1;
    */
   pageSize: number;
@@ -517,6 +564,8 @@ export const ListScopesRequestSchema: GenMessage<ListScopesRequest> = /*@__PURE_
  */
 export type ListScopesResponse = Message<"moqworker.v1.ListScopesResponse"> & {
   /**
+   * Scope names; "" is the unscoped space (scope names are never empty).
+   *
    * @generated from field: repeated string scopes = 1;
    */
   scopes: string[];

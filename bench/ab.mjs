@@ -1,0 +1,86 @@
+// A/B comparison of two builds of moq-worker on this machine: a git ref, and
+// the same ref with a patch applied (or another ref). Both bundles run on bare
+// workerd; operations alternate between A and B for several rounds so that
+// background load hits both alike. Reports medians of req/s, p50 and workerd
+// CPU per request (the least noise-sensitive number on a shared machine).
+//
+//   npx node bench/ab.mjs --base HEAD --patch bench/proposals/token-cache.diff [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
+//   npx node bench/ab.mjs --base HEAD~1 --other HEAD
+import { execFileSync } from "node:child_process";
+import { resolve } from "node:path";
+import { runLoad } from "./lib/load.mjs";
+import { worker } from "./lib/ops.mjs";
+import { WorkerRelay } from "./lib/relay.mjs";
+import { buildBundle, cpuMs, sourceTree, startWorkerd } from "./lib/systems.mjs";
+
+const argv = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const base = opt("--base", "HEAD");
+const patch = opt("--patch");
+const other = opt("--other");
+const rounds = Number(opt("--rounds", 5));
+const seconds = Number(opt("--seconds", 4));
+const concurrency = Number(opt("--concurrency", 16));
+const opNames = opt("--ops", "lookup-hit,register").split(",");
+if (!patch && !other) throw new Error("give --patch FILE or --other REF");
+
+const OPS = {
+  "lookup-hit": (auth, n) => worker.lookupHit({ auth, scopeOf: () => "ab", set: "ab", registered: n }),
+  "lookup-miss": (auth) => worker.lookupMiss({ auth, scopeOf: () => "ab", set: "ab" }),
+  register: (auth) => worker.register({ auth, scopeOf: () => "ab", set: `abr${Math.random().toString(36).slice(2, 8)}` }),
+  healthz: () => worker.healthz(),
+};
+
+const srcA = sourceTree(base);
+const srcB = sourceTree(other ?? base);
+if (patch) execFileSync("git", ["apply", resolve(patch)], { cwd: srcB.root, stdio: "inherit" });
+const label = { A: base, B: other ?? `${base} + ${patch}` };
+const results = { A: {}, B: {} };
+const systems = {};
+try {
+  for (const [k, src] of [["A", srcA], ["B", srcB]]) {
+    const bundle = buildBundle(src.root);
+    const w = await startWorkerd({ bundle });
+    const relay = await new WorkerRelay(w.url, "https://relay-ab.bench.test/").start();
+    await runLoad({ baseUrl: w.url, op: worker.register({ auth: relay.auth, scopeOf: () => "ab", set: "ab" }), concurrency: 32, total: 2000 });
+    systems[k] = { bundle, w, relay };
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const name of opNames) {
+      for (const k of r % 2 === 0 ? ["A", "B"] : ["B", "A"]) {
+        const { w, relay } = systems[k];
+        const res = await runLoad({
+          baseUrl: w.url, op: OPS[name](relay.auth, 2000), concurrency, warmupMs: 500, durationMs: seconds * 1000,
+          serverCpuMs: () => cpuMs(w.pids()),
+        });
+        (results[k][name] ??= []).push(res);
+        console.error(`round ${r + 1} ${name} ${k}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
+      }
+    }
+  }
+} finally {
+  for (const s of Object.values(systems)) {
+    s.relay.stop();
+    await s.w.stop();
+    s.bundle.remove();
+  }
+  srcA.remove();
+  srcB.remove();
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+console.log(`A = ${label.A}\nB = ${label.B}\n${rounds} rounds × ${seconds}s, concurrency ${concurrency}, bare workerd; medians\n`);
+console.log("| operation | A req/s | B req/s | B/A | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+for (const name of opNames) {
+  const m = (k, f) => median(results[k][name].map(f));
+  const [ar, br] = [m("A", (x) => x.rps), m("B", (x) => x.rps)];
+  const [ac, bc] = [m("A", (x) => x.serverCpuUsPerReq), m("B", (x) => x.serverCpuUsPerReq)];
+  console.log(`| ${name} | ${ar} | ${br} | ${(br / ar).toFixed(2)}× | ${m("A", (x) => x.p50Ms)} | ${m("B", (x) => x.p50Ms)} | ${ac} | ${bc} | ${(bc / ac).toFixed(2)}× |`);
+}

@@ -1,0 +1,316 @@
+// `moq-worker`: the operator CLI. Each command is one or a few AdminService
+// calls through the generated client; output is a table for people or the
+// canonical proto3 JSON (--json) for scripts. Any failure is one line on
+// stderr and exit status 1.
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import {
+  AdminService,
+  DescribeScopeResponseSchema,
+  ListRelaysResponseSchema,
+  ListScopesResponseSchema,
+  type DescribeScopeResponse,
+} from "../src/gen/moqworker/v1/admin_pb.js";
+import { Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { age, namespaceText, relative, scopeLabel, table } from "./format.js";
+
+export const DEFAULT_URL = "http://127.0.0.1:8787";
+export const DEV_ADMIN_TOKEN = "dev-admin-token";
+const CALL_TIMEOUT_MS = 30_000;
+
+interface GlobalOptions {
+  url: string;
+  token: string;
+  json?: boolean;
+}
+
+type Admin = Client<typeof AdminService>;
+
+function adminClient(opts: GlobalOptions): Admin {
+  let baseUrl: URL;
+  try {
+    baseUrl = new URL(opts.url);
+  } catch {
+    throw new UsageError(`--url: '${opts.url}' is not a URL`);
+  }
+  const transport = createConnectTransport({
+    baseUrl: baseUrl.href.replace(/\/$/, ""),
+    defaultTimeoutMs: CALL_TIMEOUT_MS,
+    interceptors: [
+      (next) => (req) => {
+        req.header.set("authorization", `Bearer ${opts.token}`);
+        return next(req);
+      },
+    ],
+  });
+  return createClient(AdminService, transport);
+}
+
+class UsageError extends Error {}
+
+const wholeNumber = (what: string, min: number) => (value: string) => {
+  if (!/^\d+$/.test(value) || Number(value) < min) throw new InvalidArgumentError(`must be a whole number of ${what}, at least ${min}`);
+  return Number(value);
+};
+
+/** Rows per request; the command still fetches every page. */
+const pageSizeOption = (max: number) =>
+  new Option("--page-size <rows>", "rows per request (every page is fetched)").argParser(wholeNumber("rows", 1)).default(max);
+
+function print(opts: GlobalOptions, human: () => string, json: () => unknown): void {
+  process.stdout.write(`${opts.json ? JSON.stringify(json(), null, 2) : human()}\n`);
+}
+
+// Every field, defaults included, so scripts need not know proto3 JSON omits them.
+const asJson = <D extends DescMessage>(schema: D, msg: MessageShape<D>) => toJson(schema, msg, { alwaysEmitImplicit: true });
+
+/** Follows next_page_token to the end, merging every page's lists into the first. */
+async function allPages<T extends { nextPageToken: string }>(
+  fetch: (pageToken: string) => Promise<T>,
+  merge: (into: T, page: T) => void,
+): Promise<T> {
+  const first = await fetch("");
+  for (let token = first.nextPageToken; token !== ""; ) {
+    const page = await fetch(token);
+    merge(first, page);
+    token = page.nextPageToken;
+  }
+  first.nextPageToken = "";
+  return first;
+}
+
+const PERMISSION_TEXT: Record<number, string> = {
+  [Permissions.READ_WRITE]: "read-write",
+  [Permissions.READ_ONLY]: "read-only",
+};
+
+function describeText(scope: string | undefined, d: DescribeScopeResponse): string {
+  const now = Date.now();
+  const c = d.config;
+  const section = (title: string, head: string[], rows: string[][]) =>
+    `\n${title} (${rows.length})\n${rows.length === 0 ? "  none" : table(head, rows).replace(/^/gm, "  ")}`;
+  return [
+    `scope               ${scope === undefined ? "(unscoped)" : scope}`,
+    `origin fallback     ${c?.originFallback ?? "-"}`,
+    `lingering subscribe ${c?.lingeringSubscribe ? "yes" : "no"}`,
+    `rendezvous timeout  ${c?.rendezvousTimeoutMs === undefined ? "-" : `${c.rendezvousTimeoutMs} ms`}`,
+    section("paths", ["PATH", "PERMISSIONS"], d.paths.map((p) => [p.path, PERMISSION_TEXT[p.permissions] ?? String(p.permissions)])),
+    section(
+      "namespaces",
+      ["NAMESPACE", "RELAY", "AGE"],
+      d.namespaces.map((n) => [namespaceText(n.namespace), n.relay?.url ?? "-", age(n.registeredAtMs, now)]),
+    ),
+    section(
+      "tracks",
+      ["NAMESPACE", "TRACK", "RELAY", "AGE"],
+      d.tracks.map((t) => [namespaceText(t.namespace), t.name, t.relay?.url ?? "-", age(t.registeredAtMs, now)]),
+    ),
+    section(
+      "namespace subscriptions",
+      ["PREFIX", "RELAY", "AGE"],
+      d.namespaceSubscriptions.map((s) => [namespaceText(s.prefix), s.relay?.url ?? "-", age(s.createdAtMs, now)]),
+    ),
+    section(
+      "track subscriptions",
+      ["NAMESPACE", "TRACK", "RELAY", "AGE", "EXPIRES"],
+      d.trackSubscriptions.map((s) => [
+        namespaceText(s.namespace),
+        s.track,
+        s.relay?.url ?? "-",
+        age(s.createdAtMs, now),
+        s.expiresAtMs === undefined ? "lingers" : relative(s.expiresAtMs, now),
+      ]),
+    ),
+  ].join("\n");
+}
+
+export function buildProgram(): Command {
+  const program = new Command("moq-worker")
+    .description("Operate a moq-worker coordinator: relay tokens, scopes, connection paths, relays.")
+    .addOption(new Option("--url <url>", "the Worker's URL").env("MOQ_WORKER_URL").default(DEFAULT_URL))
+    .addOption(
+      new Option("--token <token>", "admin token")
+        .env("MOQ_WORKER_ADMIN_TOKEN")
+        .default(DEV_ADMIN_TOKEN, `${DEV_ADMIN_TOKEN}, the local dev Worker's`),
+    )
+    .option("--json", "print proto3 JSON (as the Connect API returns it) instead of tables")
+    .showSuggestionAfterError()
+    .exitOverride();
+
+  const globals = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+
+  const token = program.command("token").description("relay credentials");
+  token
+    .command("create")
+    .description("mint the bearer token that binds a relay edge to its URL")
+    .argument("<relay-url>", "the relay's public https URL")
+    .addOption(new Option("--ttl <seconds>", "lifetime (default: does not expire)").argParser(wholeNumber("seconds", 1)))
+    .action(async (relayUrl: string, o: { ttl?: number }, cmd: Command) => {
+      const opts = globals(cmd);
+      const res = await adminClient(opts).createRelayToken({ relayUrl, ttlSeconds: o.ttl });
+      print(
+        opts,
+        () => res.token,
+        () => ({ token: res.token, ...(res.expiresAtMs === undefined ? {} : { expiresAtMs: String(res.expiresAtMs) }) }),
+      );
+      if (!opts.json && res.expiresAtMs !== undefined) {
+        process.stderr.write(`expires ${new Date(Number(res.expiresAtMs)).toISOString()}\n`);
+      }
+    });
+
+  const scope = program.command("scope").description("scopes: configuration and contents");
+  scope
+    .command("set")
+    .description("set a scope's configuration (replaces all of it; unset flags mean defaults)")
+    .argument("<scope>", "scope name")
+    .option("--origin-fallback <url>", "relay to ask when no relay has a namespace")
+    .option("--lingering", "keep track subscribers waiting for a publisher (rendezvous)")
+    .addOption(
+      new Option("--rendezvous-timeout <ms>", "how long a lingering subscriber waits").argParser(wholeNumber("milliseconds", 1)),
+    )
+    .action(async (name: string, o: { originFallback?: string; lingering?: boolean; rendezvousTimeout?: number }, cmd: Command) => {
+      const opts = globals(cmd);
+      const config = { originFallback: o.originFallback, lingeringSubscribe: !!o.lingering, rendezvousTimeoutMs: o.rendezvousTimeout };
+      await adminClient(opts).putScopeConfig({ scope: name, config });
+      print(
+        opts,
+        () =>
+          `scope ${name}: origin fallback ${config.originFallback ?? "-"}, lingering subscribe ${config.lingeringSubscribe ? "yes" : "no"}, ` +
+          `rendezvous timeout ${config.rendezvousTimeoutMs === undefined ? "-" : `${config.rendezvousTimeoutMs} ms`}`,
+        () => ({}),
+      );
+    });
+  scope
+    .command("show")
+    .description("a scope's configuration, paths, namespaces, tracks and subscriptions (every page)")
+    .argument("[scope]", "scope name")
+    .option("--unscoped", "show the unscoped space instead of a named scope")
+    .addOption(pageSizeOption(1000))
+    .action(async (name: string | undefined, o: { unscoped?: boolean; pageSize: number }, cmd: Command) => {
+      const opts = globals(cmd);
+      if ((name === undefined) === !o.unscoped) throw new UsageError("scope show: give a scope name or --unscoped (not both)");
+      const admin = adminClient(opts);
+      const d = await allPages(
+        (pageToken) => admin.describeScope({ scope: name, pageSize: o.pageSize, pageToken }),
+        (into, page) => {
+          into.paths.push(...page.paths);
+          into.namespaces.push(...page.namespaces);
+          into.tracks.push(...page.tracks);
+          into.namespaceSubscriptions.push(...page.namespaceSubscriptions);
+          into.trackSubscriptions.push(...page.trackSubscriptions);
+        },
+      );
+      print(opts, () => describeText(name, d), () => asJson(DescribeScopeResponseSchema, d));
+    });
+  const listScopes = async (o: { pageSize: number }, cmd: Command) => {
+    const opts = globals(cmd);
+    const admin = adminClient(opts);
+    const res = await allPages(
+      (pageToken) => admin.listScopes({ pageSize: o.pageSize, pageToken }),
+      (into, page) => into.scopes.push(...page.scopes),
+    );
+    print(
+      opts,
+      () => (res.scopes.length === 0 ? "no scopes" : table(["SCOPE"], res.scopes.map((s) => [scopeLabel(s)]))),
+      () => asJson(ListScopesResponseSchema, res),
+    );
+  };
+  scope.command("ls").description("every scope ever configured or written to").addOption(pageSizeOption(1000)).action(listScopes);
+  program.command("scopes").description("same as `scope ls`").addOption(pageSizeOption(1000)).action(listScopes);
+
+  const path = program.command("path").description("connection paths (the URL path a session connects with) → scopes");
+  path
+    .command("set")
+    .description("map a connection path to a scope")
+    .argument("<path>", "connection path, e.g. /tenant/publish")
+    .argument("<scope>", "scope name")
+    .addOption(new Option("--read-only", "sessions on this path may only subscribe").conflicts("readWrite"))
+    .addOption(new Option("--read-write", "sessions on this path may publish and subscribe"))
+    .action(async (p: string, name: string, o: { readOnly?: boolean; readWrite?: boolean }, cmd: Command) => {
+      const opts = globals(cmd);
+      if (!o.readOnly && !o.readWrite) throw new UsageError("path set: give --read-only or --read-write");
+      const permissions = o.readOnly ? Permissions.READ_ONLY : Permissions.READ_WRITE;
+      const res = await adminClient(opts).putPath({ path: p, scope: name, permissions });
+      print(opts, () => `path ${res.path} -> scope ${name} (${PERMISSION_TEXT[permissions]})`, () => ({ path: res.path }));
+    });
+  path
+    .command("rm")
+    .description("remove a connection path's mapping")
+    .argument("<path>", "connection path")
+    .action(async (p: string, _o: unknown, cmd: Command) => {
+      const opts = globals(cmd);
+      await adminClient(opts).deletePath({ path: p });
+      print(opts, () => `path ${p} removed`, () => ({}));
+    });
+
+  program
+    .command("relays")
+    .description("relays with their epoch, lease, liveness and the scopes they wrote to")
+    .addOption(pageSizeOption(200))
+    .action(async (o: { pageSize: number }, cmd: Command) => {
+      const opts = globals(cmd);
+      const admin = adminClient(opts);
+      const res = await allPages(
+        (pageToken) => admin.listRelays({ pageSize: o.pageSize, pageToken }),
+        (into, page) => into.relays.push(...page.relays),
+      );
+      const now = Date.now();
+      print(
+        opts,
+        () =>
+          res.relays.length === 0
+            ? "no relays"
+            : table(
+                ["URL", "ALIVE", "EPOCH", "LEASE", "HEARTBEAT", "ADDRS", "SCOPES"],
+                res.relays.map((r) => [
+                  r.url,
+                  r.alive ? "yes" : "no",
+                  r.epoch || "-",
+                  relative(r.leaseExpiresAtMs, now),
+                  r.lastHeartbeatAtMs === undefined ? "-" : `${age(r.lastHeartbeatAtMs, now)} ago`,
+                  r.addrs.join(",") || "-",
+                  r.scopes.map(scopeLabel).join(",") || "-",
+                ]),
+              ),
+        () => asJson(ListRelaysResponseSchema, res),
+      );
+    });
+
+  return program;
+}
+
+/** One line saying what went wrong, for any failure. */
+export function errorLine(err: unknown, url: string): string {
+  if (err instanceof UsageError) return err.message;
+  const connect = ConnectError.from(err);
+  // fetch() failures (no server, DNS, TLS) arrive as Code.Unknown wrapping a chain of causes.
+  let cause: unknown = connect.cause ?? (err as { cause?: unknown }).cause;
+  while ((cause as { cause?: unknown } | undefined)?.cause) cause = (cause as { cause: unknown }).cause;
+  if (!(err instanceof ConnectError) || (connect.code === Code.Unknown && cause instanceof Error)) {
+    const why = cause instanceof Error ? ((cause as { code?: string }).code ?? cause.message) : connect.rawMessage;
+    return `cannot reach ${url} (${why}); is the Worker running (npm start) and --url right?`;
+  }
+  const code = Code[connect.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+  const hint =
+    connect.code === Code.Unauthenticated || connect.code === Code.PermissionDenied
+      ? " (check --token / MOQ_WORKER_ADMIN_TOKEN)"
+      : "";
+  return `${code}: ${connect.rawMessage}${hint}`;
+}
+
+/** Runs the CLI; resolves to the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    // commander has printed its own usage errors and help already.
+    if (err instanceof CommanderError) return err.exitCode;
+    const opts = program.opts() as GlobalOptions;
+    process.stderr.write(`moq-worker: ${errorLine(err, opts.url)}\n`);
+    return 1;
+  }
+}

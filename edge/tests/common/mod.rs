@@ -1,0 +1,233 @@
+//! Test support: a real local moq-worker (`wrangler dev`) and admin calls.
+
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use moq_worker_edge::{proto, ConnectClient, RetryPolicy};
+use url::Url;
+
+/// Local development admin token (documented; never accepted when deployed).
+pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+
+/// A Worker to test against: either one a script already started
+/// (`MOQ_WORKER_URL`), or our own `wrangler dev`, killed on drop.
+pub struct Worker {
+    pub url: Url,
+    pub admin_token: String,
+    child: Option<Child>,
+    _state: Option<tempfile::TempDir>,
+    log: Option<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The arguments of package.json's `start` script with our port and state
+/// directory, so tests run the Worker exactly as `npm start` configures it
+/// (local vars and secrets included).
+fn wrangler_args(port: u16, state: &str) -> anyhow::Result<Vec<String>> {
+    let pkg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo_root().join("package.json"))?)?;
+    let start = pkg["scripts"]["start"]
+        .as_str()
+        .context("package.json has no scripts.start")?;
+    let mut args: Vec<String> = start.split_whitespace().map(str::to_string).collect();
+    anyhow::ensure!(
+        args.first().map(String::as_str) == Some("wrangler"),
+        "scripts.start does not run wrangler: {start}"
+    );
+    for (flag, value) in [
+        ("--port", port.to_string()),
+        ("--persist-to", state.to_string()),
+        // Any free inspector port: the default 9229 clashes with other
+        // wrangler instances (npm start, other test runs).
+        ("--inspector-port", "0".to_string()),
+    ] {
+        match args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < args.len() => args[i + 1] = value,
+            _ => args.extend([flag.to_string(), value]),
+        }
+    }
+    args.push("--show-interactive-dev-session=false".to_string());
+    Ok(args)
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Worker {
+    pub async fn start() -> anyhow::Result<Self> {
+        let admin_token =
+            std::env::var("MOQ_ADMIN_TOKEN").unwrap_or_else(|_| DEV_ADMIN_TOKEN.to_string());
+        if let Ok(url) = std::env::var("MOQ_WORKER_URL") {
+            let worker = Self {
+                url: Url::parse(&url).context("MOQ_WORKER_URL")?,
+                admin_token,
+                child: None,
+                _state: None,
+                log: None,
+            };
+            worker.wait_ready(Duration::from_secs(30)).await?;
+            return Ok(worker);
+        }
+
+        let state = tempfile::tempdir()?;
+        let port = free_tcp_port();
+        let args = wrangler_args(port, state.path().to_str().unwrap())?;
+        let log = std::env::temp_dir().join(format!("moq-edge-wrangler-{port}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new("npx")
+            .args(&args)
+            .current_dir(repo_root())
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            // Own process group, so drop can kill npx, wrangler and workerd at once.
+            .process_group(0)
+            .spawn()
+            .context("failed to run `npx wrangler dev` (run `npm ci` in the repo root)")?;
+        let worker = Self {
+            url: Url::parse(&format!("http://127.0.0.1:{port}"))?,
+            admin_token,
+            child: Some(child),
+            _state: Some(state),
+            log: Some(log.clone()),
+        };
+        worker
+            .wait_ready(Duration::from_secs(90))
+            .await
+            .with_context(|| format!("wrangler dev did not come up; see {}", log.display()))?;
+        Ok(worker)
+    }
+
+    async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let health = self.url.join("/healthz")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(resp) = http.get(health.clone()).send().await {
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{health} not healthy after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin {
+            rpc: ConnectClient::new(
+                self.url.clone(),
+                "moqworker.v1.AdminService",
+                vec![("Authorization", format!("Bearer {}", self.admin_token))],
+                RetryPolicy::default(),
+            )
+            .unwrap(),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = child.id();
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pgid}")])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .status();
+            let _ = child.wait();
+        }
+        if let Some(log) = &self.log {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+}
+
+pub struct Admin {
+    rpc: ConnectClient,
+}
+
+impl Admin {
+    pub async fn relay_token(&self, relay_url: &str) -> anyhow::Result<String> {
+        let resp: proto::CreateRelayTokenResponse = self
+            .rpc
+            .call(
+                "CreateRelayToken",
+                &proto::CreateRelayTokenRequest {
+                    relay_url: relay_url.to_string(),
+                    ..Default::default()
+                },
+                false,
+            )
+            .await?;
+        Ok(resp.token)
+    }
+
+    pub async fn put_path(
+        &self,
+        path: &str,
+        scope: &str,
+        permissions: proto::Permissions,
+    ) -> anyhow::Result<()> {
+        let _: proto::PutPathResponse = self
+            .rpc
+            .call(
+                "PutPath",
+                &proto::PutPathRequest {
+                    path: path.to_string(),
+                    scope: scope.to_string(),
+                    permissions: permissions as i32,
+                },
+                true,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn put_scope_config(
+        &self,
+        scope: &str,
+        config: proto::ScopeConfig,
+    ) -> anyhow::Result<()> {
+        let _: proto::PutScopeConfigResponse = self
+            .rpc
+            .call(
+                "PutScopeConfig",
+                &proto::PutScopeConfigRequest {
+                    scope: scope.to_string(),
+                    config: Some(config),
+                },
+                true,
+            )
+            .await?;
+        Ok(())
+    }
+}

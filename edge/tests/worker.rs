@@ -1,0 +1,721 @@
+//! WorkerCoordinator against a real local moq-worker (`wrangler dev`).
+//!
+//! One Worker serves every case, so this file has its own runner
+//! (harness = false): it starts the Worker, runs the cases in order, and
+//! always stops the Worker's process group, even when a case fails.
+//! `cargo test --test worker -- <filter>` runs the cases whose name contains
+//! <filter>. Set MOQ_WORKER_URL to use a Worker that is already running.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use futures::FutureExt;
+use moq_relay_ietf::{
+    Coordinator, CoordinatorContext, CoordinatorError, RelayInfo, ScopePermissions,
+};
+use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix};
+use moq_worker_edge::{proto, WorkerCoordinator, WorkerCoordinatorConfig};
+use url::Url;
+
+use common::{Admin, Worker};
+
+struct Env {
+    worker: Worker,
+    admin: Admin,
+    /// Distinguishes this run's names on a long-lived Worker.
+    run: String,
+}
+
+/// A relay as the Worker knows it: a token-bound URL and a socket address.
+struct Relay {
+    coord: WorkerCoordinator,
+    url: Url,
+    addr: SocketAddr,
+    token: String,
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(20000);
+
+impl Env {
+    fn ns(&self, path: &str) -> TrackNamespace {
+        TrackNamespace::from_utf8_path(&format!("{}/{path}", self.run))
+    }
+
+    fn prefix(&self, path: &str) -> TrackNamespacePrefix {
+        TrackNamespacePrefix::from_utf8_path(&format!("{}/{path}", self.run))
+    }
+
+    fn scope(&self, name: &str) -> String {
+        format!("{}-{name}", self.run)
+    }
+
+    /// A new relay identity (fresh URL and token) with its own coordinator.
+    async fn relay(&self, name: &str) -> anyhow::Result<Relay> {
+        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let url = Url::parse(&format!("https://{name}-{}.relay.test:{port}", self.run))?;
+        let token = self.admin.relay_token(url.as_str()).await?;
+        let coord = self.coordinator(&token, addr).await?;
+        Ok(Relay {
+            coord,
+            url,
+            addr,
+            token,
+        })
+    }
+
+    async fn coordinator(
+        &self,
+        token: &str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<WorkerCoordinator> {
+        let mut config = WorkerCoordinatorConfig::new(self.worker.url.clone(), token);
+        config.addrs = vec![addr];
+        WorkerCoordinator::connect(config).await
+    }
+}
+
+fn same_relay(info: &RelayInfo, relay: &Relay) -> bool {
+    info.url.host_str() == relay.url.host_str() && info.url.port() == relay.url.port()
+}
+
+/// Poll `check` until it returns Ok, for effects of spawned (RAII) cleanup.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(err.context(format!("{what}: still failing after 10s")))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn assert_not_found(
+    relay: &Relay,
+    scope: Option<&str>,
+    ns: &TrackNamespace,
+) -> anyhow::Result<()> {
+    match relay.coord.lookup(scope, ns).await {
+        Err(CoordinatorError::NamespaceNotFound) => Ok(()),
+        Ok((origin, _)) => anyhow::bail!("expected NOT_FOUND for {ns}, found {}", origin.url()),
+        Err(err) => anyhow::bail!("expected NOT_FOUND for {ns}, got {err}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------
+
+async fn bad_token_is_refused(env: &Env) -> anyhow::Result<()> {
+    let err = env
+        .coordinator("not-a-token", "127.0.0.1:1".parse()?)
+        .await
+        .err()
+        .context("a forged token must not connect")?;
+    ensure!(
+        err.to_string().contains("unauthenticated")
+            || err.to_string().contains("permission_denied"),
+        "unexpected error: {err:#}"
+    );
+    Ok(())
+}
+
+async fn register_and_lookup(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("live/room");
+    let _reg = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+
+    // Another relay finds A, with its socket address.
+    let (origin, client) = b.coord.lookup(None, &ns).await?;
+    ensure!(client.is_none());
+    ensure!(origin.namespace() == &ns, "matched {}", origin.namespace());
+    ensure!(
+        origin.url().host_str() == a.url.host_str(),
+        "origin {}",
+        origin.url()
+    );
+    ensure!(origin.addr() == Some(a.addr), "addr {:?}", origin.addr());
+
+    // Longest registered prefix answers for a deeper namespace.
+    let (origin, _) = b.coord.lookup(None, &env.ns("live/room/cam-1")).await?;
+    ensure!(
+        origin.namespace() == &ns,
+        "prefix match gave {}",
+        origin.namespace()
+    );
+
+    // lookup_track without a track registration falls back to the namespace.
+    let (origin, _) = b.coord.lookup_track(None, &ns, "video").await?;
+    ensure!(origin.url().host_str() == a.url.host_str());
+
+    assert_not_found(&b, None, &env.ns("live/other")).await
+}
+
+async fn second_relay_gets_already_exists(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("contested");
+    let _reg = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    match b
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await
+    {
+        Err(CoordinatorError::NamespaceAlreadyRegistered) => {}
+        Ok(_) => anyhow::bail!("B registered a namespace A holds"),
+        Err(err) => anyhow::bail!("expected ALREADY_EXISTS, got {err}"),
+    }
+    // A refused registration leaves nothing behind locally.
+    ensure!(b.coord.active_leases() == 0, "{} leases", b.coord.active_leases());
+    // The same relay registering again is a success (idempotent retry).
+    let _again = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    Ok(())
+}
+
+async fn dropping_registration_unregisters(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("ephemeral");
+    let reg = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    b.coord.lookup(None, &ns).await?;
+    drop(reg);
+    eventually("drop unregisters", || assert_not_found(&b, None, &ns)).await?;
+    // And the local bookkeeping is gone too.
+    eventually("lease forgotten", || async {
+        ensure!(
+            a.coord.active_leases() == 0,
+            "{} leases left",
+            a.coord.active_leases()
+        );
+        Ok(())
+    })
+    .await
+}
+
+async fn explicit_unregister_namespace(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let ns = env.ns("explicit");
+    let _reg = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    a.coord.unregister_namespace(None, &ns).await?;
+    assert_not_found(&a, None, &ns).await
+}
+
+async fn scopes_are_isolated(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let (s1, s2) = (env.scope("iso-1"), env.scope("iso-2"));
+    let ns = env.ns("scoped");
+    let _reg = a
+        .coord
+        .register_namespace(Some(&s1), &ns, &CoordinatorContext::public())
+        .await?;
+    a.coord.lookup(Some(&s1), &ns).await?;
+    assert_not_found(&a, Some(&s2), &ns).await?;
+    assert_not_found(&a, None, &ns).await
+}
+
+async fn tracks(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("match-42");
+    let hd = a.coord.register_track(None, &ns, "video-1080p").await?;
+    let _sd = a.coord.register_track(None, &ns, "video-480p").await?;
+
+    let mut names: Vec<String> = b
+        .coord
+        .list_tracks(None, &ns)
+        .await?
+        .into_iter()
+        .map(|t| {
+            assert_eq!(t.namespace, ns);
+            t.name
+        })
+        .collect();
+    names.sort();
+    ensure!(names == ["video-1080p", "video-480p"], "tracks {names:?}");
+
+    // An exact track registration routes even with no namespace registration.
+    let (origin, _) = b.coord.lookup_track(None, &ns, "video-1080p").await?;
+    ensure!(origin.url().host_str() == a.url.host_str());
+    ensure!(matches!(
+        b.coord.lookup_track(None, &ns, "audio").await,
+        Err(CoordinatorError::NamespaceNotFound)
+    ));
+
+    drop(hd);
+    eventually("track drop unregisters", || async {
+        let left = b.coord.list_tracks(None, &ns).await?;
+        ensure!(
+            left.len() == 1 && left[0].name == "video-480p",
+            "left {left:?}"
+        );
+        Ok(())
+    })
+    .await?;
+
+    a.coord.unregister_track(None, &ns, "video-480p").await?;
+    ensure!(b.coord.list_tracks(None, &ns).await?.is_empty());
+    Ok(())
+}
+
+async fn subscribe_namespace_excludes_caller_and_source(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let c = env.relay("c").await?;
+    let _ra = a
+        .coord
+        .register_namespace(None, &env.ns("room/alice"), &CoordinatorContext::public())
+        .await?;
+    let _rc = c
+        .coord
+        .register_namespace(None, &env.ns("room/carol"), &CoordinatorContext::public())
+        .await?;
+    let prefix = env.prefix("room");
+
+    // B (hosting nothing) is told to pull from A and C.
+    let sub = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        sub.upstream_relays.len() == 2,
+        "upstreams {:?}",
+        sub.upstream_relays
+    );
+    ensure!(sub.upstream_relays.iter().any(|r| same_relay(r, &a)));
+    ensure!(sub.upstream_relays.iter().any(|r| same_relay(r, &c)));
+    ensure!(sub.upstream_relays.iter().all(|r| r.addr.is_some()));
+
+    // A never pulls from itself.
+    let sub_a = a
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        sub_a.upstream_relays.len() == 1 && same_relay(&sub_a.upstream_relays[0], &c),
+        "A's upstreams {:?}",
+        sub_a.upstream_relays
+    );
+
+    // The source peer is excluded: by URL ...
+    let mut from_c = CoordinatorContext::public();
+    from_c.source = Some(RelayInfo::new(c.url.clone()));
+    let sub_b2 = b.coord.subscribe_namespace(None, &prefix, &from_c).await?;
+    ensure!(
+        sub_b2.upstream_relays.len() == 1 && same_relay(&sub_b2.upstream_relays[0], &a),
+        "excluding C by URL: {:?}",
+        sub_b2.upstream_relays
+    );
+    // ... and by socket address, as the relay reports inbound peers.
+    let mut from_c_addr = CoordinatorContext::public();
+    from_c_addr.source = Some(RelayInfo::from_socket_addr(c.addr));
+    let sub_b3 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &from_c_addr)
+        .await?;
+    ensure!(
+        sub_b3.upstream_relays.len() == 1 && same_relay(&sub_b3.upstream_relays[0], &a),
+        "excluding C by address: {:?}",
+        sub_b3.upstream_relays
+    );
+
+    // Internal sessions never fan out upstream.
+    let internal = CoordinatorContext::internal(Some(RelayInfo::from_socket_addr(c.addr)));
+    let sub_internal = b
+        .coord
+        .subscribe_namespace(None, &prefix, &internal)
+        .await?;
+    ensure!(
+        sub_internal.upstream_relays.is_empty(),
+        "{:?}",
+        sub_internal.upstream_relays
+    );
+    Ok(())
+}
+
+async fn namespace_subscribers(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let prefix = env.prefix("sports");
+    let ns = env.ns("sports/match-1");
+
+    let sub1 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    // A second local subscriber to the same prefix on the same relay.
+    let sub2 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    let _own = a
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+
+    // A publishing under the prefix must push to B, not to itself.
+    let found = a
+        .coord
+        .lookup_namespace_subscribers(None, &ns, &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        found.len() == 1 && same_relay(&found[0], &b),
+        "subscribers {found:?}"
+    );
+    ensure!(found[0].addr == Some(b.addr), "addr {:?}", found[0].addr);
+
+    // Never echoed back to the source, by URL or by address.
+    let internal_from_b = CoordinatorContext::internal(Some(RelayInfo::from_socket_addr(b.addr)));
+    ensure!(a
+        .coord
+        .lookup_namespace_subscribers(None, &ns, &internal_from_b)
+        .await?
+        .is_empty());
+    let by_url = CoordinatorContext::internal(Some(RelayInfo::new(b.url.clone())));
+    ensure!(a
+        .coord
+        .lookup_namespace_subscribers(None, &ns, &by_url)
+        .await?
+        .is_empty());
+
+    // A namespace outside the prefix has no subscribers.
+    ensure!(a
+        .coord
+        .lookup_namespace_subscribers(None, &env.ns("news/x"), &CoordinatorContext::public())
+        .await?
+        .is_empty());
+
+    // Dropping one of B's two handles keeps B's interest ...
+    drop(sub1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let found = a
+        .coord
+        .lookup_namespace_subscribers(None, &ns, &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        found.len() == 1,
+        "interest lost with a handle still held: {found:?}"
+    );
+
+    // ... dropping the last removes it.
+    drop(sub2);
+    eventually("last handle unsubscribes", || async {
+        let found = a
+            .coord
+            .lookup_namespace_subscribers(None, &ns, &CoordinatorContext::public())
+            .await?;
+        ensure!(found.is_empty(), "still {found:?}");
+        Ok(())
+    })
+    .await?;
+
+    // Explicit unsubscribe.
+    let _sub3 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    b.coord.unsubscribe_namespace(None, &prefix).await?;
+    ensure!(a
+        .coord
+        .lookup_namespace_subscribers(None, &ns, &CoordinatorContext::public())
+        .await?
+        .is_empty());
+    Ok(())
+}
+
+async fn track_subscriptions(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("pregame");
+    let sub = b.coord.subscribe_track(None, &ns, "video-720p").await?;
+    let waiting = a
+        .coord
+        .lookup_track_subscribers(None, &ns, "video-720p")
+        .await?;
+    ensure!(
+        waiting.len() == 1 && same_relay(&waiting[0], &b),
+        "waiting {waiting:?}"
+    );
+    ensure!(a
+        .coord
+        .lookup_track_subscribers(None, &ns, "audio-es")
+        .await?
+        .is_empty());
+
+    drop(sub);
+    eventually("track subscription drop", || async {
+        let waiting = a
+            .coord
+            .lookup_track_subscribers(None, &ns, "video-720p")
+            .await?;
+        ensure!(waiting.is_empty(), "still {waiting:?}");
+        Ok(())
+    })
+    .await?;
+
+    let _sub = b.coord.subscribe_track(None, &ns, "video-720p").await?;
+    b.coord.unsubscribe_track(None, &ns, "video-720p").await?;
+    ensure!(a
+        .coord
+        .lookup_track_subscribers(None, &ns, "video-720p")
+        .await?
+        .is_empty());
+    Ok(())
+}
+
+async fn resolve_scope(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let scope = env.scope("paths");
+    let live = format!("/{}/live", env.run);
+    let watch = format!("/{}/watch", env.run);
+    env.admin
+        .put_path(&live, &scope, proto::Permissions::ReadWrite)
+        .await?;
+    env.admin
+        .put_path(&watch, &scope, proto::Permissions::ReadOnly)
+        .await?;
+
+    let rw = a
+        .coord
+        .resolve_scope(Some(&live))
+        .await?
+        .context("scoped")?;
+    ensure!(rw.scope_id == scope && rw.permissions == ScopePermissions::ReadWrite);
+    let ro = a
+        .coord
+        .resolve_scope(Some(&watch))
+        .await?
+        .context("scoped")?;
+    ensure!(ro.scope_id == scope && ro.permissions == ScopePermissions::ReadOnly);
+
+    // No path: unscoped (the local Worker allows unscoped sessions).
+    ensure!(a.coord.resolve_scope(None).await?.is_none());
+
+    // Unknown and invalid paths are errors, which make the relay refuse the session.
+    let unknown = format!("/{}/nobody-mapped-this", env.run);
+    ensure!(a.coord.resolve_scope(Some(&unknown)).await.is_err());
+    ensure!(a.coord.resolve_scope(Some("/a/../b")).await.is_err());
+    Ok(())
+}
+
+async fn scope_config(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let scope = env.scope("cfg");
+    env.admin
+        .put_scope_config(
+            &scope,
+            proto::ScopeConfig {
+                origin_fallback: Some("https://origin.example:4443".into()),
+                lingering_subscribe: true,
+                rendezvous_timeout_ms: Some(5000),
+            },
+        )
+        .await?;
+    let config = a.coord.get_scope_config(Some(&scope)).await?;
+    ensure!(config.lingering_subscribe);
+    ensure!(
+        config.origin_fallback.as_ref().map(Url::as_str) == Some("https://origin.example:4443/"),
+        "fallback {:?}",
+        config.origin_fallback
+    );
+    ensure!(config.auth.is_none());
+
+    let defaults = a.coord.get_scope_config(Some(&env.scope("unset"))).await?;
+    ensure!(!defaults.lingering_subscribe && defaults.origin_fallback.is_none());
+    Ok(())
+}
+
+async fn shutdown_drops_everything(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("leaving");
+    let _reg = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    let _track = a.coord.register_track(None, &ns, "t").await?;
+    a.coord.shutdown().await?;
+    assert_not_found(&b, None, &ns).await?;
+    ensure!(b.coord.list_tracks(None, &ns).await?.is_empty());
+    Ok(())
+}
+
+async fn new_epoch_discards_old_state(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("before-restart");
+    let reg = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    b.coord.lookup(None, &ns).await?;
+    // The same relay boots again (same token, new epoch).
+    let restarted = env.coordinator(&a.token, a.addr).await?;
+    ensure!(restarted.epoch() != a.coord.epoch());
+    eventually("old epoch purged", || assert_not_found(&b, None, &ns)).await?;
+    std::mem::forget(reg); // its cleanup would race the point being made
+    Ok(())
+}
+
+async fn heartbeat_keeps_the_lease(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let gone = env.relay("gone").await?;
+    let ttl = a.coord.lease_ttl();
+    ensure!(
+        ttl > Duration::ZERO && ttl <= Duration::from_secs(30),
+        "lease ttl {ttl:?}"
+    );
+    let kept = env.ns("kept");
+    let lapsed = env.ns("lapsed");
+    let _kept = a
+        .coord
+        .register_namespace(None, &kept, &CoordinatorContext::public())
+        .await?;
+    let lapsed_reg = gone
+        .coord
+        .register_namespace(None, &lapsed, &CoordinatorContext::public())
+        .await?;
+    // Stop `gone`'s heartbeat without Shutdown, as if the process hung; its
+    // registration handle stays alive so nothing unregisters explicitly.
+    let Relay { coord, .. } = gone;
+    drop(coord);
+
+    tokio::time::sleep(ttl + ttl / 2).await;
+    a.coord
+        .lookup(None, &kept)
+        .await
+        .context("heartbeating relay lost its namespace")?;
+    eventually("lapsed lease purged", || {
+        assert_not_found(&a, None, &lapsed)
+    })
+    .await?;
+    drop(lapsed_reg);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Runner
+// ---------------------------------------------------------------------------
+
+type Case = for<'a> fn(&'a Env) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        vec![$((stringify!($name), (|env| Box::pin($name(env))) as Case)),*]
+    };
+}
+
+fn main() -> std::process::ExitCode {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases = cases![
+        bad_token_is_refused,
+        register_and_lookup,
+        second_relay_gets_already_exists,
+        dropping_registration_unregisters,
+        explicit_unregister_namespace,
+        scopes_are_isolated,
+        tracks,
+        subscribe_namespace_excludes_caller_and_source,
+        namespace_subscribers,
+        track_subscriptions,
+        resolve_scope,
+        scope_config,
+        shutdown_drops_everything,
+        new_epoch_discards_old_state,
+        heartbeat_keeps_the_lease,
+    ];
+    let selected: Vec<_> = cases
+        .into_iter()
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    if selected.is_empty() {
+        println!("no cases match");
+        return std::process::ExitCode::SUCCESS;
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let failures = runtime.block_on(async {
+        let worker = match Worker::start().await {
+            Ok(worker) => worker,
+            Err(err) => {
+                eprintln!("could not start the Worker: {err:#}");
+                return usize::MAX;
+            }
+        };
+        let env = Env {
+            admin: worker.admin(),
+            worker,
+            run: format!("t{:08x}", rand::random::<u32>()),
+        };
+        println!(
+            "running {} cases against {}",
+            selected.len(),
+            env.worker.url
+        );
+        let mut failures = 0;
+        for (name, case) in &selected {
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(60),
+                AssertUnwindSafe(case(&env)).catch_unwind(),
+            )
+            .await;
+            match outcome {
+                Ok(Ok(Ok(()))) => println!("test {name} ... ok"),
+                Ok(Ok(Err(err))) => {
+                    failures += 1;
+                    println!("test {name} ... FAILED: {err:#}");
+                }
+                Ok(Err(_)) => {
+                    failures += 1;
+                    println!("test {name} ... FAILED (panicked)");
+                }
+                Err(_) => {
+                    failures += 1;
+                    println!("test {name} ... FAILED (timed out)");
+                }
+            }
+        }
+        failures
+        // `env` (and the Worker process group) is dropped here.
+    });
+    match failures {
+        0 => {
+            println!("test result: ok. {} passed", selected.len());
+            std::process::ExitCode::SUCCESS
+        }
+        usize::MAX => std::process::ExitCode::FAILURE,
+        n => {
+            println!("test result: FAILED. {n} of {} failed", selected.len());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

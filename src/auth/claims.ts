@@ -1,0 +1,38 @@
+// Enforces the narrowing claims of a relay token (auth/relay-token.ts) on every
+// CoordinatorService call, in one place, after decoding and before the handler.
+// Tokens without claims pass untouched, so existing relays see no change.
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { CoordinatorService, type ResolveScopeResponse } from "../gen/moqworker/v1/coordinator_pb.js";
+import { callerKey } from "../rpc/context.js";
+
+/** The calls that make the caller a publisher. */
+const PUBLISH = new Set<string>([CoordinatorService.method.registerNamespace.name, CoordinatorService.method.registerTrack.name]);
+
+function requireAllowed(field: string, scope: string | undefined, allowed: readonly string[]): void {
+  if (scope === undefined) {
+    throw new ConnectError(`${field}: unscoped calls are not allowed with this relay's token (it is limited to named scopes)`, Code.PermissionDenied);
+  }
+  if (!allowed.includes(scope)) {
+    throw new ConnectError(`${field}: scope '${scope.slice(0, 256)}' is not one this relay's token may act in`, Code.PermissionDenied);
+  }
+}
+
+export const enforceTokenClaims: Interceptor = (next) => async (req) => {
+  const caller = req.contextValues.get(callerKey);
+  if (!caller || req.service.typeName !== CoordinatorService.typeName || req.stream) return next(req);
+  if (caller.readOnly && PUBLISH.has(req.method.name)) {
+    throw new ConnectError(`this relay's token is read-only: it may not call ${req.method.name}`, Code.PermissionDenied);
+  }
+  const allowed = caller.scopes;
+  if (allowed === undefined) return next(req);
+  if (req.method.input.fields.some((f) => f.localName === "scope")) {
+    requireAllowed("scope", (req.message as { scope?: string }).scope, allowed);
+    return next(req);
+  }
+  const res = await next(req);
+  // ResolveScope carries no scope, its answer does: a session on another tenant's path is refused.
+  if (req.method.name === CoordinatorService.method.resolveScope.name && !res.stream) {
+    requireAllowed("connection_path", (res.message as ResolveScopeResponse).scope?.scopeId, allowed);
+  }
+  return res;
+};

@@ -1,0 +1,163 @@
+// Helpers for the adversarial tests: raw HTTP requests to the Worker, minting
+// hostile tokens, and storage snapshots to prove "nothing stored".
+import { env, runInDurableObject } from "cloudflare:test";
+import { sign } from "hono/jwt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { CoordinatorService } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { scopeObjectName } from "../src/objects/names.js";
+import { BASE, workerFetch } from "./client.js";
+
+/** A coordinator client presenting exactly this Authorization value (or none). */
+export function coordinatorAs(
+  authorization: string | undefined,
+  format: "json" | "binary" = "binary",
+): Client<typeof CoordinatorService> {
+  return createClient(
+    CoordinatorService,
+    createConnectTransport({
+      baseUrl: BASE,
+      fetch: workerFetch,
+      useBinaryFormat: format === "binary",
+      interceptors: [
+        (next) => async (req) => {
+          if (authorization !== undefined) req.header.set("authorization", authorization);
+          return next(req);
+        },
+      ],
+    }),
+  );
+}
+
+/** TOKEN_SECRET of the test Worker (vitest.config.ts). */
+export const TEST_TOKEN_SECRET = "test-token-secret";
+export const RELAY_AUDIENCE = "moq-worker:relay";
+
+export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await p;
+    return "ok";
+  } catch (e) {
+    return ConnectError.from(e).code;
+  }
+}
+
+/** The Connect error of a call, for asserting on its message too. */
+export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (e) {
+    return ConnectError.from(e);
+  }
+  throw new Error("expected the call to fail");
+}
+
+/** An HS256 token with any claims, signed with any secret. */
+export const jwt = (claims: Record<string, unknown>, secret = TEST_TOKEN_SECRET, alg: "HS256" | "HS384" | "HS512" = "HS256") =>
+  sign(claims, secret, alg);
+
+export interface RawResult {
+  status: number;
+  contentType: string | null;
+  /** Connect error code from a JSON error body, if there is one. */
+  code?: string;
+  message?: string;
+  text: string;
+}
+
+/** POSTs (or other method) straight to the Worker, bypassing any client. */
+export async function raw(
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: BodyInit | null } = {},
+): Promise<RawResult> {
+  const res = await workerFetch(`${BASE}${path}`, {
+    method: init.method ?? "POST",
+    headers: init.headers,
+    body: init.body,
+    ...(init.body instanceof ReadableStream ? { duplex: "half" } : {}),
+  } as RequestInit);
+  const text = await res.text();
+  const out: RawResult = { status: res.status, contentType: res.headers.get("content-type"), text };
+  if (out.contentType?.startsWith("application/json")) {
+    try {
+      const j = JSON.parse(text) as { code?: string; message?: string };
+      out.code = j.code;
+      out.message = j.message;
+    } catch {
+      // not an error body
+    }
+  }
+  return out;
+}
+
+export const coordinatorPath = (method: string) => `/moqworker.v1.CoordinatorService/${method}`;
+export const adminPath = (method: string) => `/moqworker.v1.AdminService/${method}`;
+
+/** A body delivered as a stream of chunks, so the request has no Content-Length. */
+export function chunked(bytes: Uint8Array, chunk = 16 * 1024): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(c) {
+      if (at >= bytes.length) return c.close();
+      c.enqueue(bytes.slice(at, at + chunk));
+      at += chunk;
+    },
+  });
+}
+
+type Table = Record<string, unknown>[];
+
+/**
+ * Every row of every table of a Durable Object, blobs as hex: a snapshot that
+ * does not depend on which tables the object has today.
+ */
+async function dumpObject(stub: DurableObjectStub): Promise<Record<string, Table>> {
+  return runInDurableObject(stub, (_o: unknown, state: DurableObjectState) => {
+    const sql = state.storage.sql;
+    const tables = sql
+      .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name")
+      .toArray()
+      .map((r) => r.name as string);
+    const out: Record<string, Table> = {};
+    for (const t of tables) {
+      out[t] = sql
+        .exec(`SELECT * FROM "${t}"`)
+        .toArray()
+        .map((row) =>
+          Object.fromEntries(
+            Object.entries(row).map(([k, v]) => [k, v instanceof ArrayBuffer ? [...new Uint8Array(v)].map((b) => b.toString(16).padStart(2, "0")).join("") : v]),
+          ),
+        )
+        .sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+    }
+    return out;
+  });
+}
+
+/** The tables of a scope that hold relay-owned state and operator settings. */
+export const SCOPE_STATE_TABLES = ["namespaces", "tracks", "namespace_subscriptions", "track_subscriptions", "paths", "config"];
+
+/** Snapshot of scope objects' state tables only (a refused call may still note who asked). */
+export async function scopeState(scopes: (string | null)[]): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const s of scopes) {
+    const all = await dumpObject(env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(s))));
+    out[`scope ${scopeObjectName(s)}`] = Object.fromEntries(SCOPE_STATE_TABLES.map((t) => [t, all[t]]));
+  }
+  return out;
+}
+
+/** Snapshot of scope objects (null = unscoped) and relay objects, by URL. */
+export async function snapshot(scopes: (string | null)[], relays: string[] = []): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const s of scopes) out[`scope ${scopeObjectName(s)}`] = await dumpObject(env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(s))));
+  for (const r of relays) out[`relay ${r}`] = await dumpObject(env.RELAYS.get(env.RELAYS.idFromName(r)));
+  return out;
+}
+
+/** True if the relay's object holds no lease and no scopes: it never wrote or beat. */
+export async function relayNeverWrote(url: string): Promise<boolean> {
+  const d = await dumpObject(env.RELAYS.get(env.RELAYS.idFromName(url)));
+  return Object.values(d).every((rows) => rows.length === 0);
+}
