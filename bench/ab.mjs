@@ -6,11 +6,14 @@
 //
 //   npx node bench/ab.mjs --base HEAD --patch bench/proposals/token-cache.diff [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
 //   npx node bench/ab.mjs --base HEAD~1 --other HEAD
+// --ops: lookup-hit, lookup-miss, register, auth+decode, healthz, register-held
+// (a relay already holding 8,000 namespaces in the scope registers 300 more a round).
+// --patch may be given several times, comma-separated.
 import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";
 import { runLoad } from "./lib/load.mjs";
 import { worker } from "./lib/ops.mjs";
-import { WorkerRelay } from "./lib/relay.mjs";
+import { RelayPool, WorkerRelay } from "./lib/relay.mjs";
 import { buildBundle, cpuMs, sourceTree, startWorkerd } from "./lib/systems.mjs";
 
 const argv = process.argv.slice(2);
@@ -25,18 +28,23 @@ const rounds = Number(opt("--rounds", 5));
 const seconds = Number(opt("--seconds", 4));
 const concurrency = Number(opt("--concurrency", 16));
 const opNames = opt("--ops", "lookup-hit,register").split(",");
+// register-held: RegisterNamespace by a relay that already holds HELD namespaces in the scope, HELD_BATCH calls a round.
+const HELD = 8000;
+const HELD_BATCH = 300;
 if (!patch && !other) throw new Error("give --patch FILE or --other REF");
 
 const OPS = {
   "lookup-hit": (auth, n) => worker.lookupHit({ auth, scopeOf: () => "ab", set: "ab", registered: n }),
   "lookup-miss": (auth) => worker.lookupMiss({ auth, scopeOf: () => "ab", set: "ab" }),
   register: (auth) => worker.register({ auth, scopeOf: () => "ab", set: `abr${Math.random().toString(36).slice(2, 8)}` }),
+  "auth+decode": (auth) => worker.invalidNs({ auth, scopeOf: () => "ab" }),
+  "register-held": () => undefined, // count-based, see below
   healthz: () => worker.healthz(),
 };
 
 const srcA = sourceTree(base);
 const srcB = sourceTree(other ?? base);
-if (patch) execFileSync("git", ["apply", resolve(patch)], { cwd: srcB.root, stdio: "inherit" });
+if (patch) for (const p of patch.split(",")) execFileSync("git", ["apply", resolve(p)], { cwd: srcB.root, stdio: "inherit" });
 const label = { A: base, B: other ?? `${base} + ${patch}` };
 const results = { A: {}, B: {} };
 const systems = {};
@@ -44,18 +52,29 @@ try {
   for (const [k, src] of [["A", srcA], ["B", srcB]]) {
     const bundle = buildBundle(src.root);
     const w = await startWorkerd({ bundle });
-    const relay = await new WorkerRelay(w.url, "https://relay-ab.bench.test/").start();
+    const relay = await new RelayPool(w.url, "relay-ab", 16).start();
     await runLoad({ baseUrl: w.url, op: worker.register({ auth: relay.auth, scopeOf: () => "ab", set: "ab" }), concurrency: 32, total: 2000 });
-    systems[k] = { bundle, w, relay };
+    let held;
+    if (opNames.includes("register-held")) {
+      // One relay already holding HELD namespaces in its scope (quota 10,000).
+      held = { relay: await new WorkerRelay(w.url, "https://relay-held.bench.test/").start(), next: HELD };
+      held.op = worker.register({ auth: held.relay.auth, scopeOf: () => "abq", set: "abq" });
+      await runLoad({ baseUrl: w.url, op: held.op, concurrency: 32, total: HELD });
+    }
+    systems[k] = { bundle, w, relay, held };
   }
   for (let r = 0; r < rounds; r++) {
     for (const name of opNames) {
       for (const k of r % 2 === 0 ? ["A", "B"] : ["B", "A"]) {
-        const { w, relay } = systems[k];
-        const res = await runLoad({
-          baseUrl: w.url, op: OPS[name](relay.auth, 2000), concurrency, warmupMs: 500, durationMs: seconds * 1000,
-          serverCpuMs: () => cpuMs(w.pids()),
-        });
+        const { w, relay, held } = systems[k];
+        const res =
+          name === "register-held"
+            ? await runLoad({ baseUrl: w.url, op: held.op, concurrency, total: HELD_BATCH, start: held.next, serverCpuMs: () => cpuMs(w.pids()) })
+            : await runLoad({
+                baseUrl: w.url, op: OPS[name](relay.auth, 2000), concurrency, warmupMs: 500, durationMs: seconds * 1000,
+                serverCpuMs: () => cpuMs(w.pids()),
+              });
+        if (name === "register-held") held.next += HELD_BATCH;
         (results[k][name] ??= []).push(res);
         console.error(`round ${r + 1} ${name} ${k}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
       }
@@ -64,6 +83,7 @@ try {
 } finally {
   for (const s of Object.values(systems)) {
     s.relay.stop();
+    s.held?.relay.stop();
     await s.w.stop();
     s.bundle.remove();
   }

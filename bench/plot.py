@@ -15,14 +15,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 
 def plain(ax):
-    for axis in (ax.yaxis,):
-        f = ScalarFormatter()
-        f.set_scientific(False)
-        axis.set_major_formatter(f)
+    """Plain numbers on a log y axis: 1, 2, 5 steps, no minor labels."""
+    f = ScalarFormatter()
+    f.set_scientific(False)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(f)
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 here = Path(__file__).resolve().parent
 src = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "latest.json"
@@ -31,7 +33,7 @@ r = json.loads(src.read_text())
 s = r["scale"]
 c = s["concurrency"]
 
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=100)
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=90)
 
 ax = axes[0]
 n = [x["namespaces"] for x in s["lookup"]]
@@ -48,7 +50,7 @@ ax.set_ylabel("latency (ms)")
 ax.set_title("Lookup vs namespaces (one scope)")
 plain(ax)
 ax.grid(True, which="both", alpha=0.3)
-ax.legend(fontsize=8)
+ax.legend(fontsize=7, loc="center", ncol=2)
 
 ax = axes[1]
 p = [x["prefixes"] for x in s["subscribers"]]
@@ -58,6 +60,9 @@ ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("subscribed prefixes in the scope")
 ax.set_ylabel("latency (ms)")
+lo = min(x["result"]["p50Ms"] for x in s["subscribers"])
+hi = max(x["result"]["p99Ms"] for x in s["subscribers"])
+ax.set_ylim(lo * 0.5, hi * 1.5)
 ax.set_title("LookupNamespaceSubscribers vs prefixes")
 plain(ax)
 ax.grid(True, which="both", alpha=0.3)
@@ -76,7 +81,8 @@ for i, name in enumerate(systems):
     for op in ops:
         m = [x for x in rows if x["system"] == name and x["op"] == op]
         vals.append(m[0]["rps"] if m else 0)
-    ax.bar([k + i * width for k in range(len(ops))], vals, width, label=name)
+    label = "moq-worker (Miniflare)" if name == "moq-worker" else "moq-api + Redis" if name == "moq-api" else name
+    ax.bar([k + i * width for k in range(len(ops))], vals, width, label=label)
 ax.set_xticks([k + width * (len(systems) - 1) / 2 for k in range(len(ops))])
 ax.set_xticklabels(ops)
 ax.set_yscale("log")

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { runLoad } from "./lib/load.mjs";
 import { worker } from "./lib/ops.mjs";
 import { attribute, cpuProfile, perfAvailable, perfProfile, readBundle, topFunctions } from "./lib/profile.mjs";
-import { WorkerRelay } from "./lib/relay.mjs";
+import { RelayPool } from "./lib/relay.mjs";
 import { buildBundle, cpuMs, freePort, sourceTree, startWorkerd } from "./lib/systems.mjs";
 
 const OPS = {
@@ -34,7 +34,8 @@ export async function profileWorker({ bundle, ops, layers = [], seconds, warmupM
   const out = { server: "bare workerd, built bundle", concurrency, seconds, layers: [], ops: {} };
   let relay;
   try {
-    relay = await new WorkerRelay(w.url, "https://relay-profile.bench.test/").start();
+    // Requests spread over relays, as in a network (and under per-relay quotas).
+    relay = await new RelayPool(w.url, "relay-profile", 16).start();
     const scopeOf = () => "profile";
     await runLoad({ baseUrl: w.url, op: worker.register({ auth: relay.auth, scopeOf, set: "pf" }), concurrency: 32, total: seedCount });
     const measure = (op, c) => runLoad({ baseUrl: w.url, op, concurrency: c, warmupMs, durationMs: seconds * 1000, serverCpuMs: () => cpuMs(w.pids()) });

@@ -24,7 +24,7 @@ export function renderMarkdown(r) {
   out.push(`### moq-worker benchmarks (${r.mode} run, ${r.startedAt?.slice(0, 16).replace("T", " ")} UTC)`);
   out.push(
     `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, ${m.os}; load average at start ${m.loadavg.join(" ")}, at end ${m.loadavgEnd?.join(" ") ?? "?"}. ` +
-      `Versions: node ${v.node}, wrangler ${v.wrangler}, miniflare ${v.miniflare}, workerd ${v.workerd}, ${v.moqApi}, redis ${v.redis}, moq-worker ${v.moqWorkerCommit}${v.moqWorkerDirty ? "+dirty" : ""}. ` +
+      `Versions: node ${v.node}, wrangler ${v.wrangler}, miniflare ${v.miniflare}, workerd ${v.workerd}, ${v.moqApi}, redis ${v.redis}, moq-worker ${v.moqWorkerCommit}${v.moqWorkerDirty ? "+dirty" : ""}${v.moqWorkerPatches?.length ? ` + ${v.moqWorkerPatches.join(" + ")}` : ""}. ` +
       `Closed-loop load, ${p.concurrency} connections unless noted, ${p.warmupMs / 1000}s warm-up + ${p.durationMs / 1000}s measured per row; load generator and servers share the machine. ` +
       `CPU µs/req: user+system CPU of the server's processes (all threads; moq-api counts moq-api + redis-server) per request.`,
   );
@@ -58,7 +58,7 @@ export function renderMarkdown(r) {
 
   const s = r.scale;
   if (s) {
-    out.push(`\n**Lookup in one scope vs registered namespaces** (namespaces of 3–5 fields; concurrency ${s.concurrency}${s.lookup[0]?.hitUnloaded ? "; and concurrency 1" : ""})\n`);
+    out.push(`\n**Lookup in one scope vs registered namespaces** (moq-worker on ${s.server ?? "workerd"}; namespaces of 3–5 fields; concurrency ${s.concurrency}${s.lookup[0]?.hitUnloaded ? "; and concurrency 1" : ""})\n`);
     const unl = !!s.lookup[0]?.hitUnloaded;
     out.push(
       table(
@@ -74,6 +74,13 @@ export function renderMarkdown(r) {
     const sr = s.subscribersRatio;
     out.push(`\nLargest/smallest (${sr.to.toLocaleString("en-US")} / ${sr.from.toLocaleString("en-US")}): p50 ${ratio(sr.p50)}, p99 ${ratio(sr.p99)}, req/s ${ratio(sr.rps)}.`);
 
+    if (s.registerVsHeld?.length) {
+      out.push(`\n**RegisterNamespace vs namespaces the calling relay already holds in the scope** (${s.registerVsHeld[0].result.requests} calls each, concurrency ${s.registerVsHeld[0].result.concurrency})\n`);
+      out.push(table(["held by the relay", "req/s", "p50 ms", "p99 ms", "workerd CPU µs/req"], s.registerVsHeld.map((x) => [x.held.toLocaleString("en-US"), f1(x.result.rps), ms(x.result.p50Ms), ms(x.result.p99Ms), us(x.result.serverCpuUsPerReq)])));
+      const hr = s.registerVsHeldRatio;
+      out.push(`\nLargest/smallest (${hr.to.toLocaleString("en-US")} / ${hr.from.toLocaleString("en-US")} held): CPU per call ${ratio(hr.cpu)}, p50 ${ratio(hr.p50)}, req/s ${ratio(hr.rps)}.`);
+    }
+
     out.push(`\n**1 scope vs 8 scopes** (same ${s.concurrency} connections, requests spread round-robin over the scopes)\n`);
     out.push(table(["scopes", "Lookup req/s", "p50 ms", "p99 ms", "RegisterNamespace req/s", "p50 ms", "p99 ms"], s.scopes.map((x) => [x.scopes, f1(x.lookup.rps), ms(x.lookup.p50Ms), ms(x.lookup.p99Ms), f1(x.register.rps), ms(x.register.p50Ms), ms(x.register.p99Ms)])));
   }
@@ -86,15 +93,17 @@ export function renderMarkdown(r) {
         ["system", "pattern", "requests/min measured", "expected", "dead relay's entries expire after"],
         [
           ["moq-worker", `1 Heartbeat per ${hb.moqWorker.intervalMs} ms (lease ${hb.moqWorker.leaseTtlMs / 1000}s), any number of registrations`, f1(hb.moqWorker.perMinute), f1(hb.moqWorker.expectedPerMinute), `${hb.moqWorker.leaseTtlMs / 1000}s`],
-          ["moq-api", `1 POST per key per ${hb.moqApi.refreshPeriodMs / 1000}s (key TTL ${hb.moqApi.keyTtlMs / 1000}s)`, f1(hb.moqApi.perMinute), f1(hb.moqApi.expectedPerMinute), `${hb.moqApi.keyTtlMs / 1000}s`],
+          ["moq-api", `1 PATCH per key per ${hb.moqApi.refreshPeriodMs / 1000}s (key TTL ${hb.moqApi.keyTtlMs / 1000}s)`, f1(hb.moqApi.perMinute), f1(hb.moqApi.expectedPerMinute), `${hb.moqApi.keyTtlMs / 1000}s`],
           ["moq-api at moq-worker's TTL", `1 per key per ${hb.atEqualTtl.ttlMs / 2000}s`, "–", f1(hb.atEqualTtl.moqApiPerMinute), `${hb.atEqualTtl.ttlMs / 1000}s`],
         ],
       ),
     );
     const e = hb.moqApi.refreshEffectOnExpiry;
     if (e) {
-      out.push(`\nmoq-api refresh check: a key registered 3s earlier had TTL ${e.beforeRefresh}s; after the relay's refresh (POST again, status ${e.post.status}) ${e.post.ttlAfter}s; after a PATCH (status ${e.patch.status}) ${e.patch.ttlAfter}s. ` +
-        (e.postRenewsExpiry ? "The POST refresh renews the expiry." : "The POST refresh moq-relay-ietf sends does not push the expiry back."));
+      out.push(
+        `\nmoq-api refresh check: a key registered 3s earlier had TTL ${e.beforeRefresh}s; after the relay's refresh (PATCH, status ${e.patch.status}) ${e.patch.ttlAfter}s` +
+          ` (${e.patch.renews ? "renewed" : "NOT renewed"}). A second POST of the same origin (what the older moq-relay-ietf \`Api\`/\`Refresh\` type sends) answered ${e.post.status} and left it at ${e.post.ttlAfter}s (${e.post.renews ? "renewed" : "not renewed"}).`,
+      );
     }
   }
 

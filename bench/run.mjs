@@ -5,6 +5,7 @@
 //   npm run bench -- --quick      ~1 min smoke run (CI), writes bench/results/quick.json.tmp
 //   options: --out FILE  --concurrency N  --duration SECONDS  --no-wrangler-dev  --max-namespaces N
 //            --ref GIT-REF (benchmark that commit, extracted to a temp dir, instead of the working tree)
+//            --patch A.diff,B.diff (with --ref: apply these to the snapshot first)
 //
 // Everything runs on this machine on 127.0.0.1: the load generator (Node,
 // bench/lib/load.mjs) and the systems under test share its cores. No speed is
@@ -16,8 +17,8 @@ import os from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runLoad } from "./lib/load.mjs";
-import { moqApi, nsFields, worker } from "./lib/ops.mjs";
-import { MoqApiRefresher, WorkerRelay } from "./lib/relay.mjs";
+import { moqApi, moqApiKey, nsFields, worker } from "./lib/ops.mjs";
+import { MoqApiRefresher, RelayPool, WorkerRelay } from "./lib/relay.mjs";
 import {
   buildBundle,
   coordinatorCall,
@@ -49,6 +50,7 @@ function parseArgs(argv) {
     else if (a === "--no-wrangler-dev") o.wranglerDev = false;
     else if (a === "--out") o.out = val();
     else if (a === "--ref") o.ref = val();
+    else if (a === "--patch") o.patches = val().split(",");
     else if (a === "--concurrency") o.concurrency = Number(val());
     else if (a === "--duration") o.duration = Number(val());
     else if (a === "--max-namespaces") o.maxNamespaces = Number(val());
@@ -73,10 +75,15 @@ const P = {
   scaleSubscriptions: QUICK ? [100, 300] : [100, 1000, 10_000],
   scopesSeed: QUICK ? 20 : 1000,
   profileSeed: QUICK ? 300 : 2000,
+  // Namespaces a relay holds when its RegisterNamespace calls are measured (quota 10,000 per relay per scope).
+  heldSteps: QUICK ? [0, 200] : [0, 4000, 8500],
+  heldBatch: QUICK ? 100 : 1000,
   seedConcurrency: 32,
+  // Relays the operations' requests are spread over (request i from relay i mod n).
+  relays: QUICK ? 4 : 16,
   heartbeatRegistrations: QUICK ? 200 : 1000,
   heartbeatWindowMs: QUICK ? 10_000 : 60_000,
-  moqApiRefreshPeriodMs: 300_000, // moq-relay-ietf src/api.rs: refresh every 5 minutes
+  moqApiRefreshPeriodMs: 300_000, // moq-relay-ietf 0.7 ApiCoordinator: PATCH every TTL/2 = 5 minutes
   moqApiTtlMs: 600_000, // moq-api src/server.rs: SET ... EX 600
   wranglerDev: args.wranglerDev,
 };
@@ -96,8 +103,20 @@ async function cleanup() {
     }
   }
 }
+/** Temp dirs (source snapshot, bundle): removed at the very end, or on a signal. */
+const finals = [];
+function runFinals() {
+  while (finals.length) {
+    try {
+      finals.pop()();
+    } catch {}
+  }
+}
 for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => cleanup().finally(() => process.exit(130)));
+  process.on(sig, () => cleanup().finally(() => {
+    runFinals();
+    process.exit(130);
+  }));
 }
 
 /** A measured run against a system ({url, pids}): warm-up, then durationMs. */
@@ -147,22 +166,28 @@ function versions() {
   };
 }
 
-/** Lookup of `count` namespaces of a set must all hit on moq-worker (checks seeding and leases). */
-async function checkWorkerHits(url, relay, scope, set, n, count = 20) {
+/**
+ * Lookup of `count` namespaces of a set must all hit on moq-worker, at the
+ * relay that registered each (checks seeding and leases). `relays` is a
+ * RelayPool or one WorkerRelay.
+ */
+async function checkWorkerHits(url, relays, scope, set, n, count = 20) {
+  const relayOf = (i) => (relays.relayOf ? relays.relayOf(i) : relays);
   for (let k = 0; k < count; k++) {
     const i = Math.floor((k * n) / count);
     const fields = nsFields(set, i).map((f) => Buffer.from(f).toString("base64"));
-    const { status, json } = await coordinatorCall(url, relay.token, "Lookup", { scope, namespace: { fields } }, relay.auth);
-    if (status !== 200 || json.origin?.relay?.url !== relay.relayUrl) {
+    const asker = relayOf(0);
+    const { status, json } = await coordinatorCall(url, asker.token, "Lookup", { scope, namespace: { fields } }, asker.auth);
+    if (status !== 200 || json.origin?.relay?.url !== relayOf(i).relayUrl) {
       throw new Error(`Lookup of seeded ${set}#${i} in ${scope}: ${status} ${JSON.stringify(json)}`);
     }
   }
 }
 
-async function checkMoqApiHits(url, set, n, relayUrl, count = 20) {
+async function checkMoqApiHits(url, scope, set, n, relayUrl, count = 20) {
   for (let k = 0; k < count; k++) {
     const i = Math.floor((k * n) / count);
-    const res = await fetch(`${url}/origin/${nsFields(set, i).join("/")}`);
+    const res = await fetch(`${url}/origin/${moqApiKey(scope, nsFields(set, i))}`);
     const body = res.ok ? await res.json() : await res.text();
     if (res.status !== 200 || body.url !== relayUrl) throw new Error(`moq-api GET seeded ${set}#${i}: ${res.status} ${JSON.stringify(body)}`);
   }
@@ -170,16 +195,15 @@ async function checkMoqApiHits(url, set, n, relayUrl, count = 20) {
 
 /**
  * Registers a key on moq-api, waits, then refreshes it the way moq-relay-ietf
- * does (POST the same origin) and the way moq-api's PATCH does; reports the
- * key's TTL after each, to show which one pushes the expiry back.
+ * 0.7's ApiCoordinator does (PATCH) and the way its older `Api`/`Refresh`
+ * library type does (POST again); reports the key's TTL after each.
  */
 async function probeMoqApiRefresh(api, relayUrl) {
-  const path = "/origin/bench-ttl-probe/a/b";
-  const key = "origin.bench-ttl-probe/a/b";
+  const key = moqApiKey("/ttl-probe", ["a", "b"]);
   const body = JSON.stringify({ url: relayUrl });
-  const ttl = async () => Number((await api.redis(["TTL", key])).replace(/^:/, ""));
+  const ttl = async () => Number((await api.redis(["TTL", `origin.${key}`])).replace(/^:/, ""));
   const call = async (method) => {
-    const res = await fetch(`${api.url}${path}`, { method, headers: { "content-type": "application/json" }, body });
+    const res = await fetch(`${api.url}/origin/${key}`, { method, headers: { "content-type": "application/json" }, body });
     await res.arrayBuffer();
     return res.status;
   };
@@ -195,23 +219,22 @@ async function probeMoqApiRefresh(api, relayUrl) {
     note: `TTL seconds of a key registered ${waitS}s earlier, before and after each kind of refresh`,
     registered,
     beforeRefresh,
-    post: { status: postStatus, ttlAfter: afterPost },
-    patch: { status: patchStatus, ttlAfter: afterPatch },
-    postRenewsExpiry: afterPost > beforeRefresh,
+    patch: { status: patchStatus, ttlAfter: afterPatch, renews: afterPatch > afterPost },
+    post: { status: postStatus, ttlAfter: afterPost, renews: afterPost > beforeRefresh },
   };
 }
 
 // ---- phases -------------------------------------------------------------------
 
 const RELAY_A = "https://relay-a.bench.test/";
-const RELAY_B = "https://relay-b.bench.test/";
 const RELAY_HB = "https://relay-heartbeat.bench.test/";
 
 /** The moq-worker setups of the headline; the first is the one the ratios use. */
 const WORKER_SETUPS = [
   { key: "moq-worker", label: "Miniflare (workerd), built bundle", start: (bundle) => startMiniflare({ bundle }) },
   { key: "moq-worker (bare workerd)", label: "bare workerd, built bundle, no Miniflare entry worker", start: (bundle) => startWorkerd({ bundle }) },
-  { key: "moq-worker (wrangler dev)", label: "wrangler dev (dev proxy in front of workerd)", start: (bundle) => startWranglerDev({ root: bundle.root }), optional: "wranglerDev" },
+  // Registering through the dev proxy is slow: seed fewer namespaces there.
+  { key: "moq-worker (wrangler dev)", label: "wrangler dev (dev proxy in front of workerd)", start: (bundle) => startWranglerDev({ root: bundle.root }), optional: "wranglerDev", maxSeed: 2000 },
 ];
 
 async function measureOps(system, sys, ops, rows, concurrencies) {
@@ -234,13 +257,13 @@ async function headline(results, bundle) {
     log(`starting ${setup.key}: ${setup.label}`);
     const w = await setup.start(bundle);
     cleanups.push(() => w.stop());
-    const relay = await new WorkerRelay(w.url, RELAY_A).start();
+    const relay = await new RelayPool(w.url, "relay-a", P.relays).start();
     cleanups.push(() => relay.stop());
     results.headline.setups[setup.key] = setup.label;
     const scope = "headline";
     const scopeOf = () => scope;
-    // Fewer seeds where registering is slow (wrangler dev); lookups spread over what is there.
-    const n = primary || !QUICK ? P.headlineSeed : Math.min(P.headlineSeed, 200);
+    // Lookups spread over what was seeded; fewer seeds where registering is slow.
+    const n = Math.min(P.headlineSeed, setup.maxSeed ?? Infinity, primary || !QUICK ? Infinity : 200);
     log(`${setup.key}: seeding ${n} namespaces (RegisterNamespace, concurrency ${P.seedConcurrency})`);
     const s = await seed(w, worker.register({ auth: relay.auth, scopeOf, set: "hl" }), 0, n);
     results.headline.seeding[setup.key] = { namespaces: n, rps: s.rps, seconds: s.seconds };
@@ -268,13 +291,14 @@ async function headline(results, bundle) {
     const api = await startMoqApi();
     cleanups.push(() => api.stop());
     log(`moq-api: seeding ${P.headlineSeed} namespaces (POST /origin, concurrency ${P.seedConcurrency})`);
-    const s = await seed(api, moqApi.register({ relayUrl: RELAY_A, set: "hl" }), 0, P.headlineSeed);
+    const scope = "/headline";
+    const s = await seed(api, moqApi.register({ relayUrl: RELAY_A, scope, set: "hl" }), 0, P.headlineSeed);
     results.headline.seeding["moq-api"] = { namespaces: P.headlineSeed, rps: s.rps, seconds: s.seconds };
-    await checkMoqApiHits(api.url, "hl", P.headlineSeed, RELAY_A);
+    await checkMoqApiHits(api.url, scope, "hl", P.headlineSeed, RELAY_A);
     await measureOps("moq-api", api, [
-      moqApi.register({ relayUrl: RELAY_A, set: "hlr" }),
-      moqApi.lookupHit({ set: "hl", registered: P.headlineSeed }),
-      moqApi.lookupMiss({ set: "hl" }),
+      moqApi.register({ relayUrl: RELAY_A, scope, set: "hlr" }),
+      moqApi.lookupHit({ scope, set: "hl", registered: P.headlineSeed }),
+      moqApi.lookupMiss({ scope, set: "hl" }),
     ], rows, unloaded);
     results.headline.redisKeys = Number((await api.redis(["DBSIZE"])).replace(/^:/, ""));
     await api.stop();
@@ -301,11 +325,13 @@ async function headline(results, bundle) {
 
 /** Scale curve, scopes side by side, the layer profile; the heartbeat window runs alongside. */
 async function scaleAndHeartbeat(results, bundle) {
-  log(`starting ${WORKER_SETUPS[0].key} (${WORKER_SETUPS[0].label}) for the scale curve`);
-  const w = await WORKER_SETUPS[0].start(bundle);
+  // Bare workerd: the fewest layers that are not moq-worker's, and the fastest seeding.
+  const setup = WORKER_SETUPS[1];
+  log(`starting ${setup.key} (${setup.label}) for the scale curve`);
+  const w = await setup.start(bundle);
   cleanups.push(() => w.stop());
-  const a = await new WorkerRelay(w.url, RELAY_A).start();
-  const b = await new WorkerRelay(w.url, RELAY_B).start();
+  const a = await new RelayPool(w.url, "relay-a", P.relays).start();
+  const b = await new RelayPool(w.url, "relay-b", P.relays).start();
   cleanups.push(() => a.stop(), () => b.stop());
 
   // Heartbeat cost, measured over a wall-clock window while the rest runs.
@@ -315,16 +341,16 @@ async function scaleAndHeartbeat(results, bundle) {
   await seed(w, worker.register({ auth: hb.auth, scopeOf: () => "heartbeat", set: "hb" }), 0, P.heartbeatRegistrations);
   const api = await startMoqApi();
   cleanups.push(() => api.stop());
-  await seed(api, moqApi.register({ relayUrl: RELAY_HB, set: "hb" }), 0, P.heartbeatRegistrations);
-  // moq-api: what the relay's refresh (POST again) does to the key's expiry, vs PATCH (src/server.rs).
-  const refreshOp = moqApi.refresh({ relayUrl: RELAY_HB, set: "hb", keys: P.heartbeatRegistrations });
+  await seed(api, moqApi.register({ relayUrl: RELAY_HB, scope: "/heartbeat", set: "hb" }), 0, P.heartbeatRegistrations);
+  // moq-api: what the relay's refresh (PATCH) does to a key's expiry, vs a second POST (src/server.rs).
+  const refreshOp = moqApi.refresh({ relayUrl: RELAY_HB, scope: "/heartbeat", set: "hb", keys: P.heartbeatRegistrations });
   const ttlProbe = probeMoqApiRefresh(api, RELAY_HB);
   const refresher = new MoqApiRefresher({
     keys: P.heartbeatRegistrations,
     periodMs: P.moqApiRefreshPeriodMs,
     send: async (i) => {
       const req = refreshOp.request(i);
-      const res = await fetch(`${api.url}${req.path}`, { method: "POST", headers: req.headers, body: req.body });
+      const res = await fetch(`${api.url}${req.path}`, { method: req.method, headers: req.headers, body: req.body });
       await res.arrayBuffer();
       return res.status === 200;
     },
@@ -335,7 +361,7 @@ async function scaleAndHeartbeat(results, bundle) {
   const windowDone = new Promise((r) => setTimeout(r, P.heartbeatWindowMs));
 
   const scopeOf1 = (s) => () => s;
-  const scale = (results.scale = { concurrency: P.concurrency, lookup: [], subscribers: [], scopes: [] });
+  const scale = (results.scale = { server: setup.label, concurrency: P.concurrency, lookup: [], subscribers: [], scopes: [] });
 
   // Lookup vs registered namespaces in one scope.
   let have = 0;
@@ -359,17 +385,36 @@ async function scaleAndHeartbeat(results, bundle) {
     log(`scale: seeding ${n} subscribed prefixes`);
     await seed(w, worker.subscribe({ auth: b.auth, scopeOf: scopeOf1("subs"), set: "sub" }), have, n);
     have = n;
-    const probe = await coordinatorCall(w.url, a.token, "LookupNamespaceSubscribers", {
+    const asker = a.relayOf(0);
+    const probe = await coordinatorCall(w.url, asker.token, "LookupNamespaceSubscribers", {
       scope: "subs",
       namespace: { fields: ["sub", "p0", "x", "y", "leaf"].map((f) => Buffer.from(f).toString("base64")) },
-    }, a.auth);
-    if (probe.status !== 200 || probe.json.relays?.[0]?.url !== RELAY_B) {
+    }, asker.auth);
+    if (probe.status !== 200 || probe.json.relays?.length !== 1 || probe.json.relays[0].url !== b.relayOf(0).relayUrl) {
       throw new Error(`LookupNamespaceSubscribers probe: ${probe.status} ${JSON.stringify(probe.json)}`);
     }
     log(`scale: LookupNamespaceSubscribers with ${n} prefixes`);
     const r = await timed(w, worker.lookupSubscribers({ auth: a.auth, scopeOf: scopeOf1("subs"), set: "sub", subscribed: n }));
     scale.subscribers.push({ prefixes: n, result: r });
   }
+
+  // RegisterNamespace vs rows the calling relay already holds in the scope
+  // (the per-relay quota check counts them: src/objects/scope.ts overQuota).
+  const q = await new WorkerRelay(w.url, "https://relay-quota.bench.test/").start();
+  cleanups.push(() => q.stop());
+  const quotaOp = worker.register({ auth: q.auth, scopeOf: scopeOf1("quota"), set: "qt" });
+  scale.registerVsHeld = [];
+  let held = 0;
+  for (const at of P.heldSteps) {
+    if (at > held) await seed(w, quotaOp, held, at);
+    log(`scale: RegisterNamespace by a relay holding ${at} namespaces (${P.heldBatch} calls)`);
+    const r = await runLoad({
+      baseUrl: w.url, op: quotaOp, concurrency: P.concurrency, total: P.heldBatch, start: at, serverCpuMs: () => cpuMs(w.pids()),
+    });
+    held = at + P.heldBatch;
+    scale.registerVsHeld.push({ held: at, result: r });
+  }
+  q.stop();
 
   const ratio = (list, get) => {
     const first = get(list[0]);
@@ -383,6 +428,13 @@ async function scaleAndHeartbeat(results, bundle) {
     p99: ratio(scale.lookup, (x) => x.hit.p99Ms),
     rps: ratio(scale.lookup, (x) => x.hit.rps),
     ...(P.unloadedLatency ? { p50Unloaded: ratio(scale.lookup, (x) => x.hitUnloaded.p50Ms), p99Unloaded: ratio(scale.lookup, (x) => x.hitUnloaded.p99Ms) } : {}),
+  };
+  scale.registerVsHeldRatio = {
+    from: P.heldSteps[0],
+    to: P.heldSteps.at(-1),
+    cpu: ratio(scale.registerVsHeld, (x) => x.result.serverCpuUsPerReq),
+    p50: ratio(scale.registerVsHeld, (x) => x.result.p50Ms),
+    rps: ratio(scale.registerVsHeld, (x) => x.result.rps),
   };
   scale.subscribersRatio = {
     from: P.scaleSubscriptions[0],
@@ -468,7 +520,7 @@ async function main() {
   const results = {
     schema: 1,
     mode: P.mode,
-    command: `npm run bench${QUICK ? " -- --quick" : ""}${process.argv.slice(2).filter((a) => a !== "--quick").length ? " " + process.argv.slice(2).filter((a) => a !== "--quick").join(" ") : ""}`,
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
     startedAt: new Date(started).toISOString(),
     machine: machine(),
     versions: versions(),
@@ -476,24 +528,29 @@ async function main() {
     setup: {
       loadGenerator: "bench/lib/load.mjs: Node http.Agent keep-alive, closed loop, fixed concurrency, same process for every system",
       moqWorker: "built bundle (wrangler deploy --dry-run) served by Miniflare/workerd on 127.0.0.1, SQLite Durable Objects persisted to a temp dir; Connect binary protobuf over HTTP/1.1 with a relay JWT, as the edge calls it",
+      moqWorkerBareWorkerd: "same bundle on `workerd serve` with a generated config (no Miniflare entry worker); also used for the scale curve and the profile",
       moqWorkerWranglerDev: "same Worker under `wrangler dev` (dev proxy in front of workerd)",
-      moqApi: "moq-api (crates.io) on 127.0.0.1 with its own redis-server (no persistence: --save '' --appendonly no), HTTP/1.1 JSON as moq-relay-ietf's moq-api client calls it",
+      moqApi: "moq-api (crates.io) on 127.0.0.1 with its own redis-server (no persistence: --save '' --appendonly no), HTTP/1.1 JSON with keys and PATCH refreshes as moq-relay-ietf 0.7's ApiCoordinator sends them",
     },
   };
   log(`mode ${P.mode}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")} on ${os.cpus().length} cpus`);
-  const src = sourceTree(args.ref);
-  if (src.commit) results.versions.moqWorkerCommit = src.commit.slice(0, 7);
-  if (src.commit) results.versions.moqWorkerDirty = false;
-  log(`building the Worker bundle${src.commit ? ` of ${src.commit.slice(0, 7)}` : " (working tree)"}`);
+  const src = sourceTree(args.ref, args.patches ?? []);
+  finals.push(() => src.remove());
+  if (src.commit) {
+    results.versions.moqWorkerCommit = src.commit.slice(0, 7);
+    results.versions.moqWorkerDirty = false;
+    results.versions.moqWorkerPatches = src.patches;
+  }
+  log(`building the Worker bundle${src.commit ? ` of ${src.commit.slice(0, 7)}${src.patches.length ? ` + ${src.patches.join(", ")}` : ""}` : " (working tree)"}`);
   let bundle;
   try {
     bundle = buildBundle(src.root);
+    finals.push(() => bundle.remove());
     await headline(results, bundle);
     await scaleAndHeartbeat(results, bundle);
   } finally {
     await cleanup();
-    bundle?.remove();
-    src.remove();
+    runFinals();
   }
   results.machine.loadavgEnd = os.loadavg().map((x) => +x.toFixed(2));
   results.finishedAt = new Date().toISOString();
@@ -515,5 +572,6 @@ async function main() {
 main().catch(async (e) => {
   console.error(e?.stack ?? e);
   await cleanup();
+  runFinals();
   process.exit(1);
 });

@@ -147,9 +147,20 @@ export function buildProgram(): Command {
     .description("mint the bearer token that binds a relay edge to its URL")
     .argument("<relay-url>", "the relay's public https URL")
     .addOption(new Option("--ttl <seconds>", "lifetime (default: does not expire)").argParser(wholeNumber("seconds", 1)))
-    .action(async (relayUrl: string, o: { ttl?: number }, cmd: Command) => {
+    .addOption(
+      new Option("--scope <scope>", "limit the token to this scope (repeatable; default: any scope)").argParser(
+        (v: string, prev: string[] = []) => [...prev, v],
+      ),
+    )
+    .option("--read-only", "the token may look up and subscribe but never register namespaces or tracks")
+    .action(async (relayUrl: string, o: { ttl?: number; scope?: string[]; readOnly?: boolean }, cmd: Command) => {
       const opts = globals(cmd);
-      const res = await adminClient(opts).createRelayToken({ relayUrl, ttlSeconds: o.ttl });
+      const res = await adminClient(opts).createRelayToken({
+        relayUrl,
+        ttlSeconds: o.ttl,
+        scopes: o.scope ?? [],
+        readOnly: o.readOnly ?? false,
+      });
       print(
         opts,
         () => res.token,

@@ -3,8 +3,9 @@
 // moq-worker is called the way the Rust edge calls it: Connect unary over
 // HTTP/1.1, binary protobuf bodies (application/proto), a relay token in
 // Authorization. (Connect JSON is available too, for the curl-style row.)
-// moq-api is called the way moq-relay-ietf's moq-api client calls it:
-// GET/POST /origin/<namespace> with a JSON {"url": ...} body.
+// moq-api is called the way moq-relay-ietf 0.7's ApiCoordinator calls it
+// (through moq-api's client): POST/GET/PATCH /origin/<key> with a JSON
+// {"url": ...} body, keys built as the ApiCoordinator builds them.
 //
 // Request bodies are tiny hand-encoded protobuf messages: every request the
 // bench sends has fields 1 = scope (string) and 2 = namespace/prefix
@@ -69,6 +70,7 @@ const SERVICE = "/moqworker.v1.CoordinatorService";
 
 /** auth: the relay's headers (Authorization and its boot epoch), see relay.mjs. */
 function workerReq(method, auth, scope, fields, format) {
+  if (typeof auth === "function") throw new Error("workerReq: resolve auth(i) first");
   if (format === "json") {
     return {
       method: "POST",
@@ -87,29 +89,31 @@ function workerReq(method, auth, scope, fields, format) {
 
 /**
  * moq-worker operations. scopeOf(i) picks the scope of request i; auth is
- * the calling relay's headers.
+ * the calling relay's headers, or a function i → headers (RelayPool.auth).
  */
+const authOf = (auth, i) => (typeof auth === "function" ? auth(i) : auth);
+
 export const worker = {
   register: ({ auth, format = "proto", scopeOf, set }) => ({
     name: "register",
     expect: 200,
-    request: (i) => workerReq("RegisterNamespace", auth, scopeOf(i), nsFields(set, i), format),
+    request: (i) => workerReq("RegisterNamespace", authOf(auth, i), scopeOf(i), nsFields(set, i), format),
   }),
   lookupHit: ({ auth, format = "proto", scopeOf, set, registered }) => ({
     name: "lookup-hit",
     expect: 200,
-    request: (i) => workerReq("Lookup", auth, scopeOf(i), nsFields(set, spread(i, registered)), format),
+    request: (i) => workerReq("Lookup", authOf(auth, i), scopeOf(i), nsFields(set, spread(i, registered)), format),
   }),
   lookupMiss: ({ auth, format = "proto", scopeOf, set }) => ({
     name: "lookup-miss",
     expect: 404, // Connect NOT_FOUND
-    request: (i) => workerReq("Lookup", auth, scopeOf(i), missFields(set, i), format),
+    request: (i) => workerReq("Lookup", authOf(auth, i), scopeOf(i), missFields(set, i), format),
   }),
   subscribe: ({ auth, scopeOf, set }) => ({
     name: "subscribe-namespace",
     expect: 200,
     // Prefixes of 2 to 4 fields, unique by their second field.
-    request: (i) => workerReq("SubscribeNamespace", auth, scopeOf(i), [set, `p${i}`, "x", "y"].slice(0, 2 + (i % 3)), "proto"),
+    request: (i) => workerReq("SubscribeNamespace", authOf(auth, i), scopeOf(i), [set, `p${i}`, "x", "y"].slice(0, 2 + (i % 3)), "proto"),
   }),
   lookupSubscribers: ({ auth, scopeOf, set, subscribed }) => ({
     name: "lookup-namespace-subscribers",
@@ -117,7 +121,7 @@ export const worker = {
     // A namespace under the j-th subscribed prefix (so 1 relay matches).
     request: (i) => {
       const j = spread(i, subscribed);
-      return workerReq("LookupNamespaceSubscribers", auth, scopeOf(i), [set, `p${j}`, "x", "y", `leaf${i % 7}`], "proto");
+      return workerReq("LookupNamespaceSubscribers", authOf(auth, i), scopeOf(i), [set, `p${j}`, "x", "y", `leaf${i % 7}`], "proto");
     },
   }),
   /** Layers, for the profile: each stops at a different depth of the stack. */
@@ -132,40 +136,47 @@ export const worker = {
   invalidNs: ({ auth, scopeOf }) => ({
     name: "Lookup, empty namespace (JWT + Connect decode, no DO)",
     expect: 400, // INVALID_ARGUMENT
-    request: (i) => workerReq("Lookup", auth, scopeOf(i), [], "proto"),
+    request: (i) => workerReq("Lookup", authOf(auth, i), scopeOf(i), [], "proto"),
   }),
 };
 
 // ---- moq-api --------------------------------------------------------------
 
-const enc = (fields) => fields.map(encodeURIComponent).join("/");
+/**
+ * The registry key moq-relay-ietf's ApiCoordinator uses (src/bin/moq-relay-ietf/
+ * api_coordinator.rs registry_key): "{scope}:{hex field}.{hex field}...",
+ * scope a connection path such as "/bench"; the path is /origin/{key}.
+ */
+export const moqApiKey = (scope, fields) => `${scope}:${fields.map((f) => Buffer.from(f, "utf8").toString("hex")).join(".")}`;
+const originPath = (scope, fields) => `/origin/${moqApiKey(scope, fields)}`;
 
+/** moq-api operations; `scope` is the connection path that prefixes the keys. */
 export const moqApi = {
-  register: ({ relayUrl, set }) => {
+  register: ({ relayUrl, scope, set }) => {
     const body = Buffer.from(JSON.stringify({ url: relayUrl }));
     return {
       name: "register",
       expect: 200,
-      request: (i) => ({ method: "POST", path: `/origin/${enc(nsFields(set, i))}`, headers: { "content-type": "application/json" }, body }),
+      request: (i) => ({ method: "POST", path: originPath(scope, nsFields(set, i)), headers: { "content-type": "application/json" }, body }),
     };
   },
-  lookupHit: ({ set, registered }) => ({
+  lookupHit: ({ scope, set, registered }) => ({
     name: "lookup-hit",
     expect: 200,
-    request: (i) => ({ method: "GET", path: `/origin/${enc(nsFields(set, spread(i, registered)))}` }),
+    request: (i) => ({ method: "GET", path: originPath(scope, nsFields(set, spread(i, registered))) }),
   }),
-  lookupMiss: ({ set }) => ({
+  lookupMiss: ({ scope, set }) => ({
     name: "lookup-miss",
     expect: 404,
-    request: (i) => ({ method: "GET", path: `/origin/${enc(missFields(set, i))}` }),
+    request: (i) => ({ method: "GET", path: originPath(scope, missFields(set, i)) }),
   }),
-  /** The relay's refresh (moq-relay-ietf api.rs Refresh::update): POST the same origin again. */
-  refresh: ({ relayUrl, set, keys }) => {
+  /** The relay's refresh (ApiCoordinator::start_refresh_task): PATCH the origin, which resets the key's 600 s TTL. */
+  refresh: ({ relayUrl, scope, set, keys }) => {
     const body = Buffer.from(JSON.stringify({ url: relayUrl }));
     return {
       name: "refresh",
       expect: 200,
-      request: (i) => ({ method: "POST", path: `/origin/${enc(nsFields(set, i % keys))}`, headers: { "content-type": "application/json" }, body }),
+      request: (i) => ({ method: "PATCH", path: originPath(scope, nsFields(set, i % keys)), headers: { "content-type": "application/json" }, body }),
     };
   },
 };

@@ -5,9 +5,11 @@
 // boot epoch on every call, heartbeats first, then every interval_ms the
 // Worker returns. One heartbeat keeps all of the relay's rows alive.
 //
-// moq-api: like moq-relay-ietf's moq-api client (src/api.rs, Refresh), each
-// registered namespace has its own timer that POSTs the origin again every
-// 300 s (the key's TTL in moq-api is 600 s): one request per key per TTL/2.
+// moq-api: like moq-relay-ietf 0.7's ApiCoordinator (src/bin/moq-relay-ietf/
+// api_coordinator.rs), each registered namespace has its own tokio interval
+// that PATCHes the origin every 300 s (the key's TTL in moq-api is 600 s):
+// one request per key per TTL/2. (The interval's first tick is immediate, so
+// each registration is also followed at once by one PATCH; not counted here.)
 import { randomBytes } from "node:crypto";
 import { coordinatorCall, relayToken } from "./systems.mjs";
 
@@ -92,5 +94,34 @@ export class MoqApiRefresher {
       clearTimeout(t);
       clearInterval(t);
     }
+  }
+}
+
+/**
+ * Several relays on one moq-worker. Request i of an operation is sent by
+ * relay i mod n, so registrations spread over relays as in a real network
+ * (and stay under the Worker's per-relay quotas, MAX_NAMESPACES_PER_RELAY).
+ */
+export class RelayPool {
+  constructor(baseUrl, prefix, n) {
+    this.relays = Array.from({ length: n }, (_, k) => new WorkerRelay(baseUrl, `https://${prefix}-${k}.bench.test/`));
+  }
+
+  async start() {
+    for (const r of this.relays) await r.start();
+    this.auths = this.relays.map((r) => r.auth);
+    return this;
+  }
+
+  /** Headers of the relay that sends request i. */
+  auth = (i) => this.auths[i % this.auths.length];
+  relayOf = (i) => this.relays[i % this.relays.length];
+
+  get heartbeats() {
+    return this.relays.reduce((a, r) => a + r.heartbeats, 0);
+  }
+
+  stop() {
+    for (const r of this.relays) r.stop();
   }
 }

@@ -7,7 +7,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { homedir, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { DEV_ADMIN_TOKEN, devVars, ROOT } from "../../scripts/lib/dev-worker.mjs";
 
 export const MOQ_API_BIN =
@@ -102,13 +102,17 @@ export function wranglerConfig(root = ROOT) {
  * The source to benchmark: the working tree, or (ref given) a snapshot of that
  * git commit extracted to a temp dir, sharing this checkout's node_modules.
  */
-export function sourceTree(ref) {
-  if (!ref) return { root: ROOT, commit: undefined, remove() {} };
+export function sourceTree(ref, patches = []) {
+  if (!ref) {
+    if (patches.length) throw new Error("patches apply to a --ref snapshot, not to the working tree");
+    return { root: ROOT, commit: undefined, patches: [], remove() {} };
+  }
   const commit = execFileSync("git", ["rev-parse", "--verify", `${ref}^{commit}`], { cwd: ROOT, encoding: "utf8" }).trim();
   const root = mkdtempSync(join(tmpdir(), "moq-worker-bench-src-"));
   execFileSync("bash", ["-c", `git archive ${commit} | tar -x -C "${root}"`], { cwd: ROOT });
   symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"));
-  return { root, commit, remove: () => rmSync(root, { recursive: true, force: true }) };
+  for (const p of patches) execFileSync("git", ["apply", resolvePath(ROOT, p)], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  return { root, commit, patches, remove: () => rmSync(root, { recursive: true, force: true }) };
 }
 
 /** Builds the deployable bundle of a source tree into a fresh temp dir, as `npm run build` does. */
@@ -123,7 +127,25 @@ export function buildBundle(root = ROOT) {
   } catch (e) {
     throw new Error(`building the Worker failed (npx wrangler deploy --dry-run in ${root}):\n${e.stdout ?? ""}${e.stderr ?? ""}`);
   }
-  return { dir: outdir, root, config: wranglerConfig(root), remove: () => rmSync(outdir, { recursive: true, force: true }) };
+  return { dir: outdir, root, config: wranglerConfig(root), modules: bundleModules(outdir), remove: () => rmSync(outdir, { recursive: true, force: true }) };
+}
+
+/**
+ * The modules wrangler wrote (index.js first), typed by wrangler's default
+ * module rules: .js/.mjs ES modules, .html/.txt/.sql text, .wasm compiled
+ * WebAssembly, .bin data.
+ */
+function bundleModules(dir) {
+  const types = [[/\.m?js$/, "ESModule"], [/\.(html|txt|sql)$/, "Text"], [/\.wasm$/, "CompiledWasm"], [/\.bin$/, "Data"]];
+  const mods = [];
+  for (const name of readdirSync(dir)) {
+    if (name.endsWith(".map") || name === "README.md" || name.endsWith(".capnp")) continue;
+    const type = types.find(([re]) => re.test(name))?.[1];
+    if (!type) throw new Error(`bundle: no module type for ${name}`);
+    mods.push({ name, type });
+  }
+  mods.sort((a, b) => (a.name === "index.js" ? -1 : b.name === "index.js" ? 1 : a.name.localeCompare(b.name)));
+  return mods;
 }
 
 /**
@@ -142,8 +164,7 @@ export async function startMiniflare({ bundle, inspectorPort, vars = {} }) {
     ...(inspectorPort ? { inspectorPort } : {}),
     resourcePersistencePath: state,
     name: "moq-worker",
-    scriptPath: join(bundleDir, "index.js"),
-    modules: true,
+    modules: bundle.modules.map((m) => ({ type: m.type, path: join(bundleDir, m.name) })),
     modulesRoot: bundleDir,
     compatibilityDate: cfg.compatibilityDate,
     durableObjects: cfg.durableObjects,
@@ -152,7 +173,14 @@ export async function startMiniflare({ bundle, inspectorPort, vars = {} }) {
   const before = new Set(processTree(process.pid));
   // Miniflare 5 takes a new option shape; it converts the v4 shape documented in its README.
   const mf = new Miniflare(convertV4MiniflareOptions ? convertV4MiniflareOptions(options) : options);
-  const url = (await mf.ready).href.replace(/\/$/, "");
+  let url;
+  try {
+    url = (await mf.ready).href.replace(/\/$/, "");
+  } catch (e) {
+    await mf.dispose().catch(() => {});
+    rmSync(state, { recursive: true, force: true });
+    throw e;
+  }
   // The workerd process Miniflare started (requests go to it directly, not through this process).
   const workerd = processTree(process.pid).filter((p) => !before.has(p) && commOf(p) === "workerd");
   return {
@@ -184,13 +212,15 @@ export async function startWorkerd({ bundle, vars = {}, inspectorPort }) {
   const namespaces = Object.values(cfg.durableObjects).map(
     (d) => `(className = ${q(d.className)}, uniqueKey = ${q(`moq-worker-${d.className}`)}, enableSql = true)`,
   );
+  const field = { ESModule: "esModule", Text: "text", CompiledWasm: "wasm", Data: "data" };
+  const modules = bundle.modules.map((m) => `(name = ${q(m.name)}, ${field[m.type]} = embed ${q(m.name)})`);
   const config = `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [ (name = "main", worker = .moqWorker), (name = "disk", disk = (path = ${q(state)}, writable = true)) ],
   sockets = [ (name = "http", address = ${q(`127.0.0.1:${port}`)}, http = (), service = "main") ],
 );
 const moqWorker :Workerd.Worker = (
-  modules = [ (name = "index.js", esModule = embed "index.js") ],
+  modules = [ ${modules.join(", ")} ],
   compatibilityDate = ${q(cfg.compatibilityDate)},
   bindings = [ ${bindings.join(", ")} ],
   durableObjectNamespaces = [ ${namespaces.join(", ")} ],
@@ -293,13 +323,25 @@ export async function startMoqApi() {
     "--bind", "127.0.0.1", "--port", String(redisPort), "--save", "", "--appendonly", "no",
     "--dir", redisDir, "--daemonize", "no", "--protected-mode", "yes",
   ]);
-  await waitFor("redis-server", () => redisCommand(redisPort, ["PING"]).then((r) => r.startsWith("+PONG")), 10_000, redis.output);
-  const apiPort = await freePort();
-  const api = spawnLogged(MOQ_API_BIN, ["--bind", `127.0.0.1:${apiPort}`, "--redis", `redis://127.0.0.1:${redisPort}`], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" },
-  });
-  const url = `http://127.0.0.1:${apiPort}`;
-  await waitFor("moq-api", async () => (await fetch(`${url}/origin/bench-probe`)).status === 404, 15_000, api.output);
+  let api;
+  const url = await (async () => {
+    try {
+      await waitFor("redis-server", () => redisCommand(redisPort, ["PING"]).then((r) => r.startsWith("+PONG")), 10_000, redis.output);
+      const apiPort = await freePort();
+      api = spawnLogged(MOQ_API_BIN, ["--bind", `127.0.0.1:${apiPort}`, "--redis", `redis://127.0.0.1:${redisPort}`], {
+        env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" },
+      });
+      const u = `http://127.0.0.1:${apiPort}`;
+      await waitFor("moq-api", async () => (await fetch(`${u}/origin/bench-probe`)).status === 404, 15_000, api.output);
+      return u;
+    } catch (e) {
+      // Started but not ready: stop what runs before giving up.
+      await api?.stop();
+      await redis.stop();
+      rmSync(redisDir, { recursive: true, force: true });
+      throw e;
+    }
+  })();
   return {
     kind: "moq-api + redis",
     url,

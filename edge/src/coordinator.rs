@@ -621,10 +621,9 @@ impl Coordinator for WorkerCoordinator {
         let inner = &self.inner;
         let (resp, lease) = inner
             .acquire(LeaseKey::NamespaceSub(scope_of(scope), fields), async {
-                // Not promised idempotent by the contract: only resent when
-                // it provably never arrived.
+                // Idempotent by contract: one subscription per relay and prefix.
                 inner
-                    .call::<_, proto::SubscribeNamespaceResponse>("SubscribeNamespace", &req, false)
+                    .call::<_, proto::SubscribeNamespaceResponse>("SubscribeNamespace", &req, true)
                     .await
                     .map_err(map_err)
             })
@@ -691,7 +690,7 @@ impl Coordinator for WorkerCoordinator {
         let (_, lease) = inner
             .acquire(key, async {
                 inner
-                    .call::<_, proto::RegisterTrackResponse>("RegisterTrack", &req, false)
+                    .call::<_, proto::RegisterTrackResponse>("RegisterTrack", &req, true)
                     .await
                     .map_err(map_err)
             })
@@ -757,7 +756,7 @@ impl Coordinator for WorkerCoordinator {
         let (_, lease) = inner
             .acquire(key, async {
                 inner
-                    .call::<_, proto::SubscribeTrackResponse>("SubscribeTrack", &req, false)
+                    .call::<_, proto::SubscribeTrackResponse>("SubscribeTrack", &req, true)
                     .await
                     .map_err(map_err)
             })

@@ -51,6 +51,16 @@ export async function verifyRelayToken(secret: string, token: string): Promise<s
   return (await verifyRelayClaims(secret, token)).relay;
 }
 
+// Tokens this isolate has verified. A relay sends the same token on every
+// call, and verifying it (HMAC key import and check, base64 and JSON) is a
+// large share of a small request's CPU (docs/performance.md). An entry goes
+// when the secrets change (rotation still revokes at once), at the token's
+// exp, and after MAX_CACHE_MS; the map is bounded, oldest entry out first.
+const MAX_CACHED_TOKENS = 1024;
+const MAX_CACHE_MS = 5 * 60 * 1000;
+const verified = new Map<string, { claims: RelayClaims; untilMs: number }>();
+let verifiedWith: string | undefined;
+
 /**
  * Verifies the token and returns its claims, or throws UNAUTHENTICATED.
  * Several secrets: the current one first, then the previous one during a
@@ -58,6 +68,26 @@ export async function verifyRelayToken(secret: string, token: string): Promise<s
  */
 export async function verifyRelayClaims(secrets: string | readonly string[], token: string): Promise<RelayClaims> {
   const keys = typeof secrets === "string" ? [secrets] : secrets;
+  const keyring = keys.join("\u0000");
+  if (keyring !== verifiedWith) {
+    verified.clear();
+    verifiedWith = keyring;
+  }
+  const now = Date.now();
+  const hit = verified.get(token);
+  if (hit && hit.untilMs > now) return hit.claims;
+  verified.delete(token);
+  const { claims, exp, nbf } = await verifyUncached(keys, token);
+  // Not-before tokens are checked every time (moq-worker mints none).
+  if (nbf === undefined) {
+    const expMs = typeof exp === "number" ? exp * 1000 : Infinity;
+    verified.set(token, { claims, untilMs: Math.min(now + MAX_CACHE_MS, expMs) });
+    if (verified.size > MAX_CACHED_TOKENS) verified.delete(verified.keys().next().value!);
+  }
+  return claims;
+}
+
+async function verifyUncached(keys: readonly string[], token: string): Promise<{ claims: RelayClaims; exp: unknown; nbf: unknown }> {
   let payload: Record<string, unknown> | undefined;
   for (const [i, secret] of keys.entries()) {
     try {
@@ -82,5 +112,11 @@ export async function verifyRelayClaims(secrets: string | readonly string[], tok
   if (ro !== undefined && typeof ro !== "boolean") {
     throw new ConnectError("relay token has a malformed read-only claim", Code.Unauthenticated);
   }
-  return { relay: payload.sub, ...(scp === undefined ? {} : { scopes: scp as string[] }), ...(ro ? { readOnly: true } : {}) };
+  // Shared by every call that presents this token: frozen.
+  const claims: RelayClaims = Object.freeze({
+    relay: payload.sub,
+    ...(scp === undefined ? {} : { scopes: Object.freeze([...(scp as string[])]) as string[] }),
+    ...(ro ? { readOnly: true } : {}),
+  });
+  return { claims, exp: payload.exp, nbf: payload.nbf };
 }

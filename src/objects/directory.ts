@@ -139,6 +139,6 @@ export class DirectoryListing {
         // The next note retries.
         if (this.wanted === state) this.wanted = this.told;
       },
-    );
+    ).catch((err: unknown) => console.warn(`directory listing not saved: ${String(err)}`));
   }
 }

@@ -48,6 +48,17 @@ describe("moq-worker CLI", () => {
     assertOneLineError(await admin(["token", "create", "ftp://relay"]), /invalid_argument/, /relay_url/);
   });
 
+  it("token create --scope/--read-only mints a token limited to those scopes and to reading", async () => {
+    const [mine, other] = [unique("cli-limited"), unique("cli-other")];
+    const res = await admin(["token", "create", "https://relay-limited.example.com", "--scope", mine, "--read-only"]);
+    assert.equal(res.code, 0, res.stderr);
+    const token = res.stdout.trim();
+    const body = (scope) => ({ scope, namespace: { fields: [btoa("live")] } });
+    await assert.rejects(call(w.url, "CoordinatorService", "RegisterNamespace", body(mine), token), { code: "permission_denied" });
+    await assert.rejects(call(w.url, "CoordinatorService", "Lookup", body(other), token), { code: "permission_denied" });
+    await assert.rejects(call(w.url, "CoordinatorService", "Lookup", body(mine), token), { code: "not_found" });
+  });
+
   it("scope set configures what scope show and GetScopeConfig report", async () => {
     const scope = unique("cli-scope");
     const set = await admin(["scope", "set", scope, "--origin-fallback", "https://origin.example.com", "--lingering", "--rendezvous-timeout", "2500"]);

@@ -948,6 +948,12 @@ export const PermissionsSchema: GenEnum<Permissions> = /*@__PURE__*/
   enumDesc(file_moqworker_v1_coordinator, 1);
 
 /**
+ * Every call is safe to retry. Writes are idempotent per caller: a relay
+ * repeating RegisterNamespace/RegisterTrack gets its existing registration (and
+ * the same id) back; SubscribeNamespace/SubscribeTrack keep one subscription per
+ * relay and key (repeating SubscribeTrack renews its rendezvous deadline);
+ * unregistering what is not registered succeeds.
+ *
  * @generated from service moqworker.v1.CoordinatorService
  */
 export const CoordinatorService: GenService<{
