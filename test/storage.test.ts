@@ -60,7 +60,8 @@ describe("query plans", () => {
       expect(sql, name).not.toMatch(/\b(LIKE|GLOB)\b/i);
       // "SEARCH <table> USING ..." is an index lookup; "SCAN <table>" without USING is a full scan.
       expect(plan, `${name}: ${plan}`).toMatch(/SEARCH \w+ USING (COVERING )?(INDEX|PRIMARY KEY)/);
-      expect(plan, `${name}: ${plan}`).not.toMatch(/SCAN \w+(?! USING)( |$)/);
+      // A full scan of a table reads "SCAN <table>" with no "USING" (a CTE's own rows may be scanned).
+      expect(plan, `${name}: ${plan}`).not.toMatch(/SCAN (namespaces|tracks|namespace_subscriptions|track_subscriptions|relays|n)( |$)(?!USING)/);
     }
   });
 });

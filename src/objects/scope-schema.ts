@@ -28,7 +28,10 @@ CREATE TABLE IF NOT EXISTS namespaces (
   id TEXT NOT NULL,
   created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS namespaces_by_relay ON namespaces (relay, epoch);
+-- Per relay in key order: serves purges and quotas (by relay) and makes "does
+-- relay R host anything under P" one seek. It replaced (relay, epoch).
+DROP INDEX IF EXISTS namespaces_by_relay;
+CREATE INDEX IF NOT EXISTS namespaces_by_relay_key ON namespaces (relay, ns_key);
 
 CREATE TABLE IF NOT EXISTS tracks (
   ns_key BLOB NOT NULL,
@@ -90,8 +93,19 @@ export const HOT_QUERIES = {
   /** Registrations among the given keys (a namespace's prefixes), longest first. */
   longestRegistered: (n: number) =>
     `SELECT ns_key, relay FROM namespaces WHERE ns_key IN (${marks(n)}) ORDER BY length(ns_key) DESC LIMIT 1`,
-  /** Relays hosting namespaces in [lo, hi): the namespaces under a prefix. */
-  hostsUnder: "SELECT DISTINCT relay FROM namespaces WHERE ns_key >= ? AND ns_key < ?",
+  /**
+   * Relays hosting namespaces in [lo, hi), the namespaces under a prefix. It
+   * walks the distinct relays (a skip scan of namespaces_by_relay_key) and asks
+   * each for one row in range, so its cost follows the number of relays, not
+   * the number of namespaces under the prefix (the whole scope for "").
+   */
+  hostsUnder: `WITH RECURSIVE hosts(relay) AS (
+      SELECT min(relay) FROM namespaces
+      UNION ALL
+      SELECT (SELECT min(relay) FROM namespaces WHERE relay > hosts.relay) FROM hosts WHERE hosts.relay IS NOT NULL
+    )
+    SELECT relay FROM hosts WHERE relay IS NOT NULL AND EXISTS (
+      SELECT 1 FROM namespaces n WHERE n.relay = hosts.relay AND n.ns_key >= ?1 AND n.ns_key < ?2)`,
   /** Relays subscribed to any of the given prefixes. */
   subscribersOf: (n: number) => `SELECT DISTINCT relay FROM namespace_subscriptions WHERE prefix_key IN (${marks(n)})`,
   trackOwner: "SELECT relay FROM tracks WHERE ns_key = ? AND name = ?",
