@@ -8,10 +8,9 @@
 // Options: --rounds=N repeats step 3 with N fresh relays (default 1);
 // --log shows wrangler's output.
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { call, DEV_ADMIN_TOKEN, startWorker } from "./lib/dev-worker.mjs";
+import { call, DEV_ADMIN_TOKEN, freePort, startWorker } from "./lib/dev-worker.mjs";
 
 const LEASE_TTL_MS = 3000;
 const PURGE_LIMIT_MS = LEASE_TTL_MS + 5000;
@@ -32,13 +31,6 @@ function check(ok, what) {
   if (!ok) throw new Error(`FAILED: ${what}`);
 }
 
-async function freePort() {
-  const server = createServer();
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** A relay: its token, its boot epoch, and a heartbeat loop like the edge's. */
 class Relay {

@@ -15,10 +15,9 @@
 // Bounded: a fixed number of calls (about 1000); 20-40 s with wrangler's start.
 // Options: --seed=N (default fixed), --relays=N, --ops=N, --log.
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEV_ADMIN_TOKEN, startWorker } from "./lib/dev-worker.mjs";
+import { DEV_ADMIN_TOKEN, freePort, startWorker } from "./lib/dev-worker.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
@@ -61,13 +60,6 @@ function check(ok, what) {
   return ok;
 }
 
-async function freePort() {
-  const server = createServer();
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** A Connect JSON call that returns {code, body} instead of throwing. */
 async function rpc(base, service, method, body, token, headers = {}) {

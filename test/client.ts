@@ -1,5 +1,5 @@
 // Test clients that go through the Worker's real HTTP entry point.
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { exports } from "cloudflare:workers";
 import { AdminService } from "../src/gen/moqworker/v1/admin_pb.js";
@@ -53,6 +53,16 @@ export function ns(path: string): Namespace {
 }
 
 export const text = (n: Namespace | undefined) => (n?.fields ?? []).map((f) => new TextDecoder().decode(f)).join("/");
+
+/** The Connect code a call ends with, or "ok". */
+export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await p;
+    return "ok";
+  } catch (e) {
+    return ConnectError.from(e).code;
+  }
+}
 
 let counter = 0;
 /** A scope name no other test uses (tests share storage within a file). */

@@ -3,19 +3,11 @@
 import { describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Interface, Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
-import { adminClient, freshScope, ns, relay, text } from "./client.js";
+import { adminClient, codeOf, freshScope, ns, relay, text } from "./client.js";
 
 const publicCtx = { interface: Interface.PUBLIC };
 const internalFrom = (sourceUrl?: string, sourceAddr?: string) => ({ interface: Interface.INTERNAL, sourceUrl, sourceAddr });
 
-async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-}
 
 describe.each(["binary", "json"] as const)("coordinator over %s", (format) => {
   it("registers a namespace and looks it up", async () => {

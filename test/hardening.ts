@@ -30,18 +30,12 @@ export function coordinatorAs(
   );
 }
 
+export { codeOf } from "./client.js";
+
 /** TOKEN_SECRET of the test Worker (vitest.config.ts). */
 export const TEST_TOKEN_SECRET = "test-token-secret";
 export const RELAY_AUDIENCE = "moq-worker:relay";
 
-export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-}
 
 /** The Connect error of a call, for asserting on its message too. */
 export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {

@@ -9,7 +9,7 @@ import { ScopeObject } from "../src/objects/scope.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { scopeObjectName } from "../src/objects/names.js";
 import { DEFAULT_LEASE_TTL_MS, leaseSettings } from "../src/lease.js";
-import { adminClient, freshScope, ns, relay, type Coordinator } from "./client.js";
+import { adminClient, codeOf, freshScope, ns, relay, type Coordinator } from "./client.js";
 
 /** LEASE_TTL_MS of vitest.config.ts. */
 const TTL = 60_000;
@@ -18,14 +18,6 @@ const TABLES = ["namespaces", "tracks", "namespace_subscriptions", "track_subscr
 const relayStub = (url: string) => env.RELAYS.get(env.RELAYS.idFromName(url));
 const scopeStub = (scope: string) => env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(scope)));
 
-async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-}
 
 /** One row of each kind in each scope. */
 async function populate(r: Coordinator, scopes: string[], tag: string): Promise<void> {

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync
 import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
-import { DEV_ADMIN_TOKEN, devVars, ROOT } from "../../scripts/lib/dev-worker.mjs";
+import { DEV_ADMIN_TOKEN, devVars, freePort, ROOT } from "../../scripts/lib/dev-worker.mjs";
 
 export const MOQ_API_BIN =
   process.env.MOQ_API_BIN ?? join(process.env.MOQ_BENCH_BIN_ROOT ?? join(homedir(), ".cache/moq-worker/cargo-bin"), "bin/moq-api");
@@ -57,17 +57,7 @@ const commOf = (pid) => {
   }
 };
 
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -249,6 +249,23 @@ impl Inner {
         self.rpc.call(method, req, idempotent).await
     }
 
+    /// Takes a reference on `key`, asserting it with the Worker through
+    /// `method`. Every register/subscribe call is idempotent by contract (the
+    /// same relay repeating it gets its existing row), so it is retried.
+    async fn hold<Req: prost::Message, Resp: prost::Message + Default>(
+        self: &Arc<Self>,
+        key: LeaseKey,
+        method: &'static str,
+        req: &Req,
+    ) -> CoordinatorResult<(Resp, Lease)> {
+        self.acquire(key, async {
+            self.call::<Req, Resp>(method, req, true)
+                .await
+                .map_err(map_err)
+        })
+        .await
+    }
+
     async fn heartbeat(&self) -> Result<proto::HeartbeatResponse, RpcError> {
         let req = proto::HeartbeatRequest {
             epoch: self.epoch.clone(),
@@ -524,16 +541,13 @@ impl Coordinator for WorkerCoordinator {
             }),
             context: Some(context_of(context)),
         };
-        let inner = &self.inner;
-        let key = LeaseKey::Namespace(scope_of(scope), fields);
-        // Idempotent by contract: the same relay re-registering succeeds.
-        let (resp, lease) = inner
-            .acquire(key, async {
-                inner
-                    .call::<_, proto::RegisterNamespaceResponse>("RegisterNamespace", &req, true)
-                    .await
-                    .map_err(map_err)
-            })
+        let (resp, lease) = self
+            .inner
+            .hold::<_, proto::RegisterNamespaceResponse>(
+                LeaseKey::Namespace(scope_of(scope), fields),
+                "RegisterNamespace",
+                &req,
+            )
             .await?;
         Ok(NamespaceRegistration::new(lease)
             .with_metadata(vec![("registration_id".into(), resp.registration_id)]))
@@ -618,15 +632,13 @@ impl Coordinator for WorkerCoordinator {
             }),
             context: Some(context_of(context)),
         };
-        let inner = &self.inner;
-        let (resp, lease) = inner
-            .acquire(LeaseKey::NamespaceSub(scope_of(scope), fields), async {
-                // Idempotent by contract: one subscription per relay and prefix.
-                inner
-                    .call::<_, proto::SubscribeNamespaceResponse>("SubscribeNamespace", &req, true)
-                    .await
-                    .map_err(map_err)
-            })
+        let (resp, lease) = self
+            .inner
+            .hold::<_, proto::SubscribeNamespaceResponse>(
+                LeaseKey::NamespaceSub(scope_of(scope), fields),
+                "SubscribeNamespace",
+                &req,
+            )
             .await?;
         let upstream = resp
             .upstream_relays
@@ -685,15 +697,13 @@ impl Coordinator for WorkerCoordinator {
             }),
             track: track.to_string(),
         };
-        let inner = &self.inner;
-        let key = LeaseKey::Track(scope_of(scope), fields, track.to_string());
-        let (_, lease) = inner
-            .acquire(key, async {
-                inner
-                    .call::<_, proto::RegisterTrackResponse>("RegisterTrack", &req, true)
-                    .await
-                    .map_err(map_err)
-            })
+        let (_, lease) = self
+            .inner
+            .hold::<_, proto::RegisterTrackResponse>(
+                LeaseKey::Track(scope_of(scope), fields, track.to_string()),
+                "RegisterTrack",
+                &req,
+            )
             .await?;
         Ok(TrackRegistration::new(lease))
     }
@@ -751,15 +761,13 @@ impl Coordinator for WorkerCoordinator {
             }),
             track: track.to_string(),
         };
-        let inner = &self.inner;
-        let key = LeaseKey::TrackSub(scope_of(scope), fields, track.to_string());
-        let (_, lease) = inner
-            .acquire(key, async {
-                inner
-                    .call::<_, proto::SubscribeTrackResponse>("SubscribeTrack", &req, true)
-                    .await
-                    .map_err(map_err)
-            })
+        let (_, lease) = self
+            .inner
+            .hold::<_, proto::SubscribeTrackResponse>(
+                LeaseKey::TrackSub(scope_of(scope), fields, track.to_string()),
+                "SubscribeTrack",
+                &req,
+            )
             .await?;
         Ok(TrackSubscription::new(lease))
     }

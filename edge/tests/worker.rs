@@ -187,7 +187,11 @@ async fn second_relay_gets_already_exists(env: &Env) -> anyhow::Result<()> {
         Err(err) => anyhow::bail!("expected ALREADY_EXISTS, got {err}"),
     }
     // A refused registration leaves nothing behind locally.
-    ensure!(b.coord.active_leases() == 0, "{} leases", b.coord.active_leases());
+    ensure!(
+        b.coord.active_leases() == 0,
+        "{} leases",
+        b.coord.active_leases()
+    );
     // The same relay registering again is a success (idempotent retry).
     let _again = a
         .coord

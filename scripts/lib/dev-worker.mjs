@@ -2,6 +2,7 @@
 // scripts. wrangler spawns workerd as a grandchild, so it runs in its own
 // process group (detached) and the whole group is stopped.
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -10,6 +11,15 @@ import { fileURLToPath } from "node:url";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const DEV_ADMIN_TOKEN = "dev-admin-token";
 export const DEV_TOKEN_SECRET = "dev-token-secret";
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /** The variables `npm start` runs with (documented in the README). */
 export function devVars(extra = {}) {

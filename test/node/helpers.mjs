@@ -1,19 +1,10 @@
 // Shared by the node-side tests (npm run test:ops): a real `wrangler dev`
 // Worker on a free loopback port, the CLI as a child process, and relay calls.
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
-import { ROOT, DEV_ADMIN_TOKEN, call, startWorker } from "../../scripts/lib/dev-worker.mjs";
+import { ROOT, DEV_ADMIN_TOKEN, call, freePort, startWorker } from "../../scripts/lib/dev-worker.mjs";
 
-export { ROOT, DEV_ADMIN_TOKEN, call };
-
-export async function freePort() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { ROOT, DEV_ADMIN_TOKEN, call, freePort };
 
 /** A fresh Worker (own state dir) for one test file. */
 export async function worker(vars = {}) {
