@@ -361,7 +361,7 @@ export class ScopeObject extends DurableObject<Env> {
   /**
    * A RESOURCE_EXHAUSTED outcome if the relay already holds its quota of rows
    * in the table (src/limits.ts), else undefined. Counts over the table's
-   * (relay, epoch) index, stopping at the quota, only when the in-memory bound
+   * per-relay index, stopping at the quota, only when the in-memory bound
    * (heldAtMost) has reached the quota: a count costs about 0.1 ms per 1,000
    * rows held (docs/performance.md), a bound check nothing.
    */
