@@ -27,6 +27,8 @@ export interface NamespaceMatch {
 
 export class ScopeObject extends DurableObject<Env> {
   private sql: SqlStorage;
+  /** The meta row naming this scope exists (written by remember()). */
+  private remembered = false;
   private listing: DirectoryListing;
   /**
    * Until when each relay's lease is known to be open, as its RelayObject last
@@ -391,8 +393,8 @@ export class ScopeObject extends DurableObject<Env> {
     return row ? { epoch: row.epoch as string, addrs: JSON.parse(row.addrs as string) as string[] } : undefined;
   }
 
-  private relayRef(url: string): RelayRef {
-    const addr = this.relayRow(url)?.addrs[0];
+  private relayRef(url: string, addrs = this.relayRow(url)?.addrs ?? []): RelayRef {
+    const addr = addrs[0];
     return addr === undefined ? { url } : { url, addr };
   }
 
@@ -406,14 +408,18 @@ export class ScopeObject extends DurableObject<Env> {
       if (origin.sourceAddr !== undefined && addrs.includes(origin.sourceAddr)) continue;
       // moq-rs names an internal peer https://{ip:port}: match that against addresses too.
       if (sourceAuthority !== undefined && addrs.includes(sourceAuthority)) continue;
-      out.push(this.relayRef(url));
+      out.push(this.relayRef(url, addrs));
     }
     return out;
   }
 
   private remember(scope: string | null): void {
-    this.sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES ('scope', ?)", scope === null ? "" : `=${scope}`);
-    // The admin directory hears of this scope once, in the background.
+    // Every write calls this; the row never changes, so write it once per instance.
+    if (!this.remembered) {
+      this.sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES ('scope', ?)", scope === null ? "" : `=${scope}`);
+      this.remembered = true;
+    }
+    // The admin directory hears of this scope once, in the background (a failed note is retried here).
     this.listing.note("listed", () => directoryStub(this.env).noteScope(scope ?? "", Date.now()));
   }
 
