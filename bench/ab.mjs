@@ -2,11 +2,13 @@
 // the same ref with a patch applied (or another ref). Both bundles run on bare
 // workerd; operations alternate between A and B for several rounds so that
 // background load hits both alike. Reports medians of req/s, p50 and workerd
-// CPU per request (the least noise-sensitive number on a shared machine).
+// CPU per request (the least noise-sensitive number on a shared machine, with
+// its spread over the rounds), and each operation's req/s as a fraction of
+// GET /healthz on the same build (the runtime's ceiling, always measured).
 //
-//   npx node bench/ab.mjs --base HEAD --patch bench/proposals/token-cache.diff [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
-//   npx node bench/ab.mjs --base HEAD~1 --other HEAD
-// --ops: lookup-hit, lookup-miss, register, auth+decode, healthz, register-held
+//   npx node bench/ab.mjs --base HEAD~1 --other HEAD [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
+//   npx node bench/ab.mjs --base HEAD --patch my-change.diff
+// --ops: lookup-hit, lookup-miss, register, auth+decode, register-held
 // (a relay already holding 8,000 namespaces in the scope registers 300 more a round).
 // --patch may be given several times, comma-separated.
 import { execFileSync } from "node:child_process";
@@ -27,7 +29,8 @@ const other = opt("--other");
 const rounds = Number(opt("--rounds", 5));
 const seconds = Number(opt("--seconds", 4));
 const concurrency = Number(opt("--concurrency", 16));
-const opNames = opt("--ops", "lookup-hit,register").split(",");
+// GET /healthz is always measured: the runtime's own ceiling for this client and concurrency.
+const opNames = ["healthz", ...opt("--ops", "lookup-hit,register").split(",").filter((n) => n !== "healthz")];
 // register-held: RegisterNamespace by a relay that already holds HELD namespaces in the scope, HELD_BATCH calls a round.
 const HELD = 8000;
 const HELD_BATCH = 300;
@@ -48,9 +51,14 @@ if (patch) for (const p of patch.split(",")) execFileSync("git", ["apply", resol
 const label = { A: base, B: other ?? `${base} + ${patch}` };
 const results = { A: {}, B: {} };
 const systems = {};
+const bundles = {};
 try {
-  for (const [k, src] of [["A", srcA], ["B", srcB]]) {
-    const bundle = buildBundle(src.root);
+  // Both bundles first: building blocks this process (execFileSync), and a
+  // relay that cannot heartbeat meanwhile would lose its lease and its rows.
+  bundles.A = buildBundle(srcA.root);
+  bundles.B = buildBundle(srcB.root);
+  for (const k of ["A", "B"]) {
+    const bundle = bundles[k];
     const w = await startWorkerd({ bundle });
     const relay = await new RelayPool(w.url, "relay-ab", 16).start();
     await runLoad({ baseUrl: w.url, op: worker.register({ auth: relay.auth, scopeOf: () => "ab", set: "ab" }), concurrency: 32, total: 2000 });
@@ -81,26 +89,43 @@ try {
     }
   }
 } finally {
+  // A relay whose heartbeat failed throws on stop: after everything is stopped.
+  const failures = [];
   for (const s of Object.values(systems)) {
-    s.relay.stop();
-    s.held?.relay.stop();
+    for (const r of [s.relay, s.held?.relay]) {
+      try {
+        r?.stop();
+      } catch (e) {
+        failures.push(e);
+      }
+    }
     await s.w.stop();
-    s.bundle.remove();
   }
+  for (const b of Object.values(bundles)) b.remove();
   srcA.remove();
   srcB.remove();
+  if (failures.length) throw failures[0];
 }
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 };
-console.log(`A = ${label.A}\nB = ${label.B}\n${rounds} rounds × ${seconds}s, concurrency ${concurrency}, bare workerd; medians\n`);
-console.log("| operation | A req/s | B req/s | B/A | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+console.log(`A = ${label.A}\nB = ${label.B}\n${rounds} rounds × ${seconds}s, concurrency ${concurrency}, bare workerd; medians, CPU min–max over rounds\n`);
+console.log("| operation | A req/s | B req/s | B/A | A ×ceiling | B ×ceiling | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+const m = (k, name, f) => median(results[k][name].map(f));
+const range = (k, name) => {
+  const xs = results[k][name].map((x) => x.serverCpuUsPerReq);
+  return `${Math.round(Math.min(...xs))}–${Math.round(Math.max(...xs))}`;
+};
+// ×ceiling: the operation's req/s over the same build's GET /healthz req/s (both medians).
+const ceiling = { A: m("A", "healthz", (x) => x.rps), B: m("B", "healthz", (x) => x.rps) };
 for (const name of opNames) {
-  const m = (k, f) => median(results[k][name].map(f));
-  const [ar, br] = [m("A", (x) => x.rps), m("B", (x) => x.rps)];
-  const [ac, bc] = [m("A", (x) => x.serverCpuUsPerReq), m("B", (x) => x.serverCpuUsPerReq)];
-  console.log(`| ${name} | ${ar} | ${br} | ${(br / ar).toFixed(2)}× | ${m("A", (x) => x.p50Ms)} | ${m("B", (x) => x.p50Ms)} | ${ac} | ${bc} | ${(bc / ac).toFixed(2)}× |`);
+  const [ar, br] = [m("A", name, (x) => x.rps), m("B", name, (x) => x.rps)];
+  const [ac, bc] = [m("A", name, (x) => x.serverCpuUsPerReq), m("B", name, (x) => x.serverCpuUsPerReq)];
+  console.log(
+    `| ${name} | ${ar} | ${br} | ${(br / ar).toFixed(2)}× | ${(ar / ceiling.A).toFixed(2)}× | ${(br / ceiling.B).toFixed(2)}× | ` +
+      `${m("A", name, (x) => x.p50Ms)} | ${m("B", name, (x) => x.p50Ms)} | ${ac} (${range("A", name)}) | ${bc} (${range("B", name)}) | ${(bc / ac).toFixed(2)}× |`,
+  );
 }

@@ -1,12 +1,14 @@
-// /metrics (Prometheus text, admin-only), the per-RPC middleware, the
-// optional Analytics Engine data points, and the dashboard page's headers.
+// /metrics (Prometheus text, admin-only), the per-RPC counts the request
+// pipeline records, the optional Analytics Engine data points, and the
+// dashboard page's headers.
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { Hono } from "hono";
 import { Code } from "@connectrpc/connect";
 import { ADMIN_TOKEN, BASE, adminClient, freshScope, ns, relay, workerFetch } from "./client.js";
-import { rpcMetricsMiddleware, rpcOf } from "../src/metrics/middleware.js";
 import { RpcMetrics } from "../src/metrics/registry.js";
 import type { Env } from "../src/env.js";
+import worker from "../src/index.js";
+import { MAX_REQUEST_BYTES } from "../src/rpc/router.js";
 
 async function scrape(): Promise<string> {
   const res = await workerFetch(`${BASE}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
@@ -81,28 +83,61 @@ describe("RpcMetrics", () => {
     expect(text).not.toContain(`moq_worker_rpc_errors_total{${labels},code="ok"}`);
   });
 
-  it("labels unknown services and methods as 'unknown' (callers cannot add series)", () => {
-    expect(rpcOf("/moqworker.v1.CoordinatorService/Lookup")).toEqual({ service: "CoordinatorService", method: "Lookup" });
-    expect(rpcOf("/moqworker.v1.CoordinatorService/Nope123")).toEqual({ service: "CoordinatorService", method: "unknown" });
-    expect(rpcOf("/evil.Service/Lookup")).toEqual({ service: "unknown", method: "unknown" });
-  });
 });
 
 describe("Analytics Engine", () => {
-  it("writes one data point per RPC when the METRICS binding is set", async () => {
+  /** The Worker's own fetch handler, with a METRICS binding that keeps what it is given. */
+  function withMetrics() {
     const points: AnalyticsEngineDataPoint[] = [];
     const METRICS = { writeDataPoint: (p?: AnalyticsEngineDataPoint) => p && points.push(p) } as AnalyticsEngineDataset;
-    const app = new Hono<{ Bindings: Env }>();
-    app.use("*", rpcMetricsMiddleware);
-    app.post("/moqworker.v1.CoordinatorService/Lookup", (c) => c.json({ code: "not_found", message: "x" }, 404));
-    app.post("/moqworker.v1.AdminService/ListScopes", (c) => c.json({ scopes: [] }));
-    const env = { METRICS } as unknown as Env;
-    await app.request("/moqworker.v1.CoordinatorService/Lookup", { method: "POST" }, env);
-    await app.request("/moqworker.v1.AdminService/ListScopes", { method: "POST" }, env);
-    expect(points).toEqual([
-      { indexes: ["Lookup"], blobs: ["CoordinatorService", "Lookup", "not_found"], doubles: [expect.any(Number), 1] },
-      { indexes: ["ListScopes"], blobs: ["AdminService", "ListScopes", "ok"], doubles: [expect.any(Number), 0] },
-    ]);
+    const fetch = (path: string, init: RequestInit) =>
+      worker.fetch(new Request(`${BASE}${path}`, init), { ...env, METRICS } as unknown as Env, {} as ExecutionContext);
+    return { points, fetch };
+  }
+  const point = (service: string, method: string, code: string) => ({
+    indexes: [method],
+    blobs: [service, method, code],
+    doubles: [expect.any(Number), code === "ok" ? 0 : 1],
+  });
+
+  it("writes one data point per RPC, with the code the caller got, whichever step refused it", async () => {
+    const r = await relay("https://metrics-ae.example.com");
+    const { points, fetch } = withMetrics();
+    const proto = { authorization: `Bearer ${r.token}`, "content-type": "application/proto" };
+    const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
+    const lookup = "/moqworker.v1.CoordinatorService/Lookup";
+    const calls: [string, RequestInit, number, string][] = [
+      ["/moqworker.v1.AdminService/ListScopes", { method: "POST", headers: admin, body: "{}" }, 200, "ok"],
+      // Decodes, then the handler refuses it.
+      [lookup, { method: "POST", headers: proto, body: new Uint8Array() }, 400, "invalid_argument"],
+      // Does not decode (illegal wire type).
+      [lookup, { method: "POST", headers: proto, body: Uint8Array.of(0x0f, 0x01) }, 400, "invalid_argument"],
+      // Too large: refused before the token is looked at.
+      [lookup, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array(MAX_REQUEST_BYTES + 1) }, 429, "resource_exhausted"],
+      [lookup, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array() }, 401, "unauthenticated"],
+      [lookup, { method: "GET", headers: proto }, 405, "unimplemented"],
+      [lookup, { method: "POST", headers: { ...proto, "content-type": "text/plain" }, body: "x" }, 415, "invalid_argument"],
+      // Unknown methods share one label: a caller cannot add series.
+      ["/moqworker.v1.CoordinatorService/Nope123", { method: "POST", headers: proto, body: new Uint8Array() }, 501, "unimplemented"],
+      [`${lookup}/extra`, { method: "POST", headers: proto, body: new Uint8Array() }, 501, "unimplemented"],
+    ];
+    for (const [path, init, status, code] of calls) {
+      const res = await fetch(path, init);
+      expect(res.status, `${path} ${code}`).toBe(status);
+      if (status !== 200) expect(((await res.json()) as { code: string }).code).toBe(code);
+    }
+    const expected = [
+      point("AdminService", "ListScopes", "ok"),
+      point("CoordinatorService", "Lookup", "invalid_argument"),
+      point("CoordinatorService", "Lookup", "invalid_argument"),
+      point("CoordinatorService", "Lookup", "resource_exhausted"),
+      point("CoordinatorService", "Lookup", "unauthenticated"),
+      point("CoordinatorService", "Lookup", "unimplemented"),
+      point("CoordinatorService", "Lookup", "invalid_argument"),
+      point("CoordinatorService", "unknown", "unimplemented"),
+      point("CoordinatorService", "unknown", "unimplemented"),
+    ];
+    expect(points).toEqual(expected);
   });
 
   it("is optional: without the binding nothing is written and RPCs work", async () => {

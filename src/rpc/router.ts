@@ -1,86 +1,224 @@
-// Connect handlers of both services, served from Hono routes. The router is
-// built once per isolate; the Worker env and the caller travel per request as
-// context values.
-import { Code, ConnectError, createConnectRouter, createContextValues } from "@connectrpc/connect";
+// The request pipeline of both Connect services: one pass per call, each step
+// once: HTTP method, body size, caller, RPC method, content type, decode,
+// interceptors and implementation, encode, metrics.
+//
+// Why not connect-es's own server handler (createConnectRouter)? Every method
+// of both services is unary, and for a small unary call its universal handler
+// was most of the Worker's CPU (docs/performance.md): the fetch body becomes an
+// async iterable and the answer a JS ReadableStream, headers are copied, and an
+// undecodable binary body comes back as INTERNAL, so the Worker decoded it a
+// second time to answer INVALID_ARGUMENT, and re-parsed error bodies to count
+// them. The Connect unary protocol is small (POST, a content type, a body, a
+// JSON error with an HTTP status), so it is served here with connect-es's own
+// parts: the handler context, invokeUnaryImplementation (interceptors and the
+// implementation, exactly as connect runs them), the error JSON and status
+// mapping. The Worker tests call it through connect-es's own client, in JSON
+// and binary (test/client.ts, test/pipeline.test.ts).
 import {
-  universalServerRequestFromFetch,
-  universalServerResponseToFetch,
-  type UniversalHandler,
-} from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJson, parseContentType } from "@connectrpc/connect/protocol-connect";
-import { fromBinary } from "@bufbuild/protobuf";
-import { AdminService } from "../gen/moqworker/v1/admin_pb.js";
-import { CoordinatorService } from "../gen/moqworker/v1/coordinator_pb.js";
-import type { Env } from "../env.js";
-import { adminService } from "./admin.js";
+  Code,
+  ConnectError,
+  createContextValues,
+  createServiceImplSpec,
+  type HandlerContext,
+  type MethodImplSpec,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
+import {
+  codeToHttpStatus,
+  codeToString,
+  contentTypeUnaryJson,
+  contentTypeUnaryProto,
+  errorToJson,
+  parseContentType,
+  parseTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import {
+  fromBinary,
+  fromJsonString,
+  toBinary,
+  toJsonString,
+  type DescService,
+} from "@bufbuild/protobuf";
 import { enforceTokenClaims } from "../auth/claims.js";
-import { coordinatorService } from "./coordinator.js";
+import type { Env } from "../env.js";
+import { recordRpc } from "../metrics/record.js";
 import { callerKey, envKey, type Caller } from "./context.js";
 
-/** Largest request body accepted, checked before any parsing. */
+/** Largest request body accepted, checked once, before authentication and parsing. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 
-const router = createConnectRouter({
-  // The Connect protocol only: JSON for curl, binary protobuf for relays.
-  grpc: false,
-  grpcWeb: false,
-  readMaxBytes: MAX_REQUEST_BYTES,
-  jsonOptions: { ignoreUnknownFields: false },
-  // Token claims (allowed scopes, read-only) apply to every coordinator call.
-  interceptors: [enforceTokenClaims],
-});
-router.service(CoordinatorService, coordinatorService);
-router.service(AdminService, adminService);
+// Token claims (allowed scopes, read-only) apply to every coordinator call.
+const interceptors = [enforceTokenClaims];
+const jsonReadOptions = { ignoreUnknownFields: false };
 
-const handlers = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
+type Spec = Extract<MethodImplSpec, { kind: "unary" }>;
 
-export function connectErrorResponse(err: ConnectError, status = codeToHttpStatus(err.code)): Response {
-  return new Response(JSON.stringify(errorToJson(err, undefined)), {
-    status,
-    headers: { "content-type": "application/json" },
-  });
+/** One Connect service served by the pipeline. */
+export interface RpcService {
+  /** Short service name, the metrics label. */
+  name: string;
+  /** "/moqworker.v1.CoordinatorService/": the path of a method is this and its name. */
+  prefix: string;
+  /** Unary methods by name. */
+  methods: Map<string, Spec>;
+  /** The caller of a request (undefined for admin calls), or throws UNAUTHENTICATED / PERMISSION_DENIED. */
+  authenticate(request: Request, env: Env): Promise<Caller | undefined>;
+}
+
+export function rpcService<S extends DescService>(
+  service: S,
+  impl: ServiceImpl<S>,
+  authenticate: RpcService["authenticate"],
+): RpcService {
+  const methods = new Map<string, Spec>();
+  for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) {
+    // A streaming method would need connect's streaming handler; the contract has none.
+    if (spec.kind !== "unary") throw new Error(`${spec.method.parent.typeName}.${spec.method.name}: only unary methods are served`);
+    methods.set(spec.method.name, spec as Spec);
+  }
+  return { name: service.name, prefix: `/${service.typeName}/`, methods, authenticate };
+}
+
+export function connectErrorResponse(err: ConnectError, status = codeToHttpStatus(err.code), headers?: Headers): Response {
+  const h = headers ?? new Headers();
+  h.set("content-type", contentTypeUnaryJson);
+  return new Response(JSON.stringify(errorToJson(err, undefined)), { status, headers: h });
+}
+
+const tooLarge = () => new ConnectError(`request body larger than ${MAX_REQUEST_BYTES} bytes`, Code.ResourceExhausted);
+
+/** The body, read once; RESOURCE_EXHAUSTED past MAX_REQUEST_BYTES (from Content-Length before reading, else while reading). */
+async function readBody(request: Request): Promise<Uint8Array> {
+  if (request.body === null) return new Uint8Array(0);
+  const declared = request.headers.get("content-length");
+  if (declared !== null && !request.headers.has("transfer-encoding")) {
+    if (Number(declared) > MAX_REQUEST_BYTES) throw tooLarge();
+    return new Uint8Array(await request.arrayBuffer());
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_REQUEST_BYTES) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return bytes;
+}
+
+function decode(spec: Spec, binary: boolean, bytes: Uint8Array) {
+  try {
+    return binary
+      ? fromBinary(spec.method.input, bytes)
+      : fromJsonString(spec.method.input, new TextDecoder().decode(bytes), jsonReadOptions);
+  } catch (e) {
+    // The caller's mistake: INVALID_ARGUMENT (connect-es says INTERNAL for binary).
+    const why = e instanceof Error ? e.message : String(e);
+    throw new ConnectError(
+      binary ? `request body: cannot decode ${spec.method.input.typeName} from binary protobuf: ${why}` : why,
+      Code.InvalidArgument,
+    );
+  }
+}
+
+/** Serves one Connect call to `path` (a URL path under `service.prefix`). */
+export async function serveRpc(service: RpcService, path: string, request: Request, env: Env): Promise<Response> {
+  const started = performance.now();
+  const spec = service.methods.get(path.slice(service.prefix.length));
+  let code = "ok";
+  let ctx: HandlerContext | undefined;
+  try {
+    if (request.method !== "POST") {
+      const res = connectErrorResponse(
+        new ConnectError(`HTTP ${request.method} is not supported: Connect RPCs take POST`, Code.Unimplemented),
+        405,
+      );
+      res.headers.set("allow", "POST");
+      code = "unimplemented";
+      return res;
+    }
+    const bytes = await readBody(request);
+    const caller = await service.authenticate(request, env);
+    // After authentication: without credentials a caller learns nothing about which methods exist.
+    if (!spec) throw new ConnectError(`no such method: ${path}`, Code.Unimplemented);
+    const header = request.headers;
+    const type = parseContentType(header.get("content-type"));
+    if (!type || type.stream) {
+      const sent = (header.get("content-type") ?? "(none)").slice(0, 100);
+      code = "invalid_argument";
+      return connectErrorResponse(
+        new ConnectError(`content-type: '${sent}' is not supported; send application/proto or application/json`, Code.InvalidArgument),
+        415,
+      );
+    }
+    // No encodings are accepted: connect's negotiation names the refused one.
+    const compression = compressionNegotiate([], header.get("content-encoding"), null, "accept-encoding");
+    if (compression.error) throw compression.error;
+    ctx = handlerContext(spec, request, caller, env);
+    const input = decode(spec, type.binary, bytes);
+    const output = await invokeUnaryImplementation(spec, ctx, input, interceptors);
+    const body = type.binary ? toBinary(spec.method.output, output) : toJsonString(spec.method.output, output);
+    const contentType = type.binary ? contentTypeUnaryProto : contentTypeUnaryJson;
+    const headers = responseHeaders(ctx);
+    if (!headers) return new Response(body, { headers: { "content-type": contentType } });
+    headers.set("content-type", contentType);
+    return new Response(body, { headers });
+  } catch (e) {
+    const err = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+    code = codeToString(err.code);
+    const headers = (ctx && responseHeaders(ctx)) || new Headers();
+    if (!err.isWireError) mergeNonProtocolHeaders(headers, err.metadata);
+    return connectErrorResponse(err, codeToHttpStatus(err.code), headers);
+  } finally {
+    // Workers clocks advance only across I/O, which is what an RPC waits on here.
+    recordRpc(env, service.name, spec ? spec.method.name : "unknown", code, (performance.now() - started) / 1000);
+  }
 }
 
 /**
- * connect-es reports an undecodable binary body as INTERNAL ("parse binary");
- * it is the caller's mistake, so decode it here first and answer
- * INVALID_ARGUMENT like a bad JSON body. Returns the buffered request to serve.
+ * The handler context connect-es would build, without its per-call abort
+ * controllers (two AbortControllers, three listeners and an abort per call
+ * were ~7% of a Lookup's CPU plus their garbage): the signal is the request's
+ * own, which fires when the client goes away, joined with the deadline when
+ * the caller sent connect-timeout-ms. Nothing here listens to it today.
  */
-async function checkBinaryBody(request: Request, handler: UniversalHandler): Promise<Request | Response> {
-  const type = parseContentType(request.headers.get("content-type"));
-  // Compressed bodies are refused by connect itself (no encodings are accepted).
-  if (!type?.binary || type.stream || request.headers.has("content-encoding")) return request;
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  if (bytes.byteLength > MAX_REQUEST_BYTES) {
-    return connectErrorResponse(new ConnectError(`request body larger than ${MAX_REQUEST_BYTES} bytes`, Code.ResourceExhausted));
-  }
-  try {
-    fromBinary(handler.method.input, bytes);
-  } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    return connectErrorResponse(
-      new ConnectError(`request body: cannot decode ${handler.method.input.typeName} from binary protobuf: ${why}`, Code.InvalidArgument),
-    );
-  }
-  return new Request(request, { body: bytes });
+function handlerContext(spec: Spec, request: Request, caller: Caller | undefined, env: Env): HandlerContext {
+  const header = request.headers;
+  const timeout = parseTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
+  if (timeout.error) throw timeout.error;
+  const deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  return {
+    service: spec.method.parent,
+    method: spec.method,
+    protocolName: "connect",
+    requestMethod: "POST",
+    url: request.url,
+    signal: deadline === undefined ? request.signal : AbortSignal.any([request.signal, AbortSignal.timeout(timeout.timeoutMs!)]),
+    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+    requestHeader: header,
+    responseHeader: new Headers(),
+    responseTrailer: new Headers(),
+    values: createContextValues().set(envKey, env).set(callerKey, caller),
+  };
 }
 
-export async function serveConnect(request: Request, env: Env, caller?: Caller): Promise<Response> {
-  const path = new URL(request.url).pathname;
-  const handler = handlers.get(path);
-  if (!handler) return connectErrorResponse(new ConnectError(`no such method: ${path}`, Code.Unimplemented));
-  const checked = await checkBinaryBody(request, handler);
-  if (checked instanceof Response) return checked;
-  const ureq = universalServerRequestFromFetch(checked, {});
-  ureq.contextValues = createContextValues().set(envKey, env).set(callerKey, caller);
-  const response = universalServerResponseToFetch(await handler(ureq));
-  if (response.status === 415) {
-    // connect answers an unsupported content type with a bare 415; say what to send.
-    const sent = (request.headers.get("content-type") ?? "(none)").slice(0, 100);
-    return connectErrorResponse(
-      new ConnectError(`content-type: '${sent}' is not supported; send application/proto or application/json`, Code.InvalidArgument),
-      415,
-    );
-  }
-  return response;
+/** Headers and trailers the implementation set (unary Connect sends trailers as `trailer-` headers); undefined for none. */
+function responseHeaders(ctx: HandlerContext): Headers | undefined {
+  let headers: Headers | undefined;
+  ctx.responseHeader.forEach((v, k) => (headers ??= new Headers()).set(k, v));
+  ctx.responseTrailer.forEach((v, k) => (headers ??= new Headers()).set(`trailer-${k}`, v));
+  return headers;
 }

@@ -1,0 +1,29 @@
+// Who is calling: a relay (CoordinatorService, relay token) or an operator
+// (AdminService, admin token). Runs in the request pipeline after the size
+// check and before the body is decoded.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Env } from "../env.js";
+import { bearerToken, requireAdmin } from "../auth/bearer.js";
+import { verifyRelayClaims } from "../auth/relay-token.js";
+import { MAX_EPOCH_CHARS } from "../model/validate.js";
+import type { Caller } from "./context.js";
+
+const EPOCH_HEADER = "moq-relay-epoch";
+
+export async function relayCaller(request: Request, env: Env): Promise<Caller> {
+  if (!env.TOKEN_SECRET) {
+    throw new ConnectError("relay tokens cannot be verified: TOKEN_SECRET is not set", Code.Unavailable);
+  }
+  const secrets = env.TOKEN_SECRET_PREVIOUS ? [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS] : env.TOKEN_SECRET;
+  const { relay, scopes, readOnly } = await verifyRelayClaims(secrets, bearerToken(request.headers));
+  const epoch = request.headers.get(EPOCH_HEADER) ?? undefined;
+  if (epoch !== undefined && (epoch === "" || epoch.length > MAX_EPOCH_CHARS)) {
+    throw new ConnectError(`${EPOCH_HEADER} header must be 1 to ${MAX_EPOCH_CHARS} characters`, Code.InvalidArgument);
+  }
+  return { relay, epoch, scopes, readOnly };
+}
+
+export async function adminCaller(request: Request, env: Env): Promise<undefined> {
+  await requireAdmin(request.headers, env.ADMIN_TOKEN);
+  return undefined;
+}
