@@ -268,13 +268,15 @@ export class ScopeObject extends DurableObject<Env> {
   ): Promise<Outcome<{ id: string }>> {
     // Another relay's row is refused before its RelayObject is asked: asking
     // records this scope there and may open its lease, for a write not made.
-    const taken = this.takenBy(table, key, w.relay);
-    if (taken) return taken;
+    let existing = this.find(table, key, w.relay);
+    if (existing && existing.relay !== w.relay) return this.alreadyHeld(table, existing.relay);
     const lease = await this.lease(scope, w);
     if ("ok" in lease) return lease;
-    // Other calls ran while we awaited: decide again, synchronously from here on.
-    const existing = this.find(table, key, w.relay);
-    if (existing && existing.relay !== w.relay) return this.alreadyHeld(table, existing.relay);
+    if (lease.asked) {
+      // Other calls ran while we awaited the RelayObject: read again. From here on all is synchronous.
+      existing = this.find(table, key, w.relay);
+      if (existing && existing.relay !== w.relay) return this.alreadyHeld(table, existing.relay);
+    }
     if (!existing) {
       const full = this.overQuota(table, w.relay);
       if (full) return full;
@@ -305,12 +307,6 @@ export class ScopeObject extends DurableObject<Env> {
     const mine = OWNED_TABLES[table].owners === "each" ? [relay] : [];
     const row = this.sql.exec(OWNED_SQL[table].find, ...key, ...mine).toArray()[0];
     return row ? { relay: row.relay as string, id: row.id as string } : undefined;
-  }
-
-  private takenBy(table: OwnedTable, key: SqlStorageValue[], relay: string): Refusal | undefined {
-    if (OWNED_TABLES[table].owners === "each") return undefined;
-    const existing = this.find(table, key, relay);
-    return existing && existing.relay !== relay ? this.alreadyHeld(table, existing.relay) : undefined;
   }
 
   private alreadyHeld(table: OwnedTable, owner: string): Refusal {
