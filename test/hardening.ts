@@ -1,13 +1,15 @@
 // Helpers for the adversarial tests: raw HTTP requests to the Worker, minting
 // hostile tokens, and storage snapshots to prove "nothing stored".
-import { env, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { sign } from "hono/jwt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { CoordinatorService } from "../src/gen/moqworker/v1/coordinator_pb.js";
-import { scopeObjectName } from "../src/objects/names.js";
+import { type Scope, scopeObjectName } from "../src/objects/scope-name.js";
+import { relayStub, scopeStub } from "../src/objects/stubs.js";
 import { BASE, workerFetch } from "./client.js";
+import { dumpObject } from "./objects.js";
 
 /** A coordinator client presenting exactly this Authorization value (or none). */
 export function coordinatorAs(
@@ -100,58 +102,30 @@ export function chunked(bytes: Uint8Array, chunk = 16 * 1024): ReadableStream<Ui
   });
 }
 
-type Table = Record<string, unknown>[];
-
-/**
- * Every row of every table of a Durable Object, blobs as hex: a snapshot that
- * does not depend on which tables the object has today.
- */
-async function dumpObject(stub: DurableObjectStub): Promise<Record<string, Table>> {
-  return runInDurableObject(stub, (_o: unknown, state: DurableObjectState) => {
-    const sql = state.storage.sql;
-    const tables = sql
-      .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name")
-      .toArray()
-      .map((r) => r.name as string);
-    const out: Record<string, Table> = {};
-    for (const t of tables) {
-      out[t] = sql
-        .exec(`SELECT * FROM "${t}"`)
-        .toArray()
-        .map((row) =>
-          Object.fromEntries(
-            Object.entries(row).map(([k, v]) => [k, v instanceof ArrayBuffer ? [...new Uint8Array(v)].map((b) => b.toString(16).padStart(2, "0")).join("") : v]),
-          ),
-        )
-        .sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
-    }
-    return out;
-  });
-}
-
 /** The tables of a scope that hold relay-owned state and operator settings. */
 export const SCOPE_STATE_TABLES = ["namespaces", "tracks", "namespace_subscriptions", "track_subscriptions", "paths", "config"];
 
 /** Snapshot of scope objects' state tables only (a refused call may still note who asked). */
-export async function scopeState(scopes: (string | null)[]): Promise<Record<string, unknown>> {
+export async function scopeState(scopes: Scope[]): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   for (const s of scopes) {
-    const all = await dumpObject(env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(s))));
+    const all = await dumpObject(scopeStub(env, s));
     out[`scope ${scopeObjectName(s)}`] = Object.fromEntries(SCOPE_STATE_TABLES.map((t) => [t, all[t]]));
   }
   return out;
 }
 
 /** Snapshot of scope objects (null = unscoped) and relay objects, by URL. */
-export async function snapshot(scopes: (string | null)[], relays: string[] = []): Promise<Record<string, unknown>> {
+export async function snapshot(scopes: Scope[], relays: string[] = []): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  for (const s of scopes) out[`scope ${scopeObjectName(s)}`] = await dumpObject(env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(s))));
-  for (const r of relays) out[`relay ${r}`] = await dumpObject(env.RELAYS.get(env.RELAYS.idFromName(r)));
+  for (const s of scopes) out[`scope ${scopeObjectName(s)}`] = await dumpObject(scopeStub(env, s));
+  for (const r of relays) out[`relay ${r}`] = await dumpObject(relayStub(env, r));
   return out;
 }
 
 /** True if the relay's object holds no lease and no scopes: it never wrote or beat. */
 export async function relayNeverWrote(url: string): Promise<boolean> {
-  const d = await dumpObject(env.RELAYS.get(env.RELAYS.idFromName(url)));
-  return Object.values(d).every((rows) => rows.length === 0);
+  const d = await dumpObject(relayStub(env, url));
+  // The schema version is the object's own bookkeeping, written when it starts.
+  return Object.entries(d).every(([table, rows]) => table === "schema_version" || rows.length === 0);
 }

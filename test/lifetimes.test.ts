@@ -7,7 +7,9 @@ import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } fr
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ScopeObject } from "../src/objects/scope.js";
 import type { RelayObject } from "../src/objects/relay.js";
-import { scopeObjectName } from "../src/objects/names.js";
+import { scopeObjectName } from "../src/objects/scope-name.js";
+import { relayStub as relayStubOf, scopeStub as scopeStubOf } from "../src/objects/stubs.js";
+import { tableRows } from "./objects.js";
 import { DEFAULT_LEASE_TTL_MS, leaseSettings } from "../src/lease.js";
 import { adminClient, codeOf, freshScope, ns, relay, type Coordinator } from "./client.js";
 
@@ -15,8 +17,8 @@ import { adminClient, codeOf, freshScope, ns, relay, type Coordinator } from "./
 const TTL = 60_000;
 const TABLES = ["namespaces", "tracks", "namespace_subscriptions", "track_subscriptions"] as const;
 
-const relayStub = (url: string) => env.RELAYS.get(env.RELAYS.idFromName(url));
-const scopeStub = (scope: string) => env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(scope)));
+const relayStub = (url: string) => relayStubOf(env, url);
+const scopeStub = (scope: string) => scopeStubOf(env, scope);
 
 
 /** One row of each kind in each scope. */
@@ -33,7 +35,7 @@ async function populate(r: Coordinator, scopes: string[], tag: string): Promise<
 async function holdings(scope: string, url: string): Promise<Record<(typeof TABLES)[number] | "relays", string[]>> {
   const stub = scopeStub(scope);
   const of = async (t: string, key: string) =>
-    (await stub.dump(t)).filter((r) => r[key] === url).map((r) => r.epoch as string).sort();
+    (await tableRows(stub, t)).filter((r) => r[key] === url).map((r) => r.epoch as string).sort();
   return {
     namespaces: await of("namespaces", "relay"),
     tracks: await of("tracks", "relay"),
@@ -461,7 +463,7 @@ describe("rendezvous", () => {
     const waiting = async () =>
       (await origin.lookupTrackSubscribers({ scope, namespace: ns("show"), track: "v" })).relays.map((r) => r.url).sort();
     const deadlines = async () =>
-      Object.fromEntries((await scopeStub(scope).dump("track_subscriptions")).map((r) => [r.relay, r.expires_at]));
+      Object.fromEntries((await tableRows(scopeStub(scope), "track_subscriptions")).map((r) => [r.relay, r.expires_at]));
     return { scope, e1, e2, waiting, deadlines };
   }
 

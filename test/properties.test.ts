@@ -11,6 +11,7 @@ import fc from "fast-check";
 import { env, runInDurableObject } from "cloudflare:test";
 import { MAX_PATH_BYTES, normalizeConnectionPath } from "../src/model/path.js";
 import { decodeTuple, encodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../src/model/tuple.js";
+import { scopeStub } from "../src/objects/stubs.js";
 
 const SEED = 0x6d6f71;
 const runs = (numRuns: number) => ({ seed: SEED, numRuns });
@@ -279,7 +280,7 @@ describe("namespace key encoding (property)", () => {
 
   it("holds inside SQLite: ORDER BY and the prefix range scan agree with tuple order and prefixes", async () => {
     // BLOB comparison in SQLite is memcmp; this checks the storage really behaves like compareBytes.
-    const stub = env.SCOPES.get(env.SCOPES.idFromName("scope:properties-sqlite"));
+    const stub = scopeStub(env, "properties-sqlite");
     const keyed = fc.uniqueArray(tuple, { minLength: 1, maxLength: 60, selector: (t) => encodeTuple(t).join(",") });
     // The prefix is usually a prefix of a stored tuple (so the scan finds rows), sometimes random.
     const samples = fc.sample(

@@ -1,9 +1,15 @@
-// Storage layout: tuple keys, and every hot query answered from an index.
+// Storage layout: tuple keys, and the query plan of every named statement of
+// every Durable Object (objects/*-sql.ts).
 import { describe, expect, it } from "vitest";
 import { env, runInDurableObject } from "cloudflare:test";
-import { decodeTuple, encodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../src/model/tuple.js";
-import type { ScopeObject } from "../src/objects/scope.js";
-import { HOT_QUERIES, RELAY_OWNED_TABLES } from "../src/objects/scope-schema.js";
+import { decodeTuple, encodeTuple, encodeTupleWithPrefixes, prefixUpperBound } from "../src/model/tuple.js";
+import { DIRECTORY_SQL, LISTING_SQL } from "../src/objects/directory-sql.js";
+import { MIGRATION_SQL } from "../src/objects/migrations.js";
+import { PATH_SQL } from "../src/objects/path-sql.js";
+import { RELAY_SQL } from "../src/objects/relay-sql.js";
+import { type DescribeList, type OwnedStatement, OWNED_SQL, PAGE_SQL, RELAY_OWNED_TABLES, SCOPE_SQL } from "../src/objects/scope-sql.js";
+import { directoryStub, pathStub, relayStub, scopeStub } from "../src/objects/stubs.js";
+import { tablesOf } from "./objects.js";
 
 const b = (s: string) => new TextEncoder().encode(s);
 
@@ -32,36 +38,180 @@ describe("tuple keys", () => {
   });
 });
 
-describe("query plans", () => {
-  it("answers every hot query from an index: no full scan, no LIKE/GLOB", async () => {
-    const stub = env.SCOPES.get(env.SCOPES.idFromName("scope:plans"));
-    const key = toBlob(encodeTuple([b("a"), b("b")]));
-    // Bindings shaped like the real calls; the plan does not depend on their values.
-    const cases: [string, string, SqlStorageValue[]][] = [
-      ["longestRegistered", HOT_QUERIES.longestRegistered(3), [key, key, key]],
-      ["hostsUnder", HOT_QUERIES.hostsUnder, [key, key]],
-      ["subscribersOf", HOT_QUERIES.subscribersOf(3), [key, key, key]],
-      ["trackOwner", HOT_QUERIES.trackOwner, [key, "t"]],
-      ["tracksOf", HOT_QUERIES.tracksOf, [key]],
-      ["liveTrackSubscribers", HOT_QUERIES.liveTrackSubscribers, [key, "t", 0]],
-      ["expireTrackSubscriptions", HOT_QUERIES.expireTrackSubscriptions, [0]],
-      ["nextTrackExpiry", HOT_QUERIES.nextTrackExpiry, []],
-      ...RELAY_OWNED_TABLES.flatMap((t): [string, string, SqlStorageValue[]][] => [
-        [`purgeRelay(${t})`, HOT_QUERIES.purgeRelay(t), ["r"]],
-        [`purgeRelayEpoch(${t})`, HOT_QUERIES.purgeRelayEpoch(t), ["r", "e"]],
-      ]),
-    ];
-    const checked = new Set(cases.map(([name]) => name.replace(/\(.*/, "")));
-    expect([...checked].sort()).toEqual(Object.keys(HOT_QUERIES).sort());
-    const plans = await runInDurableObject(stub, (o: ScopeObject) =>
-      cases.map(([name, sql, args]) => [name, sql, o.explain(sql, ...args).join(" | ")] as const),
-    );
-    for (const [name, sql, plan] of plans) {
-      expect(sql, name).not.toMatch(/\b(LIKE|GLOB)\b/i);
-      // "SEARCH <table> USING ..." is an index lookup; "SCAN <table>" without USING is a full scan.
-      expect(plan, `${name}: ${plan}`).toMatch(/SEARCH \w+ USING (COVERING )?(INDEX|PRIMARY KEY)/);
-      // A full scan of a table reads "SCAN <table>" with no "USING" (a CTE's own rows may be scanned).
-      expect(plan, `${name}: ${plan}`).not.toMatch(/SCAN (namespaces|tracks|namespace_subscriptions|track_subscriptions|relays|n)( |$)(?!USING)/);
+/**
+ * What a statement's plan must be:
+ * - "index": it reads through an index (SEARCH ... USING an index or the
+ *   primary key) and scans no table;
+ * - "write": it writes by key without reading any table (an INSERT, an upsert);
+ * - { scan }: it reads a whole table, and `scan` says why that is right.
+ */
+type Expect = "index" | "write" | { scan: string };
+
+const RETIRED_SMALL = "retired holds at most RETIRED_KEPT + 1 rows (a few replaced epochs)";
+const FIRST_PAGE = "the first page walks the table in key order and LIMIT stops the walk: no more rows than the page are read";
+
+// `satisfies` makes each list name every statement of its module: a new
+// statement does not compile until its plan is stated here.
+const SCOPE_PLANS = {
+  configGet: "index",
+  configPut: "write",
+  metaScopeGet: "index",
+  metaScopePut: "write",
+  relayGet: "index",
+  relayPut: "write",
+  relayDelete: "index",
+  relayAdoptEpoch: "index",
+  relayAddrsPut: "index",
+  longestRegistered: "index",
+  hostsUnder: "index",
+  subscribersOf: "index",
+  trackOwner: "index",
+  tracksOf: "index",
+  tracksOfUpTo: "index",
+  liveTrackSubscribers: "index",
+  expireTrackSubscriptions: "index",
+  nextTrackExpiry: "index",
+  rebaseTrackExpiry: { scan: "a new rendezvous timeout restarts the clock of every lingering subscription: every row is written" },
+  pathPut: "write",
+  pathDelete: "index",
+} as const satisfies Record<keyof typeof SCOPE_SQL, Expect>;
+
+const OWNED_PLANS = {
+  find: "index",
+  put: "write",
+  remove: "index",
+  held: "index",
+  purge: "index",
+  purgeOtherEpochs: "index",
+  adoptEpoch: "index",
+} as const satisfies Record<OwnedStatement, Expect>;
+
+const LISTING_PLANS = { toldGet: "index", toldPut: "write" } as const satisfies Record<keyof typeof LISTING_SQL, Expect>;
+
+const MIGRATION_PLANS = { READ_VERSION: "index", WRITE_VERSION: "write" } as const satisfies Record<keyof typeof MIGRATION_SQL, Expect>;
+
+const RELAY_PLANS = {
+  leaseGet: "index",
+  lastBeatGet: "index",
+  leasePut: "write",
+  leaseExpiresPut: "index",
+  scopeAdd: "write",
+  scopeDelete: "index",
+  scopeNames: { scan: "the answer is every scope the relay wrote to: the whole table" },
+  retiredFind: "index",
+  retire: "write",
+  retiredTrim: { scan: RETIRED_SMALL },
+  retiredPurged: { scan: RETIRED_SMALL },
+  purgePending: { scan: RETIRED_SMALL },
+} as const satisfies Record<keyof typeof RELAY_SQL, Expect>;
+
+const PATH_PLANS = {
+  mappingGet: "index",
+  mappingPut: "write",
+  // SQLite empties the one-row table without reading it.
+  mappingDelete: "write",
+} as const satisfies Record<keyof typeof PATH_SQL, Expect>;
+
+const DIRECTORY_PLANS = {
+  scopeNote: "write",
+  relayNote: "write",
+  scopesFirst: { scan: FIRST_PAGE },
+  scopesAfter: "index",
+  relaysFirst: { scan: FIRST_PAGE },
+  relaysAfter: "index",
+  pruneLeft: "index",
+  oldestLeft: "index",
+} as const satisfies Record<keyof typeof DIRECTORY_SQL, Expect>;
+
+type Case = { name: string; sql: string; expect: Expect };
+
+/** Statements with a variable IN list are checked at 3 entries (a namespace's prefixes; at most 33). */
+const text = (s: string | ((n: number) => string)) => (typeof s === "function" ? s(3) : s);
+
+function cases(prefix: string, sql: Record<string, string | ((n: number) => string)>, plans: Record<string, Expect>): Case[] {
+  // Both ways: a statement without a stated plan, or a plan for no statement, fails here too.
+  expect(Object.keys(plans).sort(), prefix).toEqual(Object.keys(sql).sort());
+  return Object.entries(sql).map(([name, s]) => ({ name: `${prefix}.${name}`, sql: text(s), expect: plans[name] }));
+}
+
+const SCOPE_CASES = (): Case[] => [
+  ...cases("SCOPE_SQL", SCOPE_SQL, SCOPE_PLANS),
+  ...RELAY_OWNED_TABLES.flatMap((t) => cases(`OWNED_SQL.${t}`, OWNED_SQL[t], OWNED_PLANS)),
+  ...(Object.keys(PAGE_SQL) as DescribeList[]).flatMap((list) =>
+    cases(`PAGE_SQL.${list}`, PAGE_SQL[list], { first: { scan: FIRST_PAGE }, after: "index" }),
+  ),
+  ...cases("LISTING_SQL", LISTING_SQL, LISTING_PLANS),
+  ...cases("MIGRATION_SQL", MIGRATION_SQL, MIGRATION_PLANS),
+];
+
+/** Binds one null per parameter (?, or ?N numbered): plans are made before values are bound. */
+function parameters(sql: string): null[] {
+  const numbered = [...sql.matchAll(/\?(\d+)/g)].map((m) => Number(m[1]));
+  const n = numbered.length > 0 ? Math.max(...numbered) : (sql.match(/\?/g) ?? []).length;
+  return Array.from({ length: n }, () => null);
+}
+
+/** EXPLAIN QUERY PLAN of each case inside the object, with the object's table names. */
+async function plans(stub: DurableObjectStub, list: Case[]) {
+  return runInDurableObject(stub, (_o: unknown, state: DurableObjectState) => {
+    const sql = state.storage.sql;
+    const tables = new Set(tablesOf(sql));
+    return list.map((c) => ({
+      ...c,
+      plan: sql
+        .exec(`EXPLAIN QUERY PLAN ${c.sql}`, ...parameters(c.sql))
+        .toArray()
+        .map((r) => String(r.detail)),
+      tables,
+    }));
+  });
+}
+
+function check(results: Awaited<ReturnType<typeof plans>>): void {
+  for (const { name, sql, expect: want, plan, tables } of results) {
+    const shown = `${name}: ${plan.join(" | ") || "(no plan)"}`;
+    expect(sql, name).not.toMatch(/\b(LIKE|GLOB)\b/i);
+    // "SCAN t" reads all of table t, through an index or not ("SCAN" of a CTE or subquery is not a table).
+    const scanned = plan.filter((d) => /^SCAN /.test(d) && tables.has(d.split(" ")[1]));
+    if (want === "index") {
+      expect(plan.some((d) => /^SEARCH \w+ USING (COVERING )?(INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/.test(d)), shown).toBe(true);
+      expect(scanned, shown).toEqual([]);
+    } else if (want === "write") {
+      expect(plan, shown).toEqual([]);
+    } else {
+      // A full scan stated as correct must be one, and say why.
+      expect(scanned.length, shown).toBeGreaterThan(0);
+      expect(want.scan.length, name).toBeGreaterThan(20);
     }
+  }
+}
+
+describe("query plans: every named statement of every Durable Object", () => {
+  it("ScopeObject (and its directory note, and the migration runner): indexes, writes by key, scans only where stated", async () => {
+    const results = await plans(scopeStub(env, "plans"), SCOPE_CASES());
+    check(results);
+    // DescribeScope's pages come in key order from the primary key, never sorted apart.
+    for (const r of results.filter((r) => r.name.startsWith("PAGE_SQL."))) {
+      expect(r.plan.join(" | "), r.name).not.toMatch(/TEMP B-TREE/);
+    }
+  });
+
+  it("RelayObject", async () => {
+    check(
+      await plans(relayStub(env, "https://plans.example/"), [
+        ...cases("RELAY_SQL", RELAY_SQL, RELAY_PLANS),
+        ...cases("LISTING_SQL", LISTING_SQL, LISTING_PLANS),
+      ]),
+    );
+  });
+
+  it("PathObject", async () => {
+    check(await plans(pathStub(env, "/plans"), cases("PATH_SQL", PATH_SQL, PATH_PLANS)));
+  });
+
+  it("DirectoryObject: pages in key order, never sorted apart", async () => {
+    const results = await plans(directoryStub(env), cases("DIRECTORY_SQL", DIRECTORY_SQL, DIRECTORY_PLANS));
+    check(results);
+    for (const r of results.filter((r) => /First|After/.test(r.name))) expect(r.plan.join(" | "), r.name).not.toMatch(/TEMP B-TREE/);
   });
 });

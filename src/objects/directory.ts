@@ -5,24 +5,12 @@
 // so a slow or failing directory only delays the admin view.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
+import { DIRECTORY_MIGRATIONS, DIRECTORY_SQL, LISTING_SQL } from "./directory-sql.js";
+import { migrate } from "./migrations.js";
+import { listedScopeName, type Scope } from "./scope-name.js";
 
 /** A relay that left is listed this long after, then forgotten. */
 export const RELAY_RETENTION_MS = 24 * 3600 * 1000;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS scopes (
-  name TEXT PRIMARY KEY,
-  first_seen_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS relays (
-  url TEXT PRIMARY KEY,
-  epoch TEXT NOT NULL,
-  up INTEGER NOT NULL,
-  first_seen_at INTEGER NOT NULL,
-  changed_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS relays_left ON relays (changed_at) WHERE up = 0;
-`;
 
 export interface DirectoryRelay {
   url: string;
@@ -38,12 +26,11 @@ export class DirectoryObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(SCHEMA);
+    migrate(ctx.storage, DIRECTORY_MIGRATIONS);
   }
 
-  /** `scope` is "" for the unscoped space. */
-  noteScope(scope: string, at: number): void {
-    this.sql.exec("INSERT OR IGNORE INTO scopes (name, first_seen_at) VALUES (?, ?)", scope, at);
+  noteScope(scope: Scope, at: number): void {
+    this.sql.exec(DIRECTORY_SQL.scopeNote, listedScopeName(scope), at);
   }
 
   /**
@@ -52,9 +39,7 @@ export class DirectoryObject extends DurableObject<Env> {
    */
   async noteRelay(url: string, epoch: string, up: boolean, at: number): Promise<void> {
     this.sql.exec(
-      `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, up = excluded.up, changed_at = excluded.changed_at
-       WHERE excluded.changed_at >= relays.changed_at`,
+      DIRECTORY_SQL.relayNote,
       url, epoch, up ? 1 : 0, at, at,
     );
     if (!up) await this.schedulePrune();
@@ -63,8 +48,8 @@ export class DirectoryObject extends DurableObject<Env> {
   listScopes(limit: number, after: string | undefined): { names: string[]; more: boolean } {
     const cursor =
       after === undefined
-        ? this.sql.exec("SELECT name FROM scopes ORDER BY name LIMIT ?", limit + 1)
-        : this.sql.exec("SELECT name FROM scopes WHERE name > ? ORDER BY name LIMIT ?", after, limit + 1);
+        ? this.sql.exec(DIRECTORY_SQL.scopesFirst, limit + 1)
+        : this.sql.exec(DIRECTORY_SQL.scopesAfter, after, limit + 1);
     const names = cursor.toArray().map((r) => r.name as string);
     return { names: names.slice(0, limit), more: names.length > limit };
   }
@@ -72,8 +57,8 @@ export class DirectoryObject extends DurableObject<Env> {
   listRelays(limit: number, after: string | undefined): { relays: DirectoryRelay[]; more: boolean } {
     const cursor =
       after === undefined
-        ? this.sql.exec("SELECT * FROM relays ORDER BY url LIMIT ?", limit + 1)
-        : this.sql.exec("SELECT * FROM relays WHERE url > ? ORDER BY url LIMIT ?", after, limit + 1);
+        ? this.sql.exec(DIRECTORY_SQL.relaysFirst, limit + 1)
+        : this.sql.exec(DIRECTORY_SQL.relaysAfter, after, limit + 1);
     const relays = cursor.toArray().map((r) => ({
       url: r.url as string,
       epoch: r.epoch as string,
@@ -86,21 +71,17 @@ export class DirectoryObject extends DurableObject<Env> {
 
   /** Forgets relays that left more than RELAY_RETENTION_MS ago. */
   async alarm(): Promise<void> {
-    this.sql.exec("DELETE FROM relays WHERE up = 0 AND changed_at <= ?", Date.now() - RELAY_RETENTION_MS);
+    this.sql.exec(DIRECTORY_SQL.pruneLeft, Date.now() - RELAY_RETENTION_MS);
     await this.schedulePrune();
   }
 
   private async schedulePrune(): Promise<void> {
-    const oldest = this.sql.exec("SELECT min(changed_at) AS t FROM relays WHERE up = 0").one().t as number | null;
+    const oldest = this.sql.exec(DIRECTORY_SQL.oldestLeft).one().t as number | null;
     if (oldest === null) return;
     const at = oldest + RELAY_RETENTION_MS;
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
-}
-
-export function directoryStub(env: Env) {
-  return env.DIRECTORY.get(env.DIRECTORY.idFromName("directory"));
 }
 
 /**
@@ -115,8 +96,8 @@ export class DirectoryListing {
   private wanted: string | null;
 
   constructor(private readonly sql: SqlStorage) {
-    sql.exec("CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id = 1), told TEXT NOT NULL)");
-    const row = sql.exec("SELECT told FROM directory_listing WHERE id = 1").toArray()[0];
+    // Its table is created by the owner's migrations (scope-sql.ts, relay-sql.ts).
+    const row = sql.exec(LISTING_SQL.toldGet).toArray()[0];
     this.told = this.wanted = (row?.told as string | undefined) ?? null;
   }
 
@@ -128,10 +109,7 @@ export class DirectoryListing {
         // A newer note in flight owns the outcome.
         if (this.wanted === state) {
           this.told = state;
-          this.sql.exec(
-            "INSERT INTO directory_listing (id, told) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET told = excluded.told",
-            state,
-          );
+          this.sql.exec(LISTING_SQL.toldPut, state);
         }
       },
       (err: unknown) => {

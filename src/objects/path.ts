@@ -2,6 +2,8 @@
 // and the permissions it grants. Resolving a path touches only its own object.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
+import { migrate } from "./migrations.js";
+import { PATH_MIGRATIONS, PATH_SQL } from "./path-sql.js";
 
 export interface PathMapping {
   scope: string;
@@ -14,30 +16,24 @@ export class PathObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(
-      "CREATE TABLE IF NOT EXISTS mapping (id INTEGER PRIMARY KEY CHECK (id = 1), scope TEXT NOT NULL, permissions INTEGER NOT NULL)",
-    );
+    migrate(ctx.storage, PATH_MIGRATIONS);
   }
 
   get(): PathMapping | null {
-    const row = this.sql.exec("SELECT scope, permissions FROM mapping WHERE id = 1").toArray()[0];
+    const row = this.sql.exec(PATH_SQL.mappingGet).toArray()[0];
     return row ? { scope: row.scope as string, permissions: row.permissions as number } : null;
   }
 
   /** Sets the mapping; returns the previous one (its scope must drop the path from its list). */
   put(mapping: PathMapping): PathMapping | null {
     const previous = this.get();
-    this.sql.exec(
-      `INSERT INTO mapping (id, scope, permissions) VALUES (1, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, permissions = excluded.permissions`,
-      mapping.scope, mapping.permissions,
-    );
+    this.sql.exec(PATH_SQL.mappingPut, mapping.scope, mapping.permissions);
     return previous;
   }
 
   delete(): PathMapping | null {
     const previous = this.get();
-    this.sql.exec("DELETE FROM mapping");
+    this.sql.exec(PATH_SQL.mappingDelete);
     return previous;
   }
 }

@@ -7,27 +7,12 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
-import { DirectoryListing, directoryStub } from "./directory.js";
+import { DirectoryListing } from "./directory.js";
+import { migrate } from "./migrations.js";
+import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
+import { scopeFromObjectName } from "./scope-name.js";
+import { directoryStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS lease (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  url TEXT NOT NULL,
-  epoch TEXT NOT NULL,
-  addrs TEXT NOT NULL DEFAULT '[]',
-  expires_at INTEGER NOT NULL,
-  last_beat_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS scopes (name TEXT PRIMARY KEY) WITHOUT ROWID;
--- Epochs replaced by a newer one: calls still carrying them come from a dead
--- process and are refused. purged = 0 while some scope may still hold its rows.
-CREATE TABLE IF NOT EXISTS retired (
-  epoch TEXT PRIMARY KEY,
-  retired_at INTEGER NOT NULL,
-  purged INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-`;
 
 /** Replaced epochs remembered; a process older than that many restarts is not expected back. */
 const RETIRED_KEPT = 16;
@@ -74,7 +59,7 @@ export class RelayObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(SCHEMA);
+    migrate(ctx.storage, RELAY_MIGRATIONS);
     this.listing = new DirectoryListing(this.sql);
   }
 
@@ -88,7 +73,7 @@ export class RelayObject extends DurableObject<Env> {
       const refused = this.refuseRetired(epoch);
       if (refused) return refused;
       const lease = await this.touch(url, epoch, undefined, false);
-      this.sql.exec("INSERT OR IGNORE INTO scopes (name) VALUES (?)", scopeName);
+      this.sql.exec(RELAY_SQL.scopeAdd, scopeName);
       return ok(lease);
     });
   }
@@ -112,7 +97,7 @@ export class RelayObject extends DurableObject<Env> {
       const lease = this.lease();
       if (!lease || (epoch !== undefined && epoch !== lease.epoch)) return 0;
       const removed = await this.purgeAll(lease.url);
-      this.sql.exec("UPDATE lease SET expires_at = ? WHERE id = 1", Date.now());
+      this.sql.exec(RELAY_SQL.leaseExpiresPut, Date.now());
       await this.ctx.storage.deleteAlarm();
       this.announce(lease.url, lease.epoch, false);
       return removed;
@@ -122,7 +107,7 @@ export class RelayObject extends DurableObject<Env> {
   view(): LeaseView | null {
     const lease = this.lease();
     if (!lease) return null;
-    const lastBeatAt = this.sql.exec("SELECT last_beat_at FROM lease WHERE id = 1").one().last_beat_at as number | null;
+    const lastBeatAt = this.sql.exec(RELAY_SQL.lastBeatGet).one().last_beat_at as number | null;
     return { ...lease, lastBeatAt, alive: lease.expiresAt > Date.now(), scopes: this.scopeNames() };
   }
 
@@ -139,7 +124,7 @@ export class RelayObject extends DurableObject<Env> {
       const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
       if (now < earliest) {
         // Just started: the relay's heartbeats may have had nowhere to go.
-        this.sql.exec("UPDATE lease SET expires_at = ? WHERE id = 1", earliest);
+        this.sql.exec(RELAY_SQL.leaseExpiresPut, earliest);
         await this.ctx.storage.setAlarm(earliest);
         return;
       }
@@ -165,9 +150,7 @@ export class RelayObject extends DurableObject<Env> {
     const renew = beat || newEpoch || current === undefined || current.expiresAt <= now;
     const expiresAt = renew ? now + leaseTtlMs : current.expiresAt;
     this.sql.exec(
-      `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at) VALUES (1, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
-         expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at)`,
+      RELAY_SQL.leasePut,
       url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null,
     );
     this.announce(url, next.epoch, true);
@@ -188,7 +171,7 @@ export class RelayObject extends DurableObject<Env> {
   /** Every scope drops the relay's rows of any epoch but `keep`; a failure is retried by the alarm. */
   private async purgeStale(url: string, keep: string): Promise<void> {
     const failed = await this.eachScope((s) => s.purgeRelay(url, keep));
-    if (failed === 0) this.sql.exec("UPDATE retired SET purged = 1 WHERE purged = 0");
+    if (failed === 0) this.sql.exec(RELAY_SQL.retiredPurged);
     else await this.ctx.storage.setAlarm(Date.now() + PURGE_RETRY_MS);
   }
 
@@ -203,13 +186,13 @@ export class RelayObject extends DurableObject<Env> {
         failures.push(r.reason);
       } else {
         removed += r.value;
-        this.sql.exec("DELETE FROM scopes WHERE name = ?", names[i]);
+        this.sql.exec(RELAY_SQL.scopeDelete, names[i]);
       }
     });
     if (failures.length > 0) {
       throw new Error(`relay ${url}: ${failures.length} of ${names.length} scopes not purged: ${String(failures[0])}`);
     }
-    this.sql.exec("UPDATE retired SET purged = 1 WHERE purged = 0");
+    this.sql.exec(RELAY_SQL.retiredPurged);
     return removed;
   }
 
@@ -223,7 +206,7 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private refuseRetired(epoch: string | undefined): Outcome<never> | null {
-    if (epoch === undefined || this.sql.exec("SELECT 1 FROM retired WHERE epoch = ?", epoch).toArray().length === 0) return null;
+    if (epoch === undefined || this.sql.exec(RELAY_SQL.retiredFind, epoch).toArray().length === 0) return null;
     return fail(
       Code.FailedPrecondition,
       `epoch ${epoch} of this relay was replaced by a newer one (the relay restarted); calls from the old process are refused`,
@@ -231,19 +214,12 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private retire(epoch: string): void {
-    this.sql.exec(
-      `INSERT INTO retired (epoch, retired_at, purged) VALUES (?, ?, 0)
-       ON CONFLICT (epoch) DO UPDATE SET retired_at = excluded.retired_at, purged = 0`,
-      epoch, Date.now(),
-    );
-    this.sql.exec(
-      "DELETE FROM retired WHERE epoch IN (SELECT epoch FROM retired ORDER BY retired_at DESC LIMIT -1 OFFSET ?)",
-      RETIRED_KEPT,
-    );
+    this.sql.exec(RELAY_SQL.retire, epoch, Date.now());
+    this.sql.exec(RELAY_SQL.retiredTrim, RETIRED_KEPT);
   }
 
   private purgePending(): boolean {
-    return this.sql.exec("SELECT 1 FROM retired WHERE purged = 0 LIMIT 1").toArray().length > 0;
+    return this.sql.exec(RELAY_SQL.purgePending).toArray().length > 0;
   }
 
   /** Serialises the object's calls (they await other objects, so they would interleave). */
@@ -254,7 +230,7 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private lease(): Lease | undefined {
-    const row = this.sql.exec("SELECT url, epoch, addrs, expires_at FROM lease WHERE id = 1").toArray()[0];
+    const row = this.sql.exec(RELAY_SQL.leaseGet).toArray()[0];
     if (!row) return undefined;
     return {
       url: row.url as string,
@@ -270,10 +246,10 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private scopeNames(): string[] {
-    return this.sql.exec("SELECT name FROM scopes ORDER BY name").toArray().map((r) => r.name as string);
+    return this.sql.exec(RELAY_SQL.scopeNames).toArray().map((r) => r.name as string);
   }
 
   private scope(name: string) {
-    return this.env.SCOPES.get(this.env.SCOPES.idFromName(name));
+    return scopeStub(this.env, scopeFromObjectName(name));
   }
 }

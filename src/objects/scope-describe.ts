@@ -3,17 +3,11 @@
 // costs an index range scan whatever its position, and rows added or removed
 // between pages neither shift nor repeat the others.
 import { decodeTuple } from "../model/tuple.js";
+import { DESCRIBE_LISTS, type DescribeList, PAGE_SQL, SCOPE_SQL } from "./scope-sql.js";
 import type { RelayRef, ScopeSettings } from "./types.js";
 
-export const DESCRIBE_LISTS = {
-  paths: { table: "paths", key: ["path"], blob: [false] },
-  namespaces: { table: "namespaces", key: ["ns_key"], blob: [true] },
-  tracks: { table: "tracks", key: ["ns_key", "name"], blob: [true, false] },
-  namespaceSubscriptions: { table: "namespace_subscriptions", key: ["prefix_key", "relay"], blob: [true, false] },
-  trackSubscriptions: { table: "track_subscriptions", key: ["ns_key", "name", "relay"], blob: [true, false, false] },
-} as const;
+export { DESCRIBE_LISTS, type DescribeList };
 
-export type DescribeList = keyof typeof DESCRIBE_LISTS;
 /** A list's position: its first page, or after this key (column values in key order). */
 export type ListPosition = "start" | SqlStorageValue[];
 /** Lists not named are finished and come back empty. */
@@ -36,21 +30,13 @@ export interface ScopeDescription {
 
 type Row = Record<string, SqlStorageValue>;
 
-/** The SQL of one page of a list; exported for the query-plan test. */
-export function pageQuery(list: DescribeList, from: ListPosition): string {
-  const { table, key } = DESCRIBE_LISTS[list];
-  const order = key.join(", ");
-  const after = from === "start" ? "" : `WHERE (${order}) > (${key.map(() => "?").join(", ")}) `;
-  return `SELECT * FROM ${table} ${after}ORDER BY ${order} LIMIT ?`;
-}
-
 export function describeRows(sql: SqlStorage, config: ScopeSettings, limit: number, cursor: DescribeCursor): ScopeDescription {
   const next: DescribeCursor = {};
   const page = <T>(list: DescribeList, map: (r: Row) => T): T[] => {
     const from = cursor[list];
     if (from === undefined) return [];
     const args = from === "start" ? [] : from;
-    const rows = sql.exec(pageQuery(list, from), ...args, limit + 1).toArray();
+    const rows = sql.exec(from === "start" ? PAGE_SQL[list].first : PAGE_SQL[list].after, ...args, limit + 1).toArray();
     if (rows.length > limit) {
       rows.length = limit;
       next[list] = DESCRIBE_LISTS[list].key.map((k) => rows[limit - 1][k]);
@@ -61,7 +47,7 @@ export function describeRows(sql: SqlStorage, config: ScopeSettings, limit: numb
   const relay = (v: SqlStorageValue): RelayRef => {
     const url = v as string;
     if (!addrs.has(url)) {
-      const row = sql.exec("SELECT addrs FROM relays WHERE url = ?", url).toArray()[0];
+      const row = sql.exec(SCOPE_SQL.relayGet, url).toArray()[0];
       addrs.set(url, row ? (JSON.parse(row.addrs as string) as string[])[0] : undefined);
     }
     const addr = addrs.get(url);

@@ -6,10 +6,10 @@ import { Permissions, ScopeConfigSchema } from "../gen/moqworker/v1/coordinator_
 import { mintRelayToken } from "../auth/relay-token.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
-import { envOf, scopeStub } from "./convert.js";
+import { envOf } from "./convert.js";
 import { describeScope } from "./describe.js";
 import { listRelays, listScopes } from "./relays.js";
-import { directoryStub } from "../objects/directory.js";
+import { directoryStub, pathStub, scopeStub } from "../objects/stubs.js";
 
 const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
 const MAX_TOKEN_SCOPES = 32;
@@ -66,7 +66,7 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     if (req.permissions !== Permissions.READ_WRITE && req.permissions !== Permissions.READ_ONLY) {
       throw invalid("permissions", "must be PERMISSIONS_READ_WRITE or PERMISSIONS_READ_ONLY");
     }
-    const previous = await env.PATHS.get(env.PATHS.idFromName(path)).put({ scope, permissions: req.permissions });
+    const previous = await pathStub(env, path).put({ scope, permissions: req.permissions });
     if (previous && previous.scope !== scope) await scopeStub(env, previous.scope).deletePath(path);
     await scopeStub(env, scope).putPath(scope, path, req.permissions);
     // The scope object also tells the directory, in the background; awaiting here
@@ -78,7 +78,7 @@ export const adminService: ServiceImpl<typeof AdminService> = {
   async deletePath(req, ctx) {
     const env = envOf(ctx);
     const path = mappedPath(req.path);
-    const previous = await env.PATHS.get(env.PATHS.idFromName(path)).delete();
+    const previous = await pathStub(env, path).delete();
     if (!previous) throw new ConnectError(`path: ${path} is not mapped`, Code.NotFound);
     await scopeStub(env, previous.scope).deletePath(path);
     return {};

@@ -11,7 +11,7 @@ import {
 } from "../gen/moqworker/v1/coordinator_pb.js";
 import type { Env } from "../env.js";
 import type { Origin, Outcome, RelayRef } from "../objects/types.js";
-import { scopeObjectName } from "../objects/names.js";
+import { type Scope, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
 import { checkRelayUrl, checkScopeName, checkSocketAddr } from "../model/validate.js";
 import { callerKey, envKey, type Caller } from "./context.js";
 
@@ -27,19 +27,16 @@ export function callerOf(ctx: HandlerContext): Caller {
   return caller;
 }
 
-/** Absent scope = unscoped, when the deployment allows it. */
-export function scopeOf(env: Env, scope: string | undefined): string | null {
-  if (scope === undefined) {
+/** A request's scope field, validated: absent is the unscoped space (refused unless ALLOW_UNSCOPED). */
+export function scopeOf(env: Env, scope: string | undefined): Scope {
+  const field = scopeFromField(scope);
+  if (field === UNSCOPED) {
     if (env.ALLOW_UNSCOPED !== "true") {
       throw new ConnectError("scope: required (unscoped sessions are disabled by ALLOW_UNSCOPED)", Code.PermissionDenied);
     }
-    return null;
+    return UNSCOPED;
   }
-  return checkScopeName("scope", scope);
-}
-
-export function scopeStub(env: Env, scope: string | null) {
-  return env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(scope)));
+  return checkScopeName("scope", field);
 }
 
 export function unwrap<T>(outcome: Outcome<T>): T {

@@ -15,7 +15,8 @@ import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
 import type { NamespaceMatch } from "../objects/scope.js";
-import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, scopeStub, unwrap } from "./convert.js";
+import { pathStub, relayStub, scopeStub } from "../objects/stubs.js";
+import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, unwrap } from "./convert.js";
 
 const originMsg = (m: NamespaceMatch) =>
   create(NamespaceOriginSchema, { namespace: namespaceMsg(m.fields), relay: relayMsg(m.relay) });
@@ -40,7 +41,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     const normalized = normalizeConnectionPath(req.connectionPath);
     if (normalized.kind === "invalid") throw invalid("connection_path", normalized.reason);
     if (normalized.kind === "none") return {};
-    const mapping = await env.PATHS.get(env.PATHS.idFromName(normalized.path)).get();
+    const mapping = await pathStub(env, normalized.path).get();
     if (!mapping) throw new ConnectError(`connection_path: no scope is mapped to ${normalized.path}`, Code.NotFound);
     return { scope: create(ScopeInfoSchema, { scopeId: mapping.scope, permissions: mapping.permissions as Permissions }) };
   },
@@ -162,7 +163,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     if (caller.epoch !== undefined && caller.epoch !== req.epoch) {
       throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${caller.epoch}'`);
     }
-    const relay = env.RELAYS.get(env.RELAYS.idFromName(caller.relay));
+    const relay = relayStub(env, caller.relay);
     return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs));
   },
 
@@ -170,7 +171,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     const env = envOf(ctx);
     const caller = callerOf(ctx);
     // With the caller's epoch, so an old process leaving late cannot drop its successor's state.
-    await env.RELAYS.get(env.RELAYS.idFromName(caller.relay)).shutdown(caller.epoch);
+    await relayStub(env, caller.relay).shutdown(caller.epoch);
     return {};
   },
 };

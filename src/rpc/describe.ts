@@ -22,7 +22,9 @@ import {
   type DescribeList,
 } from "../objects/scope-describe.js";
 import { decodeToken, encodeToken, fromBase64Url, pageSize, toBase64Url } from "./paging.js";
-import { namespaceMsg, relayMsg, scopeStub } from "./convert.js";
+import { describeScope as describeScopeName, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
+import { scopeStub } from "../objects/stubs.js";
+import { namespaceMsg, relayMsg } from "./convert.js";
 
 export const MAX_DESCRIBE_PAGE = 1000;
 
@@ -55,13 +57,13 @@ function decodeCursor(token: string): DescribeCursor {
 
 export async function describeScope(env: Env, req: DescribeScopeRequest): Promise<DescribeScopeResponse> {
   // Absent = the unscoped space, as in the coordinator calls.
-  const scope = req.scope === undefined ? null : checkScopeName("scope", req.scope);
+  const field = scopeFromField(req.scope);
+  const scope = field === UNSCOPED ? UNSCOPED : checkScopeName("scope", field);
   const limit = pageSize(req.pageSize, MAX_DESCRIBE_PAGE);
   const cursor = decodeCursor(req.pageToken);
   const d = await scopeStub(env, scope).describe(limit, cursor);
   if (d === null) {
-    const name = scope === null ? "the unscoped space" : `'${scope}'`;
-    throw new ConnectError(`scope: ${name} has never been configured or written to`, Code.NotFound);
+    throw new ConnectError(`scope: ${describeScopeName(scope)} has never been configured or written to`, Code.NotFound);
   }
   const ms = (t: number) => BigInt(t);
   return create(DescribeScopeResponseSchema, {

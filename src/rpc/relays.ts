@@ -12,8 +12,8 @@ import {
   type ListScopesResponse,
 } from "../gen/moqworker/v1/admin_pb.js";
 import type { Env } from "../env.js";
-import { directoryStub } from "../objects/directory.js";
-import { scopeFromObjectName } from "../objects/names.js";
+import { listedScopeName, scopeFromObjectName } from "../objects/scope-name.js";
+import { directoryStub, relayStub } from "../objects/stubs.js";
 import { afterToken, decodeAfterToken, pageSize } from "./paging.js";
 
 export const MAX_SCOPES_PAGE = 1000;
@@ -36,15 +36,14 @@ export async function listRelays(env: Env, req: ListRelaysRequest): Promise<List
   const { relays, more } = await directoryStub(env).listRelays(limit, after);
   const records = await Promise.all(
     relays.map(async (r) => {
-      const lease = await env.RELAYS.get(env.RELAYS.idFromName(r.url)).view();
+      const lease = await relayStub(env, r.url).view();
       if (!lease) return create(RelayRecordSchema, { url: r.url, epoch: r.epoch, alive: false });
       return create(RelayRecordSchema, {
         url: lease.url,
         epoch: lease.epoch,
         leaseExpiresAtMs: BigInt(lease.expiresAt),
         alive: lease.alive,
-        // "" stands for the unscoped space: scope names are never empty.
-        scopes: lease.scopes.map((s) => scopeFromObjectName(s) ?? "").sort(),
+        scopes: lease.scopes.map((s) => listedScopeName(scopeFromObjectName(s))).sort(),
         addrs: lease.addrs,
         lastHeartbeatAtMs: lease.lastBeatAt === null ? undefined : BigInt(lease.lastBeatAt),
       });

@@ -4,11 +4,12 @@
 // the field and the variable, stores nothing for the refused call, and frees
 // up again when rows go. Retries of held rows never count twice.
 import { describe, expect, it } from "vitest";
-import { env } from "cloudflare:test";
+import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { Code } from "@connectrpc/connect";
 import { limitsOf } from "../../src/limits.js";
+import { scopeStub } from "../../src/objects/stubs.js";
 import { freshScope, ns, relay } from "../client.js";
-import { codeOf, errorOf, scopeState } from "../hardening.js";
+import { codeOf, errorOf, scopeState, snapshot } from "../hardening.js";
 
 // The values vitest.config.ts gives this project.
 const Q = 3;
@@ -40,6 +41,24 @@ describe("limits configured through Worker variables", () => {
     await a.unregisterNamespace({ scope, namespace: ns("n/1") });
     expect(await codeOf(a.registerNamespace({ scope, namespace: ns("n/new") }))).toBe("ok");
     expect(await codeOf(a.registerNamespace({ scope, namespace: ns("n/newer") }))).toBe(Code.ResourceExhausted);
+  });
+
+  it("a claim refused over quota leaves the scope's record of the relay alone, even after asking its RelayObject", async () => {
+    const scope = freshScope("lim-record");
+    const a = await relay(`https://lim-record-${crypto.randomUUID().slice(0, 8)}.example.com`);
+    for (let i = 0; i < Q; i++) await a.registerNamespace({ scope, namespace: ns(`n/${i}`) });
+    // The scope's record of the relay differs from the RelayObject's (a missed
+    // address update), and a new instance has no cached lease: the next claim
+    // asks the RelayObject.
+    const stub = scopeStub(env, scope);
+    await runInDurableObject(stub, (_o: unknown, state: DurableObjectState) => {
+      state.storage.sql.exec("UPDATE relays SET addrs = '[\"198.51.100.9:4443\"]' WHERE url = ?", a.url);
+    });
+    await evictDurableObject(stub);
+    const before = await snapshot([scope]);
+    expect(await codeOf(a.registerNamespace({ scope, namespace: ns(`n/${Q}`) }))).toBe(Code.ResourceExhausted);
+    // Every table, the relay list included: nothing was stored, so nothing was recorded.
+    expect(await snapshot([scope])).toEqual(before);
   });
 
   it(`tracks: ${Q} per relay per scope`, async () => {

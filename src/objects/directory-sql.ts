@@ -1,0 +1,47 @@
+// Every SQL statement of the DirectoryObject, named, and of the DirectoryListing
+// note that ScopeObjects and RelayObjects keep in their own databases (its
+// table is created by their migrations). test/storage.test.ts checks each
+// statement's query plan by name.
+import { migrations } from "./migrations.js";
+
+export const DIRECTORY_MIGRATIONS = migrations([
+  {
+    version: 1,
+    about: "the schema before versions",
+    up: `
+CREATE TABLE IF NOT EXISTS scopes (
+  name TEXT PRIMARY KEY,
+  first_seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS relays (
+  url TEXT PRIMARY KEY,
+  epoch TEXT NOT NULL,
+  up INTEGER NOT NULL,
+  first_seen_at INTEGER NOT NULL,
+  changed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS relays_left ON relays (changed_at) WHERE up = 0;
+`,
+  },
+]);
+
+export const DIRECTORY_SQL = {
+  /** `name` is the listed form of the scope (objects/scope-name.ts): "" for the unscoped space. */
+  scopeNote: "INSERT OR IGNORE INTO scopes (name, first_seen_at) VALUES (?, ?)",
+  /** An older note than the stored one changes nothing. */
+  relayNote: `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, up = excluded.up, changed_at = excluded.changed_at
+    WHERE excluded.changed_at >= relays.changed_at`,
+  scopesFirst: "SELECT name FROM scopes ORDER BY name LIMIT ?",
+  scopesAfter: "SELECT name FROM scopes WHERE name > ? ORDER BY name LIMIT ?",
+  relaysFirst: "SELECT * FROM relays ORDER BY url LIMIT ?",
+  relaysAfter: "SELECT * FROM relays WHERE url > ? ORDER BY url LIMIT ?",
+  pruneLeft: "DELETE FROM relays WHERE up = 0 AND changed_at <= ?",
+  oldestLeft: "SELECT min(changed_at) AS t FROM relays WHERE up = 0",
+} as const;
+
+/** The directory_listing table of a ScopeObject or RelayObject (DirectoryListing). */
+export const LISTING_SQL = {
+  toldGet: "SELECT told FROM directory_listing WHERE id = 1",
+  toldPut: "INSERT INTO directory_listing (id, told) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET told = excluded.told",
+} as const;

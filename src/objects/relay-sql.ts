@@ -1,0 +1,53 @@
+// Every SQL statement of a RelayObject, named: its schema (as numbered
+// migrations) and its statements. test/storage.test.ts checks each one's query
+// plan by name.
+import { migrations } from "./migrations.js";
+
+export const RELAY_MIGRATIONS = migrations([
+  {
+    version: 1,
+    about: "the schema before versions",
+    up: `
+CREATE TABLE IF NOT EXISTS lease (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  url TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  addrs TEXT NOT NULL DEFAULT '[]',
+  expires_at INTEGER NOT NULL,
+  last_beat_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS scopes (name TEXT PRIMARY KEY) WITHOUT ROWID;
+-- Epochs replaced by a newer one: calls still carrying them come from a dead
+-- process and are refused. purged = 0 while some scope may still hold its rows.
+CREATE TABLE IF NOT EXISTS retired (
+  epoch TEXT PRIMARY KEY,
+  retired_at INTEGER NOT NULL,
+  purged INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+-- What this object last told the DirectoryObject (DirectoryListing).
+CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id = 1), told TEXT NOT NULL);
+`,
+  },
+]);
+
+export const RELAY_SQL = {
+  leaseGet: "SELECT url, epoch, addrs, expires_at FROM lease WHERE id = 1",
+  lastBeatGet: "SELECT last_beat_at FROM lease WHERE id = 1",
+  /** A renewal keeps the last heartbeat's time unless this call is one. */
+  leasePut: `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at) VALUES (1, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
+      expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at)`,
+  leaseExpiresPut: "UPDATE lease SET expires_at = ? WHERE id = 1",
+  /** `name` is the scope's object name (objects/scope-name.ts). */
+  scopeAdd: "INSERT OR IGNORE INTO scopes (name) VALUES (?)",
+  scopeDelete: "DELETE FROM scopes WHERE name = ?",
+  scopeNames: "SELECT name FROM scopes ORDER BY name",
+  retiredFind: "SELECT 1 FROM retired WHERE epoch = ?",
+  retire: `INSERT INTO retired (epoch, retired_at, purged) VALUES (?, ?, 0)
+    ON CONFLICT (epoch) DO UPDATE SET retired_at = excluded.retired_at, purged = 0`,
+  /** Keeps the newest `?` retired epochs. */
+  retiredTrim: "DELETE FROM retired WHERE epoch IN (SELECT epoch FROM retired ORDER BY retired_at DESC LIMIT -1 OFFSET ?)",
+  retiredPurged: "UPDATE retired SET purged = 1 WHERE purged = 0",
+  purgePending: "SELECT 1 FROM retired WHERE purged = 0 LIMIT 1",
+} as const;
