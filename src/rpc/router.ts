@@ -94,7 +94,10 @@ async function readBody(request: Request): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
   if (declared !== null && !request.headers.has("transfer-encoding")) {
     if (Number(declared) > MAX_REQUEST_BYTES) throw tooLarge();
-    return new Uint8Array(await request.arrayBuffer());
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    // A body longer than it declared (the runtime's HTTP parser prevents it; a forwarded Request might not).
+    if (bytes.byteLength > MAX_REQUEST_BYTES) throw tooLarge();
+    return bytes;
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
