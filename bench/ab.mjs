@@ -112,12 +112,17 @@ const median = (xs) => {
   return s[Math.floor(s.length / 2)];
 };
 console.log(`A = ${label.A}\nB = ${label.B}\n${rounds} rounds × ${seconds}s, concurrency ${concurrency}, bare workerd; medians, CPU min–max over rounds\n`);
-console.log("| operation | A req/s | B req/s | B/A | A ×ceiling | B ×ceiling | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+console.log("| operation | A req/s | B req/s | B/A | A ×ceiling | B ×ceiling | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU | B/A CPU per round |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 const m = (k, name, f) => median(results[k][name].map(f));
 const range = (k, name) => {
   const xs = results[k][name].map((x) => x.serverCpuUsPerReq);
   return `${Math.round(Math.min(...xs))}–${Math.round(Math.max(...xs))}`;
+};
+// The rounds ran A and B back to back: the ratio within each round cancels most background load. Median (min–max).
+const paired = (name) => {
+  const xs = results.A[name].map((a, i) => results.B[name][i].serverCpuUsPerReq / a.serverCpuUsPerReq);
+  return `${median(xs).toFixed(2)}× (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
 };
 // ×ceiling: the operation's req/s over the same build's GET /healthz req/s (both medians).
 const ceiling = { A: m("A", "healthz", (x) => x.rps), B: m("B", "healthz", (x) => x.rps) };
@@ -126,6 +131,6 @@ for (const name of opNames) {
   const [ac, bc] = [m("A", name, (x) => x.serverCpuUsPerReq), m("B", name, (x) => x.serverCpuUsPerReq)];
   console.log(
     `| ${name} | ${ar} | ${br} | ${(br / ar).toFixed(2)}× | ${(ar / ceiling.A).toFixed(2)}× | ${(br / ceiling.B).toFixed(2)}× | ` +
-      `${m("A", name, (x) => x.p50Ms)} | ${m("B", name, (x) => x.p50Ms)} | ${ac} (${range("A", name)}) | ${bc} (${range("B", name)}) | ${(bc / ac).toFixed(2)}× |`,
+      `${m("A", name, (x) => x.p50Ms)} | ${m("B", name, (x) => x.p50Ms)} | ${ac} (${range("A", name)}) | ${bc} (${range("B", name)}) | ${(bc / ac).toFixed(2)}× | ${paired(name)} |`,
   );
 }

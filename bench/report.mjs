@@ -45,7 +45,7 @@ export function renderMarkdown(r) {
       }
       out.push(table(["operation", "moq-worker req/s", "p50 ms", "p99 ms", "CPU µs/req", "moq-api req/s", "p50 ms", "p99 ms", "CPU µs/req",
         "req/s worker/api", "p50 worker/api", "p99 worker/api", "CPU/req worker/api"], body));
-      const extra = rows.filter((x) => x.concurrency === c && x.system !== "moq-worker" && x.system !== "moq-api");
+      const extra = rows.filter((x) => x.concurrency === c && x.system !== "moq-worker" && x.system !== "moq-api" && !x.op.startsWith("GET /healthz"));
       if (extra.length) {
         out.push("");
         out.push(table(["other moq-worker setups", "operation", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "req/s vs moq-api"], extra.map((x) => {
@@ -54,6 +54,11 @@ export function renderMarkdown(r) {
         })));
       }
     }
+  }
+
+  if (h?.ceiling?.length) {
+    out.push(`\n**Against the runtime's ceiling** (GET /healthz on the same server, same client, concurrency ${h.concurrency})\n`);
+    out.push(table(["setup", "operation", "req/s", "GET /healthz req/s", "fraction"], h.ceiling.map((x) => [x.system, x.op, f1(x.rps), f1(x.healthzRps), ratio(x.fraction)])));
   }
 
   const s = r.scale;

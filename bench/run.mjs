@@ -227,6 +227,7 @@ async function probeMoqApiRefresh(api, relayUrl) {
 // ---- phases -------------------------------------------------------------------
 
 const RELAY_A = "https://relay-a.bench.test/";
+const HEALTHZ = worker.healthz().name;
 const RELAY_HB = "https://relay-heartbeat.bench.test/";
 
 /** The moq-worker setups of the headline; the first is the one the ratios use. */
@@ -273,6 +274,8 @@ async function headline(results, bundle) {
       worker.lookupHit({ auth: relay.auth, scopeOf, set: "hl", registered: n }),
       worker.lookupMiss({ auth: relay.auth, scopeOf, set: "hl" }),
     ];
+    // The runtime's own ceiling for this client and concurrency: a route that does nothing.
+    await measureOps(setup.key, w, [worker.healthz()], rows, [P.concurrency]);
     await measureOps(setup.key, w, QUICK && !primary ? ops.slice(1, 2) : ops, rows, primary ? unloaded : [P.concurrency]);
     if (primary) {
       log(`${setup.key}: lookup-hit over Connect JSON`);
@@ -307,6 +310,12 @@ async function headline(results, bundle) {
 
   // Ratios moq-worker / moq-api per op, at each concurrency, for every moq-worker setup.
   const find = (system, op, c) => rows.find((r) => r.system === system && r.op === op && r.concurrency === c);
+  // Each moq-worker RPC's req/s as a fraction of GET /healthz on the same server, same client and concurrency.
+  results.headline.ceiling = [];
+  for (const r of rows.filter((x) => x.system.startsWith("moq-worker") && x.concurrency === P.concurrency && x.op !== HEALTHZ)) {
+    const top = find(r.system === "moq-worker (Connect JSON)" ? "moq-worker" : r.system, HEALTHZ, P.concurrency);
+    if (top) results.headline.ceiling.push({ system: r.system, op: r.op, healthzRps: top.rps, rps: r.rps, fraction: +(r.rps / top.rps).toFixed(3) });
+  }
   results.headline.ratios = [];
   for (const r of rows.filter((x) => x.system.startsWith("moq-worker"))) {
     const b = find("moq-api", r.op, r.concurrency);

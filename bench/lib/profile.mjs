@@ -93,10 +93,11 @@ function areaOfModule(mod) {
   if (/hono\/dist\/(utils\/jwt|middleware\/jwt|utils\/encode|helper\/adapter)/.test(mod) || mod.startsWith("src/auth/relay-token")) {
     return "JWT verification (hono/jwt, WebCrypto HMAC)";
   }
-  if (mod.startsWith("node_modules/hono/")) return "HTTP routing: Hono + body limit";
-  if (mod.startsWith("node_modules/@connectrpc/")) return "Connect protocol (router, envelopes, streams)";
+  if (mod.startsWith("node_modules/hono/")) return "HTTP routing: Hono";
+  if (mod.startsWith("node_modules/@connectrpc/")) return "connect-es (interceptors, error JSON)";
   if (mod.startsWith("node_modules/@bufbuild/") || mod.startsWith("src/gen/")) return "protobuf decode/encode";
-  if (mod.startsWith("src/auth/") || mod === "src/index.ts") return "Worker entry + bearer parsing (src/index.ts, src/auth)";
+  if (mod.startsWith("src/auth/") || mod === "src/index.ts" || mod === "src/rpc/callers.ts") return "Worker entry + bearer parsing (src/index.ts, src/auth, src/rpc/callers.ts)";
+  if (mod === "src/rpc/router.ts" || mod.startsWith("src/metrics/")) return "request pipeline: body, decode, encode, metrics (src/rpc/router.ts, src/metrics)";
   if (mod.startsWith("src/rpc/")) return "RPC handlers, incl. calling the Durable Object stub (src/rpc)";
   if (mod.startsWith("src/model/")) return "validation + tuple keys (src/model)";
   if (mod.startsWith("src/objects/")) return "Durable Object methods, JS (src/objects)";

@@ -4,7 +4,7 @@
 // Per isolate means: each Worker isolate counts what it served since it
 // started. Locally (wrangler dev) that is one isolate, so /metrics is the
 // whole picture; in production, requests spread over many isolates and the
-// Analytics Engine dataset (middleware.ts) is the place for totals.
+// Analytics Engine dataset (record.ts) is the place for totals.
 
 /** Latency buckets, in seconds (Prometheus `le` bounds). */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

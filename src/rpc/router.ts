@@ -1,19 +1,22 @@
 // The request pipeline of both Connect services: one pass per call, each step
 // once: HTTP method, body size, caller, RPC method, content type, decode,
-// interceptors and implementation, encode, metrics.
+// interceptors and implementation, encode, metrics (with the code it answered).
 //
 // Why not connect-es's own server handler (createConnectRouter)? Every method
 // of both services is unary, and for a small unary call its universal handler
-// was most of the Worker's CPU (docs/performance.md): the fetch body becomes an
-// async iterable and the answer a JS ReadableStream, headers are copied, and an
-// undecodable binary body comes back as INTERNAL, so the Worker decoded it a
-// second time to answer INVALID_ARGUMENT, and re-parsed error bodies to count
-// them. The Connect unary protocol is small (POST, a content type, a body, a
-// JSON error with an HTTP status), so it is served here with connect-es's own
-// parts: the handler context, invokeUnaryImplementation (interceptors and the
-// implementation, exactly as connect runs them), the error JSON and status
-// mapping. The Worker tests call it through connect-es's own client, in JSON
-// and binary (test/client.ts, test/pipeline.test.ts).
+// was most of the Worker's CPU (docs/performance.md): the fetch body became an
+// async iterable and the answer a JS ReadableStream, headers were copied, two
+// AbortControllers made per call, and an undecodable binary body came back as
+// INTERNAL, so the Worker decoded it a second time to answer INVALID_ARGUMENT
+// (and a metrics middleware re-parsed error bodies to learn their code). The
+// Connect unary protocol is small (POST, a content type, a body; errors as JSON
+// with an HTTP status), so it is served here with connect-es's own parts where
+// they exist: invokeUnaryImplementation (interceptors and implementation,
+// exactly as connect runs them), content-type, timeout and compression
+// parsing, the error JSON and status mapping; and protobuf-es to decode and
+// encode. Only the handler context is built here (handlerContext, below). The
+// Worker tests call the pipeline through connect-es's own client, in JSON and
+// binary (test/client.ts; test/pipeline.test.ts for the pipeline's own steps).
 import {
   Code,
   ConnectError,
@@ -94,7 +97,10 @@ async function readBody(request: Request): Promise<Uint8Array> {
   const declared = request.headers.get("content-length");
   if (declared !== null && !request.headers.has("transfer-encoding")) {
     if (Number(declared) > MAX_REQUEST_BYTES) throw tooLarge();
-    return new Uint8Array(await request.arrayBuffer());
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    // A body longer than it declared (the runtime's HTTP parser prevents it; a forwarded Request might not).
+    if (bytes.byteLength > MAX_REQUEST_BYTES) throw tooLarge();
+    return bytes;
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
