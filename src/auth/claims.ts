@@ -3,13 +3,14 @@
 // Tokens without claims pass untouched, so existing relays see no change.
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CoordinatorService, type ResolveScopeResponse } from "../gen/moqworker/v1/coordinator_pb.js";
+import { type Scope, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
 import { callerKey } from "../rpc/context.js";
 
 /** The calls that make the caller a publisher. */
 const PUBLISH = new Set<string>([CoordinatorService.method.registerNamespace.name, CoordinatorService.method.registerTrack.name]);
 
-function requireAllowed(field: string, scope: string | undefined, allowed: readonly string[]): void {
-  if (scope === undefined) {
+function requireAllowed(field: string, scope: Scope, allowed: readonly string[]): void {
+  if (scope === UNSCOPED) {
     throw new ConnectError(`${field}: unscoped calls are not allowed with this relay's token (it is limited to named scopes)`, Code.PermissionDenied);
   }
   if (!allowed.includes(scope)) {
@@ -26,13 +27,13 @@ export const enforceTokenClaims: Interceptor = (next) => async (req) => {
   const allowed = caller.scopes;
   if (allowed === undefined) return next(req);
   if (req.method.input.fields.some((f) => f.localName === "scope")) {
-    requireAllowed("scope", (req.message as { scope?: string }).scope, allowed);
+    requireAllowed("scope", scopeFromField((req.message as { scope?: string }).scope), allowed);
     return next(req);
   }
   const res = await next(req);
   // ResolveScope carries no scope, its answer does: a session on another tenant's path is refused.
   if (req.method.name === CoordinatorService.method.resolveScope.name && !res.stream) {
-    requireAllowed("connection_path", (res.message as ResolveScopeResponse).scope?.scopeId, allowed);
+    requireAllowed("connection_path", scopeFromField((res.message as ResolveScopeResponse).scope?.scopeId), allowed);
   }
   return res;
 };
