@@ -92,12 +92,15 @@ const MIGRATION_PLANS = { READ_VERSION: "index", WRITE_VERSION: "write" } as con
 
 const RELAY_PLANS = {
   leaseGet: "index",
-  lastBeatGet: "index",
   leasePut: "write",
   leaseExpiresPut: "index",
+  stateLostMark: "index",
+  stateLostClear: "index",
   scopeAdd: "write",
   scopeDelete: "index",
   scopeNames: { scan: "the answer is every scope the relay wrote to: the whole table" },
+  scopeNamesFirst: { scan: FIRST_PAGE },
+  scopeCount: { scan: "the count of the whole table, for the directory's note" },
   retiredFind: "index",
   retire: "write",
   retiredTrim: { scan: RETIRED_SMALL },
@@ -119,8 +122,12 @@ const DIRECTORY_PLANS = {
   scopesAfter: "index",
   relaysFirst: { scan: FIRST_PAGE },
   relaysAfter: "index",
-  pruneLeft: "index",
+  scopeCount: { scan: "the count of the whole table: ListScopes' total" },
+  relayCount: { scan: "the count of the whole table: ListRelays' total" },
+  livePeers: "index",
+  prune: "index",
   oldestLeft: "index",
+  oldestExpiry: "index",
 } as const satisfies Record<keyof typeof DIRECTORY_SQL, Expect>;
 
 type Case = { name: string; sql: string; expect: Expect };

@@ -23,21 +23,42 @@ CREATE TABLE IF NOT EXISTS relays (
 CREATE INDEX IF NOT EXISTS relays_left ON relays (changed_at) WHERE up = 0;
 `,
   },
+  {
+    version: 2,
+    about: "what the directory needs to list relays and peers without asking each RelayObject",
+    up: `
+ALTER TABLE relays ADD COLUMN addrs TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE relays ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE relays ADD COLUMN last_beat_at INTEGER;
+ALTER TABLE relays ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE relays ADD COLUMN scope_count INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS relays_up ON relays (expires_at) WHERE up = 1;
+`,
+  },
 ]);
 
 export const DIRECTORY_SQL = {
   /** `name` is the listed form of the scope (objects/scope-name.ts): "" for the unscoped space. */
   scopeNote: "INSERT OR IGNORE INTO scopes (name, first_seen_at) VALUES (?, ?)",
-  /** An older note than the stored one changes nothing. */
-  relayNote: `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, up = excluded.up, changed_at = excluded.changed_at
+  /** The whole entry as of changed_at; an older note than the stored one changes nothing. */
+  relayNote: `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at, addrs, expires_at, last_beat_at, scopes, scope_count)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, up = excluded.up, changed_at = excluded.changed_at,
+      addrs = excluded.addrs, expires_at = excluded.expires_at, last_beat_at = excluded.last_beat_at,
+      scopes = excluded.scopes, scope_count = excluded.scope_count
     WHERE excluded.changed_at >= relays.changed_at`,
+  /** Live = up and its noted lease expiry (plus slack) not yet past; the caller excluded. */
+  livePeers: "SELECT url, addrs FROM relays WHERE up = 1 AND expires_at > ? AND url <> ? ORDER BY url LIMIT ?",
   scopesFirst: "SELECT name FROM scopes ORDER BY name LIMIT ?",
   scopesAfter: "SELECT name FROM scopes WHERE name > ? ORDER BY name LIMIT ?",
+  scopeCount: "SELECT count(*) AS n FROM scopes",
   relaysFirst: "SELECT * FROM relays ORDER BY url LIMIT ?",
   relaysAfter: "SELECT * FROM relays WHERE url > ? ORDER BY url LIMIT ?",
-  pruneLeft: "DELETE FROM relays WHERE up = 0 AND changed_at <= ?",
+  relayCount: "SELECT count(*) AS n FROM relays",
+  /** Relays that left, or whose lease expiry passed without a "left" note, before `?`. */
+  prune: "DELETE FROM relays WHERE (up = 0 AND changed_at <= ?) OR (up = 1 AND expires_at > 0 AND expires_at <= ?)",
   oldestLeft: "SELECT min(changed_at) AS t FROM relays WHERE up = 0",
+  oldestExpiry: "SELECT min(expires_at) AS t FROM relays WHERE up = 1 AND expires_at > 0",
 } as const;
 
 /** The directory_listing table of a ScopeObject or RelayObject (DirectoryListing). */

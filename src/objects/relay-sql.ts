@@ -29,20 +29,29 @@ CREATE TABLE IF NOT EXISTS retired (
 CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id = 1), told TEXT NOT NULL);
 `,
   },
+  {
+    version: 2,
+    about: "state_lost: this epoch's rows were purged (or the relay was unknown) and no heartbeat has said so yet",
+    up: "ALTER TABLE lease ADD COLUMN state_lost INTEGER NOT NULL DEFAULT 0",
+  },
 ]);
 
 export const RELAY_SQL = {
-  leaseGet: "SELECT url, epoch, addrs, expires_at FROM lease WHERE id = 1",
-  lastBeatGet: "SELECT last_beat_at FROM lease WHERE id = 1",
+  leaseGet: "SELECT url, epoch, addrs, expires_at, last_beat_at, state_lost FROM lease WHERE id = 1",
   /** A renewal keeps the last heartbeat's time unless this call is one. */
-  leasePut: `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at) VALUES (1, ?, ?, ?, ?, ?)
+  leasePut: `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at, state_lost) VALUES (1, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
-      expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at)`,
+      expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at),
+      state_lost = excluded.state_lost`,
   leaseExpiresPut: "UPDATE lease SET expires_at = ? WHERE id = 1",
+  stateLostMark: "UPDATE lease SET state_lost = 1 WHERE id = 1",
+  stateLostClear: "UPDATE lease SET state_lost = 0 WHERE id = 1",
   /** `name` is the scope's object name (objects/scope-name.ts). */
   scopeAdd: "INSERT OR IGNORE INTO scopes (name) VALUES (?)",
   scopeDelete: "DELETE FROM scopes WHERE name = ?",
   scopeNames: "SELECT name FROM scopes ORDER BY name",
+  scopeNamesFirst: "SELECT name FROM scopes ORDER BY name LIMIT ?",
+  scopeCount: "SELECT count(*) AS n FROM scopes",
   retiredFind: "SELECT 1 FROM retired WHERE epoch = ?",
   retire: `INSERT INTO retired (epoch, retired_at, purged) VALUES (?, ?, 0)
     ON CONFLICT (epoch) DO UPDATE SET retired_at = excluded.retired_at, purged = 0`,

@@ -7,9 +7,10 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
-import { DirectoryListing } from "./directory.js";
+import type { PeerRelay, RelayNote } from "./directory.js";
 import { migrate } from "./migrations.js";
 import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
+import type { ScopeObject } from "./scope.js";
 import { scopeFromObjectName } from "./scope-name.js";
 import { directoryStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
@@ -18,6 +19,41 @@ import { fail, ok, type Outcome } from "./types.js";
 const RETIRED_KEPT = 16;
 /** A purge a scope could not take (unreachable) is retried by the alarm this soon. */
 const PURGE_RETRY_MS = 1000;
+/**
+ * Longest wait for one call to another object (a scope, the directory). One
+ * slow scope must not hold the serial queue, and with it the relay's
+ * heartbeats, for longer: a purge that timed out is retried by the alarm.
+ */
+export const OBJECT_CALL_TIMEOUT_MS = 2000;
+/** Scope names sent to the directory with each note (ListRelays shows them; the count is exact). */
+const SCOPES_NOTED = 100;
+
+/** A call to another object that gives up after `ms` (the call itself may still complete later). */
+function bounded<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * How often a heartbeat also refreshes the relay's entry in the directory and
+ * fetches the peer list (between refreshes the cached list is answered). Less
+ * than the lease TTL, so the directory's lease expiry stays ahead while the
+ * relay beats; half of it means every other heartbeat at the default pace.
+ */
+export function peerRefreshMs(leaseTtlMs: number): number {
+  return Math.floor(leaseTtlMs / 2);
+}
+
+/** What a heartbeat answers. */
+export interface BeatReply {
+  leaseTtlMs: number;
+  intervalMs: number;
+  stateLost: boolean;
+  peers: PeerRelay[];
+}
 
 export interface LeaseView {
   url: string;
@@ -42,11 +78,14 @@ interface Lease {
   epoch: string;
   addrs: string[];
   expiresAt: number;
+  lastBeatAt: number | null;
+  stateLost: boolean;
 }
+
+type ScopeStub = DurableObjectStub<ScopeObject>;
 
 export class RelayObject extends DurableObject<Env> {
   private sql: SqlStorage;
-  private listing: DirectoryListing;
   /**
    * When this instance started. A lease never lapses before the object has
    * been up for one TTL: after a restart of the runtime (or of this object)
@@ -55,12 +94,18 @@ export class RelayObject extends DurableObject<Env> {
   private startedAt = Date.now();
   /** Calls run one at a time, so that a purge is complete before any later call is answered. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Live peers as the directory last listed them (memory only: after an eviction the next beat refreshes). */
+  private peers: PeerRelay[] = [];
+  /** When the directory last took a note from this object and answered with peers; 0 = must refresh. */
+  private refreshedAt = 0;
+  /** Background notes to the directory are coalesced: one in flight, at most one more queued. */
+  private noting: Promise<void> | null = null;
+  private noteAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     migrate(ctx.storage, RELAY_MIGRATIONS);
-    this.listing = new DirectoryListing(this.sql);
   }
 
   /**
@@ -72,19 +117,38 @@ export class RelayObject extends DurableObject<Env> {
     return this.serial(async () => {
       const refused = this.refuseRetired(epoch);
       if (refused) return refused;
-      const lease = await this.touch(url, epoch, undefined, false);
-      this.sql.exec(RELAY_SQL.scopeAdd, scopeName);
+      const { lease, changed } = await this.touch(url, epoch, undefined, false);
+      const added = this.sql.exec(RELAY_SQL.scopeAdd, scopeName).rowsWritten > 0;
+      // The directory lists the relay with its scopes; it hears of changes in the background.
+      if (changed || added) this.noteInBackground();
       return ok(lease);
     });
   }
 
-  heartbeat(url: string, epoch: string, addrs: string[]): Promise<Outcome<{ leaseTtlMs: number; intervalMs: number }>> {
-    return this.serial(async () => {
+  /**
+   * Renews the lease; answers whether the relay's state was lost (once) and
+   * the live peers. The peers come from the directory in the same call that
+   * notes this relay there, at most every peerRefreshMs (or at once when the
+   * relay appears, changes epoch or addresses); otherwise from memory.
+   */
+  async heartbeat(url: string, epoch: string, addrs: string[]): Promise<Outcome<BeatReply>> {
+    const beat = await this.serial(async () => {
       const refused = this.refuseRetired(epoch);
       if (refused) return refused;
-      await this.touch(url, epoch, addrs, true);
-      return ok(leaseSettings(this.env));
+      const before = this.lease();
+      const { changed } = await this.touch(url, epoch, addrs, true);
+      // No record at all, or this epoch's rows purged since its last beat.
+      const stateLost = before === undefined || this.lease()!.stateLost;
+      if (stateLost) this.sql.exec(RELAY_SQL.stateLostClear);
+      return ok({ stateLost, changed });
     });
+    if (!beat.ok) return beat;
+    const settings = leaseSettings(this.env);
+    const now = Date.now();
+    if (beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs)) {
+      await this.refreshPeers(now);
+    }
+    return ok({ ...settings, stateLost: beat.value.stateLost, peers: this.peers });
   }
 
   /**
@@ -96,10 +160,12 @@ export class RelayObject extends DurableObject<Env> {
     return this.serial(async () => {
       const lease = this.lease();
       if (!lease || (epoch !== undefined && epoch !== lease.epoch)) return 0;
+      // A later heartbeat of the same epoch (the process did not exit) must re-register.
+      this.sql.exec(RELAY_SQL.stateLostMark);
       const removed = await this.purgeAll(lease.url);
       this.sql.exec(RELAY_SQL.leaseExpiresPut, Date.now());
       await this.ctx.storage.deleteAlarm();
-      this.announce(lease.url, lease.epoch, false);
+      await this.noteNow();
       return removed;
     });
   }
@@ -107,8 +173,8 @@ export class RelayObject extends DurableObject<Env> {
   view(): LeaseView | null {
     const lease = this.lease();
     if (!lease) return null;
-    const lastBeatAt = this.sql.exec(RELAY_SQL.lastBeatGet).one().last_beat_at as number | null;
-    return { ...lease, lastBeatAt, alive: lease.expiresAt > Date.now(), scopes: this.scopeNames() };
+    const { url, epoch, addrs, expiresAt, lastBeatAt } = lease;
+    return { url, epoch, addrs, expiresAt, lastBeatAt, alive: expiresAt > Date.now(), scopes: this.scopeNames() };
   }
 
   async alarm(): Promise<void> {
@@ -128,9 +194,11 @@ export class RelayObject extends DurableObject<Env> {
         await this.ctx.storage.setAlarm(earliest);
         return;
       }
-      // Lapsed. A failure throws, and the runtime retries the alarm.
+      // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
+      this.sql.exec(RELAY_SQL.stateLostMark);
+      // A failure throws, and the runtime retries the alarm.
       await this.purgeAll(lease.url);
-      this.announce(lease.url, lease.epoch, false);
+      await this.noteNow();
     });
   }
 
@@ -141,7 +209,12 @@ export class RelayObject extends DurableObject<Env> {
    * or a new epoch starts) and applies an epoch change: from "" (unknown) it
    * is adopted, rows kept; otherwise the old epoch is retired and its rows go.
    */
-  private async touch(url: string, epoch: string | undefined, addrs: string[] | undefined, beat: boolean): Promise<Enlisted> {
+  private async touch(
+    url: string,
+    epoch: string | undefined,
+    addrs: string[] | undefined,
+    beat: boolean,
+  ): Promise<{ lease: Enlisted; changed: boolean }> {
     const now = Date.now();
     const { leaseTtlMs } = leaseSettings(this.env);
     const current = this.lease();
@@ -149,11 +222,16 @@ export class RelayObject extends DurableObject<Env> {
     const newEpoch = current !== undefined && current.epoch !== next.epoch;
     const renew = beat || newEpoch || current === undefined || current.expiresAt <= now;
     const expiresAt = renew ? now + leaseTtlMs : current.expiresAt;
+    // Lost state belongs to an epoch: a new process starts with nothing to re-register
+    // (an unknown relay is told once, see heartbeat). A write never clears it.
+    const stateLost = current === undefined ? !beat : newEpoch && current.epoch !== "" ? false : current.stateLost;
     this.sql.exec(
       RELAY_SQL.leasePut,
-      url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null,
+      url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null, stateLost ? 1 : 0,
     );
-    this.announce(url, next.epoch, true);
+    const addrsChanged = current !== undefined && addrs !== undefined && JSON.stringify(current.addrs) !== JSON.stringify(addrs);
+    // What the directory must hear of at once: the relay (re)appeared, or changed epoch or addresses.
+    const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged;
     // A purge still to retry keeps its earlier alarm.
     if (renew) await this.ctx.storage.setAlarm(this.purgePending() ? Math.min(expiresAt, now + PURGE_RETRY_MS) : expiresAt);
     if (current && newEpoch && current.epoch === "") {
@@ -162,10 +240,10 @@ export class RelayObject extends DurableObject<Env> {
     } else if (current && newEpoch) {
       this.retire(current.epoch);
       await this.purgeStale(url, next.epoch);
-    } else if (current && addrs && JSON.stringify(current.addrs) !== JSON.stringify(addrs)) {
+    } else if (addrsChanged) {
       await this.eachScope((s) => s.updateRelayAddrs(url, addrs));
     }
-    return { ...next, expiresAt };
+    return { lease: { ...next, expiresAt }, changed };
   }
 
   /** Every scope drops the relay's rows of any epoch but `keep`; a failure is retried by the alarm. */
@@ -178,7 +256,7 @@ export class RelayObject extends DurableObject<Env> {
   /** Every scope drops all the relay's rows; scopes are forgotten once purged. Throws if one failed. */
   private async purgeAll(url: string): Promise<number> {
     const names = this.scopeNames();
-    const results = await Promise.allSettled(names.map((s) => this.scope(s).purgeRelay(url)));
+    const results = await Promise.allSettled(names.map((s) => this.scopeCall(s, "purge", (o) => o.purgeRelay(url))));
     let removed = 0;
     const failures: unknown[] = [];
     results.forEach((r, i) => {
@@ -197,9 +275,9 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   /** Calls every scope the relay wrote to; returns how many calls failed (logged). */
-  private async eachScope(call: (scope: ReturnType<RelayObject["scope"]>) => Promise<unknown>): Promise<number> {
+  private async eachScope(call: (scope: ScopeStub) => Promise<unknown>): Promise<number> {
     const names = this.scopeNames();
-    const results = await Promise.allSettled(names.map((s) => call(this.scope(s))));
+    const results = await Promise.allSettled(names.map((s) => this.scopeCall(s, "call", call)));
     const failed = results.filter((r) => r.status === "rejected");
     for (const f of failed) console.warn(`relay object: a scope call failed: ${String((f as PromiseRejectedResult).reason)}`);
     return failed.length;
@@ -237,19 +315,83 @@ export class RelayObject extends DurableObject<Env> {
       epoch: row.epoch as string,
       addrs: JSON.parse(row.addrs as string) as string[],
       expiresAt: row.expires_at as number,
+      lastBeatAt: row.last_beat_at as number | null,
+      stateLost: row.state_lost === 1,
     };
   }
 
-  /** The admin directory hears when this relay appears, changes epoch or leaves (in the background). */
-  private announce(url: string, epoch: string, up: boolean): void {
-    this.listing.note(up ? `up ${epoch}` : "left", () => directoryStub(this.env).noteRelay(url, epoch, up, Date.now()));
+  // ---- the directory ---------------------------------------------------------
+
+  /** This relay as the directory lists it, now. */
+  private note(): RelayNote | undefined {
+    const lease = this.lease();
+    if (!lease) return undefined;
+    const now = Date.now();
+    return {
+      url: lease.url,
+      epoch: lease.epoch,
+      up: lease.expiresAt > now,
+      at: now,
+      addrs: lease.addrs,
+      expiresAt: lease.expiresAt,
+      lastBeatAt: lease.lastBeatAt,
+      scopes: this.sql.exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED).toArray().map((r) => r.name as string),
+      scopeCount: this.sql.exec(RELAY_SQL.scopeCount).one().n as number,
+    };
+  }
+
+  /** Notes this relay and takes the peer list; on failure the cached list stays (and the next beat retries). */
+  private async refreshPeers(now: number): Promise<void> {
+    const note = this.note();
+    if (!note) return;
+    try {
+      const peers = await bounded(directoryStub(this.env).beat(note), OBJECT_CALL_TIMEOUT_MS, "directory");
+      this.peers = peers;
+      this.refreshedAt = now;
+    } catch (err) {
+      this.refreshedAt = 0;
+      console.warn(`relay object: directory not refreshed, answering the last peer list: ${String(err)}`);
+    }
+  }
+
+  /**
+   * Tells the directory the relay's state; failures are logged (the next
+   * heartbeat refreshes, and the directory's own expiry ages a lapsed entry
+   * out). Bounded when a caller waits on it (lapse, shutdown run in the queue).
+   */
+  private async noteNow(bound = true): Promise<void> {
+    const note = this.note();
+    if (!note) return;
+    this.refreshedAt = 0;
+    try {
+      const call = directoryStub(this.env).noteRelay(note);
+      await (bound ? bounded(call, OBJECT_CALL_TIMEOUT_MS, "directory") : call);
+    } catch (err) {
+      console.warn(`relay object: directory not told of ${note.up ? "up" : "left"}: ${String(err)}`);
+    }
+  }
+
+  /** noteNow, in the background, coalesced: a burst of new scopes costs at most two notes. */
+  private noteInBackground(): void {
+    if (this.noting) {
+      this.noteAgain = true;
+      return;
+    }
+    this.noting = (async () => {
+      do {
+        this.noteAgain = false;
+        await this.noteNow(false);
+      } while (this.noteAgain);
+      this.noting = null;
+    })();
   }
 
   private scopeNames(): string[] {
     return this.sql.exec(RELAY_SQL.scopeNames).toArray().map((r) => r.name as string);
   }
 
-  private scope(name: string) {
-    return scopeStub(this.env, scopeFromObjectName(name));
+  /** A call to one scope object, bounded by OBJECT_CALL_TIMEOUT_MS. */
+  private scopeCall<T>(name: string, what: string, call: (scope: ScopeStub) => Promise<T>): Promise<T> {
+    return bounded(call(scopeStub(this.env, scopeFromObjectName(name))), OBJECT_CALL_TIMEOUT_MS, `scope ${name} ${what}`);
   }
 }
