@@ -124,7 +124,7 @@ const DIRECTORY_PLANS = {
   relaysAfter: "index",
   scopeCount: { scan: "the count of the whole table: ListScopes' total" },
   relayCount: { scan: "the count of the whole table: ListRelays' total" },
-  livePeers: "index",
+  livePeers: { scan: "the answer is every live relay in URL order: the table walked in key order, LIMIT stops the walk" },
   prune: "index",
   oldestLeft: "index",
   oldestExpiry: "index",
