@@ -19,6 +19,8 @@ describe("refused writes", () => {
     const other = await relay(`https://taken-other-${crypto.randomUUID().slice(0, 8)}.example.com`);
     await owner.registerNamespace({ scope, namespace: ns("live/main") });
     await owner.registerTrack({ scope, namespace: ns("live/main"), track: "video" });
+    // The scope tells the directory of itself in the background: let that settle first.
+    await expect.poll(async () => (await tableRows(scopeStub(env, scope), "directory_listing")).length).toBe(1);
     const before = await snapshot([scope]);
 
     expect(await codeOf(other.registerNamespace({ scope, namespace: ns("live/main") }))).toBe(Code.AlreadyExists);

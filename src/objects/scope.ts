@@ -6,7 +6,11 @@
 // A write (a claim: register or subscribe) may await one thing, the writing
 // relay's RelayObject (see lease); everything after runs synchronously, so
 // check-then-insert sequences are atomic in the object. A refused claim stores
-// nothing and records nothing: neither the relay nor the scope is noted.
+// nothing and records nothing here (not the relay in `relays`, not the scope in
+// meta or the directory); one refused because another relay holds the key does
+// not ask the RelayObject either. (A claim refused after asking, over quota or
+// losing a race, leaves the scope in that relay's list: harmless, its purges
+// are idempotent.)
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
@@ -257,7 +261,7 @@ export class ScopeObject extends DurableObject<Env> {
    * A relay claims a row of a relay-owned table (OWNED_TABLES): registers a
    * namespace or track, or subscribes. A new row needs room in the relay's
    * quota; the relay's own row is renewed (current epoch, `renewed` columns)
-   * and keeps its id. A refusal stores nothing and records nothing.
+   * and keeps its id. A refusal stores nothing and records nothing here.
    */
   private async claim(
     table: OwnedTable,

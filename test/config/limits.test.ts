@@ -51,6 +51,8 @@ describe("limits configured through Worker variables", () => {
     // address update), and a new instance has no cached lease: the next claim
     // asks the RelayObject.
     const stub = scopeStub(env, scope);
+    // The scope tells the directory of itself in the background: let that settle first.
+    await expect.poll(async () => (await snapshot([scope]))[`scope scope:${scope}`]).toHaveProperty("directory_listing.length", 1);
     await runInDurableObject(stub, (_o: unknown, state: DurableObjectState) => {
       state.storage.sql.exec("UPDATE relays SET addrs = '[\"198.51.100.9:4443\"]' WHERE url = ?", a.url);
     });
