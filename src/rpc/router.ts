@@ -93,15 +93,16 @@ const tooLarge = () => new ConnectError(`request body larger than ${MAX_REQUEST_
 
 /** The body, read once; RESOURCE_EXHAUSTED past MAX_REQUEST_BYTES (from Content-Length before reading, else while reading). */
 async function readBody(request: Request): Promise<Uint8Array> {
-  if (request.body === null) return new Uint8Array(0);
   const declared = request.headers.get("content-length");
   if (declared !== null && !request.headers.has("transfer-encoding")) {
     if (Number(declared) > MAX_REQUEST_BYTES) throw tooLarge();
+    // Not through request.body: that makes a JS stream object the common case does not need.
     const bytes = new Uint8Array(await request.arrayBuffer());
     // A body longer than it declared (the runtime's HTTP parser prevents it; a forwarded Request might not).
     if (bytes.byteLength > MAX_REQUEST_BYTES) throw tooLarge();
     return bytes;
   }
+  if (request.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = request.body.getReader();
