@@ -6,7 +6,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { LookupRequestSchema, LookupResponseSchema } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { MAX_REQUEST_BYTES } from "../src/rpc/router.js";
-import { BASE, adminClient, freshScope, ns, relay, text, workerFetch, type Coordinator } from "./client.js";
+import { BASE, adminClient, expectedLink, freshScope, ns, relay, text, workerFetch, type Coordinator } from "./client.js";
 import { chunked, coordinatorPath, errorOf, raw, relayNeverWrote } from "./hardening.js";
 
 let scope: string;
@@ -24,7 +24,8 @@ describe("connect-es's own client", () => {
     await owner.registerNamespace({ scope, namespace: ns("live/main") });
     const r = await relay(`https://pipeline-${format}.example.com`, format);
     const hit = await r.lookup({ scope, namespace: ns("live/main/cam") });
-    expect(hit.origin?.relay?.url).toBe(owner.url);
+    // A scoped answer names the owner at the scope's relay-link path.
+    expect(hit.origin?.relay?.url).toBe(new URL(await expectedLink(scope), owner.url).href);
     expect(text(hit.origin?.namespace)).toBe("live/main");
     const missing = await errorOf(r.lookup({ scope, namespace: ns("absent") }));
     expect(missing.code).toBe(Code.NotFound);
@@ -41,7 +42,7 @@ describe("connect-es's own client", () => {
 
   it("a connect-timeout-ms the caller sends is accepted; a malformed one is INVALID_ARGUMENT", async () => {
     const hit = await owner.lookup({ scope, namespace: ns("live/main") }, { timeoutMs: 5000 });
-    expect(hit.origin?.relay?.url).toBe(owner.url);
+    expect(hit.origin?.relay?.url).toBe(new URL(await expectedLink(scope), owner.url).href);
     const body = toBinary(LookupRequestSchema, create(LookupRequestSchema, { scope, namespace: ns("live/main") }));
     const bad = await raw(coordinatorPath("Lookup"), {
       headers: { authorization: `Bearer ${owner.token}`, "content-type": "application/proto", "connect-timeout-ms": "soon" },
@@ -64,7 +65,7 @@ describe("the answer", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/proto");
     const bytes = new Uint8Array(await res.arrayBuffer());
-    expect(fromBinary(LookupResponseSchema, bytes).origin?.relay?.url).toBe(owner.url);
+    expect(fromBinary(LookupResponseSchema, bytes).origin?.relay?.url).toBe(new URL(await expectedLink(scope), owner.url).href);
   });
 
   it("errors are Connect JSON whatever the request's format", async () => {
