@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use moq_native_ietf::quic;
 use moq_relay_ietf::{
     Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult, NamespaceOrigin,
@@ -18,6 +19,7 @@ use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix, TupleField};
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::lease::{Holders, Kind, LeaseKey, Release};
 use crate::proto;
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 
@@ -79,31 +81,24 @@ struct Inner {
     rpc: ConnectClient,
     epoch: String,
     addrs: Vec<String>,
-    /// Local reference counts of remote registrations/subscriptions. Several
-    /// sessions on this relay may hold the same key (two viewers subscribing
-    /// to one prefix); the Worker keeps one row per relay and key, so only
-    /// the last local handle may remove it.
+    /// Local holders of each remote registration/subscription (see
+    /// [`crate::lease`]): only the last local holder may withdraw a key.
     leases: StdMutex<HashMap<LeaseKey, Slot>>,
     runtime: tokio::runtime::Handle,
     shut_down: AtomicBool,
 }
 
-type Slot = Arc<tokio::sync::Mutex<u64>>;
+/// A key's holders, locked across the Worker call that changes them, so
+/// calls for one key are serialized while different keys proceed in parallel.
+type Slot = Arc<tokio::sync::Mutex<Holders>>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum LeaseKey {
-    Namespace(Option<String>, Vec<Vec<u8>>),
-    Track(Option<String>, Vec<Vec<u8>>, String),
-    NamespaceSub(Option<String>, Vec<Vec<u8>>),
-    TrackSub(Option<String>, Vec<Vec<u8>>, String),
-}
-
-/// RAII handle: on drop, releases its lease in a spawned task (never blocks
-/// the dropping thread, which may be a relay task on the hot path).
+/// RAII handle: on drop, releases its reference in a spawned task (never
+/// blocks the dropping thread, which may be a relay task on the hot path).
 struct Lease {
     inner: Arc<Inner>,
     key: LeaseKey,
     slot: Slot,
+    id: u64,
 }
 
 impl Drop for Lease {
@@ -112,11 +107,14 @@ impl Drop for Lease {
         let key = self.key.clone();
         // Move the slot out so the release task's ownership count is exact.
         let slot = std::mem::take(&mut self.slot);
+        let id = self.id;
         // A handle can be dropped after its runtime is gone (process exit):
         // then the Worker's lease expiry cleans up instead.
         // Detached: the JoinHandle is not needed.
         drop(inner.runtime.clone().spawn(async move {
-            inner.release(key, slot).await;
+            if let Err(err) = inner.release(&key, slot, Some(id)).await {
+                tracing::warn!(?key, error = %err, "coordinator cleanup failed; the Worker drops it when our lease lapses");
+            }
         }));
     }
 }
@@ -131,59 +129,89 @@ impl Inner {
             .clone()
     }
 
-    /// Run `register` under the key's lock and count one more holder on success.
-    async fn acquire<T, F>(
+    /// Every CoordinatorService call is idempotent by contract, so each is
+    /// retried (within the policy's overall deadline).
+    async fn call<Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        body: Bytes,
+    ) -> Result<Resp, RpcError> {
+        self.rpc
+            .call_encoded(method, body, true, self.rpc.policy().deadline)
+            .await
+    }
+
+    async fn call_msg<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        req: &Req,
+    ) -> Result<Resp, RpcError> {
+        self.call(method, req.encode_to_vec().into()).await
+    }
+
+    /// Takes a reference on `key`, asserting it with the Worker. Always asks
+    /// the Worker, even when the key is already held: the call also returns
+    /// data (upstream relays) and re-asserts a row the Worker may have lost.
+    async fn hold<Resp: prost::Message + Default>(
         self: &Arc<Self>,
         key: LeaseKey,
-        register: F,
-    ) -> CoordinatorResult<(T, Lease)>
-    where
-        F: std::future::Future<Output = CoordinatorResult<T>>,
-    {
+        context: &CoordinatorContext,
+    ) -> CoordinatorResult<(Resp, Lease)> {
         let slot = self.slot(&key);
-        let mut count = slot.lock().await;
-        // Always ask the Worker, even when already held: the call also
-        // returns data (upstream relays) and re-asserts the row if it was
-        // lost, e.g. after a lapsed lease.
-        let value = match register.await {
-            Ok(value) => value,
+        let mut holders = slot.lock().await;
+        let request = key.register_request(context_of(context));
+        match self.call(key.kind.register_method(), request.clone()).await {
+            Ok(resp) => {
+                holders.request = request;
+                let id = holders.add();
+                drop(holders);
+                Ok((
+                    resp,
+                    Lease {
+                        inner: self.clone(),
+                        key,
+                        slot,
+                        id,
+                    },
+                ))
+            }
             Err(err) => {
-                self.forget_if_idle(&key, &slot, *count);
-                return Err(err);
+                self.forget_if_idle(&key, &slot, &holders);
+                Err(map_err(err))
             }
+        }
+    }
+
+    /// Releases one reference on `key`: handle `handle`'s when it is
+    /// dropped, or one holder's on an explicit unregister (`None`). The
+    /// Worker is told only when no local holder is left.
+    async fn release(
+        &self,
+        key: &LeaseKey,
+        slot: Slot,
+        handle: Option<u64>,
+    ) -> Result<(), RpcError> {
+        let mut holders = slot.lock().await;
+        let outcome = match handle {
+            Some(id) => holders.drop_handle(id),
+            None => holders.release_explicitly(),
         };
-        *count += 1;
-        drop(count);
-        Ok((
-            value,
-            Lease {
-                inner: self.clone(),
-                key,
-                slot,
-            },
-        ))
+        let result = if outcome == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
+            self.call::<()>(key.kind.unregister_method(), key.unregister_request())
+                .await
+        } else {
+            Ok(())
+        };
+        self.forget_if_idle(key, &slot, &holders);
+        result
     }
 
-    async fn release(self: Arc<Self>, key: LeaseKey, slot: Slot) {
-        let mut count = slot.lock().await;
-        *count = count.saturating_sub(1);
-        if *count > 0 {
-            return;
-        }
-        if !self.shut_down.load(Ordering::Acquire) {
-            if let Err(err) = self.unregister(&key).await {
-                tracing::warn!(?key, error = %err, "coordinator cleanup failed; the Worker drops it when our lease lapses");
-            }
-        }
-        self.forget_if_idle(&key, &slot, *count);
-    }
-
-    /// Drop the map entry for `key` when it has no holders and no other task
-    /// has the slot (then the map and the caller are its only owners).
-    /// Called with the slot's lock held, which `count` comes from.
-    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, count: u64) {
+    /// Drop the map entry for `key` when no handle refers to it and no other
+    /// task has the slot (then the map and the caller are its only owners).
+    /// Called with the slot's lock held, which `holders` comes from.
+    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, holders: &Holders) {
         let mut leases = self.leases.lock().unwrap();
-        if count == 0 && Arc::strong_count(slot) == 2 {
+        if holders.idle() && Arc::strong_count(slot) == 2 {
             if let Some(current) = leases.get(key) {
                 if Arc::ptr_eq(current, slot) {
                     leases.remove(key);
@@ -192,78 +220,10 @@ impl Inner {
         }
     }
 
-    async fn unregister(&self, key: &LeaseKey) -> Result<(), RpcError> {
-        match key.clone() {
-            LeaseKey::Namespace(scope, fields) => {
-                let req = proto::UnregisterNamespaceRequest {
-                    scope,
-                    namespace: Some(proto::Namespace { fields }),
-                };
-                self.call::<_, proto::UnregisterNamespaceResponse>(
-                    "UnregisterNamespace",
-                    &req,
-                    true,
-                )
-                .await?;
-            }
-            LeaseKey::Track(scope, fields, track) => {
-                let req = proto::UnregisterTrackRequest {
-                    scope,
-                    namespace: Some(proto::Namespace { fields }),
-                    track,
-                };
-                self.call::<_, proto::UnregisterTrackResponse>("UnregisterTrack", &req, true)
-                    .await?;
-            }
-            LeaseKey::NamespaceSub(scope, fields) => {
-                let req = proto::UnsubscribeNamespaceRequest {
-                    scope,
-                    prefix: Some(proto::Namespace { fields }),
-                };
-                self.call::<_, proto::UnsubscribeNamespaceResponse>(
-                    "UnsubscribeNamespace",
-                    &req,
-                    true,
-                )
-                .await?;
-            }
-            LeaseKey::TrackSub(scope, fields, track) => {
-                let req = proto::UnsubscribeTrackRequest {
-                    scope,
-                    namespace: Some(proto::Namespace { fields }),
-                    track,
-                };
-                self.call::<_, proto::UnsubscribeTrackResponse>("UnsubscribeTrack", &req, true)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn call<Req: prost::Message, Resp: prost::Message + Default>(
-        &self,
-        method: &'static str,
-        req: &Req,
-        idempotent: bool,
-    ) -> Result<Resp, RpcError> {
-        self.rpc.call(method, req, idempotent).await
-    }
-
-    /// Takes a reference on `key`, asserting it with the Worker through
-    /// `method`. Every register/subscribe call is idempotent by contract (the
-    /// same relay repeating it gets its existing row), so it is retried.
-    async fn hold<Req: prost::Message, Resp: prost::Message + Default>(
-        self: &Arc<Self>,
-        key: LeaseKey,
-        method: &'static str,
-        req: &Req,
-    ) -> CoordinatorResult<(Resp, Lease)> {
-        self.acquire(key, async {
-            self.call::<Req, Resp>(method, req, true)
-                .await
-                .map_err(map_err)
-        })
-        .await
+    /// An explicit `unregister_*`/`unsubscribe_*` of the trait.
+    async fn release_explicitly(&self, key: LeaseKey) -> CoordinatorResult<()> {
+        let slot = self.slot(&key);
+        self.release(&key, slot, None).await.map_err(map_err)
     }
 
     async fn heartbeat(&self) -> Result<proto::HeartbeatResponse, RpcError> {
@@ -271,7 +231,7 @@ impl Inner {
             epoch: self.epoch.clone(),
             addrs: self.addrs.clone(),
         };
-        self.call("Heartbeat", &req, true).await
+        self.call_msg("Heartbeat", &req).await
     }
 }
 
@@ -477,13 +437,13 @@ impl Coordinator for WorkerCoordinator {
         // relay log (NOT_FOUND here is an unknown path, not a namespace).
         let resp: proto::ResolveScopeResponse = self
             .inner
-            .call("ResolveScope", &req, true)
+            .call_msg("ResolveScope", &req)
             .await
             .map_err(|err| {
-            other(format!(
-                "connection path {connection_path:?} rejected: {err}"
-            ))
-        })?;
+                other(format!(
+                    "connection path {connection_path:?} rejected: {err}"
+                ))
+            })?;
         let Some(scope) = resp.scope else {
             return Ok(None);
         };
@@ -510,7 +470,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::GetScopeConfigResponse = self
             .inner
-            .call("GetScopeConfig", &req, true)
+            .call_msg("GetScopeConfig", &req)
             .await
             .map_err(|e| CoordinatorError::Other(e.into()))?;
         let wire = resp.config.unwrap_or_default();
@@ -533,21 +493,10 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceRegistration> {
-        let fields = fields_of(namespace);
-        let req = proto::RegisterNamespaceRequest {
-            scope: scope_of(scope),
-            namespace: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            context: Some(context_of(context)),
-        };
+        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
         let (resp, lease) = self
             .inner
-            .hold::<_, proto::RegisterNamespaceResponse>(
-                LeaseKey::Namespace(scope_of(scope), fields),
-                "RegisterNamespace",
-                &req,
-            )
+            .hold::<proto::RegisterNamespaceResponse>(key, context)
             .await?;
         Ok(NamespaceRegistration::new(lease)
             .with_metadata(vec![("registration_id".into(), resp.registration_id)]))
@@ -558,10 +507,8 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         namespace: &TrackNamespace,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::Namespace(scope_of(scope), fields_of(namespace)))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
+        self.inner.release_explicitly(key).await
     }
 
     async fn lookup(
@@ -575,11 +522,8 @@ impl Coordinator for WorkerCoordinator {
                 fields: fields_of(namespace),
             }),
         };
-        let resp: proto::LookupResponse = self
-            .inner
-            .call("Lookup", &req, true)
-            .await
-            .map_err(map_err)?;
+        let resp: proto::LookupResponse =
+            self.inner.call_msg("Lookup", &req).await.map_err(map_err)?;
         // No dedicated client: the relay dials with its own endpoint.
         Ok((origin_from(resp.origin)?, None))
     }
@@ -599,7 +543,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupTrackResponse = self
             .inner
-            .call("LookupTrack", &req, true)
+            .call_msg("LookupTrack", &req)
             .await
             .map_err(map_err)?;
         Ok((origin_from(resp.origin)?, None))
@@ -611,7 +555,7 @@ impl Coordinator for WorkerCoordinator {
         // purge with individual unregisters.
         self.inner.shut_down.store(true, Ordering::Release);
         self.inner
-            .call::<_, proto::ShutdownResponse>("Shutdown", &proto::ShutdownRequest {}, true)
+            .call_msg::<_, proto::ShutdownResponse>("Shutdown", &proto::ShutdownRequest {})
             .await
             .map_err(|e| CoordinatorError::Other(e.into()))?;
         tracing::info!(epoch = %self.inner.epoch, "left the coordinator");
@@ -624,21 +568,10 @@ impl Coordinator for WorkerCoordinator {
         prefix: &TrackNamespacePrefix,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceSubscription> {
-        let fields = prefix_fields_of(prefix);
-        let req = proto::SubscribeNamespaceRequest {
-            scope: scope_of(scope),
-            prefix: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            context: Some(context_of(context)),
-        };
+        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
         let (resp, lease) = self
             .inner
-            .hold::<_, proto::SubscribeNamespaceResponse>(
-                LeaseKey::NamespaceSub(scope_of(scope), fields),
-                "SubscribeNamespace",
-                &req,
-            )
+            .hold::<proto::SubscribeNamespaceResponse>(key, context)
             .await?;
         let upstream = resp
             .upstream_relays
@@ -653,13 +586,8 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         prefix: &TrackNamespacePrefix,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::NamespaceSub(
-                scope_of(scope),
-                prefix_fields_of(prefix),
-            ))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
+        self.inner.release_explicitly(key).await
     }
 
     async fn lookup_namespace_subscribers(
@@ -677,7 +605,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupNamespaceSubscribersResponse = self
             .inner
-            .call("LookupNamespaceSubscribers", &req, true)
+            .call_msg("LookupNamespaceSubscribers", &req)
             .await
             .map_err(map_err)?;
         resp.relays.into_iter().map(relay_from).collect()
@@ -689,21 +617,10 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackRegistration> {
-        let fields = fields_of(namespace);
-        let req = proto::RegisterTrackRequest {
-            scope: scope_of(scope),
-            namespace: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            track: track.to_string(),
-        };
+        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
         let (_, lease) = self
             .inner
-            .hold::<_, proto::RegisterTrackResponse>(
-                LeaseKey::Track(scope_of(scope), fields, track.to_string()),
-                "RegisterTrack",
-                &req,
-            )
+            .hold::<proto::RegisterTrackResponse>(key, &CoordinatorContext::public())
             .await?;
         Ok(TrackRegistration::new(lease))
     }
@@ -714,14 +631,8 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::Track(
-                scope_of(scope),
-                fields_of(namespace),
-                track.to_string(),
-            ))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
+        self.inner.release_explicitly(key).await
     }
 
     async fn list_tracks(
@@ -737,7 +648,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::ListTracksResponse = self
             .inner
-            .call("ListTracks", &req, true)
+            .call_msg("ListTracks", &req)
             .await
             .map_err(map_err)?;
         Ok(resp
@@ -753,21 +664,10 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackSubscription> {
-        let fields = fields_of(namespace);
-        let req = proto::SubscribeTrackRequest {
-            scope: scope_of(scope),
-            namespace: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            track: track.to_string(),
-        };
+        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
         let (_, lease) = self
             .inner
-            .hold::<_, proto::SubscribeTrackResponse>(
-                LeaseKey::TrackSub(scope_of(scope), fields, track.to_string()),
-                "SubscribeTrack",
-                &req,
-            )
+            .hold::<proto::SubscribeTrackResponse>(key, &CoordinatorContext::public())
             .await?;
         Ok(TrackSubscription::new(lease))
     }
@@ -778,14 +678,8 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::TrackSub(
-                scope_of(scope),
-                fields_of(namespace),
-                track.to_string(),
-            ))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
+        self.inner.release_explicitly(key).await
     }
 
     async fn lookup_track_subscribers(
@@ -803,7 +697,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupTrackSubscribersResponse = self
             .inner
-            .call("LookupTrackSubscribers", &req, true)
+            .call_msg("LookupTrackSubscribers", &req)
             .await
             .map_err(map_err)?;
         resp.relays.into_iter().map(relay_from).collect()

@@ -8,6 +8,7 @@
 //! - [`tls`] makes a self-signed certificate for local relays.
 
 pub mod coordinator;
+mod lease;
 pub mod rpc;
 pub mod tls;
 

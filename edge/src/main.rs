@@ -111,6 +111,24 @@ impl ConnectionTagger for PeerAddrTagger {
     }
 }
 
+/// Names a generated certificate covers: localhost, 127.0.0.1 and the
+/// public URL's host, each once, in that order.
+fn self_signed_names(public_url: &Url) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if let Some(host) = public_url.host_str() {
+        // Url keeps brackets around IPv6 hosts; certificates do not.
+        names.push(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        );
+    }
+    // Not `dedup()`: that only drops adjacent repeats.
+    let mut seen = HashSet::new();
+    names.retain(|name| seen.insert(name.clone()));
+    names
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -129,16 +147,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     if cli.tls_self_signed {
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        if let Some(host) = public_url.host_str() {
-            // Url keeps brackets around IPv6 hosts; certificates do not.
-            names.push(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            );
-        }
-        names.dedup();
+        let names = self_signed_names(&public_url);
         let dir = std::env::temp_dir().join(format!(
             "moq-worker-edge-{}-{}",
             std::process::id(),
@@ -289,6 +298,22 @@ mod tests {
             "x.pem",
         ]);
         assert!(res.is_err());
+    }
+
+    #[test]
+    fn self_signed_names_are_unique_in_first_seen_order() {
+        let names = |url: &str| self_signed_names(&Url::parse(url).unwrap());
+        // The host repeats a name that is not adjacent to it.
+        assert_eq!(names("https://localhost:4443"), ["localhost", "127.0.0.1"]);
+        assert_eq!(names("https://127.0.0.1:4443"), ["localhost", "127.0.0.1"]);
+        assert_eq!(
+            names("https://relay.example:4443"),
+            ["localhost", "127.0.0.1", "relay.example"]
+        );
+        assert_eq!(
+            names("https://[::1]:4443"),
+            ["localhost", "127.0.0.1", "::1"]
+        );
     }
 
     #[test]

@@ -234,6 +234,75 @@ async fn explicit_unregister_namespace(env: &Env) -> anyhow::Result<()> {
     assert_not_found(&a, None, &ns).await
 }
 
+async fn explicit_unregister_shares_the_refcount(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("shared");
+    // Two sessions on A publish the same namespace.
+    let first = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    let second = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    // One of them sends PUBLISH_NAMESPACE_DONE: the other still publishes.
+    a.coord.unregister_namespace(None, &ns).await?;
+    b.coord
+        .lookup(None, &ns)
+        .await
+        .context("one explicit unregister removed a namespace another session holds")?;
+    // Its handle goes away later; that must not count a second time.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.coord
+        .lookup(None, &ns)
+        .await
+        .context("an explicitly released handle released again on drop")?;
+    // The last holder unregisters: now it is gone.
+    a.coord.unregister_namespace(None, &ns).await?;
+    assert_not_found(&b, None, &ns).await?;
+    drop(second);
+    eventually("lease forgotten", || async {
+        ensure!(
+            a.coord.active_leases() == 0,
+            "{} leases",
+            a.coord.active_leases()
+        );
+        Ok(())
+    })
+    .await?;
+
+    // The same path serves subscriptions.
+    let prefix = env.prefix("shared-sub");
+    let watched = env.ns("shared-sub/x");
+    let _s1 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    let _s2 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    b.coord.unsubscribe_namespace(None, &prefix).await?;
+    let found = a
+        .coord
+        .lookup_namespace_subscribers(None, &watched, &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        found.len() == 1,
+        "interest lost with a holder left: {found:?}"
+    );
+    b.coord.unsubscribe_namespace(None, &prefix).await?;
+    let found = a
+        .coord
+        .lookup_namespace_subscribers(None, &watched, &CoordinatorContext::public())
+        .await?;
+    ensure!(found.is_empty(), "still {found:?}");
+    Ok(())
+}
+
 async fn scopes_are_isolated(env: &Env) -> anyhow::Result<()> {
     let a = env.relay("a").await?;
     let (s1, s2) = (env.scope("iso-1"), env.scope("iso-2"));
@@ -646,6 +715,7 @@ fn main() -> std::process::ExitCode {
         second_relay_gets_already_exists,
         dropping_registration_unregisters,
         explicit_unregister_namespace,
+        explicit_unregister_shares_the_refcount,
         scopes_are_isolated,
         tracks,
         subscribe_namespace_excludes_caller_and_source,
