@@ -11,28 +11,27 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use moq_native_ietf::quic;
 use moq_relay_ietf::{
-    Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult, NamespaceOrigin,
-    NamespaceRegistration, NamespaceSubscription, RelayInfo, ScopeConfig, ScopeInfo,
-    ScopePermissions, SessionInterface, TrackEntry, TrackRegistration, TrackSubscription,
+    ConnectionTagger, Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult,
+    NamespaceOrigin, NamespaceRegistration, NamespaceSubscription, RelayInfo, ScopeConfig,
+    ScopeInfo, ScopePermissions, SessionInterface, TrackEntry, TrackRegistration,
+    TrackSubscription,
 };
 use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix, TupleField};
+use prost::Message;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::fatal::Fatal;
 use crate::lease::{Holders, Kind, LeaseKey, Release};
+use crate::liveness;
+use crate::peers::{PeerTagger, Peers};
 use crate::proto;
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 
 pub const COORDINATOR_SERVICE: &str = "moqworker.v1.CoordinatorService";
 /// Header carrying the relay's boot epoch on every call.
 pub const EPOCH_HEADER: &str = "Moq-Relay-Epoch";
-
-/// Used until the Worker tells us its interval, and after a failed beat.
-const FALLBACK_HEARTBEAT: Duration = Duration::from_secs(5);
-/// Bounds on the Worker-supplied interval, so a bad reply can neither spin
-/// the loop nor let the lease lapse for minutes.
-const MIN_HEARTBEAT: Duration = Duration::from_millis(200);
-const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// How to reach the Worker and who this relay is.
 #[derive(Debug, Clone)]
@@ -48,6 +47,9 @@ pub struct WorkerCoordinatorConfig {
     /// Boot epoch; a fresh random one when `None`.
     pub epoch: Option<String>,
     pub retry: RetryPolicy,
+    /// Socket addresses always treated as internal relay peers, on top of
+    /// the live peers the Worker reports (`--internal-peer`).
+    pub internal_peers: Vec<SocketAddr>,
 }
 
 impl WorkerCoordinatorConfig {
@@ -58,6 +60,7 @@ impl WorkerCoordinatorConfig {
             addrs: Vec::new(),
             epoch: None,
             retry: RetryPolicy::default(),
+            internal_peers: Vec::new(),
         }
     }
 }
@@ -70,27 +73,51 @@ pub fn new_epoch() -> String {
 /// Coordinator backed by the moq-worker Worker.
 ///
 /// Create it with [`WorkerCoordinator::connect`] inside a Tokio runtime; it
-/// heartbeats in the background until [`Coordinator::shutdown`] or drop.
+/// heartbeats in the background until [`Coordinator::shutdown`] or drop,
+/// re-registers every live handle when a heartbeat reply says the Worker
+/// lost this relay's state, and keeps the set of live peers that
+/// [`WorkerCoordinator::connection_tagger`] tags as internal. When the
+/// Worker refuses the relay for good (token rejected, epoch retired),
+/// [`WorkerCoordinator::fatal`] resolves and the heartbeat stops: the
+/// embedder should exit.
 pub struct WorkerCoordinator {
     inner: Arc<Inner>,
-    heartbeat: StdMutex<Option<JoinHandle<()>>>,
+    tasks: StdMutex<Vec<JoinHandle<()>>>,
     lease_ttl: Duration,
 }
 
-struct Inner {
-    rpc: ConnectClient,
-    epoch: String,
+pub(crate) struct Inner {
+    pub(crate) rpc: ConnectClient,
+    pub(crate) epoch: String,
     addrs: Vec<String>,
     /// Local holders of each remote registration/subscription (see
     /// [`crate::lease`]): only the last local holder may withdraw a key.
-    leases: StdMutex<HashMap<LeaseKey, Slot>>,
+    pub(crate) leases: StdMutex<HashMap<LeaseKey, Slot>>,
     runtime: tokio::runtime::Handle,
-    shut_down: AtomicBool,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) peers: Arc<Peers>,
+    /// Set once, by the first fatal answer; never cleared.
+    fatal: watch::Sender<Option<Fatal>>,
+    /// Wakes the recovery task (a heartbeat reply said `state_lost`).
+    pub(crate) recover: Notify,
+    pub(crate) recoveries: StdMutex<Vec<Recovery>>,
+}
+
+/// One re-registration after the Worker lost this relay's state.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Live handles re-registered.
+    pub handles: usize,
+    /// Handles the Worker refused (e.g. another relay took the namespace
+    /// meanwhile); each is logged.
+    pub refused: usize,
+    /// From the reply that said `state_lost` to the last re-registration.
+    pub took: Duration,
 }
 
 /// A key's holders, locked across the Worker call that changes them, so
 /// calls for one key are serialized while different keys proceed in parallel.
-type Slot = Arc<tokio::sync::Mutex<Holders>>;
+pub(crate) type Slot = Arc<tokio::sync::Mutex<Holders>>;
 
 /// RAII handle: on drop, releases its reference in a spawned task (never
 /// blocks the dropping thread, which may be a relay task on the hot path).
@@ -131,14 +158,48 @@ impl Inner {
 
     /// Every CoordinatorService call is idempotent by contract, so each is
     /// retried (within the policy's overall deadline).
-    async fn call<Resp: prost::Message + Default>(
+    pub(crate) async fn call<Resp: prost::Message + Default>(
         &self,
         method: &'static str,
         body: Bytes,
     ) -> Result<Resp, RpcError> {
-        self.rpc
-            .call_encoded(method, body, true, self.rpc.policy().deadline)
+        self.call_within(method, body, self.rpc.policy().deadline)
             .await
+    }
+
+    /// A call with its own overall deadline. Any answer that retires this
+    /// process (see [`Fatal::of`]) is recorded before it is returned.
+    pub(crate) async fn call_within<Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Resp, RpcError> {
+        let result = self.rpc.call_encoded(method, body, true, deadline).await;
+        if let Err(err) = &result {
+            if let Some(fatal) = Fatal::of(err, method == "Heartbeat") {
+                self.set_fatal(fatal);
+            }
+        }
+        result
+    }
+
+    fn set_fatal(&self, fatal: Fatal) {
+        let first = self.fatal.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(fatal.clone());
+            true
+        });
+        if first {
+            tracing::error!(exit_code = fatal.exit_code(), "{fatal}");
+            self.recover.notify_one(); // lets the recovery task see it and end
+        }
+    }
+
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.fatal.borrow().is_some()
     }
 
     async fn call_msg<Req: prost::Message, Resp: prost::Message + Default>(
@@ -226,32 +287,24 @@ impl Inner {
         self.release(&key, slot, None).await.map_err(map_err)
     }
 
-    async fn heartbeat(&self) -> Result<proto::HeartbeatResponse, RpcError> {
+    pub(crate) async fn heartbeat(
+        &self,
+        deadline: Duration,
+    ) -> Result<proto::HeartbeatResponse, RpcError> {
         let req = proto::HeartbeatRequest {
             epoch: self.epoch.clone(),
             addrs: self.addrs.clone(),
         };
-        self.call_msg("Heartbeat", &req).await
+        self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
+            .await
     }
-}
-
-fn beat_interval(resp: &proto::HeartbeatResponse) -> Duration {
-    let ms = if resp.interval_ms > 0 {
-        resp.interval_ms
-    } else {
-        // No interval given: stay well inside the lease.
-        resp.lease_ttl_ms / 3
-    };
-    if ms == 0 {
-        return FALLBACK_HEARTBEAT;
-    }
-    Duration::from_millis(ms as u64).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
 }
 
 impl WorkerCoordinator {
     /// Build the coordinator, send the first Heartbeat (so a wrong URL or
     /// token fails here, loudly, rather than on the first publisher), and
-    /// start the background heartbeat.
+    /// start the background heartbeat and recovery tasks. A [`Fatal`] answer
+    /// to the first heartbeat is in the error's chain (`downcast_ref`).
     pub async fn connect(config: WorkerCoordinatorConfig) -> anyhow::Result<Self> {
         let epoch = config.epoch.clone().unwrap_or_else(new_epoch);
         let rpc = ConnectClient::new(
@@ -270,42 +323,75 @@ impl WorkerCoordinator {
             leases: StdMutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             shut_down: AtomicBool::new(false),
+            peers: Arc::new(Peers::new(config.internal_peers.iter().copied())),
+            fatal: watch::Sender::new(None),
+            recover: Notify::new(),
+            recoveries: StdMutex::new(Vec::new()),
         });
 
-        let first = inner.heartbeat().await.map_err(|err| {
-            anyhow::anyhow!(
-                "first heartbeat to coordinator {} failed: {err}",
-                config.coordinator_url
-            )
-        })?;
+        let deadline = inner.rpc.policy().deadline;
+        let first = match inner.heartbeat(deadline).await {
+            Ok(first) => first,
+            Err(err) => {
+                let context = format!(
+                    "first heartbeat to coordinator {} failed",
+                    config.coordinator_url
+                );
+                return Err(match Fatal::of(&err, true) {
+                    Some(fatal) => anyhow::Error::new(fatal).context(context),
+                    None => anyhow::Error::new(err).context(context),
+                });
+            }
+        };
         tracing::info!(
             coordinator = %config.coordinator_url,
             epoch = %inner.epoch,
             lease_ttl_ms = first.lease_ttl_ms,
             interval_ms = first.interval_ms,
+            peers = first.peers.len(),
             "registered with coordinator"
         );
-
-        let beat = inner.clone();
-        let mut interval = beat_interval(&first);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                match beat.heartbeat().await {
-                    Ok(resp) => interval = beat_interval(&resp),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "heartbeat failed");
-                        interval = interval.min(FALLBACK_HEARTBEAT);
-                    }
-                }
-            }
-        });
-
+        let lease_ttl = Duration::from_millis(first.lease_ttl_ms as u64);
+        let tasks = vec![
+            tokio::spawn(liveness::recover_on_demand(inner.clone())),
+            tokio::spawn(liveness::heartbeat(inner.clone(), first)),
+        ];
         Ok(Self {
             inner,
-            heartbeat: StdMutex::new(Some(task)),
-            lease_ttl: Duration::from_millis(first.lease_ttl_ms as u64),
+            tasks: StdMutex::new(tasks),
+            lease_ttl,
         })
+    }
+
+    /// Resolves when the Worker has refused this relay for good (see
+    /// [`Fatal`]); the error has been logged. The relay should stop: exit
+    /// with [`Fatal::exit_code`]. Do not call `shutdown` then: after an
+    /// epoch retirement it would act for the process that replaced this one.
+    pub async fn fatal(&self) -> Fatal {
+        let mut rx = self.inner.fatal.subscribe();
+        let fatal = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in self")
+            .clone();
+        fatal.expect("waited for Some")
+    }
+
+    /// The tagger to hand moq-relay-ietf (`RelayConfig.connection_tagger`):
+    /// live peers, verified relay-link paths and `internal_peers` are
+    /// internal sessions.
+    pub fn connection_tagger(&self) -> Arc<dyn ConnectionTagger> {
+        Arc::new(PeerTagger(self.inner.peers.clone()))
+    }
+
+    /// The peers this relay currently recognises.
+    pub fn peers(&self) -> &Peers {
+        &self.inner.peers
+    }
+
+    /// Every re-registration so far, oldest first.
+    pub fn recoveries(&self) -> Vec<Recovery> {
+        self.inner.recoveries.lock().unwrap().clone()
     }
 
     /// This relay's boot epoch, as sent to the Worker.
@@ -324,7 +410,7 @@ impl WorkerCoordinator {
     }
 
     fn stop_heartbeat(&self) {
-        if let Some(task) = self.heartbeat.lock().unwrap().take() {
+        for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
     }
@@ -444,6 +530,10 @@ impl Coordinator for WorkerCoordinator {
                     "connection path {connection_path:?} rejected: {err}"
                 ))
             })?;
+        if let Some(path) = connection_path {
+            // The tagger runs right after this for the same session.
+            self.inner.peers.note_path(path, resp.relay_link);
+        }
         let Some(scope) = resp.scope else {
             return Ok(None);
         };
@@ -769,17 +859,5 @@ mod tests {
             addr: Some("nope".into())
         })
         .is_err());
-    }
-
-    #[test]
-    fn heartbeat_interval_is_bounded() {
-        let resp = |interval_ms, lease_ttl_ms| proto::HeartbeatResponse {
-            lease_ttl_ms,
-            interval_ms,
-        };
-        assert_eq!(beat_interval(&resp(3000, 9000)), Duration::from_secs(3));
-        assert_eq!(beat_interval(&resp(0, 9000)), Duration::from_secs(3));
-        assert_eq!(beat_interval(&resp(1, 9000)), MIN_HEARTBEAT);
-        assert_eq!(beat_interval(&resp(0, 0)), FALLBACK_HEARTBEAT);
     }
 }
