@@ -97,3 +97,10 @@ export async function call(baseUrl, service, method, body, token, headers = {}) 
   }
   return json;
 }
+
+/**
+ * The relay URL a coordinator answer names, without the relay-link path that
+ * scoped answers put in place of its path (`/_relay/<scope>/<mac>`, SECURITY.md
+ * "Relay links"): for checks about which relay was chosen.
+ */
+export const registeredUrl = (url) => url?.replace(/\/_relay\/[A-Za-z0-9_-]+\/[A-Za-z0-9_-]+$/, "/");
