@@ -2,6 +2,7 @@
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { exports } from "cloudflare:workers";
+import { encodeBase64Url } from "hono/utils/encode";
 import { AdminService } from "../src/gen/moqworker/v1/admin_pb.js";
 import { CoordinatorService, type Namespace } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { create } from "@bufbuild/protobuf";
@@ -75,7 +76,8 @@ export const freshScope = (name: string) => `${name}-${++counter}-${crypto.rando
  */
 export const base = (url: string | undefined) => url?.replace(/\/_relay\/[A-Za-z0-9_-]+\/[A-Za-z0-9_-]+$/, "/");
 
-export const b64url = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+/** Unpadded base64url, from hono's encoder (not the Worker's module, so link paths are checked independently). */
+export const b64url = (bytes: Uint8Array) => encodeBase64Url(bytes.slice().buffer).replace(/=+$/, "");
 
 /**
  * A scope's relay-link path as the contract defines it, computed here and not

@@ -15,7 +15,7 @@ import {
 import { AdminService } from "../src/gen/moqworker/v1/admin_pb.js";
 import { MAX_REQUEST_BYTES } from "../src/rpc/router.js";
 import { Code } from "@connectrpc/connect";
-import { ADMIN_TOKEN, base, BASE, adminClient, freshScope, ns, relay, workerFetch, type Coordinator } from "./client.js";
+import { ADMIN_TOKEN, base, BASE, adminClient, b64url, freshScope, ns, relay, workerFetch, type Coordinator } from "./client.js";
 import { adminPath, chunked, codeOf, coordinatorPath, jwt, raw, relayNeverWrote, snapshot, RELAY_AUDIENCE } from "./hardening.js";
 
 const utf8 = new TextEncoder();
@@ -287,7 +287,7 @@ describe("fuzz loop", () => {
       async () => {
         // The fuzzer's own token with its subject swapped for the owner's: signature no longer matches.
         const [h, , s] = fuzzer.token.split(".");
-        const body = btoa(JSON.stringify({ sub: owner.url, aud: RELAY_AUDIENCE })).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+        const body = b64url(new TextEncoder().encode(JSON.stringify({ sub: owner.url, aud: RELAY_AUDIENCE })));
         return bearer(`${h}.${body}.${s}`);
       },
     );

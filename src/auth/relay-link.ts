@@ -6,6 +6,7 @@
 // (SECURITY.md "Relay links"). The same path serves every relay of a scope, so
 // a peer's URL is stable per (scope, relay) and upstream connections are reused.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { fromBase64Url, toBase64Url } from "../model/base64url.js";
 import { checkScopeName, invalid } from "../model/validate.js";
 
 /** Every link path starts with it; PutPath refuses paths under it. */
@@ -47,26 +48,6 @@ async function macOf(secret: string, scope: string): Promise<Uint8Array> {
   return new Uint8Array(full, 0, MAC_BYTES);
 }
 
-export function base64url(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** Strict base64url without padding; undefined if `s` is not canonical. */
-export function fromBase64url(s: string): Uint8Array | undefined {
-  if (!/^[A-Za-z0-9_-]*$/.test(s) || s.length % 4 === 1) return undefined;
-  let bin: string;
-  try {
-    bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
-  } catch {
-    return undefined;
-  }
-  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  // Non-canonical trailing bits would give one MAC several spellings.
-  return base64url(bytes) === s ? bytes : undefined;
-}
-
 /** The secrets links are made and checked with: the current one first. */
 export function linkSecrets(env: { TOKEN_SECRET?: string; TOKEN_SECRET_PREVIOUS?: string }): string[] {
   return [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS].filter((s): s is string => typeof s === "string" && s !== "");
@@ -78,7 +59,7 @@ export async function relayLinkPath(secrets: readonly string[], scope: string): 
   resetIfRotated(secrets);
   const hit = paths.get(scope);
   if (hit !== undefined) return hit;
-  const path = `${RELAY_LINK_PREFIX}/${base64url(utf8.encode(scope))}/${base64url(await macOf(secrets[0], scope))}`;
+  const path = `${RELAY_LINK_PREFIX}/${toBase64Url(utf8.encode(scope))}/${toBase64Url(await macOf(secrets[0], scope))}`;
   paths.set(scope, path);
   if (paths.size > MAX_CACHED_PATHS) paths.delete(paths.keys().next().value!);
   return path;
@@ -108,7 +89,7 @@ export async function verifyRelayLinkPath(secrets: readonly string[], path: stri
     throw invalid(FIELD, `a relay-link path has the form ${RELAY_LINK_PREFIX}/<scope>/<mac> (paths under ${RELAY_LINK_PREFIX} are reserved)`);
   }
   const [scopePart, macPart] = parts;
-  const scopeBytes = fromBase64url(scopePart);
+  const scopeBytes = fromBase64Url(scopePart);
   let scope: string;
   try {
     if (!scopeBytes) throw new Error();
@@ -117,7 +98,7 @@ export async function verifyRelayLinkPath(secrets: readonly string[], path: stri
     throw invalid(FIELD, "the scope segment of the relay-link path is not base64url of a UTF-8 scope name");
   }
   checkScopeName(FIELD, scope);
-  const mac = fromBase64url(macPart);
+  const mac = fromBase64Url(macPart);
   if (!mac || mac.length !== MAC_BYTES) {
     throw invalid(FIELD, `the MAC segment of the relay-link path is not ${MAC_BYTES} bytes of base64url`);
   }

@@ -21,7 +21,8 @@ import {
   type DescribeCursor,
   type DescribeList,
 } from "../objects/scope-describe.js";
-import { decodeToken, encodeToken, fromBase64Url, pageSize, toBase64Url } from "./paging.js";
+import { fromBase64Url, toBase64Url } from "../model/base64url.js";
+import { decodeToken, encodeToken, pageSize } from "./paging.js";
 import { describeScope as describeScopeName, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
 import { scopeStub } from "../objects/stubs.js";
 import { namespaceMsg, relayMsg } from "./convert.js";
@@ -47,7 +48,9 @@ function decodeCursor(token: string): DescribeCursor {
         const spec = DESCRIBE_LISTS[list as DescribeList] as (typeof DESCRIBE_LISTS)[DescribeList] | undefined;
         if (!spec || !Array.isArray(key) || key.length !== spec.key.length) return undefined;
         if (!key.every((v) => typeof v === "string")) return undefined;
-        cursor[list as DescribeList] = key.map((v: string, i) => (spec.blob[i] ? fromBase64Url(v).buffer as ArrayBuffer : v));
+        const position = key.map((v: string, i) => (spec.blob[i] ? fromBase64Url(v)?.slice().buffer : v));
+        if (position.some((v) => v === undefined)) return undefined;
+        cursor[list as DescribeList] = position as SqlStorageValue[];
       }
       // A token always names at least one list: the last page has none.
       return Object.keys(cursor).length > 0 ? cursor : undefined;

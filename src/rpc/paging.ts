@@ -1,7 +1,7 @@
 // Page sizes and page tokens of the admin listings. A token is opaque to
 // callers: base64url of JSON holding where each list goes on (keyset cursors,
 // not offsets, so a page costs the same wherever it is).
-import { decodeBase64Url, encodeBase64Url } from "hono/utils/encode";
+import { fromBase64Url, toBase64Url } from "../model/base64url.js";
 import { invalid } from "../model/validate.js";
 
 export const DEFAULT_PAGE = 100;
@@ -12,17 +12,6 @@ export function pageSize(requested: number, max: number): number {
 }
 
 const utf8 = new TextEncoder();
-
-/** Unpadded base64url (hono's encoder pads). */
-export function toBase64Url(bytes: Uint8Array): string {
-  return encodeBase64Url(bytes.slice().buffer).replace(/=+$/, "");
-}
-
-/** Throws unless `text` is unpadded base64url. */
-export function fromBase64Url(text: string): Uint8Array {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("not base64url");
-  return decodeBase64Url(text);
-}
 
 export function encodeToken(value: unknown): string {
   return toBase64Url(utf8.encode(JSON.stringify(value)));
@@ -36,7 +25,7 @@ export function decodeToken<T>(token: string, check: (value: unknown) => T | und
   if (token === "") return undefined;
   let decoded: T | undefined;
   try {
-    decoded = check(JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(fromBase64Url(token))));
+    decoded = check(JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(base64UrlOrThrow(token))));
   } catch {
     decoded = undefined;
   }
@@ -52,4 +41,10 @@ export function decodeAfterToken(list: string, token: string): string | undefine
     const t = v as { list?: unknown; after?: unknown } | null;
     return t?.list === list && typeof t.after === "string" ? t.after : undefined;
   });
+}
+
+function base64UrlOrThrow(text: string): Uint8Array {
+  const bytes = fromBase64Url(text);
+  if (bytes === undefined) throw new Error("not base64url");
+  return bytes;
 }
