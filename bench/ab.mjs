@@ -30,7 +30,12 @@ const rounds = Number(opt("--rounds", 5));
 const seconds = Number(opt("--seconds", 4));
 const concurrency = Number(opt("--concurrency", 16));
 // GET /healthz is always measured: the runtime's own ceiling for this client and concurrency.
-const opNames = ["healthz", ...opt("--ops", "lookup-hit,register").split(",").filter((n) => n !== "healthz")];
+const opNames = [
+  "healthz",
+  ...opt("--ops", "lookup-hit,register")
+    .split(",")
+    .filter((n) => n !== "healthz"),
+];
 // register-held: RegisterNamespace by a relay that already holds HELD namespaces in the scope, HELD_BATCH calls a round.
 const HELD = 8000;
 const HELD_BATCH = 300;
@@ -52,6 +57,8 @@ const label = { A: base, B: other ?? `${base} + ${patch}` };
 const results = { A: {}, B: {} };
 const systems = {};
 const bundles = {};
+// A relay whose heartbeat failed throws on stop: rethrown after everything is stopped.
+const failures = [];
 try {
   // Both bundles first: building blocks this process (execFileSync), and a
   // relay that cannot heartbeat meanwhile would lose its lease and its rows.
@@ -61,7 +68,12 @@ try {
     const bundle = bundles[k];
     const w = await startWorkerd({ bundle });
     const relay = await new RelayPool(w.url, "relay-ab", 16).start();
-    await runLoad({ baseUrl: w.url, op: worker.register({ auth: relay.auth, scopeOf: () => "ab", set: "ab" }), concurrency: 32, total: 2000 });
+    await runLoad({
+      baseUrl: w.url,
+      op: worker.register({ auth: relay.auth, scopeOf: () => "ab", set: "ab" }),
+      concurrency: 32,
+      total: 2000,
+    });
     let held;
     if (opNames.includes("register-held")) {
       // One relay already holding HELD namespaces in its scope (quota 10,000).
@@ -77,20 +89,30 @@ try {
         const { w, relay, held } = systems[k];
         const res =
           name === "register-held"
-            ? await runLoad({ baseUrl: w.url, op: held.op, concurrency, total: HELD_BATCH, start: held.next, serverCpuMs: () => cpuMs(w.pids()) })
+            ? await runLoad({
+                baseUrl: w.url,
+                op: held.op,
+                concurrency,
+                total: HELD_BATCH,
+                start: held.next,
+                serverCpuMs: () => cpuMs(w.pids()),
+              })
             : await runLoad({
-                baseUrl: w.url, op: OPS[name](relay.auth, 2000), concurrency, warmupMs: 500, durationMs: seconds * 1000,
+                baseUrl: w.url,
+                op: OPS[name](relay.auth, 2000),
+                concurrency,
+                warmupMs: 500,
+                durationMs: seconds * 1000,
                 serverCpuMs: () => cpuMs(w.pids()),
               });
         if (name === "register-held") held.next += HELD_BATCH;
-        (results[k][name] ??= []).push(res);
+        results[k][name] ??= [];
+        results[k][name].push(res);
         console.error(`round ${r + 1} ${name} ${k}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
       }
     }
   }
 } finally {
-  // A relay whose heartbeat failed throws on stop: after everything is stopped.
-  const failures = [];
   for (const s of Object.values(systems)) {
     for (const r of [s.relay, s.held?.relay]) {
       try {
@@ -104,15 +126,19 @@ try {
   for (const b of Object.values(bundles)) b.remove();
   srcA.remove();
   srcB.remove();
-  if (failures.length) throw failures[0];
 }
+if (failures.length) throw failures[0];
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 };
-console.log(`A = ${label.A}\nB = ${label.B}\n${rounds} rounds × ${seconds}s, concurrency ${concurrency}, bare workerd; medians, CPU min–max over rounds\n`);
-console.log("| operation | A req/s | B req/s | B/A | A ×ceiling | B ×ceiling | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU | B/A CPU per round |");
+console.log(
+  `A = ${label.A}\nB = ${label.B}\n${rounds} rounds × ${seconds}s, concurrency ${concurrency}, bare workerd; medians, CPU min–max over rounds\n`,
+);
+console.log(
+  "| operation | A req/s | B req/s | B/A | A ×ceiling | B ×ceiling | A p50 ms | B p50 ms | A CPU µs/req | B CPU µs/req | B/A CPU | B/A CPU per round |",
+);
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 const m = (k, name, f) => median(results[k][name].map(f));
 const range = (k, name) => {

@@ -28,7 +28,17 @@ const OPS = {
  * @param {boolean} [o.perf]  also run the perf pass (if perf exists)
  * @param {(...m: unknown[]) => void} [o.log]
  */
-export async function profileWorker({ bundle, ops, layers = [], seconds, warmupMs = 1000, perf = true, concurrency = 16, seedCount = 2000, log = () => {} }) {
+export async function profileWorker({
+  bundle,
+  ops,
+  layers = [],
+  seconds,
+  warmupMs = 1000,
+  perf = true,
+  concurrency = 16,
+  seedCount = 2000,
+  log = () => {},
+}) {
   const inspectorPort = await freePort();
   const w = await startWorkerd({ bundle, inspectorPort });
   const out = { server: "bare workerd, built bundle", concurrency, seconds, layers: [], ops: {} };
@@ -38,7 +48,8 @@ export async function profileWorker({ bundle, ops, layers = [], seconds, warmupM
     relay = await new RelayPool(w.url, "relay-profile", 16).start();
     const scopeOf = () => "profile";
     await runLoad({ baseUrl: w.url, op: worker.register({ auth: relay.auth, scopeOf, set: "pf" }), concurrency: 32, total: seedCount });
-    const measure = (op, c) => runLoad({ baseUrl: w.url, op, concurrency: c, warmupMs, durationMs: seconds * 1000, serverCpuMs: () => cpuMs(w.pids()) });
+    const measure = (op, c) =>
+      runLoad({ baseUrl: w.url, op, concurrency: c, warmupMs, durationMs: seconds * 1000, serverCpuMs: () => cpuMs(w.pids()) });
 
     // The same kind of request, stopped at successive layers (no profiler attached).
     const layerOps = [
@@ -75,7 +86,14 @@ export async function profileWorker({ bundle, ops, layers = [], seconds, warmupM
   return out;
 }
 
-const pick = (r) => ({ rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, serverCpuUsPerReq: r.serverCpuUsPerReq, requests: r.requests, errors: r.errors });
+const pick = (r) => ({
+  rps: r.rps,
+  p50Ms: r.p50Ms,
+  p99Ms: r.p99Ms,
+  serverCpuUsPerReq: r.serverCpuUsPerReq,
+  requests: r.requests,
+  errors: r.errors,
+});
 
 export function renderLayers(p) {
   if (!p.layers?.length) return "";
@@ -87,15 +105,30 @@ export function renderLayers(p) {
   };
   const cs = [...new Set(p.layers.map((x) => x.concurrency))];
   const f = (x) => (x === undefined ? "–" : x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(x < 10 ? 2 : 1));
-  const lines = [`| layer (${p.server}) | req/s @${cs[0]} | p50 ms @${cs[0]} | workerd CPU µs/req | CPU added by the layer |${cs.slice(1).map((c) => ` p50 ms @${c} |`).join("")}`];
-  lines.push(`|---|---:|---:|---:|---:|${cs.slice(1).map(() => "---:|").join("")}`);
+  const lines = [
+    `| layer (${p.server}) | req/s @${cs[0]} | p50 ms @${cs[0]} | workerd CPU µs/req | CPU added by the layer |${cs
+      .slice(1)
+      .map((c) => ` p50 ms @${c} |`)
+      .join("")}`,
+  ];
+  lines.push(
+    `|---|---:|---:|---:|---:|${cs
+      .slice(1)
+      .map(() => "---:|")
+      .join("")}`,
+  );
   let prev;
   for (const layer of [...new Set(p.layers.map((x) => x.layer))]) {
     const at = (c) => p.layers.find((y) => y.layer === layer && y.concurrency === c);
     const m = at(cs[0]);
     const added = prev === undefined ? m.serverCpuUsPerReq : m.serverCpuUsPerReq - prev;
     prev = m.serverCpuUsPerReq;
-    lines.push(`| ${names[layer] ?? layer} | ${f(m.rps)} | ${f(m.p50Ms)} | ${f(m.serverCpuUsPerReq)} | ${added >= 0 ? "+" : ""}${f(added)} |${cs.slice(1).map((c) => ` ${f(at(c).p50Ms)} |`).join("")}`);
+    lines.push(
+      `| ${names[layer] ?? layer} | ${f(m.rps)} | ${f(m.p50Ms)} | ${f(m.serverCpuUsPerReq)} | ${added >= 0 ? "+" : ""}${f(added)} |${cs
+        .slice(1)
+        .map((c) => ` ${f(at(c).p50Ms)} |`)
+        .join("")}`,
+    );
   }
   return lines.join("\n");
 }
@@ -103,7 +136,9 @@ export function renderLayers(p) {
 export function renderProfile(p) {
   const lines = [];
   for (const [name, e] of Object.entries(p.ops)) {
-    lines.push(`\n**${name}**: ${e.v8.load.rps} req/s, ${e.v8.load.serverCpuUsPerReq} µs workerd CPU per request (under the profiler); isolate busy ${(e.v8.busyShare * 100).toFixed(0)}% of samples\n`);
+    lines.push(
+      `\n**${name}**: ${e.v8.load.rps} req/s, ${e.v8.load.serverCpuUsPerReq} µs workerd CPU per request (under the profiler); isolate busy ${(e.v8.busyShare * 100).toFixed(0)}% of samples\n`,
+    );
     lines.push("| JS profile: area (share of busy isolate time) | share |");
     lines.push("|---|---:|");
     for (const a of e.v8.areas) lines.push(`| ${a.area} | ${(a.share * 100).toFixed(1)}% |`);
@@ -133,7 +168,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const bundle = buildBundle(src.root);
   try {
     const p = await profileWorker({
-      bundle, ops, layers: [16], seconds: Number(opt("--seconds", 8)), perf: !argv.includes("--no-perf"), log: (...m) => console.error(...m),
+      bundle,
+      ops,
+      layers: [16],
+      seconds: Number(opt("--seconds", 8)),
+      perf: !argv.includes("--no-perf"),
+      log: (...m) => console.error(...m),
     });
     console.log(renderLayers(p));
     console.log(renderProfile(p));

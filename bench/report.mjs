@@ -11,7 +11,7 @@ const us = (x) => (x === undefined || Number.isNaN(x) ? "–" : Math.round(x).to
 const ratio = (x) => (x === undefined || !Number.isFinite(x) ? "–" : x >= 10 ? `${x.toFixed(0)}×` : `${x.toFixed(2)}×`);
 
 function table(head, rows) {
-  const lines = [`| ${head.join(" | ")} |`, `|${head.map((h, i) => (i === 0 ? "---" : "---:")).join("|")}|`];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map((_h, i) => (i === 0 ? "---" : "---:")).join("|")}|`];
   for (const r of rows) lines.push(`| ${r.join(" | ")} |`);
   return lines.join("\n");
 }
@@ -34,72 +34,194 @@ export function renderMarkdown(r) {
     const rows = h.rows;
     const get = (system, op, c) => rows.find((x) => x.system === system && x.op === op && x.concurrency === c);
     for (const c of [...new Set(rows.map((x) => x.concurrency))]) {
-      out.push(`\n**moq-worker vs moq-api + Redis, concurrency ${c}** (${h.seeded.toLocaleString("en-US")} namespaces registered; lookups pick among them at random)\n`);
+      out.push(
+        `\n**moq-worker vs moq-api + Redis, concurrency ${c}** (${h.seeded.toLocaleString("en-US")} namespaces registered; lookups pick among them at random)\n`,
+      );
       const body = [];
       for (const op of ["register", "lookup-hit", "lookup-miss"]) {
         const w = get("moq-worker", op, c);
         const a = get("moq-api", op, c);
         if (!w || !a) continue;
-        body.push([op, f1(w.rps), ms(w.p50Ms), ms(w.p99Ms), us(w.serverCpuUsPerReq), f1(a.rps), ms(a.p50Ms), ms(a.p99Ms), us(a.serverCpuUsPerReq),
-          ratio(w.rps / a.rps), ratio(w.p50Ms / a.p50Ms), ratio(w.p99Ms / a.p99Ms), ratio(w.serverCpuUsPerReq / a.serverCpuUsPerReq)]);
+        body.push([
+          op,
+          f1(w.rps),
+          ms(w.p50Ms),
+          ms(w.p99Ms),
+          us(w.serverCpuUsPerReq),
+          f1(a.rps),
+          ms(a.p50Ms),
+          ms(a.p99Ms),
+          us(a.serverCpuUsPerReq),
+          ratio(w.rps / a.rps),
+          ratio(w.p50Ms / a.p50Ms),
+          ratio(w.p99Ms / a.p99Ms),
+          ratio(w.serverCpuUsPerReq / a.serverCpuUsPerReq),
+        ]);
       }
-      out.push(table(["operation", "moq-worker req/s", "p50 ms", "p99 ms", "CPU µs/req", "moq-api req/s", "p50 ms", "p99 ms", "CPU µs/req",
-        "req/s worker/api", "p50 worker/api", "p99 worker/api", "CPU/req worker/api"], body));
-      const extra = rows.filter((x) => x.concurrency === c && x.system !== "moq-worker" && x.system !== "moq-api" && !x.op.startsWith("GET /healthz"));
+      out.push(
+        table(
+          [
+            "operation",
+            "moq-worker req/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU µs/req",
+            "moq-api req/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU µs/req",
+            "req/s worker/api",
+            "p50 worker/api",
+            "p99 worker/api",
+            "CPU/req worker/api",
+          ],
+          body,
+        ),
+      );
+      const extra = rows.filter(
+        (x) => x.concurrency === c && x.system !== "moq-worker" && x.system !== "moq-api" && !x.op.startsWith("GET /healthz"),
+      );
       if (extra.length) {
         out.push("");
-        out.push(table(["other moq-worker setups", "operation", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "req/s vs moq-api"], extra.map((x) => {
-          const a = get("moq-api", x.op, c);
-          return [x.system, x.op, f1(x.rps), ms(x.p50Ms), ms(x.p99Ms), us(x.serverCpuUsPerReq), a ? ratio(x.rps / a.rps) : "–"];
-        })));
+        out.push(
+          table(
+            ["other moq-worker setups", "operation", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "req/s vs moq-api"],
+            extra.map((x) => {
+              const a = get("moq-api", x.op, c);
+              return [x.system, x.op, f1(x.rps), ms(x.p50Ms), ms(x.p99Ms), us(x.serverCpuUsPerReq), a ? ratio(x.rps / a.rps) : "–"];
+            }),
+          ),
+        );
       }
     }
   }
 
   if (h?.ceiling?.length) {
     out.push(`\n**Against the runtime's ceiling** (GET /healthz on the same server, same client, concurrency ${h.concurrency})\n`);
-    out.push(table(["setup", "operation", "req/s", "GET /healthz req/s", "fraction"], h.ceiling.map((x) => [x.system, x.op, f1(x.rps), f1(x.healthzRps), ratio(x.fraction)])));
+    out.push(
+      table(
+        ["setup", "operation", "req/s", "GET /healthz req/s", "fraction"],
+        h.ceiling.map((x) => [x.system, x.op, f1(x.rps), f1(x.healthzRps), ratio(x.fraction)]),
+      ),
+    );
   }
 
   const s = r.scale;
   if (s) {
-    out.push(`\n**Lookup in one scope vs registered namespaces** (moq-worker on ${s.server ?? "workerd"}; namespaces of 3–5 fields; concurrency ${s.concurrency}${s.lookup[0]?.hitUnloaded ? "; and concurrency 1" : ""})\n`);
+    out.push(
+      `\n**Lookup in one scope vs registered namespaces** (moq-worker on ${s.server ?? "workerd"}; namespaces of 3–5 fields; concurrency ${s.concurrency}${s.lookup[0]?.hitUnloaded ? "; and concurrency 1" : ""})\n`,
+    );
     const unl = !!s.lookup[0]?.hitUnloaded;
     out.push(
       table(
-        ["namespaces", "hit req/s", "hit p50", "hit p99", "miss req/s", "miss p50", "miss p99", ...(unl ? ["hit p50 @1", "hit p99 @1"] : [])],
-        s.lookup.map((x) => [x.namespaces.toLocaleString("en-US"), f1(x.hit.rps), ms(x.hit.p50Ms), ms(x.hit.p99Ms), f1(x.miss.rps), ms(x.miss.p50Ms), ms(x.miss.p99Ms), ...(unl ? [ms(x.hitUnloaded.p50Ms), ms(x.hitUnloaded.p99Ms)] : [])]),
+        [
+          "namespaces",
+          "hit req/s",
+          "hit p50",
+          "hit p99",
+          "miss req/s",
+          "miss p50",
+          "miss p99",
+          ...(unl ? ["hit p50 @1", "hit p99 @1"] : []),
+        ],
+        s.lookup.map((x) => [
+          x.namespaces.toLocaleString("en-US"),
+          f1(x.hit.rps),
+          ms(x.hit.p50Ms),
+          ms(x.hit.p99Ms),
+          f1(x.miss.rps),
+          ms(x.miss.p50Ms),
+          ms(x.miss.p99Ms),
+          ...(unl ? [ms(x.hitUnloaded.p50Ms), ms(x.hitUnloaded.p99Ms)] : []),
+        ]),
       ),
     );
     const lr = s.lookupRatio;
-    out.push(`\nLargest/smallest (${lr.to.toLocaleString("en-US")} / ${lr.from.toLocaleString("en-US")} namespaces): hit p50 ${ratio(lr.p50)}, p99 ${ratio(lr.p99)}, req/s ${ratio(lr.rps)}${lr.p50Unloaded ? `; at concurrency 1 p50 ${ratio(lr.p50Unloaded)}, p99 ${ratio(lr.p99Unloaded)}` : ""}.`);
+    out.push(
+      `\nLargest/smallest (${lr.to.toLocaleString("en-US")} / ${lr.from.toLocaleString("en-US")} namespaces): hit p50 ${ratio(lr.p50)}, p99 ${ratio(lr.p99)}, req/s ${ratio(lr.rps)}${lr.p50Unloaded ? `; at concurrency 1 p50 ${ratio(lr.p50Unloaded)}, p99 ${ratio(lr.p99Unloaded)}` : ""}.`,
+    );
 
     out.push(`\n**LookupNamespaceSubscribers vs subscribed prefixes** (one scope; each lookup matches one prefix)\n`);
-    out.push(table(["prefixes", "req/s", "p50 ms", "p99 ms"], s.subscribers.map((x) => [x.prefixes.toLocaleString("en-US"), f1(x.result.rps), ms(x.result.p50Ms), ms(x.result.p99Ms)])));
+    out.push(
+      table(
+        ["prefixes", "req/s", "p50 ms", "p99 ms"],
+        s.subscribers.map((x) => [x.prefixes.toLocaleString("en-US"), f1(x.result.rps), ms(x.result.p50Ms), ms(x.result.p99Ms)]),
+      ),
+    );
     const sr = s.subscribersRatio;
-    out.push(`\nLargest/smallest (${sr.to.toLocaleString("en-US")} / ${sr.from.toLocaleString("en-US")}): p50 ${ratio(sr.p50)}, p99 ${ratio(sr.p99)}, req/s ${ratio(sr.rps)}.`);
+    out.push(
+      `\nLargest/smallest (${sr.to.toLocaleString("en-US")} / ${sr.from.toLocaleString("en-US")}): p50 ${ratio(sr.p50)}, p99 ${ratio(sr.p99)}, req/s ${ratio(sr.rps)}.`,
+    );
 
     if (s.registerVsHeld?.length) {
-      out.push(`\n**RegisterNamespace vs namespaces the calling relay already holds in the scope** (${s.registerVsHeld[0].result.requests} calls each, concurrency ${s.registerVsHeld[0].result.concurrency})\n`);
-      out.push(table(["held by the relay", "req/s", "p50 ms", "p99 ms", "workerd CPU µs/req"], s.registerVsHeld.map((x) => [x.held.toLocaleString("en-US"), f1(x.result.rps), ms(x.result.p50Ms), ms(x.result.p99Ms), us(x.result.serverCpuUsPerReq)])));
+      out.push(
+        `\n**RegisterNamespace vs namespaces the calling relay already holds in the scope** (${s.registerVsHeld[0].result.requests} calls each, concurrency ${s.registerVsHeld[0].result.concurrency})\n`,
+      );
+      out.push(
+        table(
+          ["held by the relay", "req/s", "p50 ms", "p99 ms", "workerd CPU µs/req"],
+          s.registerVsHeld.map((x) => [
+            x.held.toLocaleString("en-US"),
+            f1(x.result.rps),
+            ms(x.result.p50Ms),
+            ms(x.result.p99Ms),
+            us(x.result.serverCpuUsPerReq),
+          ]),
+        ),
+      );
       const hr = s.registerVsHeldRatio;
-      out.push(`\nLargest/smallest (${hr.to.toLocaleString("en-US")} / ${hr.from.toLocaleString("en-US")} held): CPU per call ${ratio(hr.cpu)}, p50 ${ratio(hr.p50)}, req/s ${ratio(hr.rps)}.`);
+      out.push(
+        `\nLargest/smallest (${hr.to.toLocaleString("en-US")} / ${hr.from.toLocaleString("en-US")} held): CPU per call ${ratio(hr.cpu)}, p50 ${ratio(hr.p50)}, req/s ${ratio(hr.rps)}.`,
+      );
     }
 
     out.push(`\n**1 scope vs 8 scopes** (same ${s.concurrency} connections, requests spread round-robin over the scopes)\n`);
-    out.push(table(["scopes", "Lookup req/s", "p50 ms", "p99 ms", "RegisterNamespace req/s", "p50 ms", "p99 ms"], s.scopes.map((x) => [x.scopes, f1(x.lookup.rps), ms(x.lookup.p50Ms), ms(x.lookup.p99Ms), f1(x.register.rps), ms(x.register.p50Ms), ms(x.register.p99Ms)])));
+    out.push(
+      table(
+        ["scopes", "Lookup req/s", "p50 ms", "p99 ms", "RegisterNamespace req/s", "p50 ms", "p99 ms"],
+        s.scopes.map((x) => [
+          x.scopes,
+          f1(x.lookup.rps),
+          ms(x.lookup.p50Ms),
+          ms(x.lookup.p99Ms),
+          f1(x.register.rps),
+          ms(x.register.p50Ms),
+          ms(x.register.p99Ms),
+        ]),
+      ),
+    );
   }
 
   const hb = r.heartbeat;
   if (hb) {
-    out.push(`\n**Keep-alive traffic of one relay holding ${hb.registrations.toLocaleString("en-US")} registrations** (measured over ${(hb.windowMs / 1000).toFixed(0)}s, per minute)\n`);
+    out.push(
+      `\n**Keep-alive traffic of one relay holding ${hb.registrations.toLocaleString("en-US")} registrations** (measured over ${(hb.windowMs / 1000).toFixed(0)}s, per minute)\n`,
+    );
     out.push(
       table(
         ["system", "pattern", "requests/min measured", "expected", "dead relay's entries expire after"],
         [
-          ["moq-worker", `1 Heartbeat per ${hb.moqWorker.intervalMs} ms (lease ${hb.moqWorker.leaseTtlMs / 1000}s), any number of registrations`, f1(hb.moqWorker.perMinute), f1(hb.moqWorker.expectedPerMinute), `${hb.moqWorker.leaseTtlMs / 1000}s`],
-          ["moq-api", `1 PATCH per key per ${hb.moqApi.refreshPeriodMs / 1000}s (key TTL ${hb.moqApi.keyTtlMs / 1000}s)`, f1(hb.moqApi.perMinute), f1(hb.moqApi.expectedPerMinute), `${hb.moqApi.keyTtlMs / 1000}s`],
-          ["moq-api at moq-worker's TTL", `1 per key per ${hb.atEqualTtl.ttlMs / 2000}s`, "–", f1(hb.atEqualTtl.moqApiPerMinute), `${hb.atEqualTtl.ttlMs / 1000}s`],
+          [
+            "moq-worker",
+            `1 Heartbeat per ${hb.moqWorker.intervalMs} ms (lease ${hb.moqWorker.leaseTtlMs / 1000}s), any number of registrations`,
+            f1(hb.moqWorker.perMinute),
+            f1(hb.moqWorker.expectedPerMinute),
+            `${hb.moqWorker.leaseTtlMs / 1000}s`,
+          ],
+          [
+            "moq-api",
+            `1 PATCH per key per ${hb.moqApi.refreshPeriodMs / 1000}s (key TTL ${hb.moqApi.keyTtlMs / 1000}s)`,
+            f1(hb.moqApi.perMinute),
+            f1(hb.moqApi.expectedPerMinute),
+            `${hb.moqApi.keyTtlMs / 1000}s`,
+          ],
+          [
+            "moq-api at moq-worker's TTL",
+            `1 per key per ${hb.atEqualTtl.ttlMs / 2000}s`,
+            "–",
+            f1(hb.atEqualTtl.moqApiPerMinute),
+            `${hb.atEqualTtl.ttlMs / 1000}s`,
+          ],
         ],
       ),
     );

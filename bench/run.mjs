@@ -12,7 +12,7 @@
 // asserted; the run fails only when the harness or a system breaks (any
 // unexpected answer is an error).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,7 +55,12 @@ function parseArgs(argv) {
     else if (a === "--duration") o.duration = Number(val());
     else if (a === "--max-namespaces") o.maxNamespaces = Number(val());
     else if (a === "--help" || a === "-h") {
-      console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(3, 8).join("\n"));
+      console.log(
+        readFileSync(fileURLToPath(import.meta.url), "utf8")
+          .split("\n")
+          .slice(3, 8)
+          .join("\n"),
+      );
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
@@ -113,10 +118,12 @@ function runFinals() {
   }
 }
 for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => cleanup().finally(() => {
-    runFinals();
-    process.exit(130);
-  }));
+  process.on(sig, () =>
+    cleanup().finally(() => {
+      runFinals();
+      process.exit(130);
+    }),
+  );
 }
 
 /** A measured run against a system ({url, pids}): warm-up, then durationMs. */
@@ -189,7 +196,8 @@ async function checkMoqApiHits(url, scope, set, n, relayUrl, count = 20) {
     const i = Math.floor((k * n) / count);
     const res = await fetch(`${url}/origin/${moqApiKey(scope, nsFields(set, i))}`);
     const body = res.ok ? await res.json() : await res.text();
-    if (res.status !== 200 || body.url !== relayUrl) throw new Error(`moq-api GET seeded ${set}#${i}: ${res.status} ${JSON.stringify(body)}`);
+    if (res.status !== 200 || body.url !== relayUrl)
+      throw new Error(`moq-api GET seeded ${set}#${i}: ${res.status} ${JSON.stringify(body)}`);
   }
 }
 
@@ -233,9 +241,19 @@ const RELAY_HB = "https://relay-heartbeat.bench.test/";
 /** The moq-worker setups of the headline; the first is the one the ratios use. */
 const WORKER_SETUPS = [
   { key: "moq-worker", label: "Miniflare (workerd), built bundle", start: (bundle) => startMiniflare({ bundle }) },
-  { key: "moq-worker (bare workerd)", label: "bare workerd, built bundle, no Miniflare entry worker", start: (bundle) => startWorkerd({ bundle }) },
+  {
+    key: "moq-worker (bare workerd)",
+    label: "bare workerd, built bundle, no Miniflare entry worker",
+    start: (bundle) => startWorkerd({ bundle }),
+  },
   // Registering through the dev proxy is slow: seed fewer namespaces there.
-  { key: "moq-worker (wrangler dev)", label: "wrangler dev (dev proxy in front of workerd)", start: (bundle) => startWranglerDev({ root: bundle.root }), optional: "wranglerDev", maxSeed: 2000 },
+  {
+    key: "moq-worker (wrangler dev)",
+    label: "wrangler dev (dev proxy in front of workerd)",
+    start: (bundle) => startWranglerDev({ root: bundle.root }),
+    optional: "wranglerDev",
+    maxSeed: 2000,
+  },
 ];
 
 async function measureOps(system, sys, ops, rows, concurrencies) {
@@ -298,11 +316,17 @@ async function headline(results, bundle) {
     const s = await seed(api, moqApi.register({ relayUrl: RELAY_A, scope, set: "hl" }), 0, P.headlineSeed);
     results.headline.seeding["moq-api"] = { namespaces: P.headlineSeed, rps: s.rps, seconds: s.seconds };
     await checkMoqApiHits(api.url, scope, "hl", P.headlineSeed, RELAY_A);
-    await measureOps("moq-api", api, [
-      moqApi.register({ relayUrl: RELAY_A, scope, set: "hlr" }),
-      moqApi.lookupHit({ scope, set: "hl", registered: P.headlineSeed }),
-      moqApi.lookupMiss({ scope, set: "hl" }),
-    ], rows, unloaded);
+    await measureOps(
+      "moq-api",
+      api,
+      [
+        moqApi.register({ relayUrl: RELAY_A, scope, set: "hlr" }),
+        moqApi.lookupHit({ scope, set: "hl", registered: P.headlineSeed }),
+        moqApi.lookupMiss({ scope, set: "hl" }),
+      ],
+      rows,
+      unloaded,
+    );
     results.headline.redisKeys = Number((await api.redis(["DBSIZE"])).replace(/^:/, ""));
     await api.stop();
     cleanups.length = 0;
@@ -314,7 +338,14 @@ async function headline(results, bundle) {
   results.headline.ceiling = [];
   for (const r of rows.filter((x) => x.system.startsWith("moq-worker") && x.concurrency === P.concurrency && x.op !== HEALTHZ)) {
     const top = find(r.system === "moq-worker (Connect JSON)" ? "moq-worker" : r.system, HEALTHZ, P.concurrency);
-    if (top) results.headline.ceiling.push({ system: r.system, op: r.op, healthzRps: top.rps, rps: r.rps, fraction: +(r.rps / top.rps).toFixed(3) });
+    if (top)
+      results.headline.ceiling.push({
+        system: r.system,
+        op: r.op,
+        healthzRps: top.rps,
+        rps: r.rps,
+        fraction: +(r.rps / top.rps).toFixed(3),
+      });
   }
   results.headline.ratios = [];
   for (const r of rows.filter((x) => x.system.startsWith("moq-worker"))) {
@@ -341,7 +372,10 @@ async function scaleAndHeartbeat(results, bundle) {
   cleanups.push(() => w.stop());
   const a = await new RelayPool(w.url, "relay-a", P.relays).start();
   const b = await new RelayPool(w.url, "relay-b", P.relays).start();
-  cleanups.push(() => a.stop(), () => b.stop());
+  cleanups.push(
+    () => a.stop(),
+    () => b.stop(),
+  );
 
   // Heartbeat cost, measured over a wall-clock window while the rest runs.
   log(`heartbeat: relay with ${P.heartbeatRegistrations} registrations on each system, ${P.heartbeatWindowMs / 1000}s window`);
@@ -370,7 +404,8 @@ async function scaleAndHeartbeat(results, bundle) {
   const windowDone = new Promise((r) => setTimeout(r, P.heartbeatWindowMs));
 
   const scopeOf1 = (s) => () => s;
-  const scale = (results.scale = { server: setup.label, concurrency: P.concurrency, lookup: [], subscribers: [], scopes: [] });
+  const scale = { server: setup.label, concurrency: P.concurrency, lookup: [], subscribers: [], scopes: [] };
+  results.scale = scale;
 
   // Lookup vs registered namespaces in one scope.
   let have = 0;
@@ -395,10 +430,16 @@ async function scaleAndHeartbeat(results, bundle) {
     await seed(w, worker.subscribe({ auth: b.auth, scopeOf: scopeOf1("subs"), set: "sub" }), have, n);
     have = n;
     const asker = a.relayOf(0);
-    const probe = await coordinatorCall(w.url, asker.token, "LookupNamespaceSubscribers", {
-      scope: "subs",
-      namespace: { fields: ["sub", "p0", "x", "y", "leaf"].map((f) => Buffer.from(f).toString("base64")) },
-    }, asker.auth);
+    const probe = await coordinatorCall(
+      w.url,
+      asker.token,
+      "LookupNamespaceSubscribers",
+      {
+        scope: "subs",
+        namespace: { fields: ["sub", "p0", "x", "y", "leaf"].map((f) => Buffer.from(f).toString("base64")) },
+      },
+      asker.auth,
+    );
     if (probe.status !== 200 || probe.json.relays?.length !== 1 || probe.json.relays[0].url !== b.relayOf(0).relayUrl) {
       throw new Error(`LookupNamespaceSubscribers probe: ${probe.status} ${JSON.stringify(probe.json)}`);
     }
@@ -418,7 +459,12 @@ async function scaleAndHeartbeat(results, bundle) {
     if (at > held) await seed(w, quotaOp, held, at);
     log(`scale: RegisterNamespace by a relay holding ${at} namespaces (${P.heldBatch} calls)`);
     const r = await runLoad({
-      baseUrl: w.url, op: quotaOp, concurrency: P.concurrency, total: P.heldBatch, start: at, serverCpuMs: () => cpuMs(w.pids()),
+      baseUrl: w.url,
+      op: quotaOp,
+      concurrency: P.concurrency,
+      total: P.heldBatch,
+      start: at,
+      serverCpuMs: () => cpuMs(w.pids()),
     });
     held = at + P.heldBatch;
     scale.registerVsHeld.push({ held: at, result: r });
@@ -436,7 +482,9 @@ async function scaleAndHeartbeat(results, bundle) {
     p50: ratio(scale.lookup, (x) => x.hit.p50Ms),
     p99: ratio(scale.lookup, (x) => x.hit.p99Ms),
     rps: ratio(scale.lookup, (x) => x.hit.rps),
-    ...(P.unloadedLatency ? { p50Unloaded: ratio(scale.lookup, (x) => x.hitUnloaded.p50Ms), p99Unloaded: ratio(scale.lookup, (x) => x.hitUnloaded.p99Ms) } : {}),
+    ...(P.unloadedLatency
+      ? { p50Unloaded: ratio(scale.lookup, (x) => x.hitUnloaded.p50Ms), p99Unloaded: ratio(scale.lookup, (x) => x.hitUnloaded.p99Ms) }
+      : {}),
   };
   scale.registerVsHeldRatio = {
     from: P.heldSteps[0],
@@ -511,7 +559,7 @@ async function scaleAndHeartbeat(results, bundle) {
 
   // Where the time goes, on bare workerd: the same request stopped at
   // successive layers; in full runs also CPU profiles (JS by module, native by subsystem).
-  log("profile: layers" + (QUICK ? "" : " and CPU profiles"));
+  log(`profile: layers${QUICK ? "" : " and CPU profiles"}`);
   results.profile = await profileWorker({
     bundle,
     ops: QUICK ? [] : ["lookup-hit", "register"],
@@ -536,13 +584,21 @@ async function main() {
     parameters: P,
     setup: {
       loadGenerator: "bench/lib/load.mjs: Node http.Agent keep-alive, closed loop, fixed concurrency, same process for every system",
-      moqWorker: "built bundle (wrangler deploy --dry-run) served by Miniflare/workerd on 127.0.0.1, SQLite Durable Objects persisted to a temp dir; Connect binary protobuf over HTTP/1.1 with a relay JWT, as the edge calls it",
-      moqWorkerBareWorkerd: "same bundle on `workerd serve` with a generated config (no Miniflare entry worker); also used for the scale curve and the profile",
+      moqWorker:
+        "built bundle (wrangler deploy --dry-run) served by Miniflare/workerd on 127.0.0.1, SQLite Durable Objects persisted to a temp dir; Connect binary protobuf over HTTP/1.1 with a relay JWT, as the edge calls it",
+      moqWorkerBareWorkerd:
+        "same bundle on `workerd serve` with a generated config (no Miniflare entry worker); also used for the scale curve and the profile",
       moqWorkerWranglerDev: "same Worker under `wrangler dev` (dev proxy in front of workerd)",
-      moqApi: "moq-api (crates.io) on 127.0.0.1 with its own redis-server (no persistence: --save '' --appendonly no), HTTP/1.1 JSON with keys and PATCH refreshes as moq-relay-ietf 0.7's ApiCoordinator sends them",
+      moqApi:
+        "moq-api (crates.io) on 127.0.0.1 with its own redis-server (no persistence: --save '' --appendonly no), HTTP/1.1 JSON with keys and PATCH refreshes as moq-relay-ietf 0.7's ApiCoordinator sends them",
     },
   };
-  log(`mode ${P.mode}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")} on ${os.cpus().length} cpus`);
+  log(
+    `mode ${P.mode}; load average ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")} on ${os.cpus().length} cpus`,
+  );
   const src = sourceTree(args.ref, args.patches ?? []);
   finals.push(() => src.remove());
   if (src.commit) {
@@ -550,7 +606,9 @@ async function main() {
     results.versions.moqWorkerDirty = false;
     results.versions.moqWorkerPatches = src.patches;
   }
-  log(`building the Worker bundle${src.commit ? ` of ${src.commit.slice(0, 7)}${src.patches.length ? ` + ${src.patches.join(", ")}` : ""}` : " (working tree)"}`);
+  log(
+    `building the Worker bundle${src.commit ? ` of ${src.commit.slice(0, 7)}${src.patches.length ? ` + ${src.patches.join(", ")}` : ""}` : " (working tree)"}`,
+  );
   let bundle;
   try {
     bundle = buildBundle(src.root);
@@ -565,7 +623,7 @@ async function main() {
   results.finishedAt = new Date().toISOString();
   results.elapsedSeconds = Math.round((Date.now() - started) / 1000);
   mkdirSync(dirname(OUT), { recursive: true });
-  writeFileSync(OUT, JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
   console.log(renderMarkdown(results));
   log(`wrote ${relative(process.cwd(), OUT)} in ${results.elapsedSeconds}s`);
   if (!QUICK && !args.out) {

@@ -11,7 +11,11 @@ import { parseArgs } from "node:util";
 import { call, DEV_ADMIN_TOKEN, freePort, startWorker } from "./lib/dev-worker.mjs";
 
 const { values } = parseArgs({
-  options: { "ttl-ms": { type: "string", default: "3000" }, beats: { type: "string", default: "30" }, rounds: { type: "string", default: "5" } },
+  options: {
+    "ttl-ms": { type: "string", default: "3000" },
+    beats: { type: "string", default: "30" },
+    rounds: { type: "string", default: "5" },
+  },
 });
 const ttl = Number(values["ttl-ms"]);
 const interval = Math.floor(ttl / 3);
@@ -24,11 +28,12 @@ try {
     return { url, beat: (addrs) => call(w.url, "CoordinatorService", "Heartbeat", { epoch, addrs }, token) };
   };
   const noted = async (url) =>
-    (await call(w.url, "AdminService", "ListRelays", { pageSize: 1000 }, DEV_ADMIN_TOKEN)).relays?.find((r) => r.url === url)?.lastHeartbeatAtMs;
+    (await call(w.url, "AdminService", "ListRelays", { pageSize: 1000 }, DEV_ADMIN_TOKEN)).relays?.find((r) => r.url === url)
+      ?.lastHeartbeatAtMs;
 
   // Directory calls per heartbeat, one relay beating at its interval.
   const a = await relay("https://cost-a.example.com/", "a1");
-  let last = undefined;
+  let last;
   let notes = 0;
   const beats = Number(values.beats);
   for (let i = 0; i < beats; i++) {
@@ -39,7 +44,9 @@ try {
     await sleep(interval);
   }
   console.log(`lease TTL ${ttl} ms, interval ${interval} ms, ${beats} beats`);
-  console.log(`directory notes: ${notes} of ${beats} beats → ${(1 + notes / beats).toFixed(2)} Durable Object calls per heartbeat (RelayObject + directory)`);
+  console.log(
+    `directory notes: ${notes} of ${beats} beats → ${(1 + notes / beats).toFixed(2)} Durable Object calls per heartbeat (RelayObject + directory)`,
+  );
 
   // Staleness: B appears; A (beating at its interval) lists it after how long?
   const waits = [];

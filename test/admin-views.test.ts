@@ -5,7 +5,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import type { RelayRecord } from "../src/gen/moqworker/v1/admin_pb.js";
-import { DirectoryObject, RELAY_RETENTION_MS, type RelayNote } from "../src/objects/directory.js";
+import { type DirectoryObject, RELAY_RETENTION_MS, type RelayNote } from "../src/objects/directory.js";
 import { adminClient, freshScope, ns, relay, text } from "./client.js";
 
 const admin = adminClient();
@@ -59,9 +59,7 @@ describe("ListScopes", () => {
     const r = await relay(uniqueRelay("writer"));
     await r.registerNamespace({ scope, namespace: ns("live") });
     await r.registerNamespace({ namespace: ns("unscoped/live") });
-    await expect.poll(async () => (await allScopes(1000)).scopes, { timeout: 5000 }).toEqual(
-      expect.arrayContaining([scope, ""]),
-    );
+    await expect.poll(async () => (await allScopes(1000)).scopes, { timeout: 5000 }).toEqual(expect.arrayContaining([scope, ""]));
   });
 
   it("pages in name order, each scope once", async () => {
@@ -154,7 +152,15 @@ describe("ListRelays", () => {
 
 /** A RelayObject's note of a relay; `expiresAt` defaults to `at` (a lapsed or left relay). */
 const note = (url: string, epoch: string, up: boolean, at: number, expiresAt = at): RelayNote => ({
-  url, epoch, up, at, addrs: [], expiresAt, lastBeatAt: null, scopes: [], scopeCount: 0,
+  url,
+  epoch,
+  up,
+  at,
+  addrs: [],
+  expiresAt,
+  lastBeatAt: null,
+  scopes: [],
+  scopeCount: 0,
 });
 const TTL_FOR_NOTES = 60_000;
 
@@ -167,7 +173,9 @@ describe("DirectoryObject", () => {
     await d.noteRelay(note("https://r.example/", "e2", true, 2000, later));
     await d.noteRelay(note("https://r.example/", "e1", false, 1000, 1000));
     const { relays } = await d.listRelays(10, undefined);
-    expect(relays.map((r) => [r.url, r.epoch, r.alive, r.firstSeenAt, r.changedAt])).toEqual([["https://r.example/", "e2", true, 2000, 2000]]);
+    expect(relays.map((r) => [r.url, r.epoch, r.alive, r.firstSeenAt, r.changedAt])).toEqual([
+      ["https://r.example/", "e2", true, 2000, 2000],
+    ]);
   });
 
   it("forgets relays a day after they left, keeps the others", async () => {

@@ -96,7 +96,10 @@ describe("curl-style JSON", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
       // A scoped answer: the relay at the scope's relay-link path.
-      origin: { namespace: { fields: [btoa("live"), btoa("cam")] }, relay: { url: `https://relay-a.example.com${await expectedLink(scope)}` } },
+      origin: {
+        namespace: { fields: [btoa("live"), btoa("cam")] },
+        relay: { url: `https://relay-a.example.com${await expectedLink(scope)}` },
+      },
     });
   });
 });

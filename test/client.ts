@@ -1,5 +1,5 @@
 // Test clients that go through the Worker's real HTTP entry point.
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { type Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { exports } from "cloudflare:workers";
 import { encodeBase64Url } from "hono/utils/encode";

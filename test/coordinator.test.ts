@@ -1,13 +1,12 @@
 // The Coordinator trait's scenarios (moq-relay-ietf coordinator.rs), played
 // against the RPCs by several relay identities, each with its own token.
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Interface, Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { adminClient, base, codeOf, freshScope, ns, relay, text } from "./client.js";
 
 const publicCtx = { interface: Interface.PUBLIC };
 const internalFrom = (sourceUrl?: string, sourceAddr?: string) => ({ interface: Interface.INTERNAL, sourceUrl, sourceAddr });
-
 
 describe.each(["binary", "json"] as const)("coordinator over %s", (format) => {
   it("registers a namespace and looks it up", async () => {
@@ -100,10 +99,7 @@ describe.each(["binary", "json"] as const)("coordinator over %s", (format) => {
     await originA.registerNamespace({ scope, namespace: ns("sports/football/match-42") });
     await originB.registerNamespace({ scope, namespace: ns("sports/tennis/open-7") });
     const sub = await edge.subscribeNamespace({ scope, prefix: ns(""), context: publicCtx });
-    expect(sub.upstreamRelays.map((r) => base(r.url)).sort()).toEqual([
-      "https://origin-a.example.com/",
-      "https://origin-b.example.com/",
-    ]);
+    expect(sub.upstreamRelays.map((r) => base(r.url)).sort()).toEqual(["https://origin-a.example.com/", "https://origin-b.example.com/"]);
     const interested = await originA.lookupNamespaceSubscribers({ scope, namespace: ns("sports/football/match-44"), context: publicCtx });
     expect(interested.relays.map((r) => base(r.url))).toEqual(["https://edge-us-west.example.com/"]);
   });
@@ -238,7 +234,9 @@ describe.each(["binary", "json"] as const)("coordinator over %s", (format) => {
     expect(await codeOf(a.lookupTrack({ scope, namespace: ns("tennis"), track: "x" }))).toBe(Code.NotFound);
     // A track-only publisher is found without its namespace being registered.
     await b.registerTrack({ scope, namespace: ns("solo"), track: "t" });
-    expect(base((await a.lookupTrack({ scope, namespace: ns("solo"), track: "t" })).origin?.relay?.url)).toBe("https://relay-b.example.com/");
+    expect(base((await a.lookupTrack({ scope, namespace: ns("solo"), track: "t" })).origin?.relay?.url)).toBe(
+      "https://relay-b.example.com/",
+    );
     expect(await codeOf(a.lookup({ scope, namespace: ns("solo") }))).toBe(Code.NotFound);
   });
 
@@ -253,9 +251,7 @@ describe.each(["binary", "json"] as const)("coordinator over %s", (format) => {
     const listed = await b.listTracks({ scope, namespace: ns("sports/football/match-42") });
     expect(listed.tracks.map((t) => t.name)).toEqual(["audio-en", "video-1080p", "video-480p"]);
     expect(listed.tracks.every((t) => text(t.namespace) === "sports/football/match-42")).toBe(true);
-    expect(await codeOf(b.registerTrack({ scope, namespace: ns("sports/football/match-42"), track: "audio-en" }))).toBe(
-      Code.AlreadyExists,
-    );
+    expect(await codeOf(b.registerTrack({ scope, namespace: ns("sports/football/match-42"), track: "audio-en" }))).toBe(Code.AlreadyExists);
     expect(await codeOf(b.unregisterTrack({ scope, namespace: ns("sports/football/match-42"), track: "audio-en" }))).toBe(
       Code.PermissionDenied,
     );

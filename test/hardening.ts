@@ -2,7 +2,7 @@
 // hostile tokens, and storage snapshots to prove "nothing stored".
 import { env } from "cloudflare:test";
 import { sign } from "hono/jwt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { CoordinatorService } from "../src/gen/moqworker/v1/coordinator_pb.js";
@@ -12,10 +12,7 @@ import { BASE, workerFetch } from "./client.js";
 import { dumpObject } from "./objects.js";
 
 /** A coordinator client presenting exactly this Authorization value (or none). */
-export function coordinatorAs(
-  authorization: string | undefined,
-  format: "json" | "binary" = "binary",
-): Client<typeof CoordinatorService> {
+export function coordinatorAs(authorization: string | undefined, format: "json" | "binary" = "binary"): Client<typeof CoordinatorService> {
   return createClient(
     CoordinatorService,
     createConnectTransport({
@@ -37,7 +34,6 @@ export { codeOf } from "./client.js";
 /** TOKEN_SECRET of the test Worker (vitest.config.ts). */
 export const TEST_TOKEN_SECRET = "test-token-secret";
 export const RELAY_AUDIENCE = "moq-worker:relay";
-
 
 /** The Connect error of a call, for asserting on its message too. */
 export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {

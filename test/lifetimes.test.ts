@@ -20,7 +20,6 @@ const TABLES = ["namespaces", "tracks", "namespace_subscriptions", "track_subscr
 const relayStub = (url: string) => relayStubOf(env, url);
 const scopeStub = (scope: string) => scopeStubOf(env, scope);
 
-
 /** One row of each kind in each scope. */
 async function populate(r: Coordinator, scopes: string[], tag: string): Promise<void> {
   for (const scope of scopes) {
@@ -35,7 +34,10 @@ async function populate(r: Coordinator, scopes: string[], tag: string): Promise<
 async function holdings(scope: string, url: string): Promise<Record<(typeof TABLES)[number] | "relays", string[]>> {
   const stub = scopeStub(scope);
   const of = async (t: string, key: string) =>
-    (await tableRows(stub, t)).filter((r) => r[key] === url).map((r) => r.epoch as string).sort();
+    (await tableRows(stub, t))
+      .filter((r) => r[key] === url)
+      .map((r) => r.epoch as string)
+      .sort();
   return {
     namespaces: await of("namespaces", "relay"),
     tracks: await of("tracks", "relay"),
@@ -129,12 +131,13 @@ describe("lease", () => {
       if (name === "constructor") continue;
       const original = (ScopeObject.prototype as unknown as Record<string, (...args: unknown[]) => unknown>)[name];
       if (typeof original !== "function") continue;
-      vi.spyOn(ScopeObject.prototype as unknown as Record<string, (...args: unknown[]) => unknown>, name).mockImplementation(
-        function (this: unknown, ...args: unknown[]) {
-          calls.set(name, (calls.get(name) ?? 0) + 1);
-          return original.apply(this, args);
-        },
-      );
+      vi.spyOn(ScopeObject.prototype as unknown as Record<string, (...args: unknown[]) => unknown>, name).mockImplementation(function (
+        this: unknown,
+        ...args: unknown[]
+      ) {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return original.apply(this, args);
+      });
     }
     for (let i = 0; i < 5; i++) await a.heartbeat({ epoch: "e1", addrs: ["10.0.0.1:4443"] });
     expect(Object.fromEntries(calls)).toEqual({});

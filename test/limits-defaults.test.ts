@@ -27,7 +27,10 @@ describe("limit defaults", () => {
       });
     const over = await post(DOCUMENTED_MAX_BODY_BYTES + 1);
     expect(over.status).toBe(429);
-    expect(await over.json()).toEqual({ code: "resource_exhausted", message: `request body larger than ${DOCUMENTED_MAX_BODY_BYTES} bytes` });
+    expect(await over.json()).toEqual({
+      code: "resource_exhausted",
+      message: `request body larger than ${DOCUMENTED_MAX_BODY_BYTES} bytes`,
+    });
     // At the limit the body is read, and the missing token is what is refused.
     expect((await post(DOCUMENTED_MAX_BODY_BYTES)).status).toBe(401);
   });

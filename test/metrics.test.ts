@@ -80,7 +80,6 @@ describe("RpcMetrics", () => {
     expect(text).toContain(`moq_worker_rpc_errors_total{${labels},code="internal"} 1`);
     expect(text).not.toContain(`moq_worker_rpc_errors_total{${labels},code="ok"}`);
   });
-
 });
 
 describe("Analytics Engine", () => {
@@ -111,7 +110,12 @@ describe("Analytics Engine", () => {
       // Does not decode (illegal wire type).
       [lookup, { method: "POST", headers: proto, body: Uint8Array.of(0x0f, 0x01) }, 400, "invalid_argument"],
       // Too large: refused before the token is looked at.
-      [lookup, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array(MAX_REQUEST_BYTES + 1) }, 429, "resource_exhausted"],
+      [
+        lookup,
+        { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array(MAX_REQUEST_BYTES + 1) },
+        429,
+        "resource_exhausted",
+      ],
       [lookup, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array() }, 401, "unauthenticated"],
       [lookup, { method: "GET", headers: proto }, 405, "unimplemented"],
       [lookup, { method: "POST", headers: { ...proto, "content-type": "text/plain" }, body: "x" }, 415, "invalid_argument"],

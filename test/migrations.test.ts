@@ -44,14 +44,26 @@ describe("the migration runner", () => {
       const ran: number[] = [];
       const steps: Migration[] = [
         { version: 1, about: "table", up: "CREATE TABLE t (a INTEGER)" },
-        { version: 2, about: "row", up: (sql) => (ran.push(2), sql.exec("INSERT INTO t (a) VALUES (2)")) },
+        {
+          version: 2,
+          about: "row",
+          up: (sql) => {
+            ran.push(2);
+            sql.exec("INSERT INTO t (a) VALUES (2)");
+          },
+        },
       ];
       expect(migrate(state.storage, migrations(steps))).toBe(2);
       expect(migrate(state.storage, migrations(steps))).toBe(2);
       expect(ran).toEqual([2]);
       const more = [...steps, { version: 3, about: "another row", up: "INSERT INTO t (a) VALUES (3)" }];
       expect(migrate(state.storage, migrations(more))).toBe(3);
-      expect(state.storage.sql.exec("SELECT a FROM t ORDER BY a").toArray().map((r) => r.a)).toEqual([2, 3]);
+      expect(
+        state.storage.sql
+          .exec("SELECT a FROM t ORDER BY a")
+          .toArray()
+          .map((r) => r.a),
+      ).toEqual([2, 3]);
       expect(schemaVersion(state.storage.sql)).toBe(3);
     });
   });
@@ -96,31 +108,58 @@ describe("migrating databases the code before versions left (commit 3864184)", (
         sql.exec(SCOPE_3864184);
         sql.exec(LISTING_3864184);
         sql.exec("INSERT INTO meta (k, v) VALUES ('scope', ?)", scope === null ? "" : `=${scope}`);
-        sql.exec("INSERT INTO config (id, origin_fallback, lingering_subscribe, rendezvous_timeout_ms) VALUES (1, 'https://fallback.example/', 1, 5000)");
+        sql.exec(
+          "INSERT INTO config (id, origin_fallback, lingering_subscribe, rendezvous_timeout_ms) VALUES (1, 'https://fallback.example/', 1, 5000)",
+        );
         sql.exec("INSERT INTO relays (url, epoch, addrs) VALUES (?, 'e1', '[\"192.0.2.1:4443\"]')", relayUrl);
         sql.exec("INSERT INTO namespaces VALUES (?, ?, 'e1', 'ns-id', 1000)", key("live", "main"), relayUrl);
         sql.exec("INSERT INTO tracks VALUES (?, 'video', ?, 'e1', 'tr-id', 1001)", key("live", "main"), relayUrl);
         sql.exec("INSERT INTO namespace_subscriptions VALUES (?, ?, 'e1', 'ns-sub-id', 1002)", key("live"), relayUrl);
-        sql.exec("INSERT INTO track_subscriptions VALUES (?, 'audio', ?, 'e1', 'tr-sub-id', 1003, 99999999999999)", key("live", "b"), relayUrl);
+        sql.exec(
+          "INSERT INTO track_subscriptions VALUES (?, 'audio', ?, 'e1', 'tr-sub-id', 1003, 99999999999999)",
+          key("live", "b"),
+          relayUrl,
+        );
         sql.exec("INSERT INTO paths (path, permissions) VALUES ('/old', 1)");
         sql.exec("INSERT INTO directory_listing (id, told) VALUES (1, 'listed')");
       });
       // The new instance has migrated: the rows answer calls as before.
       const found = await stub.lookup([utf8("live"), utf8("main"), utf8("cam")]);
-      expect(found).toEqual({ ok: true, value: { fields: [utf8("live"), utf8("main")], relay: { url: relayUrl, addr: "192.0.2.1:4443" } } });
+      expect(found).toEqual({
+        ok: true,
+        value: { fields: [utf8("live"), utf8("main")], relay: { url: relayUrl, addr: "192.0.2.1:4443" } },
+      });
       const d = await stub.describe(10, FIRST_PAGE);
       expect(d?.config).toEqual({ originFallback: "https://fallback.example/", lingeringSubscribe: true, rendezvousTimeoutMs: 5000 });
-      expect([d?.paths.length, d?.namespaces.length, d?.tracks.length, d?.namespaceSubscriptions.length, d?.trackSubscriptions.length]).toEqual([1, 1, 1, 1, 1]);
+      expect([
+        d?.paths.length,
+        d?.namespaces.length,
+        d?.tracks.length,
+        d?.namespaceSubscriptions.length,
+        d?.trackSubscriptions.length,
+      ]).toEqual([1, 1, 1, 1, 1]);
       expect(await stub.lookupTrackSubscribers([utf8("live"), utf8("b")], "audio")).toEqual([{ url: relayUrl, addr: "192.0.2.1:4443" }]);
       const after = await dumpObject(stub);
       expect(after.schema_version).toEqual([{ id: 1, version: SCOPE_MIGRATIONS.length }]);
       expect(after.meta).toEqual([{ k: "scope", v: scope === null ? "unscoped" : `scope:${scope}` }]);
       // Byte for byte, the other tables are what the old code stored.
       expect(after.namespaces).toEqual([{ ns_key: hex(key("live", "main")), relay: relayUrl, epoch: "e1", id: "ns-id", created_at: 1000 }]);
-      expect(after.tracks).toEqual([{ ns_key: hex(key("live", "main")), name: "video", relay: relayUrl, epoch: "e1", id: "tr-id", created_at: 1001 }]);
-      expect(after.namespace_subscriptions).toEqual([{ prefix_key: hex(key("live")), relay: relayUrl, epoch: "e1", id: "ns-sub-id", created_at: 1002 }]);
+      expect(after.tracks).toEqual([
+        { ns_key: hex(key("live", "main")), name: "video", relay: relayUrl, epoch: "e1", id: "tr-id", created_at: 1001 },
+      ]);
+      expect(after.namespace_subscriptions).toEqual([
+        { prefix_key: hex(key("live")), relay: relayUrl, epoch: "e1", id: "ns-sub-id", created_at: 1002 },
+      ]);
       expect(after.track_subscriptions).toEqual([
-        { ns_key: hex(key("live", "b")), name: "audio", relay: relayUrl, epoch: "e1", id: "tr-sub-id", created_at: 1003, expires_at: 99999999999999 },
+        {
+          ns_key: hex(key("live", "b")),
+          name: "audio",
+          relay: relayUrl,
+          epoch: "e1",
+          id: "tr-sub-id",
+          created_at: 1003,
+          expires_at: 99999999999999,
+        },
       ]);
       expect(after.relays).toEqual([{ url: relayUrl, epoch: "e1", addrs: '["192.0.2.1:4443"]' }]);
       expect(after.paths).toEqual([{ path: "/old", permissions: 1 }]);
@@ -174,7 +213,18 @@ describe("migrating databases the code before versions left (commit 3864184)", (
     // Step 2 adds what a RelayObject notes; until its next note the entry has no lease expiry, so it is not alive.
     expect(await stub.listRelays(10, undefined)).toEqual({
       relays: [
-        { url: relayUrl, epoch: "e2", alive: false, addrs: [], expiresAt: 0, lastBeatAt: null, scopes: [], scopeCount: 0, firstSeenAt: 12, changedAt: 13 },
+        {
+          url: relayUrl,
+          epoch: "e2",
+          alive: false,
+          addrs: [],
+          expiresAt: 0,
+          lastBeatAt: null,
+          scopes: [],
+          scopeCount: 0,
+          firstSeenAt: 12,
+          changedAt: 13,
+        },
       ],
       more: false,
       total: 1,

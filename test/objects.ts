@@ -33,7 +33,10 @@ export function dumpObject(stub: DurableObjectStub): Promise<Record<string, Tabl
         .toArray()
         .map((row) =>
           Object.fromEntries(
-            Object.entries(row).map(([k, v]) => [k, v instanceof ArrayBuffer ? [...new Uint8Array(v)].map((b) => b.toString(16).padStart(2, "0")).join("") : v]),
+            Object.entries(row).map(([k, v]) => [
+              k,
+              v instanceof ArrayBuffer ? [...new Uint8Array(v)].map((b) => b.toString(16).padStart(2, "0")).join("") : v,
+            ]),
           ),
         )
         .sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));

@@ -34,13 +34,13 @@ describe("normalizeConnectionPath", () => {
   });
 
   it("accepts exactly 1024 bytes and rejects 1025", () => {
-    const exact = "/" + "a".repeat(1023);
+    const exact = `/${"a".repeat(1023)}`;
     expect(normalizeConnectionPath(exact)).toEqual(path(exact));
-    expect(normalizeConnectionPath(exact + "a")).toEqual(invalid);
+    expect(normalizeConnectionPath(`${exact}a`)).toEqual(invalid);
     // The limit is in UTF-8 bytes, not characters: 512 two-byte characters are 1025 bytes with the slash.
-    const wide = "/" + "\u00e9".repeat(512);
+    const wide = `/${"\u00e9".repeat(512)}`;
     expect(normalizeConnectionPath(wide)).toEqual(invalid);
-    expect(normalizeConnectionPath("/" + "\u00e9".repeat(511) + "a")).toEqual(path("/" + "\u00e9".repeat(511) + "a"));
+    expect(normalizeConnectionPath(`/${"\u00e9".repeat(511)}a`)).toEqual(path(`/${"\u00e9".repeat(511)}a`));
   });
 
   it("checks length before trimming: 1025 bytes of slashes is invalid, not 'no path'", () => {

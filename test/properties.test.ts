@@ -58,7 +58,7 @@ function referenceNormalize(raw: string | undefined): RefResult {
   const finish = (): RefResult | undefined => {
     if (hasPercent) return { kind: "invalid", rule: "percent", segment };
     if (text === "." || text === "..") return { kind: "invalid", rule: "dot-segment", segment };
-    out += "/" + text;
+    out += `/${text}`;
     segment++;
     text = "";
     hasPercent = false;
@@ -116,11 +116,36 @@ function actual(raw: string | undefined): RefResult {
 
 // Pieces that exercise every rule; joined at random they make hostile paths.
 const PIECES = [
-  "/", "/", "/", "//", ".", "..", "...", "%", "%2F", "%2E%2E", "a", "b", "abc", "a.b", " ", "\t", "?", "#", "\\",
-  "\u00e9", "\u6f14", "\u{1f600}", "\ud800", "\udc00", "\u0000", "\u200b", "\ufeff",
+  "/",
+  "/",
+  "/",
+  "//",
+  ".",
+  "..",
+  "...",
+  "%",
+  "%2F",
+  "%2E%2E",
+  "a",
+  "b",
+  "abc",
+  "a.b",
+  " ",
+  "\t",
+  "?",
+  "#",
+  "\\",
+  "\u00e9",
+  "\u6f14",
+  "\u{1f600}",
+  "\ud800",
+  "\udc00",
+  "\u0000",
+  "\u200b",
+  "\ufeff",
 ];
 const pieceString = fc.array(fc.constantFrom(...PIECES), { maxLength: 24 }).map((p) => p.join(""));
-const slashFirst = pieceString.map((s) => "/" + s);
+const slashFirst = pieceString.map((s) => `/${s}`);
 // Lengths around the 1024-byte limit, with multi-byte characters straddling it.
 const nearLimit = fc
   .tuple(
@@ -137,7 +162,7 @@ const anyPath = fc.oneof(
   { weight: 3, arbitrary: slashFirst },
   { weight: 1, arbitrary: pieceString },
   { weight: 2, arbitrary: nearLimit },
-  { weight: 1, arbitrary: fc.string({ unit: "binary", maxLength: 40 }).map((s) => "/" + s) },
+  { weight: 1, arbitrary: fc.string({ unit: "binary", maxLength: 40 }).map((s) => `/${s}`) },
   { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
 );
 
@@ -171,7 +196,10 @@ describe("connection path normalisation (property)", () => {
           r.path.startsWith("/") &&
           !r.path.endsWith("/") &&
           !r.path.includes("%") &&
-          r.path.slice(1).split("/").every((seg) => seg !== "" && seg !== "." && seg !== "..")
+          r.path
+            .slice(1)
+            .split("/")
+            .every((seg) => seg !== "" && seg !== "." && seg !== "..")
         );
       }),
       runs(3000),
@@ -212,8 +240,7 @@ function compareTuples(a: Uint8Array[], b: Uint8Array[]): number {
   }
   return a.length - b.length;
 }
-const isFieldPrefix = (p: Uint8Array[], n: Uint8Array[]) =>
-  p.length <= n.length && p.every((f, i) => compareBytes(f, n[i]) === 0);
+const isFieldPrefix = (p: Uint8Array[], n: Uint8Array[]) => p.length <= n.length && p.every((f, i) => compareBytes(f, n[i]) === 0);
 const inRange = (key: Uint8Array, prefixKey: Uint8Array) =>
   compareBytes(key, prefixKey) >= 0 && compareBytes(key, prefixUpperBound(prefixKey)) < 0;
 
@@ -255,7 +282,9 @@ describe("namespace key encoding (property)", () => {
       fc.property(tuple, (t) => {
         const { key, prefixes } = encodeTupleWithPrefixes(t);
         expect(prefixes).toHaveLength(t.length + 1);
-        prefixes.forEach((p, k) => expect(p).toEqual(encodeTuple(t.slice(0, k))));
+        prefixes.forEach((p, k) => {
+          expect(p).toEqual(encodeTuple(t.slice(0, k)));
+        });
         expect(prefixes[t.length]).toEqual(key);
       }),
       runs(1000),
@@ -296,7 +325,10 @@ describe("namespace key encoding (property)", () => {
       for (const [tuples, prefix] of samples) {
         sql.exec("DELETE FROM prop_keys");
         for (const t of tuples) sql.exec("INSERT INTO prop_keys (k) VALUES (?)", toBlob(encodeTuple(t)));
-        const ordered = sql.exec("SELECT k FROM prop_keys ORDER BY k").toArray().map((r) => decodeTuple(new Uint8Array(r.k as ArrayBuffer)));
+        const ordered = sql
+          .exec("SELECT k FROM prop_keys ORDER BY k")
+          .toArray()
+          .map((r) => decodeTuple(new Uint8Array(r.k as ArrayBuffer)));
         expect(ordered).toEqual([...tuples].sort(compareTuples));
         const pk = encodeTuple(prefix);
         const under = sql

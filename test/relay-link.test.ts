@@ -10,7 +10,6 @@ import { Interface, Permissions } from "../src/gen/moqworker/v1/coordinator_pb.j
 import { adminClient, b64url, expectedLink, freshScope, ns, relay, type Coordinator } from "./client.js";
 import { coordinatorAs, errorOf, jwt, RELAY_AUDIENCE, scopeState } from "./hardening.js";
 
-
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /** 16 bytes take 22 characters, the last carrying 4 unused bits: setting one decodes to the same MAC. */
 const nonCanonical = (path: string) => `${path.slice(0, -1)}${ALPHABET[ALPHABET.indexOf(path.slice(-1)) | 1]}`;
@@ -104,13 +103,33 @@ describe("bad input of the relay-link surface: a clear error naming the field, n
 
   it.each([
     ["a forged MAC", () => forgedMac(), Code.PermissionDenied, /connection_path: .*MAC this network did not make/],
-    ["another scope's MAC with this scope's name", async () => `/_relay/${link.split("/")[2]}/${(await expectedLink(`${scope}-x`)).split("/")[3]}`, Code.PermissionDenied, /connection_path: .*did not make/],
-    ["a MAC made with a secret that is not ours", async () => expectedLink(scope, "not-our-secret"), Code.PermissionDenied, /connection_path: .*did not make/],
+    [
+      "another scope's MAC with this scope's name",
+      async () => `/_relay/${link.split("/")[2]}/${(await expectedLink(`${scope}-x`)).split("/")[3]}`,
+      Code.PermissionDenied,
+      /connection_path: .*did not make/,
+    ],
+    [
+      "a MAC made with a secret that is not ours",
+      async () => expectedLink(scope, "not-our-secret"),
+      Code.PermissionDenied,
+      /connection_path: .*did not make/,
+    ],
     ["a truncated MAC", () => link.slice(0, -4), Code.InvalidArgument, /connection_path: the MAC segment .* not 16 bytes/],
     ["a garbled MAC (not base64url)", () => `${link.slice(0, -2)}!!`, Code.InvalidArgument, /connection_path: the MAC segment/],
     ["the same MAC spelt with non-zero padding bits", () => nonCanonical(link), Code.InvalidArgument, /connection_path: the MAC segment/],
-    ["a garbled scope segment", () => `/_relay/not*base64/${link.split("/")[3]}`, Code.InvalidArgument, /connection_path: the scope segment/],
-    ["a scope segment that is not UTF-8", () => `/_relay/${b64url(new Uint8Array([0xff, 0xfe]))}/${link.split("/")[3]}`, Code.InvalidArgument, /connection_path: the scope segment/],
+    [
+      "a garbled scope segment",
+      () => `/_relay/not*base64/${link.split("/")[3]}`,
+      Code.InvalidArgument,
+      /connection_path: the scope segment/,
+    ],
+    [
+      "a scope segment that is not UTF-8",
+      () => `/_relay/${b64url(new Uint8Array([0xff, 0xfe]))}/${link.split("/")[3]}`,
+      Code.InvalidArgument,
+      /connection_path: the scope segment/,
+    ],
     ["the bare prefix", () => "/_relay", Code.InvalidArgument, /connection_path: a relay-link path has the form/],
     ["a missing MAC", () => `/_relay/${link.split("/")[2]}`, Code.InvalidArgument, /connection_path: a relay-link path has the form/],
     ["an extra segment", () => `${link}/more`, Code.InvalidArgument, /connection_path: a relay-link path has the form/],
@@ -122,7 +141,9 @@ describe("bad input of the relay-link surface: a clear error naming the field, n
   });
 
   it("refuses a valid link for a scope the caller's token may not act in (PERMISSION_DENIED)", async () => {
-    const other = coordinatorAs(`Bearer ${await jwt({ sub: "https://link-other.example.com/", aud: RELAY_AUDIENCE, scp: ["somewhere-else"] })}`);
+    const other = coordinatorAs(
+      `Bearer ${await jwt({ sub: "https://link-other.example.com/", aud: RELAY_AUDIENCE, scp: ["somewhere-else"] })}`,
+    );
     const err = await errorOf(other.resolveScope({ connectionPath: link }));
     expect([err.code, err.rawMessage]).toEqual([Code.PermissionDenied, expect.stringContaining("connection_path")]);
   });

@@ -39,7 +39,10 @@ async function refreshedAgo(url: string, ago: number): Promise<void> {
 
 const beat = async (r: Coordinator, epoch: string, addrs: string[] = []) => r.heartbeat({ epoch, addrs });
 const lookupCode = async (viewer: Coordinator, scope: string, name: string) =>
-  (await viewer.lookup({ scope, namespace: ns(name) }).then(() => "found", () => "missing")) as string;
+  (await viewer.lookup({ scope, namespace: ns(name) }).then(
+    () => "found",
+    () => "missing",
+  )) as string;
 
 describe("state_lost", () => {
   it("is true on the first beat of a relay never seen, then false", async () => {
@@ -303,4 +306,3 @@ describe("a slow directory does not hold heartbeats", () => {
     await blocking;
   });
 });
-

@@ -1,7 +1,15 @@
 // The Scope type's encodings (objects/scope-name.ts): each one tells every scope
 // and the unscoped space apart, and decodes back to what was encoded.
 import { describe, expect, it } from "vitest";
-import { describeScope, listedScopeName, type Scope, scopeFromField, scopeFromObjectName, scopeObjectName, UNSCOPED } from "../src/objects/scope-name.js";
+import {
+  describeScope,
+  listedScopeName,
+  type Scope,
+  scopeFromField,
+  scopeFromObjectName,
+  scopeObjectName,
+  UNSCOPED,
+} from "../src/objects/scope-name.js";
 
 // Names that look like another encoding's output must still stay themselves.
 const SCOPES: Scope[] = [UNSCOPED, "unscoped", "scope:unscoped", "scope:", "a", "Caf\u00e9", " "];

@@ -181,7 +181,10 @@ function check(results: Awaited<ReturnType<typeof plans>>): void {
     // "SCAN t" reads all of table t, through an index or not ("SCAN" of a CTE or subquery is not a table).
     const scanned = plan.filter((d) => /^SCAN /.test(d) && tables.has(d.split(" ")[1]));
     if (want === "index") {
-      expect(plan.some((d) => /^SEARCH \w+ USING (COVERING )?(INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/.test(d)), shown).toBe(true);
+      expect(
+        plan.some((d) => /^SEARCH \w+ USING (COVERING )?(INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/.test(d)),
+        shown,
+      ).toBe(true);
       expect(scanned, shown).toEqual([]);
     } else if (want === "write") {
       expect(plan, shown).toEqual([]);

@@ -38,7 +38,11 @@ describe("malformed coordinator requests", () => {
       ["empty track sub", () => r.subscribeTrack({ scope, namespace: ns("a"), track: "" }), "track"],
       ["33-field prefix", () => r.subscribeNamespace({ scope, prefix: fields(33) }), "prefix"],
       ["bad source url", () => r.subscribeNamespace({ scope, prefix: ns("a"), context: { sourceUrl: "not a url" } }), "context.source_url"],
-      ["bad source addr", () => r.lookupNamespaceSubscribers({ scope, namespace: ns("a"), context: { sourceAddr: "localhost" } }), "context.source_addr"],
+      [
+        "bad source addr",
+        () => r.lookupNamespaceSubscribers({ scope, namespace: ns("a"), context: { sourceAddr: "localhost" } }),
+        "context.source_addr",
+      ],
       ["invalid path", () => r.resolveScope({ connectionPath: "/a/../b" }), "connection_path"],
       ["empty epoch", () => r.heartbeat({ epoch: "" }), "epoch"],
       ["bad addr", () => r.heartbeat({ epoch: "e", addrs: ["nope"] }), "addrs[0]"],

@@ -6,12 +6,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { create, fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
-import {
-  CoordinatorService,
-  Interface,
-  NamespaceSchema,
-  RegisterNamespaceRequestSchema,
-} from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { CoordinatorService, Interface, NamespaceSchema, RegisterNamespaceRequestSchema } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { AdminService } from "../src/gen/moqworker/v1/admin_pb.js";
 import { MAX_REQUEST_BYTES } from "../src/rpc/router.js";
 import { Code } from "@connectrpc/connect";
@@ -30,7 +25,7 @@ const registerBytes = (scope: string, path: string) =>
 function paddedJson(value: unknown, size: number): Uint8Array {
   const text = JSON.stringify(value);
   if (text.length > size) throw new Error("value too large for the requested size");
-  return utf8.encode(text.slice(0, -1) + " ".repeat(size - text.length) + "}");
+  return utf8.encode(`${text.slice(0, -1) + " ".repeat(size - text.length)}}`);
 }
 
 let victimScope: string;
@@ -104,7 +99,11 @@ describe("malformed JSON", () => {
       ["RegisterNamespace", { scope: "", namespace: { fields: ["YQ=="] } }, "scope: must not be empty"],
       ["RegisterNamespace", { scope: "s", namespace: { fields: [] } }, "namespace: must have at least 1 field"],
       ["RegisterTrack", { scope: "s", namespace: { fields: ["YQ=="] }, track: "" }, "track: must not be empty"],
-      ["SubscribeNamespace", { scope: "s", prefix: { fields: [] }, context: { sourceUrl: "http://x.example" } }, "context.source_url: must be an https URL"],
+      [
+        "SubscribeNamespace",
+        { scope: "s", prefix: { fields: [] }, context: { sourceUrl: "http://x.example" } },
+        "context.source_url: must be an https URL",
+      ],
       ["Heartbeat", { epoch: "e", addrs: ["localhost"] }, "addrs[0]: 'localhost' is not an ip:port socket address"],
     ];
     for (const [method, body, message] of cases) {
@@ -294,17 +293,21 @@ describe("fuzz loop", () => {
     const unauthenticated: Shot["expect"] = [[401, "unauthenticated"]];
     const invalidArg: Shot["expect"] = [[400, "invalid_argument"]];
     const unsupportedType: Shot["expect"] = [[415, "invalid_argument"]];
-    const unknownMethod: Shot["expect"] = [[501, "unimplemented"], [404, undefined]];
+    const unknownMethod: Shot["expect"] = [
+      [501, "unimplemented"],
+      [404, undefined],
+    ];
     const notPost: Shot["expect"] = [[405, "unimplemented"]];
     const tooBig: Shot["expect"] = [[429, "resource_exhausted"]];
 
     // Undecodable binary: mutations of a valid encoding, forced undecodable when needed.
-    const garbleBinary = fc.tuple(validShot, fc.nat(), fc.uint8Array({ maxLength: 40 }), fc.constantFrom("cut", "flip", "append", "random"))
+    const garbleBinary = fc
+      .tuple(validShot, fc.nat(), fc.uint8Array({ maxLength: 40 }), fc.constantFrom("cut", "flip", "append", "random"))
       .map(([{ m, msg }, n, noise, how]) => {
         const good = toBinary(m.input, msg);
         let bytes: Uint8Array;
         if (how === "cut") bytes = good.subarray(0, good.length === 0 ? 0 : n % good.length);
-        else if (how === "flip") bytes = good.map((b, i) => (i === n % Math.max(good.length, 1) ? b ^ (1 << n % 8) : b));
+        else if (how === "flip") bytes = good.map((b, i) => (i === n % Math.max(good.length, 1) ? b ^ (1 << (n % 8)) : b));
         else if (how === "append") bytes = Uint8Array.of(...good, ...noise);
         else bytes = noise;
         try {
@@ -316,7 +319,8 @@ describe("fuzz loop", () => {
         return { m, bytes };
       });
     // Undecodable JSON: text mutations, forced invalid when needed.
-    const garbleJson = fc.tuple(validShot, fc.nat(), fc.string({ maxLength: 6 }), fc.constantFrom("cut", "insert", "field", "type"))
+    const garbleJson = fc
+      .tuple(validShot, fc.nat(), fc.string({ maxLength: 6 }), fc.constantFrom("cut", "insert", "field", "type"))
       .map(([{ m, msg }, n, noise, how]) => {
         const good = toJsonString(m.input, msg);
         let text: string;
@@ -351,7 +355,14 @@ describe("fuzz loop", () => {
       }
       if (names.has("epoch")) broken.push(["epoch", ""], ["epoch", "e".repeat(129)]);
       if (names.has("addrs")) broken.push(["addrs", ["nope"]], ["addrs", Array.from({ length: 17 }, (_, i) => `10.0.0.${i}:1`)]);
-      if (names.has("connectionPath")) broken.push(["connectionPath", "relative"], ["connectionPath", "/a//b"], ["connectionPath", "/%2e%2e"], ["connectionPath", "/a/.."], ["connectionPath", "/" + "p".repeat(1024)]);
+      if (names.has("connectionPath"))
+        broken.push(
+          ["connectionPath", "relative"],
+          ["connectionPath", "/a//b"],
+          ["connectionPath", "/%2e%2e"],
+          ["connectionPath", "/a/.."],
+          ["connectionPath", `/${"p".repeat(1024)}`],
+        );
       if (broken.length === 0) return undefined;
       const [field, value] = broken[n % broken.length];
       const { $typeName: _, ...fields } = msg as unknown as Record<string, unknown>;
@@ -372,7 +383,12 @@ describe("fuzz loop", () => {
         kind: "admin-bad-token",
         path: adminPath(m.name),
         headers: { ...(anon ? {} : bearer(fuzzer.token)), "content-type": "application/json" },
-        body: JSON.stringify({ scope: scopeA, path: `/fuzz/${scopeA}`, relayUrl: "https://evil.example", permissions: "PERMISSIONS_READ_WRITE" }),
+        body: JSON.stringify({
+          scope: scopeA,
+          path: `/fuzz/${scopeA}`,
+          relayUrl: "https://evil.example",
+          permissions: "PERMISSIONS_READ_WRITE",
+        }),
         expect: unauthenticated,
       })),
       garbleBinary.map(({ m, bytes }) => async () => ({
@@ -389,7 +405,8 @@ describe("fuzz loop", () => {
         body: text,
         expect: invalidArg,
       })),
-      fc.tuple(semantic, fc.boolean())
+      fc
+        .tuple(semantic, fc.boolean())
         .filter(([s]) => s !== undefined)
         .map(([s, bin]) => async () => ({
           kind: "semantic",
@@ -398,7 +415,18 @@ describe("fuzz loop", () => {
           body: bin ? toBinary(s!.m.input, s!.msg) : toJsonString(s!.m.input, s!.msg),
           expect: invalidArg,
         })),
-      fc.tuple(validShot, fc.constantFrom("text/plain", "application/xml", "application/json; charset=latin1", "application/grpc+proto", "application/connect+proto", "multipart/form-data"))
+      fc
+        .tuple(
+          validShot,
+          fc.constantFrom(
+            "text/plain",
+            "application/xml",
+            "application/json; charset=latin1",
+            "application/grpc+proto",
+            "application/connect+proto",
+            "multipart/form-data",
+          ),
+        )
         .map(([{ m, msg }, type]) => async () => ({
           kind: "content-type",
           path: coordinatorPath(m.name),
@@ -406,7 +434,8 @@ describe("fuzz loop", () => {
           body: toJsonString(m.input, msg),
           expect: unsupportedType,
         })),
-      fc.tuple(fc.string({ minLength: 1, maxLength: 20 }), fc.constantFrom("CoordinatorService", "AdminService"))
+      fc
+        .tuple(fc.string({ minLength: 1, maxLength: 20 }), fc.constantFrom("CoordinatorService", "AdminService"))
         .filter(([name]) => !/^[A-Z]/.test(name) || ![...coordinatorMethods, ...adminMethods].some((m) => m.name === name))
         .map(([name, service]) => async () => ({
           kind: "unknown-method",
@@ -439,23 +468,25 @@ describe("fuzz loop", () => {
         body: toJsonString(m.input, msg),
         expect: invalidArg,
       })),
-      fc.constantFrom(
-        ["PutPath", { path: "relative", scope: scopeA, permissions: "PERMISSIONS_READ_WRITE" }],
-        ["PutPath", { path: `/fuzz/${scopeA}`, scope: "", permissions: "PERMISSIONS_READ_ONLY" }],
-        ["PutPath", { path: `/fuzz/${scopeA}`, scope: scopeB, permissions: "PERMISSIONS_UNSPECIFIED" }],
-        ["DeletePath", { path: "/a//b" }],
-        ["PutScopeConfig", { scope: scopeA, config: { originFallback: "http://insecure.example" } }],
-        ["PutScopeConfig", { scope: scopeA, config: { rendezvousTimeoutMs: 0 } }],
-        ["PutScopeConfig", { scope: "\u0000", config: {} }],
-        ["CreateRelayToken", { relayUrl: "http://plain.example" }],
-        ["CreateRelayToken", { relayUrl: "https://x.example", ttlSeconds: 0 }],
-      ).map(([method, body]) => async () => ({
-        kind: "admin-invalid",
-        path: adminPath(method as string),
-        headers: json(ADMIN_TOKEN),
-        body: JSON.stringify(body),
-        expect: invalidArg,
-      })),
+      fc
+        .constantFrom(
+          ["PutPath", { path: "relative", scope: scopeA, permissions: "PERMISSIONS_READ_WRITE" }],
+          ["PutPath", { path: `/fuzz/${scopeA}`, scope: "", permissions: "PERMISSIONS_READ_ONLY" }],
+          ["PutPath", { path: `/fuzz/${scopeA}`, scope: scopeB, permissions: "PERMISSIONS_UNSPECIFIED" }],
+          ["DeletePath", { path: "/a//b" }],
+          ["PutScopeConfig", { scope: scopeA, config: { originFallback: "http://insecure.example" } }],
+          ["PutScopeConfig", { scope: scopeA, config: { rendezvousTimeoutMs: 0 } }],
+          ["PutScopeConfig", { scope: "\u0000", config: {} }],
+          ["CreateRelayToken", { relayUrl: "http://plain.example" }],
+          ["CreateRelayToken", { relayUrl: "https://x.example", ttlSeconds: 0 }],
+        )
+        .map(([method, body]) => async () => ({
+          kind: "admin-invalid",
+          path: adminPath(method as string),
+          headers: json(ADMIN_TOKEN),
+          body: JSON.stringify(body),
+          expect: invalidArg,
+        })),
     );
 
     const seen = new Map<string, number>();
@@ -475,9 +506,19 @@ describe("fuzz loop", () => {
     );
 
     // Every class of hostile input was actually exercised.
-    expect([...seen.keys()].sort()).toEqual(
-      ["admin-bad-token", "admin-invalid", "bad-token", "binary", "content-type", "epoch-header", "http-method", "json", "oversized", "semantic", "unknown-method"],
-    );
+    expect([...seen.keys()].sort()).toEqual([
+      "admin-bad-token",
+      "admin-invalid",
+      "bad-token",
+      "binary",
+      "content-type",
+      "epoch-header",
+      "http-method",
+      "json",
+      "oversized",
+      "semantic",
+      "unknown-method",
+    ]);
     expect(await snapshot(scopes, [owner.url, other.url, fuzzer.url])).toEqual(before);
     expect(await relayNeverWrote(fuzzer.url)).toBe(true);
     // Still serving, with the state intact.

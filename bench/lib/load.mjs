@@ -19,15 +19,12 @@ function send(agent, base, req) {
   return new Promise((resolve, reject) => {
     const headers = { ...(req.headers ?? {}) };
     if (req.body) headers["content-length"] = String(req.body.length);
-    const r = http.request(
-      { agent, host: base.hostname, port: base.port, method: req.method, path: req.path, headers },
-      (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
-        res.on("error", reject);
-      },
-    );
+    const r = http.request({ agent, host: base.hostname, port: base.port, method: req.method, path: req.path, headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
     r.on("error", reject);
     r.end(req.body);
   });

@@ -76,7 +76,12 @@ function workerReq(method, auth, scope, fields, format) {
       method: "POST",
       path: `${SERVICE}/${method}`,
       headers: { "content-type": "application/json", ...auth },
-      body: Buffer.from(JSON.stringify({ ...(scope === undefined ? {} : { scope }), [method === "SubscribeNamespace" ? "prefix" : "namespace"]: { fields: fields.map(b64) } })),
+      body: Buffer.from(
+        JSON.stringify({
+          ...(scope === undefined ? {} : { scope }),
+          [method === "SubscribeNamespace" ? "prefix" : "namespace"]: { fields: fields.map(b64) },
+        }),
+      ),
     };
   }
   return {
@@ -157,7 +162,12 @@ export const moqApi = {
     return {
       name: "register",
       expect: 200,
-      request: (i) => ({ method: "POST", path: originPath(scope, nsFields(set, i)), headers: { "content-type": "application/json" }, body }),
+      request: (i) => ({
+        method: "POST",
+        path: originPath(scope, nsFields(set, i)),
+        headers: { "content-type": "application/json" },
+        body,
+      }),
     };
   },
   lookupHit: ({ scope, set, registered }) => ({
@@ -176,7 +186,12 @@ export const moqApi = {
     return {
       name: "refresh",
       expect: 200,
-      request: (i) => ({ method: "PATCH", path: originPath(scope, nsFields(set, i % keys)), headers: { "content-type": "application/json" }, body }),
+      request: (i) => ({
+        method: "PATCH",
+        path: originPath(scope, nsFields(set, i % keys)),
+        headers: { "content-type": "application/json" },
+        body,
+      }),
     };
   },
 };

@@ -54,10 +54,11 @@ export async function cpuProfile({ inspectorPort, target, intervalUs = 250, duri
   await c.send("Profiler.setSamplingInterval", { interval: intervalUs });
   await c.send("Profiler.start");
   let result;
+  let profile;
   try {
     result = await during();
   } finally {
-    var { profile } = await c.send("Profiler.stop");
+    ({ profile } = await c.send("Profiler.stop"));
     c.close();
   }
   return { profile, result };
@@ -96,8 +97,10 @@ function areaOfModule(mod) {
   if (mod.startsWith("node_modules/hono/")) return "HTTP routing: Hono";
   if (mod.startsWith("node_modules/@connectrpc/")) return "connect-es (interceptors, error JSON)";
   if (mod.startsWith("node_modules/@bufbuild/") || mod.startsWith("src/gen/")) return "protobuf decode/encode";
-  if (mod.startsWith("src/auth/") || mod === "src/index.ts" || mod === "src/rpc/callers.ts") return "Worker entry + bearer parsing (src/index.ts, src/auth, src/rpc/callers.ts)";
-  if (mod === "src/rpc/router.ts" || mod.startsWith("src/metrics/")) return "request pipeline: body, decode, encode, metrics (src/rpc/router.ts, src/metrics)";
+  if (mod.startsWith("src/auth/") || mod === "src/index.ts" || mod === "src/rpc/callers.ts")
+    return "Worker entry + bearer parsing (src/index.ts, src/auth, src/rpc/callers.ts)";
+  if (mod === "src/rpc/router.ts" || mod.startsWith("src/metrics/"))
+    return "request pipeline: body, decode, encode, metrics (src/rpc/router.ts, src/metrics)";
   if (mod.startsWith("src/rpc/")) return "RPC handlers, incl. calling the Durable Object stub (src/rpc)";
   if (mod.startsWith("src/model/")) return "validation + tuple keys (src/model)";
   if (mod.startsWith("src/objects/")) return "Durable Object methods, JS (src/objects)";
@@ -127,7 +130,7 @@ export function attribute(profile, bundleSource, bundleName = "index.js") {
     else {
       // Innermost frame that is in the bundle.
       let cur = id;
-      let nativeLeaf = leaf.callFrame.url === "" ? fn : undefined;
+      const nativeLeaf = leaf.callFrame.url === "" ? fn : undefined;
       while (cur !== undefined && !nodes.get(cur).callFrame.url.endsWith(bundleName)) cur = parent.get(cur);
       if (cur === undefined) area = "native runtime called outside the bundle";
       else {
@@ -190,11 +193,17 @@ const PERF_RULES = [
   [/sqlite3|Sqlite|SqlStorage/i, "SQLite"],
   [/\[k\]/, "kernel (syscalls, TCP, scheduling)"],
   [/EVP_|HMAC|SHA256|sha256|bssl|BN_|CRYPTO_|SubtleCrypto/, "crypto (HMAC/SHA)"],
-  [/Scavenger|MarkCompact|Sweep|cppgc|HeapTracer|GlobalHandles|ConcurrentMarking|Marking|TracedHandles|Evacuat|v8::internal::Heap/, "V8 GC + handle tracing"],
+  [
+    /Scavenger|MarkCompact|Sweep|cppgc|HeapTracer|GlobalHandles|ConcurrentMarking|Marking|TracedHandles|Evacuat|v8::internal::Heap/,
+    "V8 GC + handle tracing",
+  ],
   [/tcmalloc|TCMalloc|malloc|\bfree\b|memmove|memset|memcpy|memcmp|Disposer/, "memory allocation/copies"],
   [/\[JIT\]|Builtins_|Interpreter|Baseline|Maglev|compiler::/, "JS execution (JIT code, builtins)"],
   [/Json|JSON/, "V8 JSON"],
-  [/workerd::api::(Headers|Request|Response|Body|\w*Stream|URL|Url)|HttpHeaders|getHeaderKeyFor/, "runtime HTTP objects (Request/Headers/streams)"],
+  [
+    /workerd::api::(Headers|Request|Response|Body|\w*Stream|URL|Url)|HttpHeaders|getHeaderKeyFor/,
+    "runtime HTTP objects (Request/Headers/streams)",
+  ],
   [/Actor|actor|DurableObject|Rpc|rpc|capnp/, "Durable Object / RPC plumbing"],
   [/kj::.*[Hh]ttp|HttpService|HttpServer/, "kj HTTP server"],
   [/workerd::jsg|v8::/, "V8 runtime + bindings glue"],
@@ -217,11 +226,15 @@ export async function perfProfile({ pid, during, hz = 499 }) {
   }
   let out;
   try {
-    out = execFileSync("perf", ["report", "-i", file, "--stdio", "--no-children", "--sort", "dso,sym", "-g", "none", "--percent-limit", "0"], {
-      encoding: "utf8",
-      maxBuffer: 1 << 28,
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    out = execFileSync(
+      "perf",
+      ["report", "-i", file, "--stdio", "--no-children", "--sort", "dso,sym", "-g", "none", "--percent-limit", "0"],
+      {
+        encoding: "utf8",
+        maxBuffer: 1 << 28,
+        stdio: ["ignore", "pipe", "ignore"],
+      },
+    );
   } catch (e) {
     throw new Error(`perf report failed: ${e.message}\n${err}`);
   } finally {

@@ -78,7 +78,10 @@ export class MoqApiRefresher {
       const phase = ((i + 0.5) / this.keys) * this.periodMs;
       const tick = () => {
         this.requests++;
-        this.send(i).then((ok) => ok || this.failures++, () => this.failures++);
+        this.send(i).then(
+          (ok) => ok || this.failures++,
+          () => this.failures++,
+        );
       };
       const first = setTimeout(() => {
         tick();

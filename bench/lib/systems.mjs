@@ -8,7 +8,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node
 import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
-import { buildBundle, DEV_ADMIN_TOKEN, freePort, processTree, ROOT, spawnLogged, startWorker, wranglerConfig } from "../../test/e2e/lib/worker.mjs";
+import {
+  buildBundle,
+  DEV_ADMIN_TOKEN,
+  freePort,
+  processTree,
+  ROOT,
+  spawnLogged,
+  startWorker,
+  wranglerConfig,
+} from "../../test/e2e/lib/worker.mjs";
 
 export const MOQ_API_BIN =
   process.env.MOQ_API_BIN ?? join(process.env.MOQ_BENCH_BIN_ROOT ?? join(homedir(), ".cache/moq-worker/cargo-bin"), "bin/moq-api");
@@ -81,8 +90,20 @@ export async function startMoqApi() {
   const redisPort = await freePort();
   const redisDir = mkdtempSync(join(tmpdir(), "moq-worker-bench-redis-"));
   const redis = spawnLogged("redis-server", [
-    "--bind", "127.0.0.1", "--port", String(redisPort), "--save", "", "--appendonly", "no",
-    "--dir", redisDir, "--daemonize", "no", "--protected-mode", "yes",
+    "--bind",
+    "127.0.0.1",
+    "--port",
+    String(redisPort),
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    redisDir,
+    "--daemonize",
+    "no",
+    "--protected-mode",
+    "yes",
   ]);
   let api;
   const url = await (async () => {

@@ -13,19 +13,13 @@ const utf8 = new TextEncoder();
 
 /** Constant-time equality: both sides are hashed first so lengths do not leak either. */
 export async function secretsEqual(a: string, b: string): Promise<boolean> {
-  const [ha, hb] = await Promise.all([
-    crypto.subtle.digest("SHA-256", utf8.encode(a)),
-    crypto.subtle.digest("SHA-256", utf8.encode(b)),
-  ]);
+  const [ha, hb] = await Promise.all([crypto.subtle.digest("SHA-256", utf8.encode(a)), crypto.subtle.digest("SHA-256", utf8.encode(b))]);
   return crypto.subtle.timingSafeEqual(ha, hb);
 }
 
 export async function requireAdmin(headers: Headers, adminToken: string | undefined): Promise<void> {
   if (!adminToken) {
-    throw new ConnectError(
-      "admin API disabled: set the ADMIN_TOKEN secret (wrangler secret put ADMIN_TOKEN)",
-      Code.PermissionDenied,
-    );
+    throw new ConnectError("admin API disabled: set the ADMIN_TOKEN secret (wrangler secret put ADMIN_TOKEN)", Code.PermissionDenied);
   }
   const presented = bearerToken(headers);
   if (!(await secretsEqual(presented, adminToken))) {

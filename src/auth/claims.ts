@@ -11,7 +11,10 @@ const PUBLISH = new Set<string>([CoordinatorService.method.registerNamespace.nam
 
 function requireAllowed(field: string, scope: Scope, allowed: readonly string[]): void {
   if (scope === UNSCOPED) {
-    throw new ConnectError(`${field}: unscoped calls are not allowed with this relay's token (it is limited to named scopes)`, Code.PermissionDenied);
+    throw new ConnectError(
+      `${field}: unscoped calls are not allowed with this relay's token (it is limited to named scopes)`,
+      Code.PermissionDenied,
+    );
   }
   if (!allowed.includes(scope)) {
     throw new ConnectError(`${field}: scope '${scope.slice(0, 256)}' is not one this relay's token may act in`, Code.PermissionDenied);

@@ -7,6 +7,7 @@
 // a peer's URL is stable per (scope, relay) and upstream connections are reused.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fromBase64Url, toBase64Url } from "../model/base64url.js";
+import { setBounded } from "./bounded-cache.js";
 import { checkScopeName, invalid } from "../model/validate.js";
 
 /** Every link path starts with it; PutPath refuses paths under it. */
@@ -60,8 +61,7 @@ export async function relayLinkPath(secrets: readonly string[], scope: string): 
   const hit = paths.get(scope);
   if (hit !== undefined) return hit;
   const path = `${RELAY_LINK_PREFIX}/${toBase64Url(utf8.encode(scope))}/${toBase64Url(await macOf(secrets[0], scope))}`;
-  paths.set(scope, path);
-  if (paths.size > MAX_CACHED_PATHS) paths.delete(paths.keys().next().value!);
+  setBounded(paths, scope, path, MAX_CACHED_PATHS);
   return path;
 }
 
@@ -86,7 +86,10 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 export async function verifyRelayLinkPath(secrets: readonly string[], path: string): Promise<string> {
   const parts = path.slice(RELAY_LINK_PREFIX.length + 1).split("/");
   if (!path.startsWith(`${RELAY_LINK_PREFIX}/`) || parts.length !== 2) {
-    throw invalid(FIELD, `a relay-link path has the form ${RELAY_LINK_PREFIX}/<scope>/<mac> (paths under ${RELAY_LINK_PREFIX} are reserved)`);
+    throw invalid(
+      FIELD,
+      `a relay-link path has the form ${RELAY_LINK_PREFIX}/<scope>/<mac> (paths under ${RELAY_LINK_PREFIX} are reserved)`,
+    );
   }
   const [scopePart, macPart] = parts;
   const scopeBytes = fromBase64Url(scopePart);
@@ -102,7 +105,8 @@ export async function verifyRelayLinkPath(secrets: readonly string[], path: stri
   if (!mac || mac.length !== MAC_BYTES) {
     throw invalid(FIELD, `the MAC segment of the relay-link path is not ${MAC_BYTES} bytes of base64url`);
   }
-  if (secrets.length === 0) throw new ConnectError(`${FIELD}: relay links cannot be checked: TOKEN_SECRET is not set`, Code.FailedPrecondition);
+  if (secrets.length === 0)
+    throw new ConnectError(`${FIELD}: relay links cannot be checked: TOKEN_SECRET is not set`, Code.FailedPrecondition);
   resetIfRotated(secrets);
   // Every secret is tried, whatever the first gives, so timing tells nothing of which one matched.
   let match = false;
@@ -110,7 +114,10 @@ export async function verifyRelayLinkPath(secrets: readonly string[], path: stri
     if (constantTimeEqual(mac, await macOf(secret, scope))) match = true;
   }
   if (!match) {
-    throw new ConnectError(`${FIELD}: relay-link path for scope '${scope.slice(0, 256)}' has a MAC this network did not make`, Code.PermissionDenied);
+    throw new ConnectError(
+      `${FIELD}: relay-link path for scope '${scope.slice(0, 256)}' has a MAC this network did not make`,
+      Code.PermissionDenied,
+    );
   }
   return scope;
 }

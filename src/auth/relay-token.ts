@@ -4,6 +4,7 @@
 // may act in, `ro` forbids publishing. Tokens without them are unrestricted.
 import { sign, verify } from "hono/jwt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { setBounded } from "./bounded-cache.js";
 
 const AUDIENCE = "moq-worker:relay";
 
@@ -81,8 +82,7 @@ export async function verifyRelayClaims(secrets: string | readonly string[], tok
   // Not-before tokens are checked every time (moq-worker mints none).
   if (nbf === undefined) {
     const expMs = typeof exp === "number" ? exp * 1000 : Infinity;
-    verified.set(token, { claims, untilMs: Math.min(now + MAX_CACHE_MS, expMs) });
-    if (verified.size > MAX_CACHED_TOKENS) verified.delete(verified.keys().next().value!);
+    setBounded(verified, token, { claims, untilMs: Math.min(now + MAX_CACHE_MS, expMs) }, MAX_CACHED_TOKENS);
   }
   return claims;
 }

@@ -43,7 +43,7 @@ export class RpcMetrics {
       return `service="${escapeLabel(service)}",method="${escapeLabel(method)}"${extra}`;
     };
     const out: string[] = [
-      "# HELP moq_worker_rpc_requests_total RPCs served by this isolate, by method and Connect code (code=\"ok\" is success).",
+      '# HELP moq_worker_rpc_requests_total RPCs served by this isolate, by method and Connect code (code="ok" is success).',
       "# TYPE moq_worker_rpc_requests_total counter",
     ];
     for (const [key, s] of entries) {
@@ -65,7 +65,9 @@ export class RpcMetrics {
       "# TYPE moq_worker_rpc_duration_seconds histogram",
     );
     for (const [key, s] of entries) {
-      LATENCY_BUCKETS.forEach((le, i) => out.push(`moq_worker_rpc_duration_seconds_bucket{${labels(key, `,le="${le}"`)}} ${s.buckets[i]}`));
+      LATENCY_BUCKETS.forEach((le, i) => {
+        out.push(`moq_worker_rpc_duration_seconds_bucket{${labels(key, `,le="${le}"`)}} ${s.buckets[i]}`);
+      });
       out.push(`moq_worker_rpc_duration_seconds_bucket{${labels(key, ',le="+Inf"')}} ${s.count}`);
       out.push(`moq_worker_rpc_duration_seconds_sum{${labels(key)}} ${s.sumSeconds}`);
       out.push(`moq_worker_rpc_duration_seconds_count{${labels(key)}} ${s.count}`);
@@ -75,7 +77,7 @@ export class RpcMetrics {
       "# TYPE moq_worker_isolate_start_time_seconds gauge",
       `moq_worker_isolate_start_time_seconds ${this.startedAt / 1000}`,
     );
-    return out.join("\n") + "\n";
+    return `${out.join("\n")}\n`;
   }
 }
 

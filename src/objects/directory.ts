@@ -87,8 +87,16 @@ export class DirectoryObject extends DurableObject<Env> {
   async noteRelay(note: RelayNote): Promise<void> {
     this.sql.exec(
       DIRECTORY_SQL.relayNote,
-      note.url, note.epoch, note.up ? 1 : 0, note.at, note.at, JSON.stringify(note.addrs), note.expiresAt,
-      note.lastBeatAt, JSON.stringify(note.scopes), note.scopeCount,
+      note.url,
+      note.epoch,
+      note.up ? 1 : 0,
+      note.at,
+      note.at,
+      JSON.stringify(note.addrs),
+      note.expiresAt,
+      note.lastBeatAt,
+      JSON.stringify(note.scopes),
+      note.scopeCount,
     );
     await this.schedulePrune();
   }
@@ -114,7 +122,10 @@ export class DirectoryObject extends DurableObject<Env> {
 
   /** A page of relays by URL, and how many relays are listed in all. */
   listRelays(limit: number, after: string | undefined): { relays: DirectoryRelay[]; more: boolean; total: number } {
-    const cursor = after === undefined ? this.sql.exec(DIRECTORY_SQL.relaysFirst, limit + 1) : this.sql.exec(DIRECTORY_SQL.relaysAfter, after, limit + 1);
+    const cursor =
+      after === undefined
+        ? this.sql.exec(DIRECTORY_SQL.relaysFirst, limit + 1)
+        : this.sql.exec(DIRECTORY_SQL.relaysAfter, after, limit + 1);
     const liveSince = this.liveSince(Date.now());
     const relays = cursor.toArray().map((r) => ({
       url: r.url as string,
@@ -175,19 +186,21 @@ export class DirectoryListing {
   note(state: string, tell: () => Promise<unknown>): void {
     if (state === this.wanted) return;
     this.wanted = state;
-    tell().then(
-      () => {
-        // A newer note in flight owns the outcome.
-        if (this.wanted === state) {
-          this.told = state;
-          this.sql.exec(LISTING_SQL.toldPut, state);
-        }
-      },
-      (err: unknown) => {
-        console.warn(`directory not told '${state}': ${String(err)}`);
-        // The next note retries.
-        if (this.wanted === state) this.wanted = this.told;
-      },
-    ).catch((err: unknown) => console.warn(`directory listing not saved: ${String(err)}`));
+    tell()
+      .then(
+        () => {
+          // A newer note in flight owns the outcome.
+          if (this.wanted === state) {
+            this.told = state;
+            this.sql.exec(LISTING_SQL.toldPut, state);
+          }
+        },
+        (err: unknown) => {
+          console.warn(`directory not told '${state}': ${String(err)}`);
+          // The next note retries.
+          if (this.wanted === state) this.wanted = this.told;
+        },
+      )
+      .catch((err: unknown) => console.warn(`directory listing not saved: ${String(err)}`));
   }
 }

@@ -19,8 +19,7 @@ export interface Migration {
 
 const VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)";
 const READ_VERSION = "SELECT version FROM schema_version WHERE id = 1";
-const WRITE_VERSION =
-  "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version";
+const WRITE_VERSION = "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version";
 
 /** Statements of the runner itself, named for the query-plan test. */
 export const MIGRATION_SQL = { READ_VERSION, WRITE_VERSION } as const;

@@ -138,7 +138,7 @@ export class RelayObject extends DurableObject<Env> {
       const before = this.lease();
       const { changed } = await this.touch(url, epoch, addrs, true);
       // No record at all, or this epoch's rows purged since its last beat.
-      const stateLost = before === undefined || this.lease()!.stateLost;
+      const stateLost = before === undefined || this.lease()?.stateLost === true;
       if (stateLost) this.sql.exec(RELAY_SQL.stateLostClear);
       return ok({ stateLost, changed });
     });
@@ -225,10 +225,7 @@ export class RelayObject extends DurableObject<Env> {
     // Lost state belongs to an epoch: a new process starts with nothing to re-register
     // (an unknown relay is told once, see heartbeat). A write never clears it.
     const stateLost = current === undefined ? !beat : newEpoch && current.epoch !== "" ? false : current.stateLost;
-    this.sql.exec(
-      RELAY_SQL.leasePut,
-      url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null, stateLost ? 1 : 0,
-    );
+    this.sql.exec(RELAY_SQL.leasePut, url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null, stateLost ? 1 : 0);
     const addrsChanged = current !== undefined && addrs !== undefined && JSON.stringify(current.addrs) !== JSON.stringify(addrs);
     // What the directory must hear of at once: the relay (re)appeared, or changed epoch or addresses.
     const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged;
@@ -335,7 +332,10 @@ export class RelayObject extends DurableObject<Env> {
       addrs: lease.addrs,
       expiresAt: lease.expiresAt,
       lastBeatAt: lease.lastBeatAt,
-      scopes: this.sql.exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED).toArray().map((r) => r.name as string),
+      scopes: this.sql
+        .exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED)
+        .toArray()
+        .map((r) => r.name as string),
       scopeCount: this.sql.exec(RELAY_SQL.scopeCount).one().n as number,
     };
   }
@@ -388,7 +388,10 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private scopeNames(): string[] {
-    return this.sql.exec(RELAY_SQL.scopeNames).toArray().map((r) => r.name as string);
+    return this.sql
+      .exec(RELAY_SQL.scopeNames)
+      .toArray()
+      .map((r) => r.name as string);
   }
 
   /** A call to one scope object, bounded by OBJECT_CALL_TIMEOUT_MS. */

@@ -13,9 +13,7 @@ export type ListPosition = "start" | SqlStorageValue[];
 /** Lists not named are finished and come back empty. */
 export type DescribeCursor = Partial<Record<DescribeList, ListPosition>>;
 
-export const FIRST_PAGE: DescribeCursor = Object.fromEntries(
-  Object.keys(DESCRIBE_LISTS).map((k) => [k, "start"]),
-) as DescribeCursor;
+export const FIRST_PAGE: DescribeCursor = Object.fromEntries(Object.keys(DESCRIBE_LISTS).map((k) => [k, "start"])) as DescribeCursor;
 
 export interface ScopeDescription {
   config: ScopeSettings;

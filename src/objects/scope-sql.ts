@@ -258,6 +258,7 @@ function pageSql(list: DescribeList) {
   };
 }
 
-export const PAGE_SQL = Object.fromEntries(
-  (Object.keys(DESCRIBE_LISTS) as DescribeList[]).map((l) => [l, pageSql(l)]),
-) as Record<DescribeList, ReturnType<typeof pageSql>>;
+export const PAGE_SQL = Object.fromEntries((Object.keys(DESCRIBE_LISTS) as DescribeList[]).map((l) => [l, pageSql(l)])) as Record<
+  DescribeList,
+  ReturnType<typeof pageSql>
+>;

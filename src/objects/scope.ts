@@ -25,7 +25,6 @@ import { OWNED_SQL, OWNED_TABLES, type OwnedTable, RELAY_OWNED_TABLES, SCOPE_MIG
 import { directoryStub, relayStub } from "./stubs.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
 
-
 export type { ScopeDescription };
 
 type Refusal = Extract<Outcome<never>, { ok: false }>;
@@ -205,9 +204,7 @@ export class ScopeObject extends DurableObject<Env> {
     let removed = 0;
     for (const table of RELAY_OWNED_TABLES) {
       const cursor =
-        keep === undefined
-          ? this.sql.exec(OWNED_SQL[table].purge, relay)
-          : this.sql.exec(OWNED_SQL[table].purgeOtherEpochs, relay, keep);
+        keep === undefined ? this.sql.exec(OWNED_SQL[table].purge, relay) : this.sql.exec(OWNED_SQL[table].purgeOtherEpochs, relay, keep);
       removed += cursor.rowsWritten;
     }
     const row = this.relayRow(relay);

@@ -1,7 +1,7 @@
 // AdminService: relay tokens, scope config and connection paths.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { AdminService } from "../gen/moqworker/v1/admin_pb.js";
+import type { AdminService } from "../gen/moqworker/v1/admin_pb.js";
 import { Permissions, ScopeConfigSchema } from "../gen/moqworker/v1/coordinator_pb.js";
 import { isRelayLinkPath, RELAY_LINK_PREFIX } from "../auth/relay-link.js";
 import { mintRelayToken } from "../auth/relay-token.js";
@@ -48,8 +48,7 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     const env = envOf(ctx);
     const scope = checkScopeName("scope", req.scope);
     const config = req.config ?? create(ScopeConfigSchema);
-    const originFallback =
-      config.originFallback === undefined ? undefined : checkRelayUrl("config.origin_fallback", config.originFallback);
+    const originFallback = config.originFallback === undefined ? undefined : checkRelayUrl("config.origin_fallback", config.originFallback);
     const timeout = config.rendezvousTimeoutMs;
     if (timeout !== undefined && (timeout < 1 || timeout > MAX_RENDEZVOUS_MS)) {
       throw invalid("config.rendezvous_timeout_ms", `must be between 1 and ${MAX_RENDEZVOUS_MS}`);

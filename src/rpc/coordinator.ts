@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
-  CoordinatorService,
+  type CoordinatorService,
   NamespaceOriginSchema,
   type Context,
   type RelayInfo,

@@ -15,12 +15,7 @@ import {
 import { ScopeConfigSchema, type Permissions } from "../gen/moqworker/v1/coordinator_pb.js";
 import type { Env } from "../env.js";
 import { checkScopeName } from "../model/validate.js";
-import {
-  DESCRIBE_LISTS,
-  FIRST_PAGE,
-  type DescribeCursor,
-  type DescribeList,
-} from "../objects/scope-describe.js";
+import { DESCRIBE_LISTS, FIRST_PAGE, type DescribeCursor, type DescribeList } from "../objects/scope-describe.js";
 import { fromBase64Url, toBase64Url } from "../model/base64url.js";
 import { decodeToken, encodeToken, pageSize } from "./paging.js";
 import { describeScope as describeScopeName, scopeFromField, UNSCOPED } from "../objects/scope-name.js";

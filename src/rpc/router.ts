@@ -36,13 +36,7 @@ import {
   parseContentType,
   parseTimeout,
 } from "@connectrpc/connect/protocol-connect";
-import {
-  fromBinary,
-  fromJsonString,
-  toBinary,
-  toJsonString,
-  type DescService,
-} from "@bufbuild/protobuf";
+import { fromBinary, fromJsonString, toBinary, toJsonString, type DescService } from "@bufbuild/protobuf";
 import { enforceTokenClaims } from "../auth/claims.js";
 import type { Env } from "../env.js";
 import { recordRpc } from "../metrics/record.js";
@@ -69,11 +63,7 @@ export interface RpcService {
   authenticate(request: Request, env: Env): Promise<Caller | undefined>;
 }
 
-export function rpcService<S extends DescService>(
-  service: S,
-  impl: ServiceImpl<S>,
-  authenticate: RpcService["authenticate"],
-): RpcService {
+export function rpcService<S extends DescService>(service: S, impl: ServiceImpl<S>, authenticate: RpcService["authenticate"]): RpcService {
   const methods = new Map<string, Spec>();
   for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) {
     // A streaming method would need connect's streaming handler; the contract has none.
@@ -213,7 +203,7 @@ function handlerContext(spec: Spec, request: Request, caller: Caller | undefined
     protocolName: "connect",
     requestMethod: "POST",
     url: request.url,
-    signal: deadline === undefined ? request.signal : AbortSignal.any([request.signal, AbortSignal.timeout(timeout.timeoutMs!)]),
+    signal: deadline === undefined ? request.signal : AbortSignal.any([request.signal, AbortSignal.timeout(deadline - Date.now())]),
     timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
     requestHeader: header,
     responseHeader: new Headers(),
@@ -225,7 +215,13 @@ function handlerContext(spec: Spec, request: Request, caller: Caller | undefined
 /** Headers and trailers the implementation set (unary Connect sends trailers as `trailer-` headers); undefined for none. */
 function responseHeaders(ctx: HandlerContext): Headers | undefined {
   let headers: Headers | undefined;
-  ctx.responseHeader.forEach((v, k) => (headers ??= new Headers()).set(k, v));
-  ctx.responseTrailer.forEach((v, k) => (headers ??= new Headers()).set(`trailer-${k}`, v));
+  for (const [k, v] of ctx.responseHeader) {
+    headers ??= new Headers();
+    headers.set(k, v);
+  }
+  for (const [k, v] of ctx.responseTrailer) {
+    headers ??= new Headers();
+    headers.set(`trailer-${k}`, v);
+  }
   return headers;
 }

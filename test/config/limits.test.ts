@@ -112,7 +112,9 @@ describe("limits configured through Worker variables", () => {
     await relays[0].registerTrack({ scope, namespace: ns("big"), track: `t${LIST}` });
     const err = await errorOf(relays[0].listTracks({ scope, namespace: ns("big") }));
     expect(err.code).toBe(Code.ResourceExhausted);
-    expect(err.rawMessage).toBe(`namespace: more than ${LIST} tracks are registered under it; ListTracks returns at most ${LIST} (MAX_LIST_TRACKS)`);
+    expect(err.rawMessage).toBe(
+      `namespace: more than ${LIST} tracks are registered under it; ListTracks returns at most ${LIST} (MAX_LIST_TRACKS)`,
+    );
     // Other namespaces are unaffected.
     expect((await relays[0].listTracks({ scope, namespace: ns("small") })).tracks).toEqual([]);
   });

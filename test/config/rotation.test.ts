@@ -20,19 +20,25 @@ describe("TOKEN_SECRET rotation", () => {
 
   it("signs new tokens with the current secret only", async () => {
     const { token } = await adminClient().createRelayToken({ relayUrl: "https://rot-new.example.com" });
-    await expect(verify(token, TEST_TOKEN_SECRET, { alg: "HS256", aud: RELAY_AUDIENCE })).resolves.toMatchObject({ sub: "https://rot-new.example.com/" });
+    await expect(verify(token, TEST_TOKEN_SECRET, { alg: "HS256", aud: RELAY_AUDIENCE })).resolves.toMatchObject({
+      sub: "https://rot-new.example.com/",
+    });
     await expect(verify(token, PREVIOUS, { alg: "HS256", aud: RELAY_AUDIENCE })).rejects.toThrow();
     expect(await codeOf(coordinatorAs(`Bearer ${token}`).heartbeat({ epoch: "e" }))).toBe("ok");
   });
 
   it("still refuses other secrets, and expired tokens of the previous one", async () => {
     const other = await errorOf(
-      coordinatorAs(`Bearer ${await jwt({ sub: "https://x.example.com/", aud: RELAY_AUDIENCE }, "a-third-secret")}`).heartbeat({ epoch: "e" }),
+      coordinatorAs(`Bearer ${await jwt({ sub: "https://x.example.com/", aud: RELAY_AUDIENCE }, "a-third-secret")}`).heartbeat({
+        epoch: "e",
+      }),
     );
     expect(other.code).toBe(Code.Unauthenticated);
     expect(other.rawMessage).toBe("relay token rejected (TokenSignatureMismatched)");
     const expired = await errorOf(
-      coordinatorAs(`Bearer ${await jwt({ sub: "https://x.example.com/", aud: RELAY_AUDIENCE, exp: 1000 }, PREVIOUS)}`).heartbeat({ epoch: "e" }),
+      coordinatorAs(`Bearer ${await jwt({ sub: "https://x.example.com/", aud: RELAY_AUDIENCE, exp: 1000 }, PREVIOUS)}`).heartbeat({
+        epoch: "e",
+      }),
     );
     expect(expired.code).toBe(Code.Unauthenticated);
     expect(expired.rawMessage).toBe("relay token rejected (TokenExpired)");

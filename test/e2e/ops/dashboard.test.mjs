@@ -156,7 +156,10 @@ describe("dashboard", () => {
     const relays = calls.filter((c) => c.method === "ListRelays");
     const scopes = calls.filter((c) => c.method === "ListScopes");
     assert.ok(relays.length >= 1 && relays.length === scopes.length, JSON.stringify(calls));
-    assert.ok(relays.every((c) => c.body.pageSize === 1000 && !c.body.pageToken), JSON.stringify(relays));
+    assert.ok(
+      relays.every((c) => c.body.pageSize === 1000 && !c.body.pageToken),
+      JSON.stringify(relays),
+    );
     // Everything fits on the page: the count says nothing is hidden.
     assert.doesNotMatch(await page.locator("#relay-count").textContent(), /shown/);
     await page.close();
