@@ -21,7 +21,7 @@ export default defineConfig({
       {
         extends: true,
         plugins: [worker()],
-        test: { name: "worker", include: ["test/**/*.test.ts"], exclude: ["test/config/**"] },
+        test: { name: "worker", include: ["test/**/*.test.ts"], exclude: ["test/config/**", "test/e2e/**"] },
       },
       {
         extends: true,

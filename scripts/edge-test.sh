@@ -15,6 +15,6 @@ echo "[edge-test] build: $((t1 - t0))s"
 (cd "$ROOT/edge" && timeout 600 cargo test --quiet)
 t2=$(date +%s)
 echo "[edge-test] cargo test: $((t2 - t1))s"
-timeout 300 "$ROOT/scripts/edge-e2e.sh"
+timeout 300 "$ROOT/test/e2e/edge.sh"
 t3=$(date +%s)
 echo "[edge-test] e2e: $((t3 - t2))s; total $((t3 - t0))s"

@@ -7,6 +7,7 @@ import { bearerToken, requireAdmin } from "./auth/bearer.js";
 import { verifyRelayClaims } from "./auth/relay-token.js";
 import { connectErrorResponse, MAX_REQUEST_BYTES, serveConnect } from "./rpc/router.js";
 import { rpcMetricsMiddleware } from "./metrics/middleware.js";
+import { MAX_EPOCH_CHARS } from "./model/validate.js";
 import { rpcMetrics } from "./metrics/registry.js";
 import { dashboardResponse } from "./dashboard/serve.js";
 
@@ -50,8 +51,8 @@ app.post("/moqworker.v1.CoordinatorService/*", limit, async (c) => {
   const secrets = c.env.TOKEN_SECRET_PREVIOUS ? [c.env.TOKEN_SECRET, c.env.TOKEN_SECRET_PREVIOUS] : [c.env.TOKEN_SECRET];
   const { relay, scopes, readOnly } = await verifyRelayClaims(secrets, bearerToken(c.req.raw.headers));
   const epoch = c.req.header(EPOCH_HEADER);
-  if (epoch !== undefined && (epoch === "" || epoch.length > 128)) {
-    throw new ConnectError(`${EPOCH_HEADER} header must be 1 to 128 characters`, Code.InvalidArgument);
+  if (epoch !== undefined && (epoch === "" || epoch.length > MAX_EPOCH_CHARS)) {
+    throw new ConnectError(`${EPOCH_HEADER} header must be 1 to ${MAX_EPOCH_CHARS} characters`, Code.InvalidArgument);
   }
   return serveConnect(c.req.raw, c.env, { relay, epoch, scopes, readOnly });
 });

@@ -1,4 +1,4 @@
-// Connection path normalisation, rule by rule (DESIGN.md, moq-rs PR #145).
+// Connection path normalisation, rule by rule (docs/architecture.md "Connection paths", moq-rs PR #145).
 import { describe, expect, it } from "vitest";
 import { normalizeConnectionPath } from "../src/model/path.js";
 

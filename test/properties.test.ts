@@ -22,7 +22,7 @@ type RefResult = { kind: "none" } | { kind: "path"; path: string } | { kind: "in
 
 /**
  * Reference normaliser, written as a one-pass state machine over UTF-16 code
- * units (no regex, no split). It follows DESIGN.md "Connection paths":
+ * units (no regex, no split). It follows docs/architecture.md "Connection paths":
  * empty or "/" → none; not UTF-8 → invalid; > 1024 UTF-8 bytes → invalid; no
  * leading '/' → invalid; trailing '/'s trimmed ("///" → none); then the first
  * segment that is empty, contains '%', or is '.'/'..' decides.

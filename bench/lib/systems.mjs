@@ -1,14 +1,14 @@
 // Starting and stopping the systems under test, all on 127.0.0.1:
-//  - moq-worker, the built bundle (wrangler deploy --dry-run) served by
-//    Miniflare's workerd directly ("workerd");
-//  - moq-worker under `wrangler dev` (workerd behind wrangler's dev proxy);
+//  - moq-worker, through the project's one Worker launcher (test/e2e/lib/worker.mjs):
+//    the built bundle (wrangler deploy --dry-run) under Miniflare or bare
+//    workerd, or the source under `wrangler dev`;
 //  - moq-api (crates.io) with its own redis-server.
-import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
-import { DEV_ADMIN_TOKEN, devVars, freePort, ROOT } from "../../scripts/lib/dev-worker.mjs";
+import { buildBundle, DEV_ADMIN_TOKEN, freePort, processTree, ROOT, spawnLogged, startWorker, wranglerConfig } from "../../test/e2e/lib/worker.mjs";
 
 export const MOQ_API_BIN =
   process.env.MOQ_API_BIN ?? join(process.env.MOQ_BENCH_BIN_ROOT ?? join(homedir(), ".cache/moq-worker/cargo-bin"), "bin/moq-api");
@@ -28,36 +28,7 @@ export function cpuMs(pids) {
   return (ticks * 1000) / CLK_TCK;
 }
 
-/** pid and its descendants (by /proc ppid). */
-export function processTree(root) {
-  const children = new Map();
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(d));
-    } catch {}
-  }
-  const out = [];
-  const walk = (p) => {
-    out.push(p);
-    for (const c of children.get(p) ?? []) walk(c);
-  };
-  walk(root);
-  return out;
-}
-
-const commOf = (pid) => {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return "";
-  }
-};
-
-export { freePort };
+export { buildBundle, freePort, processTree, wranglerConfig };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -70,22 +41,6 @@ async function waitFor(what, probe, timeoutMs, output) {
     if (Date.now() > deadline) throw new Error(`${what} did not come up within ${timeoutMs} ms\n${output?.() ?? ""}`);
     await sleep(100);
   }
-}
-
-/** The Durable Object bindings, compatibility date and vars declared in wrangler.toml. */
-export function wranglerConfig(root = ROOT) {
-  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
-  const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)?.[1];
-  const durableObjects = {};
-  for (const block of toml.split(/^\[\[durable_objects\.bindings\]\]\s*$/m).slice(1)) {
-    const name = /^name\s*=\s*"([^"]+)"/m.exec(block)?.[1];
-    const className = /^class_name\s*=\s*"([^"]+)"/m.exec(block)?.[1];
-    if (name && className) durableObjects[name] = { className, useSQLite: true };
-  }
-  const vars = {};
-  const varsBlock = /^\[vars\]\s*$([\s\S]*?)(?=^\[|(?![\s\S]))/m.exec(toml)?.[1] ?? "";
-  for (const m of varsBlock.matchAll(/^(\w+)\s*=\s*"([^"]*)"/gm)) vars[m[1]] = m[2];
-  return { compatibilityDate, durableObjects, vars };
 }
 
 /**
@@ -105,202 +60,18 @@ export function sourceTree(ref, patches = []) {
   return { root, commit, patches, remove: () => rmSync(root, { recursive: true, force: true }) };
 }
 
-/** Builds the deployable bundle of a source tree into a fresh temp dir, as `npm run build` does. */
-export function buildBundle(root = ROOT) {
-  const outdir = mkdtempSync(join(tmpdir(), "moq-worker-bench-dist-"));
-  try {
-    execFileSync("npx", ["wrangler", "deploy", "--dry-run", "--outdir", outdir], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
-    });
-  } catch (e) {
-    throw new Error(`building the Worker failed (npx wrangler deploy --dry-run in ${root}):\n${e.stdout ?? ""}${e.stderr ?? ""}`);
-  }
-  return { dir: outdir, root, config: wranglerConfig(root), modules: bundleModules(outdir), remove: () => rmSync(outdir, { recursive: true, force: true }) };
-}
-
-/**
- * The modules wrangler wrote (index.js first), typed by wrangler's default
- * module rules: .js/.mjs ES modules, .html/.txt/.sql text, .wasm compiled
- * WebAssembly, .bin data.
- */
-function bundleModules(dir) {
-  const types = [[/\.m?js$/, "ESModule"], [/\.(html|txt|sql)$/, "Text"], [/\.wasm$/, "CompiledWasm"], [/\.bin$/, "Data"]];
-  const mods = [];
-  for (const name of readdirSync(dir)) {
-    if (name.endsWith(".map") || name === "README.md" || name.endsWith(".capnp")) continue;
-    const type = types.find(([re]) => re.test(name))?.[1];
-    if (!type) throw new Error(`bundle: no module type for ${name}`);
-    mods.push({ name, type });
-  }
-  mods.sort((a, b) => (a.name === "index.js" ? -1 : b.name === "index.js" ? 1 : a.name.localeCompare(b.name)));
-  return mods;
-}
-
-/**
- * moq-worker's built bundle under Miniflare (workerd, no dev proxy). State
- * is persisted on disk under a temp dir, like `wrangler dev --persist-to`.
- */
-export async function startMiniflare({ bundle, inspectorPort, vars = {} }) {
-  const { Miniflare, convertV4MiniflareOptions } = await import("miniflare");
-  const cfg = bundle.config;
-  const bundleDir = bundle.dir;
-  const state = mkdtempSync(join(tmpdir(), "moq-worker-bench-state-"));
-  const port = await freePort();
-  const options = {
-    host: "127.0.0.1",
-    port,
-    ...(inspectorPort ? { inspectorPort } : {}),
-    resourcePersistencePath: state,
-    name: "moq-worker",
-    modules: bundle.modules.map((m) => ({ type: m.type, path: join(bundleDir, m.name) })),
-    modulesRoot: bundleDir,
-    compatibilityDate: cfg.compatibilityDate,
-    durableObjects: cfg.durableObjects,
-    bindings: { ...cfg.vars, ...devVars(vars) },
-  };
-  const before = new Set(processTree(process.pid));
-  // Miniflare 5 takes a new option shape; it converts the v4 shape documented in its README.
-  const mf = new Miniflare(convertV4MiniflareOptions ? convertV4MiniflareOptions(options) : options);
-  let url;
-  try {
-    url = (await mf.ready).href.replace(/\/$/, "");
-  } catch (e) {
-    await mf.dispose().catch(() => {});
-    rmSync(state, { recursive: true, force: true });
-    throw e;
-  }
-  // The workerd process Miniflare started (requests go to it directly, not through this process).
-  const workerd = processTree(process.pid).filter((p) => !before.has(p) && commOf(p) === "workerd");
-  return {
-    kind: "moq-worker (Miniflare, built bundle)",
-    url,
-    pids: () => workerd,
-    async stop() {
-      await mf.dispose();
-      rmSync(state, { recursive: true, force: true });
-    },
-  };
-}
+/** moq-worker's built bundle under Miniflare (workerd, no dev proxy); state in a temp dir. */
+export const startMiniflare = ({ bundle, inspectorPort, vars }) => startWorker({ mode: "miniflare", bundle, inspectorPort, vars });
 
 /**
  * moq-worker's built bundle on bare workerd (the same binary Miniflare runs),
  * configured directly: no Miniflare entry worker in front of the Worker, the
- * closest local equivalent of how Cloudflare runs it. SQLite Durable Objects
- * on local disk under a temp dir.
+ * closest local equivalent of how Cloudflare runs it.
  */
-export async function startWorkerd({ bundle, vars = {}, inspectorPort }) {
-  const cfg = bundle.config;
-  const state = mkdtempSync(join(tmpdir(), "moq-worker-bench-state-"));
-  const port = await freePort();
-  const q = JSON.stringify;
-  const bindings = [
-    ...Object.entries({ ...cfg.vars, ...devVars(vars) }).map(([k, v]) => `(name = ${q(k)}, text = ${q(String(v))})`),
-    ...Object.entries(cfg.durableObjects).map(([k, d]) => `(name = ${q(k)}, durableObjectNamespace = (className = ${q(d.className)}))`),
-  ];
-  const namespaces = Object.values(cfg.durableObjects).map(
-    (d) => `(className = ${q(d.className)}, uniqueKey = ${q(`moq-worker-${d.className}`)}, enableSql = true)`,
-  );
-  const field = { ESModule: "esModule", Text: "text", CompiledWasm: "wasm", Data: "data" };
-  const modules = bundle.modules.map((m) => `(name = ${q(m.name)}, ${field[m.type]} = embed ${q(m.name)})`);
-  const config = `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = .moqWorker), (name = "disk", disk = (path = ${q(state)}, writable = true)) ],
-  sockets = [ (name = "http", address = ${q(`127.0.0.1:${port}`)}, http = (), service = "main") ],
-);
-const moqWorker :Workerd.Worker = (
-  modules = [ ${modules.join(", ")} ],
-  compatibilityDate = ${q(cfg.compatibilityDate)},
-  bindings = [ ${bindings.join(", ")} ],
-  durableObjectNamespaces = [ ${namespaces.join(", ")} ],
-  durableObjectStorage = (localDisk = "disk"),
-);
-`;
-  const file = join(bundle.dir, "workerd.capnp");
-  writeFileSync(file, config);
-  const bin = join(ROOT, "node_modules", ".bin", "workerd");
-  const p = spawnLogged(bin, ["serve", file, "--experimental", ...(inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [])]);
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitFor("workerd", async () => {
-      if (p.child.exitCode !== null) throw new Error("exited");
-      return (await fetch(`${url}/healthz`)).ok;
-    }, 30_000, p.output);
-  } catch (e) {
-    await p.stop();
-    throw e;
-  }
-  return {
-    kind: "moq-worker (bare workerd, built bundle)",
-    url,
-    pids: () => [p.child.pid],
-    async stop() {
-      await p.stop();
-      rmSync(state, { recursive: true, force: true });
-    },
-  };
-}
+export const startWorkerd = ({ bundle, inspectorPort, vars }) => startWorker({ mode: "workerd", bundle, inspectorPort, vars });
 
-/**
- * moq-worker under `wrangler dev` (the dev proxy in front of workerd), from
- * the given source tree; as scripts/lib/dev-worker.mjs starts it.
- */
-export async function startWranglerDev({ root = ROOT, vars = {}, timeoutMs = 120_000 } = {}) {
-  const port = await freePort();
-  const state = mkdtempSync(join(tmpdir(), "moq-worker-bench-state-"));
-  const argv = ["wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state,
-    "--inspector-port", "0", "--show-interactive-dev-session=false"];
-  for (const [k, v] of Object.entries(devVars(vars))) argv.push("--var", `${k}:${v}`);
-  const p = spawnLogged("npx", argv, { cwd: root, detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" } });
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    // wrangler runs workerd as a grandchild: stop the whole process group.
-    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-    const exited = new Promise((r) => p.child.once("exit", r));
-    try {
-      process.kill(-p.child.pid, "SIGTERM");
-    } catch {}
-    const t = setTimeout(() => {
-      try {
-        process.kill(-p.child.pid, "SIGKILL");
-      } catch {}
-    }, 5000);
-    await exited;
-    clearTimeout(t);
-    rmSync(state, { recursive: true, force: true });
-  };
-  try {
-    await waitFor("wrangler dev", async () => {
-      if (p.child.exitCode !== null) throw new Error("exited");
-      return (await fetch(`${url}/healthz`)).ok;
-    }, timeoutMs, p.output);
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  // wrangler (node, running the dev proxy) and the workerd processes it started.
-  return { kind: "moq-worker (wrangler dev)", url, stop, pids: () => processTree(p.child.pid) };
-}
-
-function spawnLogged(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
-  let output = "";
-  child.stdout.on("data", (d) => (output = (output + d).slice(-8000)));
-  child.stderr.on("data", (d) => (output = (output + d).slice(-8000)));
-  const exited = new Promise((r) => child.once("exit", r));
-  return {
-    child,
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
+/** moq-worker under `wrangler dev` (the dev proxy in front of workerd), from the given source tree. */
+export const startWranglerDev = ({ root = ROOT, vars } = {}) => startWorker({ mode: "wrangler", root, vars });
 
 /** moq-api with a private redis-server (no persistence: redis as a cache, as moq-api uses it). */
 export async function startMoqApi() {

@@ -1,8 +1,9 @@
 // Connection path normalisation (moq-rs PR #145, moq-transport
 // `normalize_connection_path`). The rules run in the order listed in
-// DESIGN.md; the first that applies decides.
+// docs/architecture.md ("Connection paths"); the first that applies decides.
+import { RequestLimit } from "../gen/moqworker/v1/coordinator_pb.js";
 
-export const MAX_PATH_BYTES = 1024;
+export const MAX_PATH_BYTES: number = RequestLimit.MAX_PATH_BYTES;
 
 export type NormalizedPath =
   | { kind: "none" } // no path: the session is unscoped

@@ -2,13 +2,16 @@
 // fix its request; failures are INVALID_ARGUMENT and happen before any state
 // is touched.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Namespace } from "../gen/moqworker/v1/coordinator_pb.js";
+import { type Namespace, NamespaceLimit, RequestLimit } from "../gen/moqworker/v1/coordinator_pb.js";
 
-export const MAX_NAMESPACE_FIELDS = 32;
-export const MAX_NAMESPACE_BYTES = 4096;
-export const MAX_TRACK_BYTES = 4096;
-export const MAX_SCOPE_BYTES = 256;
-export const MAX_URL_BYTES = 2048;
+// The limits are the contract's (schema/moqworker/v1/coordinator.proto), shared with the edge.
+export const MAX_NAMESPACE_FIELDS: number = NamespaceLimit.MAX_FIELDS;
+export const MAX_NAMESPACE_BYTES: number = NamespaceLimit.MAX_BYTES;
+export const MAX_TRACK_BYTES: number = RequestLimit.MAX_TRACK_BYTES;
+export const MAX_SCOPE_BYTES: number = RequestLimit.MAX_SCOPE_BYTES;
+export const MAX_URL_CHARS: number = RequestLimit.MAX_URL_CHARS;
+export const MAX_EPOCH_CHARS: number = RequestLimit.MAX_EPOCH_CHARS;
+export const MAX_ADDRS: number = RequestLimit.MAX_ADDRS;
 
 const utf8 = new TextEncoder();
 
@@ -57,7 +60,7 @@ export function checkScopeName(field: string, scope: string): string {
 /** An absolute https URL; returns its canonical form (what we store and compare). */
 export function checkRelayUrl(field: string, url: string): string {
   if (url === "") throw invalid(field, "is required");
-  if (url.length > MAX_URL_BYTES) throw invalid(field, `is longer than ${MAX_URL_BYTES} characters`);
+  if (url.length > MAX_URL_CHARS) throw invalid(field, `is longer than ${MAX_URL_CHARS} characters`);
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -13,15 +13,12 @@ import {
 } from "../gen/moqworker/v1/coordinator_pb.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
-import { checkNamespace, checkSocketAddr, checkTrack, invalid } from "../model/validate.js";
+import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
 import type { NamespaceMatch } from "../objects/scope.js";
 import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, scopeStub, unwrap } from "./convert.js";
 
 const originMsg = (m: NamespaceMatch) =>
   create(NamespaceOriginSchema, { namespace: namespaceMsg(m.fields), relay: relayMsg(m.relay) });
-
-const MAX_EPOCH_CHARS = 128;
-const MAX_ADDRS = 16;
 
 /** What every scoped call starts with: the caller, the validated scope and its object. */
 function scoped(req: { scope?: string }, ctx: HandlerContext) {

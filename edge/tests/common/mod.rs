@@ -1,4 +1,4 @@
-//! Test support: a real local moq-worker (`wrangler dev`) and admin calls.
+//! Test support: a real local moq-worker (started by test/e2e/lib/worker.mjs) and admin calls.
 
 #![allow(dead_code)]
 
@@ -15,7 +15,7 @@ use url::Url;
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 
 /// A Worker to test against: either one a script already started
-/// (`MOQ_WORKER_URL`), or our own `wrangler dev`, killed on drop.
+/// (`MOQ_WORKER_URL`), or our own through the Node launcher, stopped on drop.
 pub struct Worker {
     pub url: Url,
     pub admin_token: String,
@@ -28,34 +28,19 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The arguments of package.json's `start` script with our port and state
-/// directory, so tests run the Worker exactly as `npm start` configures it
-/// (local vars and secrets included).
-fn wrangler_args(port: u16, state: &str) -> anyhow::Result<Vec<String>> {
-    let pkg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo_root().join("package.json"))?)?;
-    let start = pkg["scripts"]["start"]
-        .as_str()
-        .context("package.json has no scripts.start")?;
-    let mut args: Vec<String> = start.split_whitespace().map(str::to_string).collect();
-    anyhow::ensure!(
-        args.first().map(String::as_str) == Some("wrangler"),
-        "scripts.start does not run wrangler: {start}"
-    );
-    for (flag, value) in [
-        ("--port", port.to_string()),
-        ("--persist-to", state.to_string()),
-        // Any free inspector port: the default 9229 clashes with other
-        // wrangler instances (npm start, other test runs).
-        ("--inspector-port", "0".to_string()),
-    ] {
-        match args.iter().position(|a| a == flag) {
-            Some(i) if i + 1 < args.len() => args[i + 1] = value,
-            _ => args.extend([flag.to_string(), value]),
-        }
-    }
-    args.push("--show-interactive-dev-session=false".to_string());
-    Ok(args)
+/// The project's one Worker launcher (`test/e2e/lib/worker.mjs`), run with
+/// the project's Node: `npm start`'s Worker on our port and state directory.
+fn launcher(port: u16, state: &std::path::Path) -> Command {
+    let root = repo_root();
+    let node = root.join("node_modules/.bin/node");
+    let mut cmd = Command::new(if node.exists() { node } else { PathBuf::from("node") });
+    cmd.arg(root.join("test/e2e/lib/worker.mjs"))
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--persist-to")
+        .arg(state)
+        .current_dir(&root);
+    cmd
 }
 
 fn free_tcp_port() -> u16 {
@@ -84,21 +69,16 @@ impl Worker {
 
         let state = tempfile::tempdir()?;
         let port = free_tcp_port();
-        let args = wrangler_args(port, state.path().to_str().unwrap())?;
-        let log = std::env::temp_dir().join(format!("moq-edge-wrangler-{port}.log"));
+        let log = std::env::temp_dir().join(format!("moq-edge-worker-{port}.log"));
         let out = std::fs::File::create(&log)?;
-        let child = Command::new("npx")
-            .args(&args)
-            .current_dir(repo_root())
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CI", "1")
+        // The launcher stops wrangler and workerd when it gets SIGTERM (drop).
+        let child = launcher(port, state.path())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
-            // Own process group, so drop can kill npx, wrangler and workerd at once.
             .process_group(0)
             .spawn()
-            .context("failed to run `npx wrangler dev` (run `npm ci` in the repo root)")?;
+            .context("failed to run test/e2e/lib/worker.mjs (run `npm ci` in the repo root)")?;
         let worker = Self {
             url: Url::parse(&format!("http://127.0.0.1:{port}"))?,
             admin_token,
@@ -109,7 +89,7 @@ impl Worker {
         worker
             .wait_ready(Duration::from_secs(90))
             .await
-            .with_context(|| format!("wrangler dev did not come up; see {}", log.display()))?;
+            .with_context(|| format!("the Worker did not come up; see {}", log.display()))?;
         Ok(worker)
     }
 
@@ -153,7 +133,8 @@ impl Drop for Worker {
             let _ = Command::new("kill")
                 .args(["-TERM", "--", &format!("-{pgid}")])
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
+            // The launcher gives wrangler 5 s before SIGKILL; wait a little longer.
+            let deadline = Instant::now() + Duration::from_secs(8);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;

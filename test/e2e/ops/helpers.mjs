@@ -1,14 +1,15 @@
-// Shared by the node-side tests (npm run test:ops): a real `wrangler dev`
+// Shared by the operations tests (npm run test:ops): a real `wrangler dev`
 // Worker on a free loopback port, the CLI as a child process, and relay calls.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { ROOT, DEV_ADMIN_TOKEN, call, freePort, startWorker } from "../../scripts/lib/dev-worker.mjs";
+import { call, ns, relayToken } from "../lib/rpc.mjs";
+import { DEV_ADMIN_TOKEN, ROOT, freePort, startWorker } from "../lib/worker.mjs";
 
-export { ROOT, DEV_ADMIN_TOKEN, call, freePort };
+export { DEV_ADMIN_TOKEN, ROOT, call, freePort, ns };
 
 /** A fresh Worker (own state dir) for one test file. */
-export async function worker(vars = {}) {
-  return startWorker({ port: await freePort(), vars });
+export function worker(vars = {}) {
+  return startWorker({ vars });
 }
 
 /**
@@ -28,13 +29,9 @@ export function cli(args, { env = {}, command = [process.execPath, join(ROOT, "b
   });
 }
 
-const b64 = (s) => Buffer.from(s).toString("base64");
-/** "a/b" → Namespace JSON {fields: [base64("a"), base64("b")]}. */
-export const ns = (path) => ({ fields: path.split("/").map(b64) });
-
 /** A relay identity calling the coordinator over Connect JSON. */
 export async function relay(baseUrl, url, epoch = "boot-1") {
-  const { token } = await call(baseUrl, "AdminService", "CreateRelayToken", { relayUrl: url }, DEV_ADMIN_TOKEN);
+  const token = await relayToken(baseUrl, url);
   return {
     token,
     url,

@@ -10,7 +10,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { call, DEV_ADMIN_TOKEN, freePort, startWorker } from "./lib/dev-worker.mjs";
+import { parseArgs } from "node:util";
+import { call, ns as nsOf, relayToken } from "./lib/rpc.mjs";
+import { freePort, startWorker } from "./lib/worker.mjs";
 
 const LEASE_TTL_MS = 3000;
 const PURGE_LIMIT_MS = LEASE_TTL_MS + 5000;
@@ -18,12 +20,11 @@ const POLL_MS = 100;
 const SCOPES = ["lifetimes-s1", "lifetimes-s2"];
 const NAMESPACES_PER_SCOPE = 3;
 
-const args = process.argv.slice(2);
-const rounds = Number(args.find((a) => a.startsWith("--rounds="))?.slice("--rounds=".length) ?? 1);
-const log = args.includes("--log");
-
-const b64 = (s) => Buffer.from(s).toString("base64");
-const nsOf = (path) => ({ fields: path.split("/").map(b64) });
+const { values: options } = parseArgs({
+  options: { rounds: { type: "string", default: "1" }, log: { type: "boolean", default: false } },
+});
+const rounds = Number(options.rounds);
+const log = options.log;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const ms = (t) => `${Math.round(t)} ms`;
 
@@ -43,7 +44,7 @@ class Relay {
   }
 
   async init() {
-    ({ token: this.token } = await call(this.worker.url, "AdminService", "CreateRelayToken", { relayUrl: this.url }, DEV_ADMIN_TOKEN));
+    this.token = await relayToken(this.worker.url, this.url);
     const reply = await this.beat();
     check(reply.leaseTtlMs === LEASE_TTL_MS, `Heartbeat answers lease_ttl_ms ${LEASE_TTL_MS} (got ${reply.leaseTtlMs})`);
     this.timer = setInterval(() => this.beat().catch(() => {}), reply.intervalMs);

@@ -14,20 +14,21 @@
 //     orphan rows that a purge could not find).
 // Bounded: a fixed number of calls (about 1000); 20-40 s with wrangler's start.
 // Options: --seed=N (default fixed), --relays=N, --ops=N, --log.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { DEV_ADMIN_TOKEN, freePort, startWorker } from "./lib/dev-worker.mjs";
+import { parseArgs } from "node:util";
+import { call, ns as nsJson, nsText, relayToken } from "./lib/rpc.mjs";
+import { DEV_ADMIN_TOKEN, startWorker } from "./lib/worker.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, "").split("=");
-    return [k, v ?? "true"];
-  }),
-);
-const SEED = Number(args.seed ?? 0x5eed);
-const RELAYS = Number(args.relays ?? 16);
-const OPS = Number(args.ops ?? 60);
+const { values: args } = parseArgs({
+  options: {
+    seed: { type: "string", default: String(0x5eed) },
+    relays: { type: "string", default: "16" },
+    ops: { type: "string", default: "60" },
+    log: { type: "boolean", default: false },
+  },
+});
+const SEED = Number(args.seed);
+const RELAYS = Number(args.relays);
+const OPS = Number(args.ops);
 const SCOPES = ["stress-a", "stress-b", "stress-c"];
 // Nested on purpose: prefixes of each other, so longest-prefix and prefix
 // subscriptions are exercised, and few enough that relays collide constantly.
@@ -49,9 +50,6 @@ function prng(seed) {
   };
 }
 const pick = (rand, list) => list[Math.floor(rand() * list.length)];
-const b64 = (s) => Buffer.from(s).toString("base64");
-const nsJson = (path) => ({ fields: path === "" ? [] : path.split("/").map(b64) });
-const nsText = (n) => (n?.fields ?? []).map((f) => Buffer.from(f, "base64").toString()).join("/");
 const isPrefix = (p, n) => p === "" || n === p || n.startsWith(p + "/");
 
 const failures = [];
@@ -63,13 +61,12 @@ function check(ok, what) {
 
 /** A Connect JSON call that returns {code, body} instead of throwing. */
 async function rpc(base, service, method, body, token, headers = {}) {
-  const res = await fetch(`${base}/moqworker.v1.${service}/${method}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers },
-    body: JSON.stringify(body),
-  });
-  const json = await res.json();
-  return res.ok ? { code: "ok", body: json } : { code: json.code, message: json.message };
+  try {
+    return { code: "ok", body: await call(base, service, method, body, token, headers) };
+  } catch (e) {
+    if (e.code === undefined) throw e;
+    return { code: e.code, message: e.message };
+  }
 }
 
 // ---- relays and their models -------------------------------------------------------
@@ -89,9 +86,7 @@ class Relay {
   }
 
   async init() {
-    const r = await rpc(this.base, "AdminService", "CreateRelayToken", { relayUrl: this.url }, DEV_ADMIN_TOKEN);
-    if (r.code !== "ok") throw new Error(`CreateRelayToken: ${r.code} ${r.message}`);
-    this.token = r.body.token;
+    this.token = await relayToken(this.base, this.url);
     // The edge sends its boot epoch on every call; heartbeats carry the same one.
     const beat = await this.call("Heartbeat", { epoch: this.epoch, addrs: [] });
     if (beat.code !== "ok") throw new Error(`Heartbeat: ${beat.code} ${beat.message}`);
@@ -250,10 +245,8 @@ async function verify(base, relays, observer) {
 
 async function main() {
   const started = Date.now();
-  const state = mkdtempSync(join(tmpdir(), "moq-worker-stress-"));
-  const port = await freePort();
   // Leases far longer than the run: nothing may vanish except by the relays' own calls.
-  const worker = await startWorker({ port, persistTo: state, vars: { LEASE_TTL_MS: "600000" }, log: args.log === "true" });
+  const worker = await startWorker({ vars: { LEASE_TTL_MS: "600000" }, log: args.log });
   try {
     console.log(`stress: seed ${SEED}, ${RELAYS} relays x ${OPS} calls, scopes ${SCOPES.join(", ")} (worker up in ${Date.now() - started} ms)`);
     const relays = await Promise.all(Array.from({ length: RELAYS }, (_, i) => new Relay(worker.url, i).init()));
@@ -289,7 +282,6 @@ async function main() {
     if (failures.length === 0) console.log(`stress: ${held} rows held at the end were all accounted for; all gone after Shutdown`);
   } finally {
     await worker.stop();
-    rmSync(state, { recursive: true, force: true });
   }
   if (failures.length > 0) {
     console.error(`stress: FAILED (${failures.length}), seed ${SEED}:`);

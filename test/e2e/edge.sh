@@ -9,11 +9,11 @@
 #      while a READ_ONLY path in the same scope can read what a READ_WRITE path publishes
 #   3. an unknown connection path is refused
 #
-# Usage: scripts/edge-e2e.sh            (from anywhere; builds what it needs)
+# Usage: test/e2e/edge.sh               (from anywhere; builds what it needs)
 # Env:   CARGO_TARGET_DIR (default ~/.cache/moq-worker/target), KEEP_LOGS=1
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/moq-worker/target}"
 export WRANGLER_SEND_METRICS=false NO_COLOR=1
 ADMIN_TOKEN="${MOQ_ADMIN_TOKEN:-dev-admin-token}"
@@ -23,10 +23,10 @@ START=$(date +%s)
 
 log() { printf '[edge-e2e %3ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
 
-stop_groups() { # pgid... : TERM, wait up to 5s, then KILL
+stop_groups() { # pgid... : TERM, wait up to 8s (the Worker launcher's own stop takes up to 5s), then KILL
   local pgid alive
   for pgid in "$@"; do kill -TERM -- "-$pgid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 80); do
     alive=0
     for pgid in "$@"; do kill -0 -- "-$pgid" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
@@ -89,27 +89,14 @@ log "build took $(( $(date +%s) - B0 ))s"
 EDGE="$CARGO_TARGET_DIR/debug/moq-worker-edge"
 TICK="$CARGO_TARGET_DIR/debug/examples/tick"
 
-# --- Worker: the project's own `npm start` command, on our port and state dir.
+# --- Worker: the project's one launcher (npm start's Worker), on our port and state dir.
 WPORT=$(free_port tcp)
 WORKER="http://127.0.0.1:$WPORT"
 NODE="$ROOT/node_modules/.bin/node"
 [ -x "$NODE" ] || fail "run 'npm ci' in $ROOT first"
-read -r -a START_ARGS <<<"$("$NODE" -p 'require("./package.json").scripts.start')"
-for i in "${!START_ARGS[@]}"; do
-  case "${START_ARGS[$i]}" in
-    --port) START_ARGS[$((i + 1))]=$WPORT ;;
-    --persist-to) START_ARGS[$((i + 1))]="$WORK/state" ;;
-  esac
-done
-# Any free inspector port (9229 clashes with other wrangler instances); no TTY UI.
-START_ARGS+=(--inspector-port 0 --show-interactive-dev-session=false)
-log "starting ${START_ARGS[*]}"
-spawn worker npx "${START_ARGS[@]}"
-deadline=$(( $(date +%s) + 90 ))
-until curl -fsS -m 2 "$WORKER/healthz" >/dev/null 2>&1; do
-  [ "$(date +%s)" -lt "$deadline" ] || fail "Worker not healthy at $WORKER within 90s"
-  sleep 0.3
-done
+spawn worker "$NODE" "$ROOT/test/e2e/lib/worker.mjs" --port "$WPORT" --persist-to "$WORK/state"
+# The launcher prints the URL once /healthz answers (it gives up after 120 s).
+wait_for_log worker "^$WORKER\$" 130
 log "Worker up at $WORKER"
 
 admin() { # method json
