@@ -12,7 +12,8 @@ import { createSocket } from "node:dgram";
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
-import { call, DEV_ADMIN_TOKEN, DEV_TOKEN_SECRET, freePort, ROOT, startWorker } from "../../../scripts/lib/dev-worker.mjs";
+import { call } from "../lib/rpc.mjs";
+import { DEV_ADMIN_TOKEN, DEV_TOKEN_SECRET, freePort, ROOT, startWorker } from "../lib/worker.mjs";
 
 export { DEV_TOKEN_SECRET };
 
@@ -337,9 +338,11 @@ export class Stack {
       p.signal("SIGCONT");
       p.signal("SIGKILL");
     }
-    if (this.worker?.pid) {
+    // The launcher's first pid leads the Worker's process group.
+    const leader = this.worker?.pids()[0];
+    if (leader) {
       try {
-        process.kill(-this.worker.pid, "SIGKILL");
+        process.kill(-leader, "SIGKILL");
       } catch {}
     }
   }
