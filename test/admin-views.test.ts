@@ -5,7 +5,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import type { RelayRecord } from "../src/gen/moqworker/v1/admin_pb.js";
-import { DirectoryObject, RELAY_RETENTION_MS } from "../src/objects/directory.js";
+import { DirectoryObject, RELAY_RETENTION_MS, type RelayNote } from "../src/objects/directory.js";
 import { DESCRIBE_LISTS, pageQuery, type DescribeList } from "../src/objects/scope-describe.js";
 import type { ScopeObject } from "../src/objects/scope.js";
 import { scopeObjectName } from "../src/objects/names.js";
@@ -149,28 +149,35 @@ describe("ListRelays", () => {
       .toEqual(expect.arrayContaining(urls));
     expect([...seen].sort()).toEqual(seen);
     expect(new Set(seen).size).toBe(seen.length);
-    const big = await failure(admin.listRelays({ pageSize: 201 }));
+    const big = await failure(admin.listRelays({ pageSize: 1001 }));
     expect([big.code, big.rawMessage]).toEqual([Code.InvalidArgument, expect.stringContaining("page_size")]);
   });
 });
+
+/** A RelayObject's note of a relay; `expiresAt` defaults to `at` (a lapsed or left relay). */
+const note = (url: string, epoch: string, up: boolean, at: number, expiresAt = at): RelayNote => ({
+  url, epoch, up, at, addrs: [], expiresAt, lastBeatAt: null, scopes: [], scopeCount: 0,
+});
+const TTL_FOR_NOTES = 60_000;
 
 describe("DirectoryObject", () => {
   const stub = () => env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
 
   it("ignores a note older than the one it holds (notes travel separately)", async () => {
     const d = stub();
-    await d.noteRelay("https://r.example/", "e2", true, 2000);
-    await d.noteRelay("https://r.example/", "e1", false, 1000);
+    const later = Date.now() + TTL_FOR_NOTES;
+    await d.noteRelay(note("https://r.example/", "e2", true, 2000, later));
+    await d.noteRelay(note("https://r.example/", "e1", false, 1000, 1000));
     const { relays } = await d.listRelays(10, undefined);
-    expect(relays).toEqual([{ url: "https://r.example/", epoch: "e2", up: true, firstSeenAt: 2000, changedAt: 2000 }]);
+    expect(relays.map((r) => [r.url, r.epoch, r.alive, r.firstSeenAt, r.changedAt])).toEqual([["https://r.example/", "e2", true, 2000, 2000]]);
   });
 
   it("forgets relays a day after they left, keeps the others", async () => {
     const d = stub();
     const now = Date.now();
-    await d.noteRelay("https://left-long-ago.example/", "e", false, now - RELAY_RETENTION_MS - 1);
-    await d.noteRelay("https://left-now.example/", "e", false, now);
-    await d.noteRelay("https://up.example/", "e", true, now - RELAY_RETENTION_MS - 1);
+    await d.noteRelay(note("https://left-long-ago.example/", "e", false, now - RELAY_RETENTION_MS - 1));
+    await d.noteRelay(note("https://left-now.example/", "e", false, now));
+    await d.noteRelay(note("https://up.example/", "e", true, now - RELAY_RETENTION_MS - 1, now + TTL_FOR_NOTES));
     // The prune for the first one is due at once: it may already have run by itself.
     await runDurableObjectAlarm(d);
     await expect

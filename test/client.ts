@@ -67,3 +67,10 @@ export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
 let counter = 0;
 /** A scope name no other test uses (tests share storage within a file). */
 export const freshScope = (name: string) => `${name}-${++counter}-${crypto.randomUUID().slice(0, 8)}`;
+
+/**
+ * The relay URL an answer points at, without the relay-link path scoped
+ * answers carry (`/_relay/<scope>/<mac>`, test/relay-link.test.ts checks it):
+ * for tests about which relay is chosen, not how it is dialled.
+ */
+export const base = (url: string | undefined) => url?.replace(/\/_relay\/[A-Za-z0-9_-]+\/[A-Za-z0-9_-]+$/, "/");

@@ -7,7 +7,8 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
-import { DirectoryListing, directoryStub } from "./directory.js";
+import { directoryStub, type PeerRelay, type RelayNote } from "./directory.js";
+import type { ScopeObject } from "./scope.js";
 import { fail, ok, type Outcome } from "./types.js";
 
 const SCHEMA = `
@@ -29,10 +30,73 @@ CREATE TABLE IF NOT EXISTS retired (
 ) WITHOUT ROWID;
 `;
 
+// MIGRATION: state_lost (1 = this epoch's rows were purged, or the relay was
+// unknown, and no heartbeat has reported it yet). Added to databases made
+// before it by a guarded ALTER TABLE in the constructor.
+const MIGRATION_STATE_LOST = "ALTER TABLE lease ADD COLUMN state_lost INTEGER NOT NULL DEFAULT 0";
+
+const SQL = {
+  lease: "SELECT url, epoch, addrs, expires_at, last_beat_at, state_lost FROM lease WHERE id = 1",
+  upsertLease: `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at, state_lost) VALUES (1, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
+         expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at),
+         state_lost = excluded.state_lost`,
+  markLost: "UPDATE lease SET state_lost = 1 WHERE id = 1",
+  clearLost: "UPDATE lease SET state_lost = 0 WHERE id = 1",
+  setExpiry: "UPDATE lease SET expires_at = ? WHERE id = 1",
+  addScope: "INSERT OR IGNORE INTO scopes (name) VALUES (?)",
+  dropScope: "DELETE FROM scopes WHERE name = ?",
+  scopeNames: "SELECT name FROM scopes ORDER BY name",
+  scopeCount: "SELECT count(*) AS n FROM scopes",
+  someScopeNames: "SELECT name FROM scopes ORDER BY name LIMIT ?",
+  leaseColumns: "PRAGMA table_info(lease)",
+  isRetired: "SELECT 1 FROM retired WHERE epoch = ?",
+  retire: `INSERT INTO retired (epoch, retired_at, purged) VALUES (?, ?, 0)
+       ON CONFLICT (epoch) DO UPDATE SET retired_at = excluded.retired_at, purged = 0`,
+  forgetRetired: "DELETE FROM retired WHERE epoch IN (SELECT epoch FROM retired ORDER BY retired_at DESC LIMIT -1 OFFSET ?)",
+  purged: "UPDATE retired SET purged = 1 WHERE purged = 0",
+  purgePending: "SELECT 1 FROM retired WHERE purged = 0 LIMIT 1",
+} as const;
+
 /** Replaced epochs remembered; a process older than that many restarts is not expected back. */
 const RETIRED_KEPT = 16;
 /** A purge a scope could not take (unreachable) is retried by the alarm this soon. */
 const PURGE_RETRY_MS = 1000;
+/**
+ * Longest wait for one call to another object (a scope, the directory). One
+ * slow scope must not hold the serial queue, and with it the relay's
+ * heartbeats, for longer: a purge that timed out is retried by the alarm.
+ */
+export const OBJECT_CALL_TIMEOUT_MS = 2000;
+/** Scope names sent to the directory with each note (ListRelays shows them; the count is exact). */
+const SCOPES_NOTED = 100;
+
+/** A call to another object that gives up after `ms` (the call itself may still complete later). */
+function bounded<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * How often a heartbeat also refreshes the relay's entry in the directory and
+ * fetches the peer list (between refreshes the cached list is answered). Less
+ * than the lease TTL, so the directory's lease expiry stays ahead while the
+ * relay beats; half of it means every other heartbeat at the default pace.
+ */
+export function peerRefreshMs(leaseTtlMs: number): number {
+  return Math.floor(leaseTtlMs / 2);
+}
+
+/** What a heartbeat answers. */
+export interface BeatReply {
+  leaseTtlMs: number;
+  intervalMs: number;
+  stateLost: boolean;
+  peers: PeerRelay[];
+}
 
 export interface LeaseView {
   url: string;
@@ -57,11 +121,14 @@ interface Lease {
   epoch: string;
   addrs: string[];
   expiresAt: number;
+  lastBeatAt: number | null;
+  stateLost: boolean;
 }
+
+type ScopeStub = DurableObjectStub<ScopeObject>;
 
 export class RelayObject extends DurableObject<Env> {
   private sql: SqlStorage;
-  private listing: DirectoryListing;
   /**
    * When this instance started. A lease never lapses before the object has
    * been up for one TTL: after a restart of the runtime (or of this object)
@@ -70,12 +137,20 @@ export class RelayObject extends DurableObject<Env> {
   private startedAt = Date.now();
   /** Calls run one at a time, so that a purge is complete before any later call is answered. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Live peers as the directory last listed them (memory only: after an eviction the next beat refreshes). */
+  private peers: PeerRelay[] = [];
+  /** When the directory last took a note from this object and answered with peers; 0 = must refresh. */
+  private refreshedAt = 0;
+  /** Background notes to the directory are coalesced: one in flight, at most one more queued. */
+  private noting: Promise<void> | null = null;
+  private noteAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(SCHEMA);
-    this.listing = new DirectoryListing(this.sql);
+    const columns = this.sql.exec(SQL.leaseColumns).toArray().map((c) => c.name);
+    if (!columns.includes("state_lost")) this.sql.exec(MIGRATION_STATE_LOST);
   }
 
   /**
@@ -87,19 +162,38 @@ export class RelayObject extends DurableObject<Env> {
     return this.serial(async () => {
       const refused = this.refuseRetired(epoch);
       if (refused) return refused;
-      const lease = await this.touch(url, epoch, undefined, false);
-      this.sql.exec("INSERT OR IGNORE INTO scopes (name) VALUES (?)", scopeName);
+      const { lease, changed } = await this.touch(url, epoch, undefined, false);
+      const added = this.sql.exec(SQL.addScope, scopeName).rowsWritten > 0;
+      // The directory lists the relay with its scopes; it hears of changes in the background.
+      if (changed || added) this.noteInBackground();
       return ok(lease);
     });
   }
 
-  heartbeat(url: string, epoch: string, addrs: string[]): Promise<Outcome<{ leaseTtlMs: number; intervalMs: number }>> {
-    return this.serial(async () => {
+  /**
+   * Renews the lease; answers whether the relay's state was lost (once) and
+   * the live peers. The peers come from the directory in the same call that
+   * notes this relay there, at most every peerRefreshMs (or at once when the
+   * relay appears, changes epoch or addresses); otherwise from memory.
+   */
+  async heartbeat(url: string, epoch: string, addrs: string[]): Promise<Outcome<BeatReply>> {
+    const beat = await this.serial(async () => {
       const refused = this.refuseRetired(epoch);
       if (refused) return refused;
-      await this.touch(url, epoch, addrs, true);
-      return ok(leaseSettings(this.env));
+      const before = this.lease();
+      const { changed } = await this.touch(url, epoch, addrs, true);
+      // No record at all, or this epoch's rows purged since its last beat.
+      const stateLost = before === undefined || this.lease()!.stateLost;
+      if (stateLost) this.sql.exec(SQL.clearLost);
+      return ok({ stateLost, changed });
     });
+    if (!beat.ok) return beat;
+    const settings = leaseSettings(this.env);
+    const now = Date.now();
+    if (beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs)) {
+      await this.refreshPeers(now);
+    }
+    return ok({ ...settings, stateLost: beat.value.stateLost, peers: this.peers });
   }
 
   /**
@@ -111,10 +205,12 @@ export class RelayObject extends DurableObject<Env> {
     return this.serial(async () => {
       const lease = this.lease();
       if (!lease || (epoch !== undefined && epoch !== lease.epoch)) return 0;
+      // A later heartbeat of the same epoch (the process did not exit) must re-register.
+      this.sql.exec(SQL.markLost);
       const removed = await this.purgeAll(lease.url);
-      this.sql.exec("UPDATE lease SET expires_at = ? WHERE id = 1", Date.now());
+      this.sql.exec(SQL.setExpiry, Date.now());
       await this.ctx.storage.deleteAlarm();
-      this.announce(lease.url, lease.epoch, false);
+      await this.noteNow();
       return removed;
     });
   }
@@ -122,8 +218,8 @@ export class RelayObject extends DurableObject<Env> {
   view(): LeaseView | null {
     const lease = this.lease();
     if (!lease) return null;
-    const lastBeatAt = this.sql.exec("SELECT last_beat_at FROM lease WHERE id = 1").one().last_beat_at as number | null;
-    return { ...lease, lastBeatAt, alive: lease.expiresAt > Date.now(), scopes: this.scopeNames() };
+    const { url, epoch, addrs, expiresAt, lastBeatAt } = lease;
+    return { url, epoch, addrs, expiresAt, lastBeatAt, alive: expiresAt > Date.now(), scopes: this.scopeNames() };
   }
 
   async alarm(): Promise<void> {
@@ -139,13 +235,15 @@ export class RelayObject extends DurableObject<Env> {
       const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
       if (now < earliest) {
         // Just started: the relay's heartbeats may have had nowhere to go.
-        this.sql.exec("UPDATE lease SET expires_at = ? WHERE id = 1", earliest);
+        this.sql.exec(SQL.setExpiry, earliest);
         await this.ctx.storage.setAlarm(earliest);
         return;
       }
-      // Lapsed. A failure throws, and the runtime retries the alarm.
+      // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
+      this.sql.exec(SQL.markLost);
+      // A failure throws, and the runtime retries the alarm.
       await this.purgeAll(lease.url);
-      this.announce(lease.url, lease.epoch, false);
+      await this.noteNow();
     });
   }
 
@@ -156,7 +254,12 @@ export class RelayObject extends DurableObject<Env> {
    * or a new epoch starts) and applies an epoch change: from "" (unknown) it
    * is adopted, rows kept; otherwise the old epoch is retired and its rows go.
    */
-  private async touch(url: string, epoch: string | undefined, addrs: string[] | undefined, beat: boolean): Promise<Enlisted> {
+  private async touch(
+    url: string,
+    epoch: string | undefined,
+    addrs: string[] | undefined,
+    beat: boolean,
+  ): Promise<{ lease: Enlisted; changed: boolean }> {
     const now = Date.now();
     const { leaseTtlMs } = leaseSettings(this.env);
     const current = this.lease();
@@ -164,13 +267,16 @@ export class RelayObject extends DurableObject<Env> {
     const newEpoch = current !== undefined && current.epoch !== next.epoch;
     const renew = beat || newEpoch || current === undefined || current.expiresAt <= now;
     const expiresAt = renew ? now + leaseTtlMs : current.expiresAt;
+    // Lost state belongs to an epoch: a new process starts with nothing to re-register
+    // (an unknown relay is told once, see heartbeat). A write never clears it.
+    const stateLost = current === undefined ? !beat : newEpoch && current.epoch !== "" ? false : current.stateLost;
     this.sql.exec(
-      `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at) VALUES (1, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
-         expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at)`,
-      url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null,
+      SQL.upsertLease,
+      url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null, stateLost ? 1 : 0,
     );
-    this.announce(url, next.epoch, true);
+    const addrsChanged = current !== undefined && addrs !== undefined && JSON.stringify(current.addrs) !== JSON.stringify(addrs);
+    // What the directory must hear of at once: the relay (re)appeared, or changed epoch or addresses.
+    const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged;
     // A purge still to retry keeps its earlier alarm.
     if (renew) await this.ctx.storage.setAlarm(this.purgePending() ? Math.min(expiresAt, now + PURGE_RETRY_MS) : expiresAt);
     if (current && newEpoch && current.epoch === "") {
@@ -179,23 +285,23 @@ export class RelayObject extends DurableObject<Env> {
     } else if (current && newEpoch) {
       this.retire(current.epoch);
       await this.purgeStale(url, next.epoch);
-    } else if (current && addrs && JSON.stringify(current.addrs) !== JSON.stringify(addrs)) {
+    } else if (addrsChanged) {
       await this.eachScope((s) => s.updateRelayAddrs(url, addrs));
     }
-    return { ...next, expiresAt };
+    return { lease: { ...next, expiresAt }, changed };
   }
 
   /** Every scope drops the relay's rows of any epoch but `keep`; a failure is retried by the alarm. */
   private async purgeStale(url: string, keep: string): Promise<void> {
     const failed = await this.eachScope((s) => s.purgeRelay(url, keep));
-    if (failed === 0) this.sql.exec("UPDATE retired SET purged = 1 WHERE purged = 0");
+    if (failed === 0) this.sql.exec(SQL.purged);
     else await this.ctx.storage.setAlarm(Date.now() + PURGE_RETRY_MS);
   }
 
   /** Every scope drops all the relay's rows; scopes are forgotten once purged. Throws if one failed. */
   private async purgeAll(url: string): Promise<number> {
     const names = this.scopeNames();
-    const results = await Promise.allSettled(names.map((s) => this.scope(s).purgeRelay(url)));
+    const results = await Promise.allSettled(names.map((s) => this.scopeCall(s, "purge", (o) => o.purgeRelay(url))));
     let removed = 0;
     const failures: unknown[] = [];
     results.forEach((r, i) => {
@@ -203,27 +309,27 @@ export class RelayObject extends DurableObject<Env> {
         failures.push(r.reason);
       } else {
         removed += r.value;
-        this.sql.exec("DELETE FROM scopes WHERE name = ?", names[i]);
+        this.sql.exec(SQL.dropScope, names[i]);
       }
     });
     if (failures.length > 0) {
       throw new Error(`relay ${url}: ${failures.length} of ${names.length} scopes not purged: ${String(failures[0])}`);
     }
-    this.sql.exec("UPDATE retired SET purged = 1 WHERE purged = 0");
+    this.sql.exec(SQL.purged);
     return removed;
   }
 
   /** Calls every scope the relay wrote to; returns how many calls failed (logged). */
-  private async eachScope(call: (scope: ReturnType<RelayObject["scope"]>) => Promise<unknown>): Promise<number> {
+  private async eachScope(call: (scope: ScopeStub) => Promise<unknown>): Promise<number> {
     const names = this.scopeNames();
-    const results = await Promise.allSettled(names.map((s) => call(this.scope(s))));
+    const results = await Promise.allSettled(names.map((s) => this.scopeCall(s, "call", call)));
     const failed = results.filter((r) => r.status === "rejected");
     for (const f of failed) console.warn(`relay object: a scope call failed: ${String((f as PromiseRejectedResult).reason)}`);
     return failed.length;
   }
 
   private refuseRetired(epoch: string | undefined): Outcome<never> | null {
-    if (epoch === undefined || this.sql.exec("SELECT 1 FROM retired WHERE epoch = ?", epoch).toArray().length === 0) return null;
+    if (epoch === undefined || this.sql.exec(SQL.isRetired, epoch).toArray().length === 0) return null;
     return fail(
       Code.FailedPrecondition,
       `epoch ${epoch} of this relay was replaced by a newer one (the relay restarted); calls from the old process are refused`,
@@ -231,19 +337,12 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private retire(epoch: string): void {
-    this.sql.exec(
-      `INSERT INTO retired (epoch, retired_at, purged) VALUES (?, ?, 0)
-       ON CONFLICT (epoch) DO UPDATE SET retired_at = excluded.retired_at, purged = 0`,
-      epoch, Date.now(),
-    );
-    this.sql.exec(
-      "DELETE FROM retired WHERE epoch IN (SELECT epoch FROM retired ORDER BY retired_at DESC LIMIT -1 OFFSET ?)",
-      RETIRED_KEPT,
-    );
+    this.sql.exec(SQL.retire, epoch, Date.now());
+    this.sql.exec(SQL.forgetRetired, RETIRED_KEPT);
   }
 
   private purgePending(): boolean {
-    return this.sql.exec("SELECT 1 FROM retired WHERE purged = 0 LIMIT 1").toArray().length > 0;
+    return this.sql.exec(SQL.purgePending).toArray().length > 0;
   }
 
   /** Serialises the object's calls (they await other objects, so they would interleave). */
@@ -254,26 +353,90 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private lease(): Lease | undefined {
-    const row = this.sql.exec("SELECT url, epoch, addrs, expires_at FROM lease WHERE id = 1").toArray()[0];
+    const row = this.sql.exec(SQL.lease).toArray()[0];
     if (!row) return undefined;
     return {
       url: row.url as string,
       epoch: row.epoch as string,
       addrs: JSON.parse(row.addrs as string) as string[],
       expiresAt: row.expires_at as number,
+      lastBeatAt: row.last_beat_at as number | null,
+      stateLost: row.state_lost === 1,
     };
   }
 
-  /** The admin directory hears when this relay appears, changes epoch or leaves (in the background). */
-  private announce(url: string, epoch: string, up: boolean): void {
-    this.listing.note(up ? `up ${epoch}` : "left", () => directoryStub(this.env).noteRelay(url, epoch, up, Date.now()));
+  // ---- the directory ---------------------------------------------------------
+
+  /** This relay as the directory lists it, now. */
+  private note(): RelayNote | undefined {
+    const lease = this.lease();
+    if (!lease) return undefined;
+    const now = Date.now();
+    return {
+      url: lease.url,
+      epoch: lease.epoch,
+      up: lease.expiresAt > now,
+      at: now,
+      addrs: lease.addrs,
+      expiresAt: lease.expiresAt,
+      lastBeatAt: lease.lastBeatAt,
+      scopes: this.sql.exec(SQL.someScopeNames, SCOPES_NOTED).toArray().map((r) => r.name as string),
+      scopeCount: this.sql.exec(SQL.scopeCount).one().n as number,
+    };
+  }
+
+  /** Notes this relay and takes the peer list; on failure the cached list stays (and the next beat retries). */
+  private async refreshPeers(now: number): Promise<void> {
+    const note = this.note();
+    if (!note) return;
+    try {
+      const peers = await bounded(directoryStub(this.env).beat(note), OBJECT_CALL_TIMEOUT_MS, "directory");
+      this.peers = peers;
+      this.refreshedAt = now;
+    } catch (err) {
+      this.refreshedAt = 0;
+      console.warn(`relay object: directory not refreshed, answering the last peer list: ${String(err)}`);
+    }
+  }
+
+  /**
+   * Tells the directory the relay's state; failures are logged (the next
+   * heartbeat refreshes, and the directory's own expiry ages a lapsed entry
+   * out). Bounded when a caller waits on it (lapse, shutdown run in the queue).
+   */
+  private async noteNow(bound = true): Promise<void> {
+    const note = this.note();
+    if (!note) return;
+    this.refreshedAt = 0;
+    try {
+      const call = directoryStub(this.env).noteRelay(note);
+      await (bound ? bounded(call, OBJECT_CALL_TIMEOUT_MS, "directory") : call);
+    } catch (err) {
+      console.warn(`relay object: directory not told of ${note.up ? "up" : "left"}: ${String(err)}`);
+    }
+  }
+
+  /** noteNow, in the background, coalesced: a burst of new scopes costs at most two notes. */
+  private noteInBackground(): void {
+    if (this.noting) {
+      this.noteAgain = true;
+      return;
+    }
+    this.noting = (async () => {
+      do {
+        this.noteAgain = false;
+        await this.noteNow(false);
+      } while (this.noteAgain);
+      this.noting = null;
+    })();
   }
 
   private scopeNames(): string[] {
-    return this.sql.exec("SELECT name FROM scopes ORDER BY name").toArray().map((r) => r.name as string);
+    return this.sql.exec(SQL.scopeNames).toArray().map((r) => r.name as string);
   }
 
-  private scope(name: string) {
-    return this.env.SCOPES.get(this.env.SCOPES.idFromName(name));
+  /** A call to one scope object, bounded by OBJECT_CALL_TIMEOUT_MS. */
+  private scopeCall<T>(name: string, what: string, call: (scope: ScopeStub) => Promise<T>): Promise<T> {
+    return bounded(call(this.env.SCOPES.get(this.env.SCOPES.idFromName(name))), OBJECT_CALL_TIMEOUT_MS, `scope ${name} ${what}`);
   }
 }

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { AdminService } from "../gen/moqworker/v1/admin_pb.js";
 import { Permissions, ScopeConfigSchema } from "../gen/moqworker/v1/coordinator_pb.js";
+import { isRelayLinkPath, RELAY_LINK_PREFIX } from "../auth/relay-link.js";
 import { mintRelayToken } from "../auth/relay-token.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
@@ -15,11 +16,14 @@ const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
 const MAX_TOKEN_SCOPES = 32;
 const MAX_RENDEZVOUS_MS = 24 * 3600 * 1000;
 
-/** A path for PutPath/DeletePath: must normalise to a real path. */
+/** A path for PutPath/DeletePath: must normalise to a real path outside the reserved relay-link prefix. */
 function mappedPath(raw: string): string {
   const normalized = normalizeConnectionPath(raw);
   if (normalized.kind === "invalid") throw invalid("path", normalized.reason);
   if (normalized.kind === "none") throw invalid("path", `'${raw}' is no path (unscoped); map a path like /tenant`);
+  if (isRelayLinkPath(normalized.path)) {
+    throw invalid("path", `paths under ${RELAY_LINK_PREFIX} are reserved for relay links and cannot be mapped`);
+  }
   return normalized.path;
 }
 

@@ -5,20 +5,38 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import {
   CoordinatorService,
   NamespaceOriginSchema,
+  type RelayInfo,
   Permissions,
   ScopeConfigSchema,
   ScopeInfoSchema,
   TrackEntrySchema,
   type Namespace,
 } from "../gen/moqworker/v1/coordinator_pb.js";
+import { isRelayLinkPath, linkSecrets, linkUrl, relayLinkPath, verifyRelayLinkPath } from "../auth/relay-link.js";
+import type { Env } from "../env.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
 import type { NamespaceMatch } from "../objects/scope.js";
+import type { RelayRef } from "../objects/types.js";
 import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, scopeStub, unwrap } from "./convert.js";
 
-const originMsg = (m: NamespaceMatch) =>
-  create(NamespaceOriginSchema, { namespace: namespaceMsg(m.fields), relay: relayMsg(m.relay) });
+type RelayView = (ref: RelayRef) => RelayInfo;
+
+/**
+ * How relays appear in an answer about `scope`: the one place every RelayInfo
+ * of a coordinator answer is made. Unscoped: as registered. Scoped: at the
+ * scope's relay-link path, so the relay dialled serves the session from the
+ * same scope (auth/relay-link.ts).
+ */
+async function relayView(env: Env, scope: string | null): Promise<RelayView> {
+  if (scope === null) return relayMsg;
+  const path = await relayLinkPath(linkSecrets(env), scope);
+  return (ref) => relayMsg({ ...ref, url: linkUrl(ref.url, path) });
+}
+
+const originMsg = async (env: Env, scope: string | null, m: NamespaceMatch) =>
+  create(NamespaceOriginSchema, { namespace: namespaceMsg(m.fields), relay: (await relayView(env, scope))(m.relay) });
 
 /** What every scoped call starts with: the caller, the validated scope and its object. */
 function scoped(req: { scope?: string }, ctx: HandlerContext) {
@@ -40,6 +58,11 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     const normalized = normalizeConnectionPath(req.connectionPath);
     if (normalized.kind === "invalid") throw invalid("connection_path", normalized.reason);
     if (normalized.kind === "none") return {};
+    if (isRelayLinkPath(normalized.path)) {
+      // The token's scope claims are checked on this answer by auth/claims.ts.
+      const scope = await verifyRelayLinkPath(linkSecrets(env), normalized.path);
+      return { scope: create(ScopeInfoSchema, { scopeId: scope, permissions: Permissions.READ_WRITE }), relayLink: true };
+    }
     const mapping = await env.PATHS.get(env.PATHS.idFromName(normalized.path)).get();
     if (!mapping) throw new ConnectError(`connection_path: no scope is mapped to ${normalized.path}`, Code.NotFound);
     return { scope: create(ScopeInfoSchema, { scopeId: mapping.scope, permissions: mapping.permissions as Permissions }) };
@@ -66,23 +89,23 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async lookup(req, ctx) {
-    const { object } = scoped(req, ctx);
+    const { env, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    return { origin: originMsg(unwrap(await object.lookup(fields))) };
+    return { origin: await originMsg(env, scope, unwrap(await object.lookup(fields))) };
   },
 
   async lookupTrack(req, ctx) {
-    const { object } = scoped(req, ctx);
+    const { env, scope, object } = scoped(req, ctx);
     const { fields, track } = trackOf(req);
-    return { origin: originMsg(unwrap(await object.lookupTrack(fields, track))) };
+    return { origin: await originMsg(env, scope, unwrap(await object.lookupTrack(fields, track))) };
   },
 
   async subscribeNamespace(req, ctx) {
-    const { caller, scope, object } = scoped(req, ctx);
+    const { env, caller, scope, object } = scoped(req, ctx);
     const prefix = checkNamespace("prefix", req.prefix, { allowEmpty: true });
     const origin = originOf(req.context);
     const { id, upstream } = unwrap(await object.subscribeNamespace(scope, caller, prefix, origin));
-    return { subscriptionId: id, upstreamRelays: upstream.map(relayMsg) };
+    return { subscriptionId: id, upstreamRelays: upstream.map(await relayView(env, scope)) };
   },
 
   async unsubscribeNamespace(req, ctx) {
@@ -93,11 +116,11 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async lookupNamespaceSubscribers(req, ctx) {
-    const { caller, object } = scoped(req, ctx);
+    const { env, caller, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
     const origin = originOf(req.context);
     const relays = await object.lookupNamespaceSubscribers(caller.relay, fields, origin);
-    return { relays: relays.map(relayMsg) };
+    return { relays: relays.map(await relayView(env, scope)) };
   },
 
   async registerTrack(req, ctx) {
@@ -145,10 +168,10 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async lookupTrackSubscribers(req, ctx) {
-    const { object } = scoped(req, ctx);
+    const { env, scope, object } = scoped(req, ctx);
     const { fields, track } = trackOf(req);
     const relays = await object.lookupTrackSubscribers(fields, track);
-    return { relays: relays.map(relayMsg) };
+    return { relays: relays.map(await relayView(env, scope)) };
   },
 
   async heartbeat(req, ctx) {

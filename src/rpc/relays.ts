@@ -1,6 +1,6 @@
-// ListRelays and ListScopes: pages of the DirectoryObject's lists. A relay's
-// lease (expiry, liveness, epoch, scopes) is read from its own RelayObject,
-// which is authoritative; the directory only knows which relays exist.
+// ListRelays and ListScopes: pages of the DirectoryObject's lists, one call to
+// it per page. RelayObjects note their lease, addresses and scopes there
+// (objects/directory.ts), so listing costs no call per relay.
 import { create } from "@bufbuild/protobuf";
 import {
   ListRelaysResponseSchema,
@@ -17,41 +17,38 @@ import { scopeFromObjectName } from "../objects/names.js";
 import { afterToken, decodeAfterToken, pageSize } from "./paging.js";
 
 export const MAX_SCOPES_PAGE = 1000;
-/** Each relay on a page costs a call to its object, so pages are smaller. */
-export const MAX_RELAYS_PAGE = 200;
+export const MAX_RELAYS_PAGE = 1000;
 
 export async function listScopes(env: Env, req: ListScopesRequest): Promise<ListScopesResponse> {
   const limit = pageSize(req.pageSize, MAX_SCOPES_PAGE);
   const after = decodeAfterToken("scopes", req.pageToken);
-  const { names, more } = await directoryStub(env).listScopes(limit, after);
+  const { names, more, total } = await directoryStub(env).listScopes(limit, after);
   return create(ListScopesResponseSchema, {
     scopes: names,
     nextPageToken: more ? afterToken("scopes", names[names.length - 1]) : "",
+    total,
   });
 }
 
 export async function listRelays(env: Env, req: ListRelaysRequest): Promise<ListRelaysResponse> {
   const limit = pageSize(req.pageSize, MAX_RELAYS_PAGE);
   const after = decodeAfterToken("relays", req.pageToken);
-  const { relays, more } = await directoryStub(env).listRelays(limit, after);
-  const records = await Promise.all(
-    relays.map(async (r) => {
-      const lease = await env.RELAYS.get(env.RELAYS.idFromName(r.url)).view();
-      if (!lease) return create(RelayRecordSchema, { url: r.url, epoch: r.epoch, alive: false });
-      return create(RelayRecordSchema, {
-        url: lease.url,
-        epoch: lease.epoch,
-        leaseExpiresAtMs: BigInt(lease.expiresAt),
-        alive: lease.alive,
-        // "" stands for the unscoped space: scope names are never empty.
-        scopes: lease.scopes.map((s) => scopeFromObjectName(s) ?? "").sort(),
-        addrs: lease.addrs,
-        lastHeartbeatAtMs: lease.lastBeatAt === null ? undefined : BigInt(lease.lastBeatAt),
-      });
-    }),
-  );
+  const { relays, more, total } = await directoryStub(env).listRelays(limit, after);
   return create(ListRelaysResponseSchema, {
-    relays: records,
+    relays: relays.map((r) =>
+      create(RelayRecordSchema, {
+        url: r.url,
+        epoch: r.epoch,
+        leaseExpiresAtMs: BigInt(r.expiresAt),
+        alive: r.alive,
+        // "" stands for the unscoped space: scope names are never empty.
+        scopes: r.scopes.map((s) => scopeFromObjectName(s) ?? "").sort(),
+        scopeCount: r.scopeCount,
+        addrs: r.addrs,
+        lastHeartbeatAtMs: r.lastBeatAt === null ? undefined : BigInt(r.lastBeatAt),
+      }),
+    ),
     nextPageToken: more ? afterToken("relays", relays[relays.length - 1].url) : "",
+    total,
   });
 }

@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/admin.proto.
  */
 export const file_moqworker_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlEKFVB1dFNjb3BlQ29uZmlnUmVxdWVzdBINCgVzY29wZRgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWciGAoWUHV0U2NvcGVDb25maWdSZXNwb25zZSJdCg5QdXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBXNjb3BlGAIgASgJEi4KC3Blcm1pc3Npb25zGAMgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIh8KD1B1dFBhdGhSZXNwb25zZRIMCgRwYXRoGAEgASgJIiEKEURlbGV0ZVBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkiFAoSRGVsZXRlUGF0aFJlc3BvbnNlIkkKCVBhdGhFbnRyeRIMCgRwYXRoGAEgASgJEi4KC3Blcm1pc3Npb25zGAIgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIn8KD05hbWVzcGFjZVJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAMgASgEIokBCgtUcmFja1JlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEgwKBG5hbWUYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYBCABKAQihQEKG05hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBInCgZwcmVmaXgYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAMgASgEIsEBChdUcmFja1N1YnNjcmlwdGlvblJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAQgASgEEhoKDWV4cGlyZXNfYXRfbXMYBSABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJbChREZXNjcmliZVNjb3BlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9zY29wZSLxAgoVRGVzY3JpYmVTY29wZVJlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZxImCgVwYXRocxgCIAMoCzIXLm1vcXdvcmtlci52MS5QYXRoRW50cnkSMQoKbmFtZXNwYWNlcxgDIAMoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VSZWNvcmQSKQoGdHJhY2tzGAQgAygLMhkubW9xd29ya2VyLnYxLlRyYWNrUmVjb3JkEkoKF25hbWVzcGFjZV9zdWJzY3JpcHRpb25zGAUgAygLMikubW9xd29ya2VyLnYxLk5hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBJCChN0cmFja19zdWJzY3JpcHRpb25zGAYgAygLMiUubW9xd29ya2VyLnYxLlRyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgHIAEoCSKwAQoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJEiEKFGxhc3RfaGVhcnRiZWF0X2F0X21zGAcgASgESACIAQFCFwoVX2xhc3RfaGVhcnRiZWF0X2F0X21zIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlgKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIj0KEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMuMECgxBZG1pblNlcnZpY2USYQoQQ3JlYXRlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVzcG9uc2USWwoOUHV0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVzcG9uc2USRgoHUHV0UGF0aBIcLm1vcXdvcmtlci52MS5QdXRQYXRoUmVxdWVzdBodLm1vcXdvcmtlci52MS5QdXRQYXRoUmVzcG9uc2USTwoKRGVsZXRlUGF0aBIfLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVxdWVzdBogLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVzcG9uc2USWAoNRGVzY3JpYmVTY29wZRIiLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVxdWVzdBojLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVzcG9uc2USTwoKTGlzdFJlbGF5cxIfLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVzcG9uc2USTwoKTGlzdFNjb3BlcxIfLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVzcG9uc2ViBnByb3RvMw", [file_moqworker_v1_coordinator]);
+  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlEKFVB1dFNjb3BlQ29uZmlnUmVxdWVzdBINCgVzY29wZRgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWciGAoWUHV0U2NvcGVDb25maWdSZXNwb25zZSJdCg5QdXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBXNjb3BlGAIgASgJEi4KC3Blcm1pc3Npb25zGAMgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIh8KD1B1dFBhdGhSZXNwb25zZRIMCgRwYXRoGAEgASgJIiEKEURlbGV0ZVBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkiFAoSRGVsZXRlUGF0aFJlc3BvbnNlIkkKCVBhdGhFbnRyeRIMCgRwYXRoGAEgASgJEi4KC3Blcm1pc3Npb25zGAIgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIn8KD05hbWVzcGFjZVJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAMgASgEIokBCgtUcmFja1JlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEgwKBG5hbWUYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYBCABKAQihQEKG05hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBInCgZwcmVmaXgYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAMgASgEIsEBChdUcmFja1N1YnNjcmlwdGlvblJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAQgASgEEhoKDWV4cGlyZXNfYXRfbXMYBSABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJbChREZXNjcmliZVNjb3BlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9zY29wZSLxAgoVRGVzY3JpYmVTY29wZVJlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZxImCgVwYXRocxgCIAMoCzIXLm1vcXdvcmtlci52MS5QYXRoRW50cnkSMQoKbmFtZXNwYWNlcxgDIAMoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VSZWNvcmQSKQoGdHJhY2tzGAQgAygLMhkubW9xd29ya2VyLnYxLlRyYWNrUmVjb3JkEkoKF25hbWVzcGFjZV9zdWJzY3JpcHRpb25zGAUgAygLMikubW9xd29ya2VyLnYxLk5hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBJCChN0cmFja19zdWJzY3JpcHRpb25zGAYgAygLMiUubW9xd29ya2VyLnYxLlRyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgHIAEoCSLFAQoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJEiEKFGxhc3RfaGVhcnRiZWF0X2F0X21zGAcgASgESACIAQESEwoLc2NvcGVfY291bnQYCCABKA1CFwoVX2xhc3RfaGVhcnRiZWF0X2F0X21zIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJImcKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNMuMECgxBZG1pblNlcnZpY2USYQoQQ3JlYXRlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVzcG9uc2USWwoOUHV0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVzcG9uc2USRgoHUHV0UGF0aBIcLm1vcXdvcmtlci52MS5QdXRQYXRoUmVxdWVzdBodLm1vcXdvcmtlci52MS5QdXRQYXRoUmVzcG9uc2USTwoKRGVsZXRlUGF0aBIfLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVxdWVzdBogLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVzcG9uc2USWAoNRGVzY3JpYmVTY29wZRIiLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVxdWVzdBojLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVzcG9uc2USTwoKTGlzdFJlbGF5cxIfLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVzcG9uc2USTwoKTGlzdFNjb3BlcxIfLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVzcG9uc2ViBnByb3RvMw", [file_moqworker_v1_coordinator]);
 
 /**
  * CreateRelayToken's request.
@@ -150,7 +150,7 @@ export const PutScopeConfigResponseSchema: GenMessage<PutScopeConfigResponse> = 
  */
 export type PutPathRequest = Message<"moqworker.v1.PutPathRequest"> & {
   /**
-   * A connection path, normalised before it is stored (see ResolveScope).
+   * Paths under /_relay are reserved for relay links (INVALID_ARGUMENT naming `path`).
    *
    * @generated from field: string path = 1;
    */
@@ -486,8 +486,10 @@ export const DescribeScopeResponseSchema: GenMessage<DescribeScopeResponse> = /*
   messageDesc(file_moqworker_v1_admin, 14);
 
 /**
- * A relay as ListRelays shows it; lease fields come from the relay's own
- * RelayObject, which is authoritative.
+ * A relay as the directory last heard of it. Its RelayObject notes changes
+ * (new epoch, addresses or scopes, lapse, shutdown) at once and its lease
+ * expiry at least every lease TTL / 2, so expiry and last heartbeat may lag
+ * the RelayObject by about that long.
  *
  * @generated from message moqworker.v1.RelayRecord
  */
@@ -505,21 +507,23 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
   epoch: string;
 
   /**
-   * Unix milliseconds; in the past when the lease lapsed or the relay shut down.
+   * Unix milliseconds, as last noted; in the past when the lease lapsed or the relay shut down.
    *
    * @generated from field: uint64 lease_expires_at_ms = 3;
    */
   leaseExpiresAtMs: bigint;
 
   /**
-   * The lease is open now.
+   * Lease open and not shut down. A relay whose lapse was never noted stops
+   * being alive one heartbeat interval after its noted expiry.
    *
    * @generated from field: bool alive = 4;
    */
   alive: boolean;
 
   /**
-   * Scopes holding rows of this relay; "" is the unscoped space.
+   * Scopes holding rows of this relay, by name; "" is the unscoped space.
+   * At most the first 100: scope_count is the full number.
    *
    * @generated from field: repeated string scopes = 5;
    */
@@ -538,6 +542,13 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
    * @generated from field: optional uint64 last_heartbeat_at_ms = 7;
    */
   lastHeartbeatAtMs?: bigint | undefined;
+
+  /**
+   * How many scopes hold rows of this relay (scopes may list fewer).
+   *
+   * @generated from field: uint32 scope_count = 8;
+   */
+  scopeCount: number;
 };
 
 /**
@@ -548,15 +559,15 @@ export const RelayRecordSchema: GenMessage<RelayRecord> = /*@__PURE__*/
   messageDesc(file_moqworker_v1_admin, 15);
 
 /**
- * ListRelays's request. Relays are listed from when they first write or
- * heartbeat until a day after they shut down or their lease lapses, ordered by URL.
+ * Relays are listed from when they first write or heartbeat until a day after
+ * they shut down or their lease lapses, ordered by URL. One read of the
+ * directory per page, whatever its size.
  *
  * @generated from message moqworker.v1.ListRelaysRequest
  */
 export type ListRelaysRequest = Message<"moqworker.v1.ListRelaysRequest"> & {
   /**
-   * 0 = 100; more than 200 is INVALID_ARGUMENT (each relay's lease is read
-   * from its own object).
+   * Default 100, at most 1000.
    *
    * @generated from field: uint32 page_size = 1;
    */
@@ -594,6 +605,14 @@ export type ListRelaysResponse = Message<"moqworker.v1.ListRelaysResponse"> & {
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * How many relays are listed in all (every page), so a client showing one
+   * page can say how many it does not show.
+   *
+   * @generated from field: uint32 total = 3;
+   */
+  total: number;
 };
 
 /**
@@ -651,6 +670,13 @@ export type ListScopesResponse = Message<"moqworker.v1.ListScopesResponse"> & {
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
+
+  /**
+   * How many scopes are listed in all (every page).
+   *
+   * @generated from field: uint32 total = 3;
+   */
+  total: number;
 };
 
 /**

@@ -35,7 +35,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/coordinator.proto.
  */
 export const file_moqworker_v1_coordinator: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tb3F3b3JrZXIvdjEvY29vcmRpbmF0b3IucHJvdG8SDG1vcXdvcmtlci52MSIbCglOYW1lc3BhY2USDgoGZmllbGRzGAEgAygMIjQKCVJlbGF5SW5mbxILCgN1cmwYASABKAkSEQoEYWRkchgCIAEoCUgAiAEBQgcKBV9hZGRyIocBCgdDb250ZXh0EioKCWludGVyZmFjZRgBIAEoDjIXLm1vcXdvcmtlci52MS5JbnRlcmZhY2USFwoKc291cmNlX3VybBgCIAEoCUgAiAEBEhgKC3NvdXJjZV9hZGRyGAMgASgJSAGIAQFCDQoLX3NvdXJjZV91cmxCDgoMX3NvdXJjZV9hZGRyIk0KCVNjb3BlSW5mbxIQCghzY29wZV9pZBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyKaAQoLU2NvcGVDb25maWcSHAoPb3JpZ2luX2ZhbGxiYWNrGAEgASgJSACIAQESGwoTbGluZ2VyaW5nX3N1YnNjcmliZRgCIAEoCBIiChVyZW5kZXp2b3VzX3RpbWVvdXRfbXMYAyABKA1IAYgBAUISChBfb3JpZ2luX2ZhbGxiYWNrQhgKFl9yZW5kZXp2b3VzX3RpbWVvdXRfbXMiZQoPTmFtZXNwYWNlT3JpZ2luEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIkYKClRyYWNrRW50cnkSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJIkcKE1Jlc29sdmVTY29wZVJlcXVlc3QSHAoPY29ubmVjdGlvbl9wYXRoGAEgASgJSACIAQFCEgoQX2Nvbm5lY3Rpb25fcGF0aCJNChRSZXNvbHZlU2NvcGVSZXNwb25zZRIrCgVzY29wZRgBIAEoCzIXLm1vcXdvcmtlci52MS5TY29wZUluZm9IAIgBAUIICgZfc2NvcGUiNQoVR2V0U2NvcGVDb25maWdSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQFCCAoGX3Njb3BlIkMKFkdldFNjb3BlQ29uZmlnUmVzcG9uc2USKQoGY29uZmlnGAEgASgLMhkubW9xd29ya2VyLnYxLlNjb3BlQ29uZmlnIowBChhSZWdpc3Rlck5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKB2NvbnRleHQYAyABKAsyFS5tb3F3b3JrZXIudjEuQ29udGV4dEIICgZfc2NvcGUiNAoZUmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRIXCg9yZWdpc3RyYXRpb25faWQYASABKAkiZgoaVW5yZWdpc3Rlck5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlQggKBl9zY29wZSIdChtVbnJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2UiWQoNTG9va3VwUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIj8KDkxvb2t1cFJlc3BvbnNlEi0KBm9yaWdpbhgBIAEoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VPcmlnaW4ibQoSTG9va3VwVHJhY2tSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiRAoTTG9va3VwVHJhY2tSZXNwb25zZRItCgZvcmlnaW4YASABKAsyHS5tb3F3b3JrZXIudjEuTmFtZXNwYWNlT3JpZ2luIooBChlTdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESJwoGcHJlZml4GAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgdjb250ZXh0GAMgASgLMhUubW9xd29ya2VyLnYxLkNvbnRleHRCCAoGX3Njb3BlImcKGlN1YnNjcmliZU5hbWVzcGFjZVJlc3BvbnNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIwCg91cHN0cmVhbV9yZWxheXMYAiADKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvImQKG1Vuc3Vic2NyaWJlTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEicKBnByZWZpeBgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIh4KHFVuc3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2UilQEKIUxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoHY29udGV4dBgDIAEoCzIVLm1vcXdvcmtlci52MS5Db250ZXh0QggKBl9zY29wZSJNCiJMb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVyc1Jlc3BvbnNlEicKBnJlbGF5cxgBIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8ibwoUUmVnaXN0ZXJUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSIwChVSZWdpc3RlclRyYWNrUmVzcG9uc2USFwoPcmVnaXN0cmF0aW9uX2lkGAEgASgJInEKFlVucmVnaXN0ZXJUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSIZChdVbnJlZ2lzdGVyVHJhY2tSZXNwb25zZSJdChFMaXN0VHJhY2tzUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIj4KEkxpc3RUcmFja3NSZXNwb25zZRIoCgZ0cmFja3MYASADKAsyGC5tb3F3b3JrZXIudjEuVHJhY2tFbnRyeSJwChVTdWJzY3JpYmVUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSIxChZTdWJzY3JpYmVUcmFja1Jlc3BvbnNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCSJyChdVbnN1YnNjcmliZVRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIhoKGFVuc3Vic2NyaWJlVHJhY2tSZXNwb25zZSJ4Ch1Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIkkKHkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXNwb25zZRInCgZyZWxheXMYASADKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIjAKEEhlYXJ0YmVhdFJlcXVlc3QSDQoFZXBvY2gYASABKAkSDQoFYWRkcnMYAiADKAkiPgoRSGVhcnRiZWF0UmVzcG9uc2USFAoMbGVhc2VfdHRsX21zGAEgASgNEhMKC2ludGVydmFsX21zGAIgASgNIhEKD1NodXRkb3duUmVxdWVzdCISChBTaHV0ZG93blJlc3BvbnNlKnEKDk5hbWVzcGFjZUxpbWl0Eh8KG05BTUVTUEFDRV9MSU1JVF9VTlNQRUNJRklFRBAAEh4KGk5BTUVTUEFDRV9MSU1JVF9NQVhfRklFTERTECASHgoZTkFNRVNQQUNFX0xJTUlUX01BWF9CWVRFUxCAICqfAgoMUmVxdWVzdExpbWl0Eh0KGVJFUVVFU1RfTElNSVRfVU5TUEVDSUZJRUQQABIiCh1SRVFVRVNUX0xJTUlUX01BWF9UUkFDS19CWVRFUxCAIBIiCh1SRVFVRVNUX0xJTUlUX01BWF9TQ09QRV9CWVRFUxCAAhIgChtSRVFVRVNUX0xJTUlUX01BWF9VUkxfQ0hBUlMQgBASIQocUkVRVUVTVF9MSU1JVF9NQVhfUEFUSF9CWVRFUxCACBIiCh1SRVFVRVNUX0xJTUlUX01BWF9FUE9DSF9DSEFSUxCAARIbChdSRVFVRVNUX0xJTUlUX01BWF9BRERSUxAQEiIKHFJFUVVFU1RfTElNSVRfTUFYX0JPRFlfQllURVMQgIAEKlQKCUludGVyZmFjZRIZChVJTlRFUkZBQ0VfVU5TUEVDSUZJRUQQABIUChBJTlRFUkZBQ0VfUFVCTElDEAESFgoSSU5URVJGQUNFX0lOVEVSTkFMEAIqYQoLUGVybWlzc2lvbnMSGwoXUEVSTUlTU0lPTlNfVU5TUEVDSUZJRUQQABIaChZQRVJNSVNTSU9OU19SRUFEX1dSSVRFEAESGQoVUEVSTUlTU0lPTlNfUkVBRF9PTkxZEAIy5QwKEkNvb3JkaW5hdG9yU2VydmljZRJVCgxSZXNvbHZlU2NvcGUSIS5tb3F3b3JrZXIudjEuUmVzb2x2ZVNjb3BlUmVxdWVzdBoiLm1vcXdvcmtlci52MS5SZXNvbHZlU2NvcGVSZXNwb25zZRJbCg5HZXRTY29wZUNvbmZpZxIjLm1vcXdvcmtlci52MS5HZXRTY29wZUNvbmZpZ1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuR2V0U2NvcGVDb25maWdSZXNwb25zZRJkChFSZWdpc3Rlck5hbWVzcGFjZRImLm1vcXdvcmtlci52MS5SZWdpc3Rlck5hbWVzcGFjZVJlcXVlc3QaJy5tb3F3b3JrZXIudjEuUmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRJqChNVbnJlZ2lzdGVyTmFtZXNwYWNlEigubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJOYW1lc3BhY2VSZXF1ZXN0GikubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRJDCgZMb29rdXASGy5tb3F3b3JrZXIudjEuTG9va3VwUmVxdWVzdBocLm1vcXdvcmtlci52MS5Mb29rdXBSZXNwb25zZRJSCgtMb29rdXBUcmFjaxIgLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1JlcXVlc3QaIS5tb3F3b3JrZXIudjEuTG9va3VwVHJhY2tSZXNwb25zZRJnChJTdWJzY3JpYmVOYW1lc3BhY2USJy5tb3F3b3JrZXIudjEuU3Vic2NyaWJlTmFtZXNwYWNlUmVxdWVzdBooLm1vcXdvcmtlci52MS5TdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZRJtChRVbnN1YnNjcmliZU5hbWVzcGFjZRIpLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QaKi5tb3F3b3JrZXIudjEuVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZRJ/ChpMb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVycxIvLm1vcXdvcmtlci52MS5Mb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVyc1JlcXVlc3QaMC5tb3F3b3JrZXIudjEuTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXNwb25zZRJYCg1SZWdpc3RlclRyYWNrEiIubW9xd29ya2VyLnYxLlJlZ2lzdGVyVHJhY2tSZXF1ZXN0GiMubW9xd29ya2VyLnYxLlJlZ2lzdGVyVHJhY2tSZXNwb25zZRJeCg9VbnJlZ2lzdGVyVHJhY2sSJC5tb3F3b3JrZXIudjEuVW5yZWdpc3RlclRyYWNrUmVxdWVzdBolLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyVHJhY2tSZXNwb25zZRJPCgpMaXN0VHJhY2tzEh8ubW9xd29ya2VyLnYxLkxpc3RUcmFja3NSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RUcmFja3NSZXNwb25zZRJbCg5TdWJzY3JpYmVUcmFjaxIjLm1vcXdvcmtlci52MS5TdWJzY3JpYmVUcmFja1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuU3Vic2NyaWJlVHJhY2tSZXNwb25zZRJhChBVbnN1YnNjcmliZVRyYWNrEiUubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0GiYubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlVHJhY2tSZXNwb25zZRJzChZMb29rdXBUcmFja1N1YnNjcmliZXJzEisubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0GiwubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXNwb25zZRJMCglIZWFydGJlYXQSHi5tb3F3b3JrZXIudjEuSGVhcnRiZWF0UmVxdWVzdBofLm1vcXdvcmtlci52MS5IZWFydGJlYXRSZXNwb25zZRJJCghTaHV0ZG93bhIdLm1vcXdvcmtlci52MS5TaHV0ZG93blJlcXVlc3QaHi5tb3F3b3JrZXIudjEuU2h1dGRvd25SZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Ch5tb3F3b3JrZXIvdjEvY29vcmRpbmF0b3IucHJvdG8SDG1vcXdvcmtlci52MSIbCglOYW1lc3BhY2USDgoGZmllbGRzGAEgAygMIjQKCVJlbGF5SW5mbxILCgN1cmwYASABKAkSEQoEYWRkchgCIAEoCUgAiAEBQgcKBV9hZGRyIocBCgdDb250ZXh0EioKCWludGVyZmFjZRgBIAEoDjIXLm1vcXdvcmtlci52MS5JbnRlcmZhY2USFwoKc291cmNlX3VybBgCIAEoCUgAiAEBEhgKC3NvdXJjZV9hZGRyGAMgASgJSAGIAQFCDQoLX3NvdXJjZV91cmxCDgoMX3NvdXJjZV9hZGRyIk0KCVNjb3BlSW5mbxIQCghzY29wZV9pZBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyKaAQoLU2NvcGVDb25maWcSHAoPb3JpZ2luX2ZhbGxiYWNrGAEgASgJSACIAQESGwoTbGluZ2VyaW5nX3N1YnNjcmliZRgCIAEoCBIiChVyZW5kZXp2b3VzX3RpbWVvdXRfbXMYAyABKA1IAYgBAUISChBfb3JpZ2luX2ZhbGxiYWNrQhgKFl9yZW5kZXp2b3VzX3RpbWVvdXRfbXMiZQoPTmFtZXNwYWNlT3JpZ2luEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIkYKClRyYWNrRW50cnkSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJIkcKE1Jlc29sdmVTY29wZVJlcXVlc3QSHAoPY29ubmVjdGlvbl9wYXRoGAEgASgJSACIAQFCEgoQX2Nvbm5lY3Rpb25fcGF0aCJhChRSZXNvbHZlU2NvcGVSZXNwb25zZRIrCgVzY29wZRgBIAEoCzIXLm1vcXdvcmtlci52MS5TY29wZUluZm9IAIgBARISCgpyZWxheV9saW5rGAIgASgIQggKBl9zY29wZSI1ChVHZXRTY29wZUNvbmZpZ1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBAUIICgZfc2NvcGUiQwoWR2V0U2NvcGVDb25maWdSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWcijAEKGFJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoHY29udGV4dBgDIAEoCzIVLm1vcXdvcmtlci52MS5Db250ZXh0QggKBl9zY29wZSI0ChlSZWdpc3Rlck5hbWVzcGFjZVJlc3BvbnNlEhcKD3JlZ2lzdHJhdGlvbl9pZBgBIAEoCSJmChpVbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIh0KG1VucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZSJZCg1Mb29rdXBSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPwoOTG9va3VwUmVzcG9uc2USLQoGb3JpZ2luGAEgASgLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZU9yaWdpbiJtChJMb29rdXBUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSJEChNMb29rdXBUcmFja1Jlc3BvbnNlEi0KBm9yaWdpbhgBIAEoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VPcmlnaW4iigEKGVN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARInCgZwcmVmaXgYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKB2NvbnRleHQYAyABKAsyFS5tb3F3b3JrZXIudjEuQ29udGV4dEIICgZfc2NvcGUiZwoaU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEjAKD3Vwc3RyZWFtX3JlbGF5cxgCIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iZAobVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESJwoGcHJlZml4GAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiHgocVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZSKVAQohTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgdjb250ZXh0GAMgASgLMhUubW9xd29ya2VyLnYxLkNvbnRleHRCCAoGX3Njb3BlIk0KIkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USJwoGcmVsYXlzGAEgAygLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbyJvChRSZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjAKFVJlZ2lzdGVyVHJhY2tSZXNwb25zZRIXCg9yZWdpc3RyYXRpb25faWQYASABKAkicQoWVW5yZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIhkKF1VucmVnaXN0ZXJUcmFja1Jlc3BvbnNlIl0KEUxpc3RUcmFja3NSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPgoSTGlzdFRyYWNrc1Jlc3BvbnNlEigKBnRyYWNrcxgBIAMoCzIYLm1vcXdvcmtlci52MS5UcmFja0VudHJ5InAKFVN1YnNjcmliZVRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjEKFlN1YnNjcmliZVRyYWNrUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJInIKF1Vuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiGgoYVW5zdWJzY3JpYmVUcmFja1Jlc3BvbnNlIngKHUxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiSQoeTG9va3VwVHJhY2tTdWJzY3JpYmVyc1Jlc3BvbnNlEicKBnJlbGF5cxgBIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iMAoQSGVhcnRiZWF0UmVxdWVzdBINCgVlcG9jaBgBIAEoCRINCgVhZGRycxgCIAMoCSJ6ChFIZWFydGJlYXRSZXNwb25zZRIUCgxsZWFzZV90dGxfbXMYASABKA0SEwoLaW50ZXJ2YWxfbXMYAiABKA0SEgoKc3RhdGVfbG9zdBgDIAEoCBImCgVwZWVycxgEIAMoCzIXLm1vcXdvcmtlci52MS5QZWVyUmVsYXkiJwoJUGVlclJlbGF5EgsKA3VybBgBIAEoCRINCgVhZGRycxgCIAMoCSIRCg9TaHV0ZG93blJlcXVlc3QiEgoQU2h1dGRvd25SZXNwb25zZSpxCg5OYW1lc3BhY2VMaW1pdBIfChtOQU1FU1BBQ0VfTElNSVRfVU5TUEVDSUZJRUQQABIeChpOQU1FU1BBQ0VfTElNSVRfTUFYX0ZJRUxEUxAgEh4KGU5BTUVTUEFDRV9MSU1JVF9NQVhfQllURVMQgCAqnwIKDFJlcXVlc3RMaW1pdBIdChlSRVFVRVNUX0xJTUlUX1VOU1BFQ0lGSUVEEAASIgodUkVRVUVTVF9MSU1JVF9NQVhfVFJBQ0tfQllURVMQgCASIgodUkVRVUVTVF9MSU1JVF9NQVhfU0NPUEVfQllURVMQgAISIAobUkVRVUVTVF9MSU1JVF9NQVhfVVJMX0NIQVJTEIAQEiEKHFJFUVVFU1RfTElNSVRfTUFYX1BBVEhfQllURVMQgAgSIgodUkVRVUVTVF9MSU1JVF9NQVhfRVBPQ0hfQ0hBUlMQgAESGwoXUkVRVUVTVF9MSU1JVF9NQVhfQUREUlMQEBIiChxSRVFVRVNUX0xJTUlUX01BWF9CT0RZX0JZVEVTEICABCpUCglJbnRlcmZhY2USGQoVSU5URVJGQUNFX1VOU1BFQ0lGSUVEEAASFAoQSU5URVJGQUNFX1BVQkxJQxABEhYKEklOVEVSRkFDRV9JTlRFUk5BTBACKmEKC1Blcm1pc3Npb25zEhsKF1BFUk1JU1NJT05TX1VOU1BFQ0lGSUVEEAASGgoWUEVSTUlTU0lPTlNfUkVBRF9XUklURRABEhkKFVBFUk1JU1NJT05TX1JFQURfT05MWRACMuUMChJDb29yZGluYXRvclNlcnZpY2USVQoMUmVzb2x2ZVNjb3BlEiEubW9xd29ya2VyLnYxLlJlc29sdmVTY29wZVJlcXVlc3QaIi5tb3F3b3JrZXIudjEuUmVzb2x2ZVNjb3BlUmVzcG9uc2USWwoOR2V0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuR2V0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLkdldFNjb3BlQ29uZmlnUmVzcG9uc2USZAoRUmVnaXN0ZXJOYW1lc3BhY2USJi5tb3F3b3JrZXIudjEuUmVnaXN0ZXJOYW1lc3BhY2VSZXF1ZXN0GicubW9xd29ya2VyLnYxLlJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2USagoTVW5yZWdpc3Rlck5hbWVzcGFjZRIoLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBopLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2USQwoGTG9va3VwEhsubW9xd29ya2VyLnYxLkxvb2t1cFJlcXVlc3QaHC5tb3F3b3JrZXIudjEuTG9va3VwUmVzcG9uc2USUgoLTG9va3VwVHJhY2sSIC5tb3F3b3JrZXIudjEuTG9va3VwVHJhY2tSZXF1ZXN0GiEubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrUmVzcG9uc2USZwoSU3Vic2NyaWJlTmFtZXNwYWNlEicubW9xd29ya2VyLnYxLlN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QaKC5tb3F3b3JrZXIudjEuU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USbQoUVW5zdWJzY3JpYmVOYW1lc3BhY2USKS5tb3F3b3JrZXIudjEuVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0GioubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USfwoaTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnMSLy5tb3F3b3JrZXIudjEuTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0GjAubW9xd29ya2VyLnYxLkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USWAoNUmVnaXN0ZXJUcmFjaxIiLm1vcXdvcmtlci52MS5SZWdpc3RlclRyYWNrUmVxdWVzdBojLm1vcXdvcmtlci52MS5SZWdpc3RlclRyYWNrUmVzcG9uc2USXgoPVW5yZWdpc3RlclRyYWNrEiQubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJUcmFja1JlcXVlc3QaJS5tb3F3b3JrZXIudjEuVW5yZWdpc3RlclRyYWNrUmVzcG9uc2USTwoKTGlzdFRyYWNrcxIfLm1vcXdvcmtlci52MS5MaXN0VHJhY2tzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0VHJhY2tzUmVzcG9uc2USWwoOU3Vic2NyaWJlVHJhY2sSIy5tb3F3b3JrZXIudjEuU3Vic2NyaWJlVHJhY2tSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlN1YnNjcmliZVRyYWNrUmVzcG9uc2USYQoQVW5zdWJzY3JpYmVUcmFjaxIlLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZVRyYWNrUmVxdWVzdBomLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZVRyYWNrUmVzcG9uc2UScwoWTG9va3VwVHJhY2tTdWJzY3JpYmVycxIrLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVxdWVzdBosLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVzcG9uc2USTAoJSGVhcnRiZWF0Eh4ubW9xd29ya2VyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHy5tb3F3b3JrZXIudjEuSGVhcnRiZWF0UmVzcG9uc2USSQoIU2h1dGRvd24SHS5tb3F3b3JrZXIudjEuU2h1dGRvd25SZXF1ZXN0Gh4ubW9xd29ya2VyLnYxLlNodXRkb3duUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * A namespace tuple as MoQ carries it: 1..MAX_FIELDS fields of arbitrary
@@ -65,8 +65,12 @@ export const NamespaceSchema: GenMessage<Namespace> = /*@__PURE__*/
  */
 export type RelayInfo = Message<"moqworker.v1.RelayInfo"> & {
   /**
-   * Public URL of the relay (e.g. https://relay-a.example:4443/), as its
-   * token names it, in canonical form.
+   * URL to dial the relay at. In an unscoped answer, the relay's registered
+   * URL (e.g. https://relay-a.example:4443/). In a scoped answer, the same URL
+   * with its path replaced by the scope's relay-link path
+   * (https://relay-a.example:4443/_relay/<scope>/<mac>, see
+   * ResolveScopeResponse.relay_link), so the dialled relay serves the session
+   * from the same scope.
    *
    * @generated from field: string url = 1;
    */
@@ -267,6 +271,26 @@ export type ResolveScopeResponse = Message<"moqworker.v1.ResolveScopeResponse"> 
    * @generated from field: optional moqworker.v1.ScopeInfo scope = 1;
    */
   scope?: ScopeInfo | undefined;
+
+  /**
+   * True when connection_path was a relay-link path: a path under the reserved
+   * prefix `/_relay/` that the Worker hands out, in place of the relay URL's
+   * path, in every RelayInfo.url of a scoped answer. It has the form
+   * `/_relay/<base64url(scope)>/<base64url(mac)>` where mac is the first 16
+   * bytes of HMAC-SHA256(TOKEN_SECRET, "moq-worker relay link v1\0" + scope),
+   * so the same path serves every relay of the scope and a URL is stable per
+   * (scope, relay). A link resolves to that scope with READ_WRITE (relays
+   * forward announcements over it) and marks the session as coming from a
+   * relay peer. Errors: a link whose MAC matches neither TOKEN_SECRET nor
+   * TOKEN_SECRET_PREVIOUS is PERMISSION_DENIED; a malformed path under
+   * `/_relay` (wrong number of segments, bad base64url, wrong MAC length,
+   * invalid scope name) is INVALID_ARGUMENT; a scope the caller's token may not
+   * act in is PERMISSION_DENIED. All name `connection_path`. Links resolve
+   * whatever ALLOW_UNSCOPED says; no PutPath mapping is involved.
+   *
+   * @generated from field: bool relay_link = 2;
+   */
+  relayLink: boolean;
 };
 
 /**
@@ -979,6 +1003,32 @@ export type HeartbeatResponse = Message<"moqworker.v1.HeartbeatResponse"> & {
    * @generated from field: uint32 interval_ms = 2;
    */
   intervalMs: number;
+
+  /**
+   * The Worker holds none of what this relay registered under its current
+   * epoch, although the relay may have registered some: its lease lapsed and
+   * the Worker purged its rows since the last heartbeat of this epoch, or the
+   * Worker had no record of the relay at all (so the first heartbeat of a
+   * relay never seen says true: re-registering nothing is harmless). On true
+   * the relay re-registers every live handle (namespaces, tracks, namespace
+   * and track subscriptions) with the usual idempotent calls. Reported once:
+   * the reply that carries it clears it. Writes that re-open a lapsed lease do
+   * not clear it.
+   *
+   * @generated from field: bool state_lost = 3;
+   */
+  stateLost: boolean;
+
+  /**
+   * Live relays other than the caller (lease open, not shut down), with the
+   * socket addresses from their heartbeats, ordered by URL. The list is
+   * refreshed from the Worker's directory at most every lease_ttl_ms / 2, so
+   * it may lag a relay's arrival or departure by about that long. A session
+   * whose remote address is a peer's addr comes from a relay peer.
+   *
+   * @generated from field: repeated moqworker.v1.PeerRelay peers = 4;
+   */
+  peers: PeerRelay[];
 };
 
 /**
@@ -987,6 +1037,34 @@ export type HeartbeatResponse = Message<"moqworker.v1.HeartbeatResponse"> & {
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
   messageDesc(file_moqworker_v1_coordinator, 38);
+
+/**
+ * Another relay of the network, as its heartbeats describe it.
+ *
+ * @generated from message moqworker.v1.PeerRelay
+ */
+export type PeerRelay = Message<"moqworker.v1.PeerRelay"> & {
+  /**
+   * The relay's URL (its token's subject).
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * Socket addresses ("ip:port") it serves from: its HeartbeatRequest.addrs.
+   *
+   * @generated from field: repeated string addrs = 2;
+   */
+  addrs: string[];
+};
+
+/**
+ * Describes the message moqworker.v1.PeerRelay.
+ * Use `create(PeerRelaySchema)` to create a new message.
+ */
+export const PeerRelaySchema: GenMessage<PeerRelay> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_coordinator, 39);
 
 /**
  * Shutdown's request (empty: the token names the relay).
@@ -1001,7 +1079,7 @@ export type ShutdownRequest = Message<"moqworker.v1.ShutdownRequest"> & {
  * Use `create(ShutdownRequestSchema)` to create a new message.
  */
 export const ShutdownRequestSchema: GenMessage<ShutdownRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 39);
+  messageDesc(file_moqworker_v1_coordinator, 40);
 
 /**
  * Shutdown's answer (empty).
@@ -1016,7 +1094,7 @@ export type ShutdownResponse = Message<"moqworker.v1.ShutdownResponse"> & {
  * Use `create(ShutdownResponseSchema)` to create a new message.
  */
 export const ShutdownResponseSchema: GenMessage<ShutdownResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 40);
+  messageDesc(file_moqworker_v1_coordinator, 41);
 
 /**
  * Limits of a Namespace. Protobuf has no constants, so the contract's limits
@@ -1209,13 +1287,9 @@ export const PermissionsSchema: GenEnum<Permissions> = /*@__PURE__*/
  */
 export const CoordinatorService: GenService<{
   /**
-   * Maps the connection path of a new session to its scope and permissions,
-   * after normalising it as moq-rs does (docs/architecture.md, "Connection
-   * paths"). No path: an empty answer (unscoped session).
-   * Errors: INVALID_ARGUMENT for an invalid path (field connection_path);
-   * NOT_FOUND when no scope is mapped to it; PERMISSION_DENIED when the token is
-   * limited to scopes and the path resolves to another one (or to none).
-   * Read-only.
+   * Maps a session's connection path to a scope: a path mapped by PutPath, or
+   * a relay-link path (see ResolveScopeResponse.relay_link). NOT_FOUND when
+   * no scope is mapped to the path.
    *
    * @generated from rpc moqworker.v1.CoordinatorService.ResolveScope
    */
@@ -1390,13 +1464,12 @@ export const CoordinatorService: GenService<{
     output: typeof LookupTrackSubscribersResponseSchema;
   },
   /**
-   * Keeps the caller's lease for lease_ttl_ms and records its epoch and
-   * addresses. When the lease lapses every scope deletes the relay's rows. A new
-   * epoch (the relay restarted) deletes the old life's rows at once and retires
-   * the old epoch; rows written before any epoch was named are adopted.
-   * Errors: INVALID_ARGUMENT for an empty or too long epoch, too many or
-   * malformed addrs, or an epoch that differs from the Moq-Relay-Epoch header;
-   * FAILED_PRECONDITION for a retired epoch. Idempotent.
+   * Keeps the caller's lease open for lease_ttl_ms and tells it whether its
+   * state was lost and which peers are live. Errors: FAILED_PRECONDITION
+   * (message contains "epoch") when the epoch was retired by a newer process
+   * for the same relay URL: the caller must stop. UNAUTHENTICATED /
+   * PERMISSION_DENIED: the token is expired, revoked or invalid. INVALID_ARGUMENT
+   * names the field (epoch, addrs[i]).
    *
    * @generated from rpc moqworker.v1.CoordinatorService.Heartbeat
    */
