@@ -10,7 +10,7 @@
 // Prints one line per round, then min/median/max. Exits non-zero if a round
 // fails (with the relays' logs).
 import { parseArgs } from "node:util";
-import { lapseRound, lapseStack } from "./network/lapse.mjs";
+import { lapseRound, lapseStack, publishingPair } from "./network/lapse.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -37,9 +37,10 @@ const stack = await lapseStack({ leaseTtlMs, name: "recovery-time" });
 const samples = [];
 let failed = false;
 try {
+  const pair = await publishingPair(stack);
   await stack.step(async () => {
     for (let i = 1; i <= rounds; i++) {
-      const r = await lapseRound(stack, { recoveryLimitMs });
+      const r = await lapseRound(stack, pair, { recoveryLimitMs });
       samples.push(r);
       console.log(
         `round ${i}/${rounds}: frozen ${ms(r.frozenMs)} (purged after ${ms(r.purgeMs)}); after SIGCONT re-registered in ${ms(r.reregisteredMs)}, ` +

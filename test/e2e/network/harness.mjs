@@ -12,6 +12,7 @@ import { createSocket } from "node:dgram";
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import { call } from "../lib/rpc.mjs";
 import { DEV_ADMIN_TOKEN, DEV_TOKEN_SECRET, freePort, ROOT, startWorker } from "../lib/worker.mjs";
 
@@ -95,7 +96,12 @@ class Proc {
     this.logPath = join(dir, `${name}.log`);
     this.lines = []; // stdout lines: { text, at }
     const log = createWriteStream(this.logPath);
-    this.child = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+    // NO_COLOR: plain tracing output, which the tests match; no backtraces in error exits.
+    this.child = spawn(cmd, args, {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1", RUST_BACKTRACE: "0", RUST_LIB_BACKTRACE: "0", ...env },
+    });
     this.pid = this.child.pid;
     let partial = "";
     this.child.stdout.on("data", (d) => {
@@ -120,9 +126,10 @@ class Proc {
     return this.exit === undefined;
   }
 
+  /** Everything it wrote so far (ANSI colour codes removed). */
   log() {
     try {
-      return readFileSync(this.logPath, "utf8");
+      return stripVTControlCharacters(readFileSync(this.logPath, "utf8"));
     } catch {
       return "";
     }
@@ -289,7 +296,7 @@ export class Stack {
         }
         await sleep(20);
       }
-      failures.push(`${sub.proc.name}: ${JSON.stringify(sub.proc.exit)} ${lastLines(sub.proc.log(), 2)}`);
+      failures.push(`${sub.proc.name}: exit ${JSON.stringify(sub.proc.exit)}: ${errorLine(sub.proc.log())}`);
       if (now() > deadline) {
         throw new Error(`no object at a subscriber on relay ${relay.name} (${relay.url}${path}, ${namespace}) within ${timeoutMs} ms after ${attempt} attempts; last refusals:\n${failures.slice(-3).join("\n")}`);
       }
@@ -349,6 +356,9 @@ export class Stack {
 }
 
 const nsText = (ns) => (ns?.fields ?? []).map((f) => Buffer.from(f, "base64").toString()).join("/");
+
+/** moq-clock's error exit ("Error: ..."), else its last line. */
+const errorLine = (log) => log.split("\n").find((l) => l.startsWith("Error:")) ?? lastLines(log, 1);
 
 export function lastLines(text, n) {
   return text.trimEnd().split("\n").slice(-n).join("\n");
