@@ -231,8 +231,8 @@ export class Stack {
   }
 
   /** A moq-worker-edge relay on its own UDP port with its own token; resolves once it listens. */
-  async relay(name, { scopes, args = [] } = {}) {
-    const port = await freeUdpPort();
+  async relay(name, { scopes, args = [], port } = {}) {
+    port ??= await freeUdpPort();
     const url = `https://127.0.0.1:${port}`;
     const { token } = await this.admin("CreateRelayToken", { relayUrl: url, ...(scopes ? { scopes } : {}) });
     const proc = this.spawn(`relay-${name}`, this.edgeBin, [
