@@ -91,6 +91,7 @@ test("forged, malformed and foreign relay-link paths are refused over the real s
       S: await stack.namespaces("S"),
       T: await stack.namespaces("T"),
       scopes: (await stack.admin("ListScopes", {})).scopes,
+      paths: (await stack.admin("DescribeScope", { scope: "S" })).paths,
     });
     const before = await snapshot();
 
@@ -103,19 +104,21 @@ test("forged, malformed and foreign relay-link paths are refused over the real s
 
     const b64 = (s) => Buffer.from(s).toString("base64url");
     const sMac = relayLinkPath("S").split("/")[3];
+    const forged = "permission_denied";
+    const malformed = "invalid_argument";
     const refused = [
-      ["a forged MAC", A, `/_relay/${b64("S")}/${randomBytes(16).toString("base64url")}`],
-      ["S's MAC on scope T", A, `/_relay/${b64("T")}/${sMac}`],
-      ["a link for a scope nobody configured, forged", A, `/_relay/${b64("X")}/${randomBytes(16).toString("base64url")}`],
-      ["a MAC made with another secret", A, relayLinkPath("S", "not-the-token-secret")],
-      ["a malformed link (no MAC)", A, `/_relay/${b64("S")}`],
-      ["a malformed link (short MAC)", A, `/_relay/${b64("S")}/${sMac.slice(0, 8)}`],
-      ["a malformed link (scope not base64url)", A, `/_relay/S!/${sMac}`],
-      ["a genuine link for a scope the relay's token may not use", C, relayLinkPath("S")],
+      ["a forged MAC", A, `/_relay/${b64("S")}/${randomBytes(16).toString("base64url")}`, forged],
+      ["S's MAC on scope T", A, `/_relay/${b64("T")}/${sMac}`, forged],
+      ["a link for a scope nobody configured, forged", A, `/_relay/${b64("X")}/${randomBytes(16).toString("base64url")}`, forged],
+      ["a MAC made with another secret", A, relayLinkPath("S", "not-the-token-secret"), forged],
+      ["a malformed link (no MAC)", A, `/_relay/${b64("S")}`, malformed],
+      ["a malformed link (short MAC)", A, `/_relay/${b64("S")}/${sMac.slice(0, 8)}`, malformed],
+      ["a malformed link (scope not base64url)", A, `/_relay/S!/${sMac}`, malformed],
+      ["a genuine link for a scope the relay's token may not use", C, relayLinkPath("S"), forged],
     ];
-    for (const [what, relay, path] of refused) {
+    for (const [what, relay, path, code] of refused) {
       for (const role of ["subscriber", "publisher"]) {
-        const rejectedBefore = resolveFailures(relay, path);
+        const rejectedBefore = resolveFailures(relay, path, code);
         const proc =
           role === "publisher"
             ? stack.publish(relay, path, { namespace: `e2e/forged/${role}` })
@@ -123,7 +126,10 @@ test("forged, malformed and foreign relay-link paths are refused over the real s
         const exit = await withTimeout(proc.exited, 15_000, `the ${role} with ${what} to be refused`);
         assert.notEqual(exit.code, 0, `${role} with ${what} (${path}) is refused`);
         if (role === "subscriber") assert.equal(proc.lines.length, 0, `${role} with ${what} received nothing`);
-        assert.ok(resolveFailures(relay, path) > rejectedBefore, `relay ${relay.name} refused the session with ${what} at scope resolution (${path})`);
+        assert.ok(
+          resolveFailures(relay, path, code) > rejectedBefore,
+          `relay ${relay.name} refused the session with ${what} at scope resolution, the Worker answering ${code} naming connection_path (${path})`,
+        );
       }
     }
 
@@ -137,12 +143,15 @@ test("forged, malformed and foreign relay-link paths are refused over the real s
   });
 });
 
-/** Sessions the relay refused at scope resolution for exactly this connection path. */
-function resolveFailures(relay, path) {
+/**
+ * Sessions the relay refused at scope resolution for exactly this connection
+ * path, its log quoting the Worker's error: `code` and the field `connection_path`.
+ */
+function resolveFailures(relay, path, code) {
   return relay.proc
     .log()
     .split("\n")
-    .filter((l) => l.includes("scope resolution failed") && l.includes(`"${path}"`)).length;
+    .filter((l) => l.includes("scope resolution failed") && l.includes(`"${path}"`) && l.includes(`${code}: connection_path`)).length;
 }
 
 function stack_dials(relay, url) {
