@@ -101,7 +101,8 @@ describe("ListRelays", () => {
     await r.registerNamespace({ scope, namespace: ns("a/b") });
     await r.subscribeNamespace({ prefix: ns("") });
 
-    await expect.poll(() => relayRecord(url), { timeout: 5000 }).toBeDefined();
+    // The relay notes its scopes to the directory in the background.
+    await expect.poll(async () => (await relayRecord(url))?.scopes, { timeout: 5000 }).toEqual(["", scope]);
     const rec = (await relayRecord(url))!;
     expect(rec.alive).toBe(true);
     expect(rec.epoch).toBe("epoch-1");

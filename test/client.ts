@@ -74,3 +74,17 @@ export const freshScope = (name: string) => `${name}-${++counter}-${crypto.rando
  * for tests about which relay is chosen, not how it is dialled.
  */
 export const base = (url: string | undefined) => url?.replace(/\/_relay\/[A-Za-z0-9_-]+\/[A-Za-z0-9_-]+$/, "/");
+
+export const b64url = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+/**
+ * A scope's relay-link path as the contract defines it, computed here and not
+ * with the Worker's code: /_relay/<b64url(scope)>/<b64url(first 16 bytes of
+ * HMAC-SHA256(secret, "moq-worker relay link v1\0" + scope))>.
+ */
+export async function expectedLink(scope: string, secret = "test-token-secret"): Promise<string> {
+  const utf8 = new TextEncoder();
+  const key = await crypto.subtle.importKey("raw", utf8.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, utf8.encode(`moq-worker relay link v1\u0000${scope}`))).slice(0, 16);
+  return `/_relay/${b64url(utf8.encode(scope))}/${b64url(mac)}`;
+}

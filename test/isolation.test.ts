@@ -94,17 +94,19 @@ describe(`isolation across ${N} scopes`, () => {
 
   it("ListRelays shows each owner in its own scope only", async () => {
     const admin = adminClient();
-    const seen = new Map<string, string[]>();
-    let pageToken = "";
-    do {
-      const page = await admin.listRelays({ pageSize: 200, pageToken });
-      for (const r of page.relays) seen.set(r.url, [...r.scopes]);
-      pageToken = page.nextPageToken;
-    } while (pageToken !== "");
-    for (const { scope, owner } of tenants) {
-      // "" names the unscoped space in admin views.
-      expect(seen.get(owner.url), owner.url).toEqual([scope ?? ""]);
-    }
+    const listed = async () => {
+      const seen = new Map<string, string[]>();
+      let pageToken = "";
+      do {
+        const page = await admin.listRelays({ pageSize: 200, pageToken });
+        for (const r of page.relays) seen.set(r.url, [...r.scopes]);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+      return tenants.map(({ owner }) => [owner.url, seen.get(owner.url)]);
+    };
+    // Relays note their scopes to the directory in the background: poll until it has heard.
+    // "" names the unscoped space in admin views.
+    await expect.poll(listed, { timeout: 10_000 }).toEqual(tenants.map(({ scope, owner }) => [owner.url, [scope ?? ""]]));
   });
 
   it("a relay's writes in one scope cannot reach the same namespace in another", async () => {

@@ -118,4 +118,27 @@ describe("dashboard", () => {
     assert.deepEqual(problems, []);
     await page.close();
   });
+
+  it("polls each list with one request (one directory read each), however many relays there are", async () => {
+    const page = await context.newPage();
+    const calls = [];
+    page.on("request", (r) => {
+      const m = /AdminService\/(List\w+)$/.exec(r.url());
+      if (m) calls.push({ method: m[1], body: JSON.parse(r.postData() || "{}") });
+    });
+    for (let i = 0; i < 3; i++) await (await relay(w.url, `https://relay-poll-${i}.example.com/`, "e")).heartbeat(["192.0.2.20:4443"]);
+    await page.goto(w.url);
+    await page.fill("#token", DEV_ADMIN_TOKEN);
+    await page.click("#login button[type=submit]");
+    await page.locator("#relays td", { hasText: "https://relay-poll-2.example.com/" }).waitFor();
+    // Two polls: each asks once per list, for one large page.
+    await page.waitForTimeout(2500);
+    const relays = calls.filter((c) => c.method === "ListRelays");
+    const scopes = calls.filter((c) => c.method === "ListScopes");
+    assert.ok(relays.length >= 1 && relays.length === scopes.length, JSON.stringify(calls));
+    assert.ok(relays.every((c) => c.body.pageSize === 1000 && !c.body.pageToken), JSON.stringify(relays));
+    // Everything fits on the page: the count says nothing is hidden.
+    assert.doesNotMatch(await page.locator("#relay-count").textContent(), /shown/);
+    await page.close();
+  });
 });

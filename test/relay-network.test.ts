@@ -1,0 +1,273 @@
+// The relay network, Worker side (docs/lifetimes.md "Recovery" and "Peers"):
+// a Heartbeat says when the relay's state was lost and lists the live peers;
+// the DirectoryObject lists relays by the lease expiry it was told, so a lost
+// "left" note ages out; a slow scope does not hold a relay's heartbeats.
+// Lapses run the RelayObject's alarm by hand, as in lifetimes.test.ts.
+import { describe, expect, it } from "vitest";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { OBJECT_CALL_TIMEOUT_MS, type RelayObject } from "../src/objects/relay.js";
+import type { RelayNote } from "../src/objects/directory.js";
+import { RELAY_RETENTION_MS } from "../src/objects/directory.js";
+import { scopeObjectName } from "../src/objects/names.js";
+import { adminClient, freshScope, ns, relay, type Coordinator } from "./client.js";
+
+/** LEASE_TTL_MS of vitest.config.ts; interval = TTL / 3. */
+const TTL = 60_000;
+const INTERVAL = TTL / 3;
+
+const relayStub = (url: string) => env.RELAYS.get(env.RELAYS.idFromName(url));
+const directory = () => env.DIRECTORY.get(env.DIRECTORY.idFromName("directory"));
+const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+
+/** Lease expiry moved into the past (the object old enough for no restart grace), then its alarm run. */
+async function lapse(url: string): Promise<void> {
+  await runInDurableObject(relayStub(url), (o: RelayObject, state) => {
+    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+    (o as unknown as { startedAt: number }).startedAt = Date.now() - 2 * TTL;
+  });
+  expect(await runDurableObjectAlarm(relayStub(url))).toBe(true);
+}
+
+/** As if the last directory refresh was `ago` ms back (a heartbeat later in time). */
+async function refreshedAgo(url: string, ago: number): Promise<void> {
+  await runInDurableObject(relayStub(url), (o: RelayObject) => {
+    (o as unknown as { refreshedAt: number }).refreshedAt = Date.now() - ago;
+  });
+}
+
+const beat = async (r: Coordinator, epoch: string, addrs: string[] = []) => r.heartbeat({ epoch, addrs });
+const lookupCode = async (viewer: Coordinator, scope: string, name: string) =>
+  (await viewer.lookup({ scope, namespace: ns(name) }).then(() => "found", () => "missing")) as string;
+
+describe("state_lost", () => {
+  it("is true on the first beat of a relay never seen, then false", async () => {
+    const a = await relay(unique("sl-new"), "binary", "e1");
+    expect((await beat(a, "e1")).stateLost).toBe(true);
+    expect((await beat(a, "e1")).stateLost).toBe(false);
+  });
+
+  it("is true once after a lapse purged the relay's rows; re-registering restores what others see", async () => {
+    const scope = freshScope("sl-lapse");
+    const a = await relay(unique("sl-a"), "binary", "e1");
+    const viewer = await relay(unique("sl-viewer"));
+    await beat(a, "e1");
+    await a.registerNamespace({ scope, namespace: ns("live/cam") });
+    expect((await beat(a, "e1")).stateLost).toBe(false);
+    await lapse(a.url);
+    expect(await lookupCode(viewer, scope, "live/cam")).toBe("missing");
+    const after = await beat(a, "e1");
+    expect(after.stateLost).toBe(true);
+    await a.registerNamespace({ scope, namespace: ns("live/cam") });
+    expect(await lookupCode(viewer, scope, "live/cam")).toBe("found");
+    expect((await beat(a, "e1")).stateLost).toBe(false);
+  });
+
+  it("is not cleared by a write that re-opens the lapsed lease before the next beat", async () => {
+    const scope = freshScope("sl-write");
+    const a = await relay(unique("sl-w"), "binary", "e1");
+    await beat(a, "e1");
+    await a.registerNamespace({ scope, namespace: ns("one") });
+    await lapse(a.url);
+    // The relay's publisher announces something new before its heartbeat arrives.
+    await a.registerNamespace({ scope, namespace: ns("two") });
+    expect((await relayStub(a.url).view())?.alive).toBe(true);
+    expect((await beat(a, "e1")).stateLost).toBe(true);
+  });
+
+  it("is false when the lease ran out but nothing was purged yet (the beat came first)", async () => {
+    const scope = freshScope("sl-late");
+    const a = await relay(unique("sl-late"), "binary", "e1");
+    await beat(a, "e1");
+    await a.registerNamespace({ scope, namespace: ns("kept") });
+    await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => {
+      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+    });
+    expect((await beat(a, "e1")).stateLost).toBe(false);
+    expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
+    expect(await lookupCode(await relay(unique("sl-v")), scope, "kept")).toBe("found");
+  });
+
+  it("is true after a Shutdown of the same epoch, and false for a new process (new epoch) after a lapse", async () => {
+    const url = unique("sl-epochs");
+    const a = await relay(url, "binary", "e1");
+    await beat(a, "e1");
+    await a.shutdown({});
+    expect((await beat(a, "e1")).stateLost).toBe(true);
+    await lapse(url);
+    // A new process has registered nothing under its epoch: nothing to restore.
+    const b = await relay(url, "binary", "e2");
+    expect((await beat(b, "e2")).stateLost).toBe(false);
+  });
+
+  it("is true on the first beat of a relay whose first call was a write (it was unknown when it wrote)", async () => {
+    const a = await relay(unique("sl-writefirst"), "binary", "e1");
+    await a.registerNamespace({ scope: freshScope("sl-wf"), namespace: ns("x") });
+    expect((await beat(a, "e1")).stateLost).toBe(true);
+    expect((await beat(a, "e1")).stateLost).toBe(false);
+  });
+
+  it("survives the object's eviction (it is stored), and old databases gain the column", async () => {
+    const a = await relay(unique("sl-evict"), "binary", "e1");
+    await beat(a, "e1");
+    await lapse(a.url);
+    await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => {
+      // A database from before the column: the flag is lost with it, the constructor adds it back.
+      state.storage.sql.exec("ALTER TABLE lease DROP COLUMN state_lost");
+    });
+    await evictDurableObject(relayStub(a.url));
+    expect((await beat(a, "e1")).stateLost).toBe(false);
+    await lapse(a.url);
+    await evictDurableObject(relayStub(a.url));
+    expect((await beat(a, "e1")).stateLost).toBe(true);
+  });
+});
+
+describe("peers", () => {
+  it("lists live relays other than the caller with their advertised addrs", async () => {
+    const a = await relay(unique("peer-a"), "binary", "a1");
+    const b = await relay(unique("peer-b"), "binary", "b1");
+    await beat(a, "a1", ["127.0.0.1:4001"]);
+    const seenByB = await beat(b, "b1", ["127.0.0.1:4002", "[::1]:4002"]);
+    expect(seenByB.peers.find((p) => p.url === a.url)?.addrs).toEqual(["127.0.0.1:4001"]);
+    expect(seenByB.peers.some((p) => p.url === b.url)).toBe(false);
+  });
+
+  it("are cached between refreshes (one directory call per TTL / 2) and refreshed after", async () => {
+    const a = await relay(unique("peer-cache-a"), "binary", "a1");
+    await beat(a, "a1", ["127.0.0.1:4101"]);
+    const b = await relay(unique("peer-cache-b"), "binary", "b1");
+    await beat(b, "b1", ["127.0.0.1:4102"]);
+    // a's next beat is within its refresh period: it answers its cached list, without b.
+    expect((await beat(a, "a1", ["127.0.0.1:4101"])).peers.some((p) => p.url === b.url)).toBe(false);
+    await refreshedAgo(a.url, TTL / 2);
+    expect((await beat(a, "a1", ["127.0.0.1:4101"])).peers.find((p) => p.url === b.url)?.addrs).toEqual(["127.0.0.1:4102"]);
+  });
+
+  it("refresh at once when the caller changes its addrs (the directory must know them)", async () => {
+    const a = await relay(unique("peer-addr-a"), "binary", "a1");
+    const b = await relay(unique("peer-addr-b"), "binary", "b1");
+    await beat(a, "a1", ["127.0.0.1:4201"]);
+    await beat(b, "b1", ["127.0.0.1:4202"]);
+    await beat(a, "a1", ["127.0.0.1:4299"]);
+    expect((await beat(b, "b1", ["127.0.0.1:4203"])).peers.find((p) => p.url === a.url)?.addrs).toEqual(["127.0.0.1:4299"]);
+  });
+
+  it("drop a relay that shut down or lapsed", async () => {
+    const a = await relay(unique("peer-gone-a"), "binary", "a1");
+    const b = await relay(unique("peer-gone-b"), "binary", "b1");
+    const c = await relay(unique("peer-gone-c"), "binary", "c1");
+    await beat(a, "a1", ["127.0.0.1:4301"]);
+    await beat(b, "b1", ["127.0.0.1:4302"]);
+    await beat(c, "c1", ["127.0.0.1:4303"]);
+    await b.shutdown({});
+    await lapse(c.url);
+    await refreshedAgo(a.url, TTL / 2);
+    const urls = (await beat(a, "a1", ["127.0.0.1:4301"])).peers.map((p) => p.url);
+    expect(urls.includes(b.url) || urls.includes(c.url)).toBe(false);
+  });
+});
+
+/** A note as a RelayObject sends it. */
+const note = (url: string, over: Partial<RelayNote>): RelayNote => ({
+  url,
+  epoch: "e",
+  up: true,
+  at: Date.now(),
+  addrs: ["127.0.0.1:4400"],
+  expiresAt: Date.now() + TTL,
+  lastBeatAt: Date.now(),
+  scopes: [],
+  scopeCount: 0,
+  ...over,
+});
+
+describe("directory liveness: a lost 'left' note ages out", () => {
+  it("a relay whose lease expiry passed (plus one interval) without a 'left' note is listed down and is no peer", async () => {
+    const d = env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
+    const now = Date.now();
+    await d.noteRelay(note("https://silent.example/", { at: now - TTL, expiresAt: now - INTERVAL - 1 }));
+    await d.noteRelay(note("https://late.example/", { at: now - TTL, expiresAt: now - 1 }));
+    const { relays } = await d.listRelays(10, undefined);
+    expect(relays.map((r) => [r.url, r.alive])).toEqual([
+      ["https://late.example/", true], // within the slack: a beat may still come
+      ["https://silent.example/", false],
+    ]);
+    const peers = await d.beat(note("https://caller.example/", {}));
+    expect(peers.map((p) => p.url)).toEqual(["https://late.example/"]);
+  });
+
+  it("and is forgotten a day after its expiry, like a relay that left", async () => {
+    const d = env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
+    const now = Date.now();
+    await d.noteRelay(note("https://vanished.example/", { at: now - RELAY_RETENTION_MS - TTL, expiresAt: now - RELAY_RETENTION_MS - 1 }));
+    await d.noteRelay(note("https://alive.example/", {}));
+    await runDurableObjectAlarm(d);
+    await expect.poll(async () => (await d.listRelays(10, undefined)).relays.map((r) => r.url)).toEqual(["https://alive.example/"]);
+  });
+});
+
+describe("ListRelays reads the directory only", () => {
+  it("lists lease, addrs and scopes without calling any RelayObject (their storage wiped), with a total", async () => {
+    const scope = freshScope("lr");
+    const a = await relay(unique("lr-a"), "binary", "a1");
+    await beat(a, "a1", ["127.0.0.1:4501"]);
+    await a.registerNamespace({ scope, namespace: ns("x") });
+    // The scope reaches the directory in the background.
+    await expect
+      .poll(async () => (await adminClient().listRelays({ pageSize: 1000 })).relays.find((r) => r.url === a.url)?.scopeCount)
+      .toBe(1);
+    await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.sql.exec("DELETE FROM lease"));
+    const page = await adminClient().listRelays({ pageSize: 1000 });
+    const rec = page.relays.find((r) => r.url === a.url);
+    expect([rec?.alive, rec?.epoch, rec?.addrs, rec?.scopes, rec?.scopeCount]).toEqual([true, "a1", ["127.0.0.1:4501"], [scope], 1]);
+    expect(page.total).toBeGreaterThanOrEqual(page.relays.length);
+    const small = await adminClient().listRelays({ pageSize: 1 });
+    expect([small.relays.length, small.total]).toEqual([1, page.total]);
+    expect(small.nextPageToken).not.toBe("");
+  });
+
+  it("ListScopes says how many scopes there are in all", async () => {
+    const scope = freshScope("ls");
+    await adminClient().putScopeConfig({ scope, config: {} });
+    const one = await adminClient().listScopes({ pageSize: 1 });
+    const all = await adminClient().listScopes({ pageSize: 1000 });
+    expect(all.scopes).toContain(scope);
+    expect(one.total).toBe(all.total);
+    expect(all.total).toBeGreaterThanOrEqual(all.scopes.length);
+    expect([one.scopes.length, one.nextPageToken !== ""]).toEqual([1, all.total > 1]);
+  });
+});
+
+describe("a slow scope does not hold the relay's heartbeats", () => {
+  it("a heartbeat whose purge waits on a blocked scope is answered while the scope is still blocked; the alarm retries the purge", async () => {
+    const scope = freshScope("slow");
+    const url = unique("slow");
+    const a1 = await relay(url, "binary", "old");
+    await beat(a1, "old");
+    await a1.registerNamespace({ scope, namespace: ns("stale") });
+    const scopeStub = env.SCOPES.get(env.SCOPES.idFromName(scopeObjectName(scope)));
+    let blocked = false;
+    let unblocked = false;
+    // The scope object takes no call for a while (4 times the relay's call timeout).
+    // Not awaited: this call itself is answered only when the block ends.
+    const blocking = runInDurableObject(scopeStub, (_o, state) =>
+      state.blockConcurrencyWhile(async () => {
+        blocked = true;
+        await new Promise((r) => setTimeout(r, 4 * OBJECT_CALL_TIMEOUT_MS));
+        unblocked = true;
+      }),
+    );
+    await expect.poll(() => blocked).toBe(true);
+    // A new process: its first beat retires "old" and purges it from every scope.
+    const a2 = await relay(url, "binary", "new");
+    const reply = await beat(a2, "new");
+    expect(unblocked).toBe(false);
+    expect(reply.leaseTtlMs).toBe(TTL);
+    // The purge that timed out is retried by the alarm, well before the lease's end.
+    const alarm = await runInDurableObject(relayStub(url), (_o: RelayObject, state) => state.storage.getAlarm());
+    expect(alarm).toBeLessThan((await relayStub(url).view())!.expiresAt);
+    await blocking;
+    await runDurableObjectAlarm(relayStub(url)); // it may have run by itself meanwhile
+    await expect.poll(async () => (await scopeStub.dump("namespaces")).filter((r) => r.relay === url)).toEqual([]);
+  });
+});
