@@ -8,29 +8,30 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use moq_native_ietf::quic;
 use moq_relay_ietf::{
-    Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult, NamespaceOrigin,
-    NamespaceRegistration, NamespaceSubscription, RelayInfo, ScopeConfig, ScopeInfo,
-    ScopePermissions, SessionInterface, TrackEntry, TrackRegistration, TrackSubscription,
+    ConnectionTagger, Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult,
+    NamespaceOrigin, NamespaceRegistration, NamespaceSubscription, RelayInfo, ScopeConfig,
+    ScopeInfo, ScopePermissions, SessionInterface, TrackEntry, TrackRegistration,
+    TrackSubscription,
 };
 use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix, TupleField};
+use prost::Message;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::fatal::Fatal;
+use crate::lease::{Holders, Kind, LeaseKey, Release};
+use crate::liveness;
+use crate::peers::{PeerTagger, Peers};
 use crate::proto;
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 
 pub const COORDINATOR_SERVICE: &str = "moqworker.v1.CoordinatorService";
 /// Header carrying the relay's boot epoch on every call.
 pub const EPOCH_HEADER: &str = "Moq-Relay-Epoch";
-
-/// Used until the Worker tells us its interval, and after a failed beat.
-const FALLBACK_HEARTBEAT: Duration = Duration::from_secs(5);
-/// Bounds on the Worker-supplied interval, so a bad reply can neither spin
-/// the loop nor let the lease lapse for minutes.
-const MIN_HEARTBEAT: Duration = Duration::from_millis(200);
-const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// How to reach the Worker and who this relay is.
 #[derive(Debug, Clone)]
@@ -46,6 +47,9 @@ pub struct WorkerCoordinatorConfig {
     /// Boot epoch; a fresh random one when `None`.
     pub epoch: Option<String>,
     pub retry: RetryPolicy,
+    /// Socket addresses always treated as internal relay peers, on top of
+    /// the live peers the Worker reports (`--internal-peer`).
+    pub internal_peers: Vec<SocketAddr>,
 }
 
 impl WorkerCoordinatorConfig {
@@ -56,6 +60,7 @@ impl WorkerCoordinatorConfig {
             addrs: Vec::new(),
             epoch: None,
             retry: RetryPolicy::default(),
+            internal_peers: Vec::new(),
         }
     }
 }
@@ -68,42 +73,59 @@ pub fn new_epoch() -> String {
 /// Coordinator backed by the moq-worker Worker.
 ///
 /// Create it with [`WorkerCoordinator::connect`] inside a Tokio runtime; it
-/// heartbeats in the background until [`Coordinator::shutdown`] or drop.
+/// heartbeats in the background until [`Coordinator::shutdown`] or drop,
+/// re-registers every live handle when a heartbeat reply says the Worker
+/// lost this relay's state, and keeps the set of live peers that
+/// [`WorkerCoordinator::connection_tagger`] tags as internal. When the
+/// Worker refuses the relay for good (token rejected, epoch retired),
+/// [`WorkerCoordinator::fatal`] resolves and the heartbeat stops: the
+/// embedder should exit.
 pub struct WorkerCoordinator {
     inner: Arc<Inner>,
-    heartbeat: StdMutex<Option<JoinHandle<()>>>,
+    tasks: StdMutex<Vec<JoinHandle<()>>>,
     lease_ttl: Duration,
 }
 
-struct Inner {
-    rpc: ConnectClient,
-    epoch: String,
+pub(crate) struct Inner {
+    pub(crate) rpc: ConnectClient,
+    pub(crate) epoch: String,
     addrs: Vec<String>,
-    /// Local reference counts of remote registrations/subscriptions. Several
-    /// sessions on this relay may hold the same key (two viewers subscribing
-    /// to one prefix); the Worker keeps one row per relay and key, so only
-    /// the last local handle may remove it.
-    leases: StdMutex<HashMap<LeaseKey, Slot>>,
+    /// Local holders of each remote registration/subscription (see
+    /// [`crate::lease`]): only the last local holder may withdraw a key.
+    pub(crate) leases: StdMutex<HashMap<LeaseKey, Slot>>,
     runtime: tokio::runtime::Handle,
-    shut_down: AtomicBool,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) peers: Arc<Peers>,
+    /// Set once, by the first fatal answer; never cleared.
+    fatal: watch::Sender<Option<Fatal>>,
+    /// Wakes the recovery task (a heartbeat reply said `state_lost`).
+    pub(crate) recover: Notify,
+    pub(crate) recoveries: StdMutex<Vec<Recovery>>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<u64>>;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum LeaseKey {
-    Namespace(Option<String>, Vec<Vec<u8>>),
-    Track(Option<String>, Vec<Vec<u8>>, String),
-    NamespaceSub(Option<String>, Vec<Vec<u8>>),
-    TrackSub(Option<String>, Vec<Vec<u8>>, String),
+/// One re-registration after the Worker lost this relay's state.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Live handles re-registered.
+    pub handles: usize,
+    /// Handles the Worker refused (e.g. another relay took the namespace
+    /// meanwhile); each is logged.
+    pub refused: usize,
+    /// From the reply that said `state_lost` to the last re-registration.
+    pub took: Duration,
 }
 
-/// RAII handle: on drop, releases its lease in a spawned task (never blocks
-/// the dropping thread, which may be a relay task on the hot path).
+/// A key's holders, locked across the Worker call that changes them, so
+/// calls for one key are serialized while different keys proceed in parallel.
+pub(crate) type Slot = Arc<tokio::sync::Mutex<Holders>>;
+
+/// RAII handle: on drop, releases its reference in a spawned task (never
+/// blocks the dropping thread, which may be a relay task on the hot path).
 struct Lease {
     inner: Arc<Inner>,
     key: LeaseKey,
     slot: Slot,
+    id: u64,
 }
 
 impl Drop for Lease {
@@ -112,11 +134,14 @@ impl Drop for Lease {
         let key = self.key.clone();
         // Move the slot out so the release task's ownership count is exact.
         let slot = std::mem::take(&mut self.slot);
+        let id = self.id;
         // A handle can be dropped after its runtime is gone (process exit):
         // then the Worker's lease expiry cleans up instead.
         // Detached: the JoinHandle is not needed.
         drop(inner.runtime.clone().spawn(async move {
-            inner.release(key, slot).await;
+            if let Err(err) = inner.release(&key, slot, Some(id)).await {
+                tracing::warn!(?key, error = %err, "coordinator cleanup failed; the Worker drops it when our lease lapses");
+            }
         }));
     }
 }
@@ -131,59 +156,123 @@ impl Inner {
             .clone()
     }
 
-    /// Run `register` under the key's lock and count one more holder on success.
-    async fn acquire<T, F>(
+    /// Every CoordinatorService call is idempotent by contract, so each is
+    /// retried (within the policy's overall deadline).
+    pub(crate) async fn call<Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        body: Bytes,
+    ) -> Result<Resp, RpcError> {
+        self.call_within(method, body, self.rpc.policy().deadline)
+            .await
+    }
+
+    /// A call with its own overall deadline. Any answer that retires this
+    /// process (see [`Fatal::of`]) is recorded before it is returned.
+    pub(crate) async fn call_within<Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Resp, RpcError> {
+        let result = self.rpc.call_encoded(method, body, true, deadline).await;
+        if let Err(err) = &result {
+            if let Some(fatal) = Fatal::of(err, method == "Heartbeat") {
+                self.set_fatal(fatal);
+            }
+        }
+        result
+    }
+
+    fn set_fatal(&self, fatal: Fatal) {
+        let first = self.fatal.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(fatal.clone());
+            true
+        });
+        if first {
+            tracing::error!(exit_code = fatal.exit_code(), "{fatal}");
+            self.recover.notify_one(); // lets the recovery task see it and end
+        }
+    }
+
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.fatal.borrow().is_some()
+    }
+
+    async fn call_msg<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        req: &Req,
+    ) -> Result<Resp, RpcError> {
+        self.call(method, req.encode_to_vec().into()).await
+    }
+
+    /// Takes a reference on `key`, asserting it with the Worker. Always asks
+    /// the Worker, even when the key is already held: the call also returns
+    /// data (upstream relays) and re-asserts a row the Worker may have lost.
+    async fn hold<Resp: prost::Message + Default>(
         self: &Arc<Self>,
         key: LeaseKey,
-        register: F,
-    ) -> CoordinatorResult<(T, Lease)>
-    where
-        F: std::future::Future<Output = CoordinatorResult<T>>,
-    {
+        context: &CoordinatorContext,
+    ) -> CoordinatorResult<(Resp, Lease)> {
         let slot = self.slot(&key);
-        let mut count = slot.lock().await;
-        // Always ask the Worker, even when already held: the call also
-        // returns data (upstream relays) and re-asserts the row if it was
-        // lost, e.g. after a lapsed lease.
-        let value = match register.await {
-            Ok(value) => value,
+        let mut holders = slot.lock().await;
+        let request = key.register_request(context_of(context));
+        match self.call(key.kind.register_method(), request.clone()).await {
+            Ok(resp) => {
+                holders.request = request;
+                let id = holders.add();
+                drop(holders);
+                Ok((
+                    resp,
+                    Lease {
+                        inner: self.clone(),
+                        key,
+                        slot,
+                        id,
+                    },
+                ))
+            }
             Err(err) => {
-                self.forget_if_idle(&key, &slot, *count);
-                return Err(err);
+                self.forget_if_idle(&key, &slot, &holders);
+                Err(map_err(err))
             }
+        }
+    }
+
+    /// Releases one reference on `key`: handle `handle`'s when it is
+    /// dropped, or one holder's on an explicit unregister (`None`). The
+    /// Worker is told only when no local holder is left.
+    async fn release(
+        &self,
+        key: &LeaseKey,
+        slot: Slot,
+        handle: Option<u64>,
+    ) -> Result<(), RpcError> {
+        let mut holders = slot.lock().await;
+        let outcome = match handle {
+            Some(id) => holders.drop_handle(id),
+            None => holders.release_explicitly(),
         };
-        *count += 1;
-        drop(count);
-        Ok((
-            value,
-            Lease {
-                inner: self.clone(),
-                key,
-                slot,
-            },
-        ))
+        let result = if outcome == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
+            self.call::<()>(key.kind.unregister_method(), key.unregister_request())
+                .await
+        } else {
+            Ok(())
+        };
+        self.forget_if_idle(key, &slot, &holders);
+        result
     }
 
-    async fn release(self: Arc<Self>, key: LeaseKey, slot: Slot) {
-        let mut count = slot.lock().await;
-        *count = count.saturating_sub(1);
-        if *count > 0 {
-            return;
-        }
-        if !self.shut_down.load(Ordering::Acquire) {
-            if let Err(err) = self.unregister(&key).await {
-                tracing::warn!(?key, error = %err, "coordinator cleanup failed; the Worker drops it when our lease lapses");
-            }
-        }
-        self.forget_if_idle(&key, &slot, *count);
-    }
-
-    /// Drop the map entry for `key` when it has no holders and no other task
-    /// has the slot (then the map and the caller are its only owners).
-    /// Called with the slot's lock held, which `count` comes from.
-    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, count: u64) {
+    /// Drop the map entry for `key` when no handle refers to it and no other
+    /// task has the slot (then the map and the caller are its only owners).
+    /// Called with the slot's lock held, which `holders` comes from.
+    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, holders: &Holders) {
         let mut leases = self.leases.lock().unwrap();
-        if count == 0 && Arc::strong_count(slot) == 2 {
+        if holders.idle() && Arc::strong_count(slot) == 2 {
             if let Some(current) = leases.get(key) {
                 if Arc::ptr_eq(current, slot) {
                     leases.remove(key);
@@ -192,106 +281,30 @@ impl Inner {
         }
     }
 
-    async fn unregister(&self, key: &LeaseKey) -> Result<(), RpcError> {
-        match key.clone() {
-            LeaseKey::Namespace(scope, fields) => {
-                let req = proto::UnregisterNamespaceRequest {
-                    scope,
-                    namespace: Some(proto::Namespace { fields }),
-                };
-                self.call::<_, proto::UnregisterNamespaceResponse>(
-                    "UnregisterNamespace",
-                    &req,
-                    true,
-                )
-                .await?;
-            }
-            LeaseKey::Track(scope, fields, track) => {
-                let req = proto::UnregisterTrackRequest {
-                    scope,
-                    namespace: Some(proto::Namespace { fields }),
-                    track,
-                };
-                self.call::<_, proto::UnregisterTrackResponse>("UnregisterTrack", &req, true)
-                    .await?;
-            }
-            LeaseKey::NamespaceSub(scope, fields) => {
-                let req = proto::UnsubscribeNamespaceRequest {
-                    scope,
-                    prefix: Some(proto::Namespace { fields }),
-                };
-                self.call::<_, proto::UnsubscribeNamespaceResponse>(
-                    "UnsubscribeNamespace",
-                    &req,
-                    true,
-                )
-                .await?;
-            }
-            LeaseKey::TrackSub(scope, fields, track) => {
-                let req = proto::UnsubscribeTrackRequest {
-                    scope,
-                    namespace: Some(proto::Namespace { fields }),
-                    track,
-                };
-                self.call::<_, proto::UnsubscribeTrackResponse>("UnsubscribeTrack", &req, true)
-                    .await?;
-            }
-        }
-        Ok(())
+    /// An explicit `unregister_*`/`unsubscribe_*` of the trait.
+    async fn release_explicitly(&self, key: LeaseKey) -> CoordinatorResult<()> {
+        let slot = self.slot(&key);
+        self.release(&key, slot, None).await.map_err(map_err)
     }
 
-    async fn call<Req: prost::Message, Resp: prost::Message + Default>(
+    pub(crate) async fn heartbeat(
         &self,
-        method: &'static str,
-        req: &Req,
-        idempotent: bool,
-    ) -> Result<Resp, RpcError> {
-        self.rpc.call(method, req, idempotent).await
-    }
-
-    /// Takes a reference on `key`, asserting it with the Worker through
-    /// `method`. Every register/subscribe call is idempotent by contract (the
-    /// same relay repeating it gets its existing row), so it is retried.
-    async fn hold<Req: prost::Message, Resp: prost::Message + Default>(
-        self: &Arc<Self>,
-        key: LeaseKey,
-        method: &'static str,
-        req: &Req,
-    ) -> CoordinatorResult<(Resp, Lease)> {
-        self.acquire(key, async {
-            self.call::<Req, Resp>(method, req, true)
-                .await
-                .map_err(map_err)
-        })
-        .await
-    }
-
-    async fn heartbeat(&self) -> Result<proto::HeartbeatResponse, RpcError> {
+        deadline: Duration,
+    ) -> Result<proto::HeartbeatResponse, RpcError> {
         let req = proto::HeartbeatRequest {
             epoch: self.epoch.clone(),
             addrs: self.addrs.clone(),
         };
-        self.call("Heartbeat", &req, true).await
+        self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
+            .await
     }
-}
-
-fn beat_interval(resp: &proto::HeartbeatResponse) -> Duration {
-    let ms = if resp.interval_ms > 0 {
-        resp.interval_ms
-    } else {
-        // No interval given: stay well inside the lease.
-        resp.lease_ttl_ms / 3
-    };
-    if ms == 0 {
-        return FALLBACK_HEARTBEAT;
-    }
-    Duration::from_millis(ms as u64).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
 }
 
 impl WorkerCoordinator {
     /// Build the coordinator, send the first Heartbeat (so a wrong URL or
     /// token fails here, loudly, rather than on the first publisher), and
-    /// start the background heartbeat.
+    /// start the background heartbeat and recovery tasks. A [`Fatal`] answer
+    /// to the first heartbeat is in the error's chain (`downcast_ref`).
     pub async fn connect(config: WorkerCoordinatorConfig) -> anyhow::Result<Self> {
         let epoch = config.epoch.clone().unwrap_or_else(new_epoch);
         let rpc = ConnectClient::new(
@@ -310,42 +323,75 @@ impl WorkerCoordinator {
             leases: StdMutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             shut_down: AtomicBool::new(false),
+            peers: Arc::new(Peers::new(config.internal_peers.iter().copied())),
+            fatal: watch::Sender::new(None),
+            recover: Notify::new(),
+            recoveries: StdMutex::new(Vec::new()),
         });
 
-        let first = inner.heartbeat().await.map_err(|err| {
-            anyhow::anyhow!(
-                "first heartbeat to coordinator {} failed: {err}",
-                config.coordinator_url
-            )
-        })?;
+        let deadline = inner.rpc.policy().deadline;
+        let first = match inner.heartbeat(deadline).await {
+            Ok(first) => first,
+            Err(err) => {
+                let context = format!(
+                    "first heartbeat to coordinator {} failed",
+                    config.coordinator_url
+                );
+                return Err(match Fatal::of(&err, true) {
+                    Some(fatal) => anyhow::Error::new(fatal).context(context),
+                    None => anyhow::Error::new(err).context(context),
+                });
+            }
+        };
         tracing::info!(
             coordinator = %config.coordinator_url,
             epoch = %inner.epoch,
             lease_ttl_ms = first.lease_ttl_ms,
             interval_ms = first.interval_ms,
+            peers = first.peers.len(),
             "registered with coordinator"
         );
-
-        let beat = inner.clone();
-        let mut interval = beat_interval(&first);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                match beat.heartbeat().await {
-                    Ok(resp) => interval = beat_interval(&resp),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "heartbeat failed");
-                        interval = interval.min(FALLBACK_HEARTBEAT);
-                    }
-                }
-            }
-        });
-
+        let lease_ttl = Duration::from_millis(first.lease_ttl_ms as u64);
+        let tasks = vec![
+            tokio::spawn(liveness::recover_on_demand(inner.clone())),
+            tokio::spawn(liveness::heartbeat(inner.clone(), first)),
+        ];
         Ok(Self {
             inner,
-            heartbeat: StdMutex::new(Some(task)),
-            lease_ttl: Duration::from_millis(first.lease_ttl_ms as u64),
+            tasks: StdMutex::new(tasks),
+            lease_ttl,
         })
+    }
+
+    /// Resolves when the Worker has refused this relay for good (see
+    /// [`Fatal`]); the error has been logged. The relay should stop: exit
+    /// with [`Fatal::exit_code`]. Do not call `shutdown` then: after an
+    /// epoch retirement it would act for the process that replaced this one.
+    pub async fn fatal(&self) -> Fatal {
+        let mut rx = self.inner.fatal.subscribe();
+        let fatal = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in self")
+            .clone();
+        fatal.expect("waited for Some")
+    }
+
+    /// The tagger to hand moq-relay-ietf (`RelayConfig.connection_tagger`):
+    /// live peers, verified relay-link paths and `internal_peers` are
+    /// internal sessions.
+    pub fn connection_tagger(&self) -> Arc<dyn ConnectionTagger> {
+        Arc::new(PeerTagger(self.inner.peers.clone()))
+    }
+
+    /// The peers this relay currently recognises.
+    pub fn peers(&self) -> &Peers {
+        &self.inner.peers
+    }
+
+    /// Every re-registration so far, oldest first.
+    pub fn recoveries(&self) -> Vec<Recovery> {
+        self.inner.recoveries.lock().unwrap().clone()
     }
 
     /// This relay's boot epoch, as sent to the Worker.
@@ -364,7 +410,7 @@ impl WorkerCoordinator {
     }
 
     fn stop_heartbeat(&self) {
-        if let Some(task) = self.heartbeat.lock().unwrap().take() {
+        for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
     }
@@ -477,13 +523,17 @@ impl Coordinator for WorkerCoordinator {
         // relay log (NOT_FOUND here is an unknown path, not a namespace).
         let resp: proto::ResolveScopeResponse = self
             .inner
-            .call("ResolveScope", &req, true)
+            .call_msg("ResolveScope", &req)
             .await
             .map_err(|err| {
-            other(format!(
-                "connection path {connection_path:?} rejected: {err}"
-            ))
-        })?;
+                other(format!(
+                    "connection path {connection_path:?} rejected: {err}"
+                ))
+            })?;
+        if let Some(path) = connection_path {
+            // The tagger runs right after this for the same session.
+            self.inner.peers.note_path(path, resp.relay_link);
+        }
         let Some(scope) = resp.scope else {
             return Ok(None);
         };
@@ -510,7 +560,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::GetScopeConfigResponse = self
             .inner
-            .call("GetScopeConfig", &req, true)
+            .call_msg("GetScopeConfig", &req)
             .await
             .map_err(|e| CoordinatorError::Other(e.into()))?;
         let wire = resp.config.unwrap_or_default();
@@ -533,21 +583,10 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceRegistration> {
-        let fields = fields_of(namespace);
-        let req = proto::RegisterNamespaceRequest {
-            scope: scope_of(scope),
-            namespace: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            context: Some(context_of(context)),
-        };
+        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
         let (resp, lease) = self
             .inner
-            .hold::<_, proto::RegisterNamespaceResponse>(
-                LeaseKey::Namespace(scope_of(scope), fields),
-                "RegisterNamespace",
-                &req,
-            )
+            .hold::<proto::RegisterNamespaceResponse>(key, context)
             .await?;
         Ok(NamespaceRegistration::new(lease)
             .with_metadata(vec![("registration_id".into(), resp.registration_id)]))
@@ -558,10 +597,8 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         namespace: &TrackNamespace,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::Namespace(scope_of(scope), fields_of(namespace)))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
+        self.inner.release_explicitly(key).await
     }
 
     async fn lookup(
@@ -575,11 +612,8 @@ impl Coordinator for WorkerCoordinator {
                 fields: fields_of(namespace),
             }),
         };
-        let resp: proto::LookupResponse = self
-            .inner
-            .call("Lookup", &req, true)
-            .await
-            .map_err(map_err)?;
+        let resp: proto::LookupResponse =
+            self.inner.call_msg("Lookup", &req).await.map_err(map_err)?;
         // No dedicated client: the relay dials with its own endpoint.
         Ok((origin_from(resp.origin)?, None))
     }
@@ -599,7 +633,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupTrackResponse = self
             .inner
-            .call("LookupTrack", &req, true)
+            .call_msg("LookupTrack", &req)
             .await
             .map_err(map_err)?;
         Ok((origin_from(resp.origin)?, None))
@@ -611,7 +645,7 @@ impl Coordinator for WorkerCoordinator {
         // purge with individual unregisters.
         self.inner.shut_down.store(true, Ordering::Release);
         self.inner
-            .call::<_, proto::ShutdownResponse>("Shutdown", &proto::ShutdownRequest {}, true)
+            .call_msg::<_, proto::ShutdownResponse>("Shutdown", &proto::ShutdownRequest {})
             .await
             .map_err(|e| CoordinatorError::Other(e.into()))?;
         tracing::info!(epoch = %self.inner.epoch, "left the coordinator");
@@ -624,21 +658,10 @@ impl Coordinator for WorkerCoordinator {
         prefix: &TrackNamespacePrefix,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceSubscription> {
-        let fields = prefix_fields_of(prefix);
-        let req = proto::SubscribeNamespaceRequest {
-            scope: scope_of(scope),
-            prefix: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            context: Some(context_of(context)),
-        };
+        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
         let (resp, lease) = self
             .inner
-            .hold::<_, proto::SubscribeNamespaceResponse>(
-                LeaseKey::NamespaceSub(scope_of(scope), fields),
-                "SubscribeNamespace",
-                &req,
-            )
+            .hold::<proto::SubscribeNamespaceResponse>(key, context)
             .await?;
         let upstream = resp
             .upstream_relays
@@ -653,13 +676,8 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         prefix: &TrackNamespacePrefix,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::NamespaceSub(
-                scope_of(scope),
-                prefix_fields_of(prefix),
-            ))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
+        self.inner.release_explicitly(key).await
     }
 
     async fn lookup_namespace_subscribers(
@@ -677,7 +695,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupNamespaceSubscribersResponse = self
             .inner
-            .call("LookupNamespaceSubscribers", &req, true)
+            .call_msg("LookupNamespaceSubscribers", &req)
             .await
             .map_err(map_err)?;
         resp.relays.into_iter().map(relay_from).collect()
@@ -689,21 +707,10 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackRegistration> {
-        let fields = fields_of(namespace);
-        let req = proto::RegisterTrackRequest {
-            scope: scope_of(scope),
-            namespace: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            track: track.to_string(),
-        };
+        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
         let (_, lease) = self
             .inner
-            .hold::<_, proto::RegisterTrackResponse>(
-                LeaseKey::Track(scope_of(scope), fields, track.to_string()),
-                "RegisterTrack",
-                &req,
-            )
+            .hold::<proto::RegisterTrackResponse>(key, &CoordinatorContext::public())
             .await?;
         Ok(TrackRegistration::new(lease))
     }
@@ -714,14 +721,8 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::Track(
-                scope_of(scope),
-                fields_of(namespace),
-                track.to_string(),
-            ))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
+        self.inner.release_explicitly(key).await
     }
 
     async fn list_tracks(
@@ -737,7 +738,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::ListTracksResponse = self
             .inner
-            .call("ListTracks", &req, true)
+            .call_msg("ListTracks", &req)
             .await
             .map_err(map_err)?;
         Ok(resp
@@ -753,21 +754,10 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackSubscription> {
-        let fields = fields_of(namespace);
-        let req = proto::SubscribeTrackRequest {
-            scope: scope_of(scope),
-            namespace: Some(proto::Namespace {
-                fields: fields.clone(),
-            }),
-            track: track.to_string(),
-        };
+        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
         let (_, lease) = self
             .inner
-            .hold::<_, proto::SubscribeTrackResponse>(
-                LeaseKey::TrackSub(scope_of(scope), fields, track.to_string()),
-                "SubscribeTrack",
-                &req,
-            )
+            .hold::<proto::SubscribeTrackResponse>(key, &CoordinatorContext::public())
             .await?;
         Ok(TrackSubscription::new(lease))
     }
@@ -778,14 +768,8 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        self.inner
-            .unregister(&LeaseKey::TrackSub(
-                scope_of(scope),
-                fields_of(namespace),
-                track.to_string(),
-            ))
-            .await
-            .map_err(map_err)
+        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
+        self.inner.release_explicitly(key).await
     }
 
     async fn lookup_track_subscribers(
@@ -803,7 +787,7 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupTrackSubscribersResponse = self
             .inner
-            .call("LookupTrackSubscribers", &req, true)
+            .call_msg("LookupTrackSubscribers", &req)
             .await
             .map_err(map_err)?;
         resp.relays.into_iter().map(relay_from).collect()
@@ -875,17 +859,5 @@ mod tests {
             addr: Some("nope".into())
         })
         .is_err());
-    }
-
-    #[test]
-    fn heartbeat_interval_is_bounded() {
-        let resp = |interval_ms, lease_ttl_ms| proto::HeartbeatResponse {
-            lease_ttl_ms,
-            interval_ms,
-        };
-        assert_eq!(beat_interval(&resp(3000, 9000)), Duration::from_secs(3));
-        assert_eq!(beat_interval(&resp(0, 9000)), Duration::from_secs(3));
-        assert_eq!(beat_interval(&resp(1, 9000)), MIN_HEARTBEAT);
-        assert_eq!(beat_interval(&resp(0, 0)), FALLBACK_HEARTBEAT);
     }
 }

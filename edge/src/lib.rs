@@ -6,8 +6,14 @@
 //! - [`rpc`] is the small Connect client it uses (binary protobuf).
 //! - [`proto`] holds the types generated from `../schema` at build time.
 //! - [`tls`] makes a self-signed certificate for local relays.
+//! - [`peers`] recognises sessions from other relays (the connection tagger).
+//! - [`Fatal`] is how the coordinator tells its embedder to stop.
 
 pub mod coordinator;
+mod fatal;
+mod lease;
+mod liveness;
+pub mod peers;
 pub mod rpc;
 pub mod tls;
 
@@ -16,5 +22,6 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/moqworker.v1.rs"));
 }
 
-pub use coordinator::{new_epoch, WorkerCoordinator, WorkerCoordinatorConfig};
+pub use coordinator::{new_epoch, Recovery, WorkerCoordinator, WorkerCoordinatorConfig};
+pub use fatal::Fatal;
 pub use rpc::{Code, ConnectClient, RetryPolicy, RpcError};

@@ -3,16 +3,14 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use moq_relay_ietf::{
-    ConnectionMeta, ConnectionTagger, ConnectionTags, Coordinator, Relay, RelayConfig,
-    SessionConfig, SessionInterface, Web, WebConfig,
-};
-use moq_worker_edge::{RetryPolicy, WorkerCoordinator, WorkerCoordinatorConfig};
+use moq_relay_ietf::{Coordinator, Relay, RelayConfig, SessionConfig, Web, WebConfig};
+use moq_worker_edge::{Fatal, RetryPolicy, WorkerCoordinator, WorkerCoordinatorConfig};
 use url::Url;
 
 /// A Media over QUIC relay (moq-relay-ietf) that uses a moq-worker
@@ -55,6 +53,12 @@ struct Cli {
     #[arg(long, default_value_t = 5000)]
     coordinator_timeout_ms: u64,
 
+    /// Overall deadline of a coordinator call, all attempts and backoffs
+    /// included, in milliseconds. Heartbeats use a third of the lease when
+    /// that is shorter.
+    #[arg(long, default_value_t = 15000)]
+    coordinator_deadline_ms: u64,
+
     /// Attempts per coordinator call (first try included). Only idempotent
     /// calls, or calls that never reached the Worker, are retried, on
     /// UNAVAILABLE or network errors, with exponential backoff.
@@ -71,8 +75,10 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["cert", "key"])]
     tls_self_signed: bool,
 
-    /// Treat connections from these exact socket addresses ("ip:port") as
-    /// internal relay peers rather than public clients. Repeatable. Only
+    /// Also treat connections from these exact socket addresses ("ip:port")
+    /// as internal relay peers rather than public clients. Repeatable. Not
+    /// needed for relays of the same network: the coordinator lists their
+    /// advertised addresses and they are recognised automatically. Only
     /// safe where the network authenticates source addresses (e.g. a
     /// WireGuard mesh): an internal session skips token authorization.
     #[arg(long = "internal-peer", value_delimiter = ',')]
@@ -97,22 +103,40 @@ struct Cli {
     dev: bool,
 }
 
-/// Tags sessions from listed peer addresses as internal relay-to-relay.
-struct PeerAddrTagger(HashSet<SocketAddr>);
-
-impl ConnectionTagger for PeerAddrTagger {
-    fn tag(&self, meta: &ConnectionMeta) -> ConnectionTags {
-        match meta.remote_addr {
-            Some(addr) if self.0.contains(&addr) => {
-                ConnectionTags::new().with_interface(SessionInterface::Internal)
-            }
-            _ => ConnectionTags::new(),
-        }
+/// Names a generated certificate covers: localhost, 127.0.0.1 and the
+/// public URL's host, each once, in that order.
+fn self_signed_names(public_url: &Url) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if let Some(host) = public_url.host_str() {
+        // Url keeps brackets around IPv6 hosts; certificates do not.
+        names.push(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        );
     }
+    // Not `dedup()`: that only drops adjacent repeats.
+    let mut seen = HashSet::new();
+    names.retain(|name| seen.insert(name.clone()));
+    names
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(err) => match err.downcast_ref::<Fatal>() {
+            // Already logged, with what to do about it.
+            Some(fatal) => ExitCode::from(fatal.exit_code()),
+            None => {
+                eprintln!("Error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -129,16 +153,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     if cli.tls_self_signed {
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        if let Some(host) = public_url.host_str() {
-            // Url keeps brackets around IPv6 hosts; certificates do not.
-            names.push(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            );
-        }
-        names.dedup();
+        let names = self_signed_names(&public_url);
         let dir = std::env::temp_dir().join(format!(
             "moq-worker-edge-{}-{}",
             std::process::id(),
@@ -173,18 +188,14 @@ async fn main() -> anyhow::Result<()> {
     config.addrs = addrs;
     config.retry = RetryPolicy {
         timeout: Duration::from_millis(cli.coordinator_timeout_ms),
+        deadline: Duration::from_millis(cli.coordinator_deadline_ms.max(1)),
         max_attempts: cli.coordinator_attempts.max(1),
         ..RetryPolicy::default()
     };
+    config.internal_peers = cli.internal_peers.clone();
     let coordinator = Arc::new(WorkerCoordinator::connect(config).await?);
-
-    let connection_tagger: Option<Arc<dyn ConnectionTagger>> = if cli.internal_peers.is_empty() {
-        None
-    } else {
-        Some(Arc::new(PeerAddrTagger(
-            cli.internal_peers.iter().copied().collect(),
-        )))
-    };
+    // Live peers (from heartbeats), verified relay links and --internal-peer.
+    let connection_tagger = Some(coordinator.connection_tagger());
 
     let relay = Relay::new_with_cache_idle_timeout(
         RelayConfig {
@@ -226,6 +237,11 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             Ok(())
         }
+        fatal = coordinator.fatal() => {
+            // Logged already. No Shutdown call: the token is refused, or the
+            // epoch belongs to a process that replaced this one.
+            return Ok(ExitCode::from(fatal.exit_code()));
+        }
     };
 
     // Leave the coordinator at once rather than waiting for the lease to lapse.
@@ -234,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
         Ok(Err(err)) => tracing::warn!(error = %err, "coordinator shutdown failed"),
         Err(_) => tracing::warn!("coordinator shutdown timed out"),
     }
-    result
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {
@@ -292,19 +308,18 @@ mod tests {
     }
 
     #[test]
-    fn tagger_marks_only_listed_peers_internal() {
-        let peer: SocketAddr = "127.0.0.1:4444".parse().unwrap();
-        let tagger = PeerAddrTagger([peer].into_iter().collect());
-        let meta = |addr: SocketAddr| ConnectionMeta::new(Some(addr), None, None);
+    fn self_signed_names_are_unique_in_first_seen_order() {
+        let names = |url: &str| self_signed_names(&Url::parse(url).unwrap());
+        // The host repeats a name that is not adjacent to it.
+        assert_eq!(names("https://localhost:4443"), ["localhost", "127.0.0.1"]);
+        assert_eq!(names("https://127.0.0.1:4443"), ["localhost", "127.0.0.1"]);
         assert_eq!(
-            tagger.tag(&meta(peer)).interface(),
-            SessionInterface::Internal
+            names("https://relay.example:4443"),
+            ["localhost", "127.0.0.1", "relay.example"]
         );
         assert_eq!(
-            tagger
-                .tag(&meta("127.0.0.1:50000".parse().unwrap()))
-                .interface(),
-            SessionInterface::Public
+            names("https://[::1]:4443"),
+            ["localhost", "127.0.0.1", "::1"]
         );
     }
 }

@@ -6,8 +6,9 @@
 //! That is small enough to speak directly with reqwest + prost.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use prost::Message;
 use rand::Rng;
 use url::Url;
@@ -121,12 +122,26 @@ pub enum RpcError {
         method: &'static str,
         message: String,
     },
+    /// One attempt ran out of its own time (`RetryPolicy::timeout`).
+    #[error("{method}: no answer within {after:?}")]
+    Timeout {
+        method: &'static str,
+        after: Duration,
+    },
+    /// The call's overall deadline passed, retries included.
+    #[error("{method}: deadline of {deadline:?} exceeded{}", last.as_ref().map(|l| format!(" (last error: {l})")).unwrap_or_default())]
+    DeadlineExceeded {
+        method: &'static str,
+        deadline: Duration,
+        last: Option<String>,
+    },
 }
 
 impl RpcError {
     pub fn code(&self) -> Option<Code> {
         match self {
             Self::Status { code, .. } => Some(*code),
+            Self::DeadlineExceeded { .. } => Some(Code::DeadlineExceeded),
             _ => None,
         }
     }
@@ -137,7 +152,8 @@ impl RpcError {
         match self {
             Self::Status { code, .. } => idempotent && *code == Code::Unavailable,
             Self::Transport { not_sent, .. } => idempotent || *not_sent,
-            Self::Protocol { .. } => false,
+            Self::Timeout { .. } => idempotent,
+            Self::Protocol { .. } | Self::DeadlineExceeded { .. } => false,
         }
     }
 }
@@ -147,6 +163,9 @@ impl RpcError {
 pub struct RetryPolicy {
     /// Per-attempt deadline, covering connect, send and the whole reply.
     pub timeout: Duration,
+    /// Overall deadline of a call, all attempts and backoffs included. A
+    /// call never takes longer, whatever the attempt count says.
+    pub deadline: Duration,
     /// Total attempts, including the first.
     pub max_attempts: u32,
     /// First backoff; doubles each retry, with jitter, up to `max_backoff`.
@@ -158,6 +177,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(15),
             max_attempts: 4,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
@@ -186,8 +206,9 @@ impl ConnectClient {
             matches!(base.scheme(), "http" | "https"),
             "coordinator URL must be http(s): {base}"
         );
+        // No reqwest-level total timeout: each attempt is bounded by
+        // `tokio::time::timeout` in `call_encoded`, which knows the deadline.
         let http = reqwest::Client::builder()
-            .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
             .build()?;
         Ok(Self {
@@ -211,16 +232,63 @@ impl ConnectClient {
         request: &Req,
         idempotent: bool,
     ) -> Result<Resp, RpcError> {
-        let body = request.encode_to_vec();
+        self.call_encoded(
+            method,
+            request.encode_to_vec().into(),
+            idempotent,
+            self.policy.deadline,
+        )
+        .await
+    }
+
+    /// [`call`](Self::call) with an already encoded request and an overall
+    /// deadline of its own (capped by nothing else: callers pass the
+    /// policy's deadline or a shorter one).
+    pub async fn call_encoded<Resp: Message + Default>(
+        &self,
+        method: &'static str,
+        body: Bytes,
+        idempotent: bool,
+        deadline: Duration,
+    ) -> Result<Resp, RpcError> {
+        let start = Instant::now();
+        let expired = |last: Option<&RpcError>| RpcError::DeadlineExceeded {
+            method,
+            deadline,
+            last: last.map(ToString::to_string),
+        };
         let mut backoff = self.policy.initial_backoff;
         let mut attempt = 1;
         loop {
-            match self.call_once(method, body.clone()).await {
+            let Some(left) = deadline
+                .checked_sub(start.elapsed())
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(expired(None));
+            };
+            // Each attempt gets the smaller of its own timeout and what is
+            // left of the call's, so the last one cannot overrun the deadline.
+            let budget = self.policy.timeout.min(left);
+            let outcome =
+                match tokio::time::timeout(budget, self.call_once(method, body.clone(), budget))
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) if budget < self.policy.timeout => return Err(expired(None)),
+                    Err(_) => Err(RpcError::Timeout {
+                        method,
+                        after: budget,
+                    }),
+                };
+            match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(err) if attempt < self.policy.max_attempts && err.retryable(idempotent) => {
                     // Full jitter keeps many relays from retrying in lockstep
                     // after a shared outage.
                     let sleep = rand::thread_rng().gen_range(backoff / 2..=backoff);
+                    if start.elapsed() + sleep >= deadline {
+                        return Err(expired(Some(&err)));
+                    }
                     tracing::debug!(method, attempt, ?sleep, error = %err, "retrying coordinator call");
                     tokio::time::sleep(sleep).await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);
@@ -234,7 +302,8 @@ impl ConnectClient {
     async fn call_once<Resp: Message + Default>(
         &self,
         method: &'static str,
-        body: Vec<u8>,
+        body: Bytes,
+        timeout: Duration,
     ) -> Result<Resp, RpcError> {
         let url = self.url_for(method);
         let mut req = self
@@ -242,10 +311,7 @@ impl ConnectClient {
             .post(url)
             .header("Content-Type", "application/proto")
             .header("Connect-Protocol-Version", "1")
-            .header(
-                "Connect-Timeout-Ms",
-                self.policy.timeout.as_millis().to_string(),
-            );
+            .header("Connect-Timeout-Ms", timeout.as_millis().to_string());
         for (name, value) in &self.headers {
             req = req.header(*name, value);
         }
@@ -476,21 +542,82 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RpcError::Transport {
-                    not_sent: false,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
         assert!(
             start.elapsed() < Duration::from_secs(2),
             "took {:?}",
             start.elapsed()
         );
+    }
+
+    /// A server that accepts connections and never answers.
+    async fn silent_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn the_overall_deadline_bounds_a_slow_attempt() {
+        // Each attempt may take 10 s, but the call as a whole has 300 ms.
+        let c = ConnectClient::new(
+            Url::parse(&silent_server().await).unwrap(),
+            "moqworker.v1.CoordinatorService",
+            vec![],
+            RetryPolicy {
+                timeout: Duration::from_secs(10),
+                deadline: Duration::from_millis(300),
+                max_attempts: 10,
+                ..RetryPolicy::default()
+            },
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let err = c
+            .call::<_, crate::proto::HeartbeatResponse>(
+                "Heartbeat",
+                &crate::proto::HeartbeatRequest::default(),
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::DeadlineExceeded { .. }), "{err}");
+        assert_eq!(err.code(), Some(Code::DeadlineExceeded));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_overall_deadline_cuts_retries_short() {
+        // Ten attempts with 100 ms+ backoffs cannot fit in 250 ms: the call
+        // stops early, says why, and names the last error it saw.
+        let (base, hits) = always_unavailable().await;
+        let mut c = client(&base);
+        c.policy.max_attempts = 10;
+        c.policy.deadline = Duration::from_millis(250);
+        c.policy.initial_backoff = Duration::from_millis(100);
+        let err = c
+            .call_encoded::<crate::proto::LookupResponse>(
+                "Lookup",
+                Bytes::new(),
+                true,
+                c.policy.deadline,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::DeadlineExceeded { .. }), "{err}");
+        assert!(err.to_string().contains("try later"), "{err}");
+        let sent = hits.load(Ordering::SeqCst);
+        assert!((1..10).contains(&sent), "{sent} attempts");
     }
 
     #[tokio::test]

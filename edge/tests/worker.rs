@@ -21,10 +21,10 @@ use moq_relay_ietf::{
     Coordinator, CoordinatorContext, CoordinatorError, RelayInfo, ScopePermissions,
 };
 use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix};
-use moq_worker_edge::{proto, WorkerCoordinator, WorkerCoordinatorConfig};
+use moq_worker_edge::{proto, Fatal, WorkerCoordinator, WorkerCoordinatorConfig};
 use url::Url;
 
-use common::{Admin, Worker};
+use common::{Admin, Gate, Worker};
 
 struct Env {
     worker: Worker,
@@ -76,7 +76,17 @@ impl Env {
         token: &str,
         addr: SocketAddr,
     ) -> anyhow::Result<WorkerCoordinator> {
-        let mut config = WorkerCoordinatorConfig::new(self.worker.url.clone(), token);
+        self.coordinator_via(&self.worker.url, token, addr).await
+    }
+
+    /// A coordinator that reaches the Worker at `url` (e.g. through a [`Gate`]).
+    async fn coordinator_via(
+        &self,
+        url: &Url,
+        token: &str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<WorkerCoordinator> {
+        let mut config = WorkerCoordinatorConfig::new(url.clone(), token);
         config.addrs = vec![addr];
         WorkerCoordinator::connect(config).await
     }
@@ -87,17 +97,26 @@ fn same_relay(info: &RelayInfo, relay: &Relay) -> bool {
 }
 
 /// Poll `check` until it returns Ok, for effects of spawned (RAII) cleanup.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+async fn eventually<F, Fut>(what: &str, check: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    within(Duration::from_secs(10), what, check).await
+}
+
+/// [`eventually`] with a time limit of its own.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         match check().await {
             Ok(()) => return Ok(()),
             Err(err) if tokio::time::Instant::now() >= deadline => {
-                return Err(err.context(format!("{what}: still failing after 10s")))
+                return Err(err.context(format!("{what}: still failing after {limit:?}")))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -126,11 +145,16 @@ async fn bad_token_is_refused(env: &Env) -> anyhow::Result<()> {
         .await
         .err()
         .context("a forged token must not connect")?;
+    let text = format!("{err:#}");
     ensure!(
-        err.to_string().contains("unauthenticated")
-            || err.to_string().contains("permission_denied"),
-        "unexpected error: {err:#}"
+        text.contains("unauthenticated") || text.contains("permission_denied"),
+        "unexpected error: {text}"
     );
+    // The binary exits with the token's own code, not a generic failure.
+    let fatal = err
+        .downcast_ref::<Fatal>()
+        .context("not reported as fatal")?;
+    ensure!(matches!(fatal, Fatal::TokenRejected { .. }) && fatal.exit_code() == 3);
     Ok(())
 }
 
@@ -232,6 +256,75 @@ async fn explicit_unregister_namespace(env: &Env) -> anyhow::Result<()> {
         .await?;
     a.coord.unregister_namespace(None, &ns).await?;
     assert_not_found(&a, None, &ns).await
+}
+
+async fn explicit_unregister_shares_the_refcount(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let ns = env.ns("shared");
+    // Two sessions on A publish the same namespace.
+    let first = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    let second = a
+        .coord
+        .register_namespace(None, &ns, &CoordinatorContext::public())
+        .await?;
+    // One of them sends PUBLISH_NAMESPACE_DONE: the other still publishes.
+    a.coord.unregister_namespace(None, &ns).await?;
+    b.coord
+        .lookup(None, &ns)
+        .await
+        .context("one explicit unregister removed a namespace another session holds")?;
+    // Its handle goes away later; that must not count a second time.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.coord
+        .lookup(None, &ns)
+        .await
+        .context("an explicitly released handle released again on drop")?;
+    // The last holder unregisters: now it is gone.
+    a.coord.unregister_namespace(None, &ns).await?;
+    assert_not_found(&b, None, &ns).await?;
+    drop(second);
+    eventually("lease forgotten", || async {
+        ensure!(
+            a.coord.active_leases() == 0,
+            "{} leases",
+            a.coord.active_leases()
+        );
+        Ok(())
+    })
+    .await?;
+
+    // The same path serves subscriptions.
+    let prefix = env.prefix("shared-sub");
+    let watched = env.ns("shared-sub/x");
+    let _s1 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    let _s2 = b
+        .coord
+        .subscribe_namespace(None, &prefix, &CoordinatorContext::public())
+        .await?;
+    b.coord.unsubscribe_namespace(None, &prefix).await?;
+    let found = a
+        .coord
+        .lookup_namespace_subscribers(None, &watched, &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        found.len() == 1,
+        "interest lost with a holder left: {found:?}"
+    );
+    b.coord.unsubscribe_namespace(None, &prefix).await?;
+    let found = a
+        .coord
+        .lookup_namespace_subscribers(None, &watched, &CoordinatorContext::public())
+        .await?;
+    ensure!(found.is_empty(), "still {found:?}");
+    Ok(())
 }
 
 async fn scopes_are_isolated(env: &Env) -> anyhow::Result<()> {
@@ -626,6 +719,220 @@ async fn heartbeat_keeps_the_lease(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What B sees of everything A holds: its namespace (scoped), its track,
+/// its namespace subscription and its track subscription.
+async fn sees_all_of(
+    env: &Env,
+    b: &Relay,
+    a: &Relay,
+    scope: &str,
+    ns: &TrackNamespace,
+) -> anyhow::Result<()> {
+    let (origin, _) = b.coord.lookup(Some(scope), ns).await?;
+    ensure!(
+        origin.addr() == Some(a.addr),
+        "namespace at {:?}",
+        origin.addr()
+    );
+    let tracks = b.coord.list_tracks(None, &env.ns("lapse/tracks")).await?;
+    ensure!(
+        tracks.len() == 1 && tracks[0].name == "video",
+        "tracks {tracks:?}"
+    );
+    let subs = b
+        .coord
+        .lookup_namespace_subscribers(None, &env.ns("lapse/sub/x"), &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        subs.len() == 1 && same_relay(&subs[0], a),
+        "namespace subscribers {subs:?}"
+    );
+    let waiting = b
+        .coord
+        .lookup_track_subscribers(None, &env.ns("lapse/wanted"), "audio")
+        .await?;
+    ensure!(
+        waiting.len() == 1 && same_relay(&waiting[0], a),
+        "track subscribers {waiting:?}"
+    );
+    Ok(())
+}
+
+async fn lapse_then_state_lost_reregisters_everything(env: &Env) -> anyhow::Result<()> {
+    // A reaches the Worker through a gate the test can cut.
+    let gate = Gate::new(&env.worker.url).await?;
+    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let url = Url::parse(&format!("https://lapse-{}.relay.test:{port}", env.run))?;
+    let token = env.admin.relay_token(url.as_str()).await?;
+    let a = Relay {
+        coord: env.coordinator_via(&gate.url, &token, addr).await?,
+        url,
+        addr,
+        token,
+    };
+    let b = env.relay("b").await?;
+    let ttl = a.coord.lease_ttl();
+    let scope = env.scope("lapse");
+    let ns = env.ns("lapse/live");
+
+    let _ns = a
+        .coord
+        .register_namespace(Some(&scope), &ns, &CoordinatorContext::public())
+        .await?;
+    let _track = a
+        .coord
+        .register_track(None, &env.ns("lapse/tracks"), "video")
+        .await?;
+    let _sub = a
+        .coord
+        .subscribe_namespace(
+            None,
+            &env.prefix("lapse/sub"),
+            &CoordinatorContext::public(),
+        )
+        .await?;
+    let _wants = a
+        .coord
+        .subscribe_track(None, &env.ns("lapse/wanted"), "audio")
+        .await?;
+    sees_all_of(env, &b, &a, &scope, &ns).await?;
+    let before = a.coord.recoveries().len();
+
+    // The Worker becomes unreachable for A: its lease lapses and is purged.
+    gate.cut();
+    within(
+        ttl * 3 + Duration::from_secs(10),
+        "A's lapsed state purged",
+        || assert_not_found(&b, Some(&scope), &ns),
+    )
+    .await?;
+    ensure!(
+        b.coord
+            .list_tracks(None, &env.ns("lapse/tracks"))
+            .await?
+            .is_empty(),
+        "purge kept A's track"
+    );
+
+    // Reachable again: A recovers on its own, every handle comes back.
+    gate.restore();
+    within(
+        ttl + Duration::from_secs(10),
+        "A re-registered everything",
+        || sees_all_of(env, &b, &a, &scope, &ns),
+    )
+    .await?;
+    let recoveries = a.coord.recoveries();
+    let last = recoveries
+        .get(before..)
+        .and_then(<[_]>::last)
+        .context("no recovery recorded")?;
+    ensure!(last.handles == 4 && last.refused == 0, "recovery {last:?}");
+    ensure!(
+        tokio::time::timeout(Duration::ZERO, a.coord.fatal())
+            .await
+            .is_err(),
+        "an outage is not fatal"
+    );
+    Ok(())
+}
+
+async fn retired_epoch_is_fatal(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    // The same relay URL starts again elsewhere: A's epoch is retired.
+    let replacement = env.coordinator(&a.token, a.addr).await?;
+    let fatal = tokio::time::timeout(a.coord.lease_ttl() * 2, a.coord.fatal())
+        .await
+        .context("the retired process was not told to stop")?;
+    ensure!(matches!(fatal, Fatal::EpochRetired { .. }), "{fatal}");
+    ensure!(fatal.exit_code() == 4);
+    ensure!(
+        fatal.to_string().contains("--public-url"),
+        "message says what to do: {fatal}"
+    );
+    // The replacement keeps working.
+    let _reg = replacement
+        .register_namespace(None, &env.ns("replaced"), &CoordinatorContext::public())
+        .await?;
+    ensure!(
+        tokio::time::timeout(Duration::from_millis(100), replacement.fatal())
+            .await
+            .is_err()
+    );
+    Ok(())
+}
+
+async fn peers_arrive_from_the_heartbeat(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let limit = a.coord.lease_ttl() * 2 + Duration::from_secs(5);
+    within(limit, "B known to A as a live peer", || async {
+        ensure!(
+            a.coord.peers().is_live(b.addr),
+            "A knows {} peers",
+            a.coord.peers().live_count()
+        );
+        Ok(())
+    })
+    .await?;
+    // ... and tagged internal by A's connection tagger, with no static list.
+    let tagger = a.coord.connection_tagger();
+    let meta = moq_relay_ietf::ConnectionMeta::new(Some(b.addr), None, None);
+    ensure!(tagger.tag(&meta).interface() == moq_relay_ietf::SessionInterface::Internal);
+    let stranger = moq_relay_ietf::ConnectionMeta::new(Some("127.0.0.1:9".parse()?), None, None);
+    ensure!(tagger.tag(&stranger).interface() == moq_relay_ietf::SessionInterface::Public);
+    ensure!(
+        !a.coord.peers().is_live(a.addr),
+        "a relay is not its own peer"
+    );
+
+    // B leaves: it drops out of A's peers.
+    b.coord.shutdown().await?;
+    within(limit, "B gone from A's peers", || async {
+        ensure!(!a.coord.peers().is_live(b.addr));
+        Ok(())
+    })
+    .await
+}
+
+async fn relay_link_paths_tag_sessions_internal(env: &Env) -> anyhow::Result<()> {
+    let a = env.relay("a").await?;
+    let b = env.relay("b").await?;
+    let scope = env.scope("link");
+    let ns = env.ns("linked");
+    let _reg = a
+        .coord
+        .register_namespace(Some(&scope), &ns, &CoordinatorContext::public())
+        .await?;
+    // B is told to dial A at A's relay-link URL for the scope ...
+    let (origin, _) = b.coord.lookup(Some(&scope), &ns).await?;
+    let path = origin.url().path().to_string();
+    ensure!(
+        path.starts_with("/_relay/"),
+        "scoped answer URL {}",
+        origin.url()
+    );
+    // ... which A resolves to the same scope, as a relay link ...
+    let info = a
+        .coord
+        .resolve_scope(Some(&path))
+        .await?
+        .context("scoped")?;
+    ensure!(info.scope_id == scope && info.permissions == ScopePermissions::ReadWrite);
+    // ... and tags internal even from an address it does not know.
+    let tagger = a.coord.connection_tagger();
+    let nat = "203.0.113.9:50000".parse()?;
+    let meta = moq_relay_ietf::ConnectionMeta::new(Some(nat), None, Some(path));
+    ensure!(tagger.tag(&meta).interface() == moq_relay_ietf::SessionInterface::Internal);
+    // A forged link is refused and tags nothing.
+    let forged = format!("{}x", origin.url().path().trim_end_matches('/'));
+    ensure!(a.coord.resolve_scope(Some(&forged)).await.is_err());
+    let meta = moq_relay_ietf::ConnectionMeta::new(Some(nat), None, Some(forged));
+    ensure!(tagger.tag(&meta).interface() == moq_relay_ietf::SessionInterface::Public);
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Runner
 // ---------------------------------------------------------------------------
@@ -646,6 +953,7 @@ fn main() -> std::process::ExitCode {
         second_relay_gets_already_exists,
         dropping_registration_unregisters,
         explicit_unregister_namespace,
+        explicit_unregister_shares_the_refcount,
         scopes_are_isolated,
         tracks,
         subscribe_namespace_excludes_caller_and_source,
@@ -656,6 +964,10 @@ fn main() -> std::process::ExitCode {
         shutdown_drops_everything,
         new_epoch_discards_old_state,
         heartbeat_keeps_the_lease,
+        lapse_then_state_lost_reregisters_everything,
+        retired_epoch_is_fatal,
+        peers_arrive_from_the_heartbeat,
+        relay_link_paths_tag_sessions_internal,
     ];
     let selected: Vec<_> = cases
         .into_iter()
@@ -688,7 +1000,7 @@ fn main() -> std::process::ExitCode {
         let mut failures = 0;
         for (name, case) in &selected {
             let outcome = tokio::time::timeout(
-                Duration::from_secs(60),
+                Duration::from_secs(90),
                 AssertUnwindSafe(case(&env)).catch_unwind(),
             )
             .await;

@@ -11,6 +11,9 @@ use anyhow::Context;
 use moq_worker_edge::{proto, ConnectClient, RetryPolicy};
 use url::Url;
 
+/// Lease of the Worker the tests start (a `MOQ_WORKER_URL` one has its own).
+pub const TEST_LEASE_TTL_MS: u32 = 5000;
+
 /// Local development admin token (documented; never accepted when deployed).
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 
@@ -29,7 +32,8 @@ fn repo_root() -> PathBuf {
 }
 
 /// The project's one Worker launcher (`test/e2e/lib/worker.mjs`), run with
-/// the project's Node: `npm start`'s Worker on our port and state directory.
+/// the project's Node: `npm start`'s Worker on our port and state directory,
+/// with a short lease so the cases that let it lapse finish quickly.
 fn launcher(port: u16, state: &std::path::Path) -> Command {
     let root = repo_root();
     let node = root.join("node_modules/.bin/node");
@@ -39,6 +43,8 @@ fn launcher(port: u16, state: &std::path::Path) -> Command {
         .arg(port.to_string())
         .arg("--persist-to")
         .arg(state)
+        .arg("--var")
+        .arg(format!("LEASE_TTL_MS:{TEST_LEASE_TTL_MS}"))
         .current_dir(&root);
     cmd
 }
@@ -210,5 +216,70 @@ impl Admin {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// A TCP forwarder in front of the Worker that a test can cut, to make the
+/// Worker unreachable for one relay (its lease lapses) and then reachable
+/// again, without touching the Worker or the relay.
+pub struct Gate {
+    pub url: Url,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    pub async fn new(target: &Url) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let upstream = format!(
+            "{}:{}",
+            target.host_str().context("target host")?,
+            target.port_or_known_default().context("target port")?
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = Url::parse(&format!("http://{}", listener.local_addr()?))?;
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (gate_open, gate_conns) = (open.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !gate_open.load(Ordering::SeqCst) {
+                    continue; // dropped: connection reset
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                gate_conns.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Ok(Self {
+            url,
+            open,
+            conns,
+            accept,
+        })
+    }
+
+    /// Refuse new connections and reset the open ones.
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
     }
 }

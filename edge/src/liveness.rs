@@ -1,0 +1,298 @@
+//! Staying known to the Worker: the heartbeat loop, and re-registration of
+//! every live handle when a heartbeat reply says the Worker lost this
+//! relay's state (its lease lapsed and was purged, or it never knew it).
+//!
+//! Rules:
+//! - A beat has an overall deadline of a third of the lease, retries
+//!   included, so a slow Worker cannot keep a beat in flight while the lease
+//!   runs out unnoticed; a relay with no beat accepted for a whole lease
+//!   says so once.
+//! - Worker unreachable: keep serving, keep beating with backoff (from
+//!   250 ms up to the normal interval), and recover on the first reply.
+//! - `state_lost`: re-register every live handle with its normal,
+//!   idempotent call (the request it last succeeded with), without
+//!   touching sessions. Handles the Worker then refuses are logged.
+//! - Token rejected or epoch retired: [`Fatal`](crate::Fatal), the loop ends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::Rng;
+
+use crate::coordinator::{Inner, Recovery, Slot};
+use crate::lease::LeaseKey;
+use crate::proto;
+use crate::rpc::{Code, RpcError};
+
+/// Used when a reply gives no interval and no lease.
+const FALLBACK_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Bounds on the Worker-supplied interval, so a bad reply can neither spin
+/// the loop nor let the lease lapse for minutes.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(200);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
+/// First retry after a failed beat; doubles up to the normal interval.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Re-registration calls in flight at once.
+const REREGISTER_CONCURRENCY: usize = 16;
+
+pub(crate) fn beat_interval(resp: &proto::HeartbeatResponse) -> Duration {
+    let ms = if resp.interval_ms > 0 {
+        resp.interval_ms
+    } else {
+        // No interval given: stay well inside the lease.
+        resp.lease_ttl_ms / 3
+    };
+    if ms == 0 {
+        return FALLBACK_HEARTBEAT;
+    }
+    Duration::from_millis(ms as u64).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
+}
+
+/// Overall deadline of one beat, retries included: a third of the lease,
+/// never more than the policy's deadline for any call.
+pub(crate) fn beat_deadline(lease: Duration, policy_deadline: Duration) -> Duration {
+    (lease / 3).clamp(MIN_HEARTBEAT, policy_deadline.max(MIN_HEARTBEAT))
+}
+
+/// Wait before beat number `failures` + 1 after that many failures in a row.
+fn retry_after(failures: u32, interval: Duration) -> Duration {
+    let backoff = FIRST_RETRY.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    let backoff = backoff.min(interval);
+    rand::thread_rng().gen_range(backoff / 2..=backoff)
+}
+
+impl Inner {
+    /// Take in a heartbeat reply: peers, and recovery if state was lost.
+    fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
+        self.peers.set_live(
+            resp.peers
+                .iter()
+                .flat_map(|p| p.addrs.iter().map(String::as_str)),
+        );
+        if resp.state_lost {
+            self.recover.notify_one();
+        }
+    }
+}
+
+/// The heartbeat loop; `first` is the reply to the beat `connect` sent.
+pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse) {
+    let policy_deadline = inner.rpc.policy().deadline;
+    let mut lease = Duration::from_millis(first.lease_ttl_ms as u64);
+    let mut interval = beat_interval(&first);
+    inner.apply_beat(&first);
+    let mut last_ok = Instant::now();
+    let mut failures = 0u32;
+    let mut lapse_reported = false;
+    let mut next = interval;
+    loop {
+        tokio::time::sleep(next).await;
+        if inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        let sent = Instant::now();
+        match inner.heartbeat(beat_deadline(lease, policy_deadline)).await {
+            Ok(resp) => {
+                if failures > 0 {
+                    tracing::info!(
+                        failed_beats = failures,
+                        unreachable_for_ms = sent.duration_since(last_ok).as_millis() as u64,
+                        state_lost = resp.state_lost,
+                        "coordinator reachable again"
+                    );
+                }
+                failures = 0;
+                lapse_reported = false;
+                last_ok = sent;
+                if resp.lease_ttl_ms > 0 {
+                    lease = Duration::from_millis(resp.lease_ttl_ms as u64);
+                }
+                interval = beat_interval(&resp);
+                next = interval;
+                inner.apply_beat(&resp);
+            }
+            Err(_) if inner.is_fatal() => return, // logged by set_fatal
+            Err(err) => {
+                failures += 1;
+                let silent = last_ok.elapsed();
+                if silent >= lease && !lapse_reported {
+                    lapse_reported = true;
+                    tracing::warn!(
+                        silent_for_ms = silent.as_millis() as u64,
+                        lease_ms = lease.as_millis() as u64,
+                        "no heartbeat accepted for longer than the lease: the coordinator has \
+                         probably dropped this relay's registrations; still serving local \
+                         sessions, and everything is re-registered when it answers again"
+                    );
+                } else if failures == 1 || failures.is_multiple_of(10) {
+                    tracing::warn!(error = %err, failed_beats = failures, "heartbeat failed; still serving, retrying with backoff");
+                } else {
+                    tracing::debug!(error = %err, failed_beats = failures, "heartbeat failed");
+                }
+                next = retry_after(failures, interval);
+            }
+        }
+    }
+}
+
+/// Runs a re-registration each time a heartbeat reply says `state_lost`
+/// (a notification that arrives during one starts another after it).
+pub(crate) async fn recover_on_demand(inner: Arc<Inner>) {
+    loop {
+        inner.recover.notified().await;
+        if inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        reregister_all(&inner).await;
+    }
+}
+
+/// Whether a failed re-registration may succeed later on its own.
+fn transient(err: &RpcError) -> bool {
+    match err.code() {
+        None => true,
+        Some(code) => matches!(
+            code,
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::ResourceExhausted
+                | Code::Internal
+                | Code::Unknown
+                | Code::Aborted
+        ),
+    }
+}
+
+/// Re-asserts one key if a local holder still wants it; `Ok(false)` when
+/// none does (released meanwhile). Under the key's lock, so it cannot race
+/// a register or release of the same key.
+async fn reassert(inner: &Inner, key: &LeaseKey, slot: &Slot) -> Result<bool, RpcError> {
+    let holders = slot.lock().await;
+    if !holders.held() {
+        return Ok(false);
+    }
+    inner
+        .call::<()>(key.kind.register_method(), holders.request.clone())
+        .await?;
+    Ok(true)
+}
+
+async fn reregister_all(inner: &Inner) {
+    let start = Instant::now();
+    let mut pending: Vec<(LeaseKey, Slot)> = inner
+        .leases
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, s)| (k.clone(), s.clone()))
+        .collect();
+    let (mut handles, mut refused) = (0, 0);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let results: Vec<_> = futures::stream::iter(pending)
+            .map(|(key, slot)| async move {
+                let result = reassert(inner, &key, &slot).await;
+                (key, slot, result)
+            })
+            .buffer_unordered(REREGISTER_CONCURRENCY)
+            .collect()
+            .await;
+        pending = Vec::new();
+        for (key, slot, result) in results {
+            match result {
+                Ok(true) => handles += 1,
+                Ok(false) => {}
+                Err(err) if transient(&err) => pending.push((key, slot)),
+                Err(err) => {
+                    refused += 1;
+                    tracing::warn!(?key, error = %err, "the coordinator refused a re-registration after losing this relay's state");
+                }
+            }
+        }
+        if pending.is_empty() || inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
+            break;
+        }
+        tracing::warn!(
+            left = pending.len(),
+            retry_in_ms = backoff.as_millis() as u64,
+            "re-registration incomplete (coordinator unreachable?); retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    let recovery = Recovery {
+        handles,
+        refused,
+        took: start.elapsed(),
+    };
+    if handles + refused > 0 {
+        tracing::info!(
+            handles,
+            refused,
+            took_ms = recovery.took.as_millis() as u64,
+            "coordinator had lost this relay's state: re-registered its live handles"
+        );
+    } else {
+        tracing::debug!("coordinator reported no state for this relay; nothing to re-register");
+    }
+    inner.recoveries.lock().unwrap().push(recovery);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_interval_is_bounded() {
+        let resp = |interval_ms, lease_ttl_ms| proto::HeartbeatResponse {
+            lease_ttl_ms,
+            interval_ms,
+            ..Default::default()
+        };
+        assert_eq!(beat_interval(&resp(3000, 9000)), Duration::from_secs(3));
+        assert_eq!(beat_interval(&resp(0, 9000)), Duration::from_secs(3));
+        assert_eq!(beat_interval(&resp(1, 9000)), MIN_HEARTBEAT);
+        assert_eq!(beat_interval(&resp(0, 0)), FALLBACK_HEARTBEAT);
+    }
+
+    #[test]
+    fn a_beat_ends_well_inside_the_lease() {
+        let policy = Duration::from_secs(15);
+        assert_eq!(
+            beat_deadline(Duration::from_secs(9), policy),
+            Duration::from_secs(3)
+        );
+        // A long lease is still bounded by the policy's deadline.
+        assert_eq!(beat_deadline(Duration::from_secs(600), policy), policy);
+        assert_eq!(beat_deadline(Duration::ZERO, policy), MIN_HEARTBEAT);
+    }
+
+    #[test]
+    fn retries_back_off_up_to_the_interval() {
+        let interval = Duration::from_secs(3);
+        for failures in 1..40 {
+            let wait = retry_after(failures, interval);
+            assert!(wait <= interval, "{failures}: {wait:?}");
+        }
+        assert!(retry_after(1, interval) <= FIRST_RETRY);
+        assert!(retry_after(20, interval) >= interval / 2);
+    }
+
+    #[test]
+    fn only_outages_are_retried() {
+        let status = |code| RpcError::Status {
+            method: "RegisterNamespace",
+            code,
+            message: String::new(),
+        };
+        assert!(transient(&status(Code::Unavailable)));
+        assert!(!transient(&status(Code::AlreadyExists)));
+        assert!(!transient(&status(Code::PermissionDenied)));
+        assert!(transient(&RpcError::Timeout {
+            method: "RegisterNamespace",
+            after: Duration::from_secs(1)
+        }));
+    }
+}
