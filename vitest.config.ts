@@ -39,5 +39,6 @@ export default defineConfig({
     ],
     // Generous: CI shares 2 cores with cargo builds. Timeouts are not speed assertions.
     testTimeout: 60_000,
+    hookTimeout: 60_000,
   },
 });

@@ -2,19 +2,20 @@
 // calls through the generated client; output is a table for people or the
 // canonical proto3 JSON (--json) for scripts. Any failure is one line on
 // stderr and exit status 1.
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+
+import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import {
   AdminService,
+  type DescribeScopeResponse,
   DescribeScopeResponseSchema,
   ListRelaysResponseSchema,
   ListScopesResponseSchema,
-  type DescribeScopeResponse,
 } from "../src/gen/moqworker/v1/admin_pb.js";
-import { Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
-import { age, namespaceText, relative, scopeLabel, table } from "./format.js";
+import { type Namespace, Permissions, type RelayInfo } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { age, NONE, namespaceText, relative, scopeLabel, table } from "./format.js";
 
 export const DEFAULT_URL = "http://127.0.0.1:8787";
 export const DEV_ADMIN_TOKEN = "dev-admin-token";
@@ -91,38 +92,38 @@ function describeText(scope: string | undefined, d: DescribeScopeResponse): stri
   const c = d.config;
   const section = (title: string, head: string[], rows: string[][]) =>
     `\n${title} (${rows.length})\n${rows.length === 0 ? "  none" : table(head, rows).replace(/^/gm, "  ")}`;
+  /** A row a relay holds: what (namespace, then `what`), which relay, since when. */
+  const held = (ns: Namespace | undefined, relay: RelayInfo | undefined, at: bigint, ...what: string[]) => [
+    namespaceText(ns),
+    ...what,
+    relay?.url ?? NONE,
+    age(at, now),
+  ];
   return [
     `scope               ${scope === undefined ? "(unscoped)" : scope}`,
     `origin fallback     ${c?.originFallback ?? "-"}`,
     `lingering subscribe ${c?.lingeringSubscribe ? "yes" : "no"}`,
     `rendezvous timeout  ${c?.rendezvousTimeoutMs === undefined ? "-" : `${c.rendezvousTimeoutMs} ms`}`,
-    section("paths", ["PATH", "PERMISSIONS"], d.paths.map((p) => [p.path, PERMISSION_TEXT[p.permissions] ?? String(p.permissions)])),
-    section(
-      "namespaces",
-      ["NAMESPACE", "RELAY", "AGE"],
-      d.namespaces.map((n) => [namespaceText(n.namespace), n.relay?.url ?? "-", age(n.registeredAtMs, now)]),
-    ),
-    section(
-      "tracks",
-      ["NAMESPACE", "TRACK", "RELAY", "AGE"],
-      d.tracks.map((t) => [namespaceText(t.namespace), t.name, t.relay?.url ?? "-", age(t.registeredAtMs, now)]),
-    ),
-    section(
-      "namespace subscriptions",
-      ["PREFIX", "RELAY", "AGE"],
-      d.namespaceSubscriptions.map((s) => [namespaceText(s.prefix), s.relay?.url ?? "-", age(s.createdAtMs, now)]),
-    ),
-    section(
-      "track subscriptions",
-      ["NAMESPACE", "TRACK", "RELAY", "AGE", "EXPIRES"],
-      d.trackSubscriptions.map((s) => [
-        namespaceText(s.namespace),
-        s.track,
-        s.relay?.url ?? "-",
-        age(s.createdAtMs, now),
-        s.expiresAtMs === undefined ? "lingers" : relative(s.expiresAtMs, now),
-      ]),
-    ),
+    ...(
+      [
+        ["paths", ["PATH", "PERMISSIONS"], d.paths.map((p) => [p.path, PERMISSION_TEXT[p.permissions] ?? String(p.permissions)])],
+        ["namespaces", ["NAMESPACE", "RELAY", "AGE"], d.namespaces.map((n) => held(n.namespace, n.relay, n.registeredAtMs))],
+        ["tracks", ["NAMESPACE", "TRACK", "RELAY", "AGE"], d.tracks.map((t) => held(t.namespace, t.relay, t.registeredAtMs, t.name))],
+        [
+          "namespace subscriptions",
+          ["PREFIX", "RELAY", "AGE"],
+          d.namespaceSubscriptions.map((s) => held(s.prefix, s.relay, s.createdAtMs)),
+        ],
+        [
+          "track subscriptions",
+          ["NAMESPACE", "TRACK", "RELAY", "AGE", "EXPIRES"],
+          d.trackSubscriptions.map((s) => [
+            ...held(s.namespace, s.relay, s.createdAtMs, s.track),
+            s.expiresAtMs === undefined ? "lingers" : relative(s.expiresAtMs, now),
+          ]),
+        ],
+      ] as const
+    ).map(([title, head, rows]) => section(title, [...head], rows)),
   ].join("\n");
 }
 
@@ -178,9 +179,7 @@ export function buildProgram(): Command {
     .argument("<scope>", "scope name")
     .option("--origin-fallback <url>", "relay to ask when no relay has a namespace")
     .option("--lingering", "keep track subscribers waiting for a publisher (rendezvous)")
-    .addOption(
-      new Option("--rendezvous-timeout <ms>", "how long a lingering subscriber waits").argParser(wholeNumber("milliseconds", 1)),
-    )
+    .addOption(new Option("--rendezvous-timeout <ms>", "how long a lingering subscriber waits").argParser(wholeNumber("milliseconds", 1)))
     .action(async (name: string, o: { originFallback?: string; lingering?: boolean; rendezvousTimeout?: number }, cmd: Command) => {
       const opts = globals(cmd);
       const config = { originFallback: o.originFallback, lingeringSubscribe: !!o.lingering, rendezvousTimeoutMs: o.rendezvousTimeout };
@@ -213,7 +212,11 @@ export function buildProgram(): Command {
           into.trackSubscriptions.push(...page.trackSubscriptions);
         },
       );
-      print(opts, () => describeText(name, d), () => asJson(DescribeScopeResponseSchema, d));
+      print(
+        opts,
+        () => describeText(name, d),
+        () => asJson(DescribeScopeResponseSchema, d),
+      );
     });
   const listScopes = async (o: { pageSize: number }, cmd: Command) => {
     const opts = globals(cmd);
@@ -224,7 +227,13 @@ export function buildProgram(): Command {
     );
     print(
       opts,
-      () => (res.scopes.length === 0 ? "no scopes" : table(["SCOPE"], res.scopes.map((s) => [scopeLabel(s)]))),
+      () =>
+        res.scopes.length === 0
+          ? "no scopes"
+          : table(
+              ["SCOPE"],
+              res.scopes.map((s) => [scopeLabel(s)]),
+            ),
       () => asJson(ListScopesResponseSchema, res),
     );
   };
@@ -244,7 +253,11 @@ export function buildProgram(): Command {
       if (!o.readOnly && !o.readWrite) throw new UsageError("path set: give --read-only or --read-write");
       const permissions = o.readOnly ? Permissions.READ_ONLY : Permissions.READ_WRITE;
       const res = await adminClient(opts).putPath({ path: p, scope: name, permissions });
-      print(opts, () => `path ${res.path} -> scope ${name} (${PERMISSION_TEXT[permissions]})`, () => ({ path: res.path }));
+      print(
+        opts,
+        () => `path ${res.path} -> scope ${name} (${PERMISSION_TEXT[permissions]})`,
+        () => ({ path: res.path }),
+      );
     });
   path
     .command("rm")
@@ -253,7 +266,11 @@ export function buildProgram(): Command {
     .action(async (p: string, _o: unknown, cmd: Command) => {
       const opts = globals(cmd);
       await adminClient(opts).deletePath({ path: p });
-      print(opts, () => `path ${p} removed`, () => ({}));
+      print(
+        opts,
+        () => `path ${p} removed`,
+        () => ({}),
+      );
     });
 
   program
@@ -305,9 +322,7 @@ export function errorLine(err: unknown, url: string): string {
   }
   const code = Code[connect.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
   const hint =
-    connect.code === Code.Unauthenticated || connect.code === Code.PermissionDenied
-      ? " (check --token / MOQ_WORKER_ADMIN_TOKEN)"
-      : "";
+    connect.code === Code.Unauthenticated || connect.code === Code.PermissionDenied ? " (check --token / MOQ_WORKER_ADMIN_TOKEN)" : "";
   return `${code}: ${connect.rawMessage}${hint}`;
 }
 

@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-npx buf lint schema
 npx buf generate -o "$tmp"
+node scripts/gen-dashboard-format.mjs "$tmp"
 if ! diff -ru src/gen "$tmp/src/gen"; then
   echo "src/gen is stale: run 'npm run generate' and commit the result" >&2
   exit 1

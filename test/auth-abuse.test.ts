@@ -2,14 +2,17 @@
 // one relay acting on another's state; the wrong credential on each service;
 // READ_ONLY paths; and the optional token claims (allowed scopes, read-only).
 // Every refusal has the right Connect code and leaves state unchanged.
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
+import { decode as decodeJwt } from "hono/jwt";
+import { encodeBase64Url } from "hono/utils/encode";
 import { Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { secretsEqual } from "../src/auth/bearer.js";
 import { ADMIN_TOKEN, base, adminClient, freshScope, ns, relay, type Coordinator } from "./client.js";
 import { codeOf, coordinatorAs, errorOf, jwt, RELAY_AUDIENCE, relayNeverWrote, scopeState, TEST_TOKEN_SECRET } from "./hardening.js";
 
-const b64url = (s: string) => btoa(s).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+/** A JWT segment: unpadded base64url of the string's UTF-8. */
+const b64url = (s: string) => encodeBase64Url(new TextEncoder().encode(s).buffer).replace(/=+$/, "");
 
 let scope: string;
 let owner: Coordinator;
@@ -41,6 +44,10 @@ const writesAgainstOwner = (c: ReturnType<typeof coordinatorAs>) => [
   () => c.shutdown({}),
 ];
 
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
 describe("credentials", () => {
   it.each([
     ["no Authorization header", undefined, /missing Authorization/],
@@ -61,13 +68,34 @@ describe("credentials", () => {
   });
 
   it.each([
-    ["signed with another secret (or before TOKEN_SECRET was rotated)", () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE }, "old-secret"), "SignatureMismatched"],
-    ["expired", () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE, exp: Math.floor(Date.now() / 1000) - 1 }), "TokenExpired"],
-    ["not yet valid", () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE, nbf: Math.floor(Date.now() / 1000) + 3600 }), "TokenNotBefore"],
+    [
+      "signed with another secret (or before TOKEN_SECRET was rotated)",
+      () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE }, "old-secret"),
+      "SignatureMismatched",
+    ],
+    [
+      "expired",
+      () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE, exp: Math.floor(Date.now() / 1000) - 1 }),
+      "TokenExpired",
+    ],
+    [
+      "not yet valid",
+      () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE, nbf: Math.floor(Date.now() / 1000) + 3600 }),
+      "TokenNotBefore",
+    ],
     ["for another audience", () => jwt({ sub: "https://auth-owner.example.com/", aud: "moq-worker:admin" }), "TokenAudience"],
     ["without an audience", () => jwt({ sub: "https://auth-owner.example.com/" }), "PayloadRequiresAud"],
-    ["HS512 instead of HS256", () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE }, TEST_TOKEN_SECRET, "HS512"), "AlgorithmMismatch"],
-    ["alg none", async () => `${b64url('{"alg":"none","typ":"JWT"}')}.${b64url(JSON.stringify({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE }))}.`, ""],
+    [
+      "HS512 instead of HS256",
+      () => jwt({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE }, TEST_TOKEN_SECRET, "HS512"),
+      "AlgorithmMismatch",
+    ],
+    [
+      "alg none",
+      async () =>
+        `${b64url('{"alg":"none","typ":"JWT"}')}.${b64url(JSON.stringify({ sub: "https://auth-owner.example.com/", aud: RELAY_AUDIENCE }))}.`,
+      "",
+    ],
     ["without a subject", () => jwt({ aud: RELAY_AUDIENCE }), "no relay URL"],
     ["with an empty subject", () => jwt({ sub: "", aud: RELAY_AUDIENCE }), "no relay URL"],
   ])("a token %s → UNAUTHENTICATED, nothing stored", async (_name, make, reason) => {
@@ -105,7 +133,31 @@ describe("credentials", () => {
     expect(await scopeState([scope])).toEqual(before);
   });
 
-  it("compares the admin token in constant time, without length or prefix shortcuts", async () => {
+  it("compares the admin token with the runtime's timing-safe comparison of fixed-length digests: no length or prefix shortcut", async () => {
+    // Timing itself is not measured (no timed assertions); what makes the time
+    // independent of the inputs is checked: every comparison, whatever the
+    // lengths or the first differing byte, is one crypto.subtle.timingSafeEqual
+    // over two SHA-256 digests (32 bytes each).
+    const timingSafe = vi.spyOn(crypto.subtle, "timingSafeEqual");
+    const pairs: [string, string][] = [
+      ["same-secret", "same-secret"],
+      ["same-secret", "xame-secret"],
+      ["same-secret", "same-secreT"],
+      ["same", "same-secret"],
+      ["", "x"],
+    ];
+    for (const [a, b] of pairs) await secretsEqual(a, b);
+    expect(timingSafe).toHaveBeenCalledTimes(pairs.length);
+    for (const [x, y] of timingSafe.mock.calls) {
+      expect([(x as ArrayBuffer).byteLength, (y as ArrayBuffer).byteLength]).toEqual([32, 32]);
+    }
+    // The admin route compares through secretsEqual too.
+    timingSafe.mockClear();
+    expect(await codeOf(adminClient("json", `${ADMIN_TOKEN}x`).listScopes({}))).toBe(Code.Unauthenticated);
+    expect(timingSafe).toHaveBeenCalledTimes(1);
+  });
+
+  it("compares tokens exactly: case, length and non-ASCII bytes all count", async () => {
     expect(await secretsEqual("same-secret", "same-secret")).toBe(true);
     expect(await secretsEqual("same-secret", "same-secreT")).toBe(false);
     expect(await secretsEqual("same-secret", "same-secret-and-more")).toBe(false);
@@ -196,7 +248,10 @@ describe("token claims: allowed scopes and read-only", () => {
     const s = freshScope("claims-ro");
     const { c } = await mint("https://viewer-edge.example.com", { readOnly: true });
     const before = await scopeState([s]);
-    for (const call of [() => c.registerNamespace({ scope: s, namespace: ns("x") }), () => c.registerTrack({ scope: s, namespace: ns("x"), track: "t" })]) {
+    for (const call of [
+      () => c.registerNamespace({ scope: s, namespace: ns("x") }),
+      () => c.registerTrack({ scope: s, namespace: ns("x"), track: "t" }),
+    ]) {
       const err = await errorOf(call());
       expect(err.code).toBe(Code.PermissionDenied);
       expect(err.rawMessage).toMatch(/^this relay's token is read-only: it may not call Register(Namespace|Track)$/);
@@ -210,8 +265,8 @@ describe("token claims: allowed scopes and read-only", () => {
   it("claims are signed: widening a limited token by editing it is UNAUTHENTICATED", async () => {
     const s = freshScope("claims-edit");
     const { token } = await mint("https://tenant-relay-2.example.com", { scopes: [s], readOnly: true });
-    const [header, payload, signature] = token.split(".");
-    const claims = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/"))) as Record<string, unknown>;
+    const [header, , signature] = token.split(".");
+    const claims = decodeJwt(token).payload as Record<string, unknown>;
     expect(claims.scp).toEqual([s]);
     expect(claims.ro).toBe(true);
     const { scp: _s, ro: _r, ...widened } = claims;
@@ -243,7 +298,7 @@ describe("token claims: allowed scopes and read-only", () => {
     expect(err.rawMessage).toBe("scopes: has 33 entries, more than 32");
     // A token minted without claims stays unrestricted (backward compatible).
     const { token } = await a.createRelayToken({ relayUrl: "https://plain.example.com" });
-    const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))) as Record<string, unknown>;
+    const claims = decodeJwt(token).payload;
     expect(Object.keys(claims).sort()).toEqual(["aud", "iat", "sub"]);
   });
 });

@@ -82,8 +82,8 @@ const alarmOf = (url: string) => runInDurableObject(relayStub(url), (_o: RelayOb
 
 describe("lease", () => {
   it("TTL comes from LEASE_TTL_MS (default 10 s, out-of-range values ignored); relays beat at a third of it", () => {
-    expect(leaseSettings({})).toEqual({ leaseTtlMs: DEFAULT_LEASE_TTL_MS, intervalMs: 3333 });
-    expect(DEFAULT_LEASE_TTL_MS).toBe(10_000);
+    // The documented default (README, wrangler.toml), stated here rather than read from the code under test.
+    expect(leaseSettings({})).toEqual({ leaseTtlMs: 10_000, intervalMs: 3333 });
     expect(leaseSettings({ LEASE_TTL_MS: "3000" })).toEqual({ leaseTtlMs: 3000, intervalMs: 1000 });
     for (const bad of ["", "abc", "999", "-5", "1e12"]) {
       expect(leaseSettings({ LEASE_TTL_MS: bad }).leaseTtlMs, bad).toBe(DEFAULT_LEASE_TTL_MS);

@@ -20,11 +20,7 @@ export function invalid(field: string, problem: string): ConnectError {
 }
 
 /** A namespace (1..32 fields) or, with allowEmpty, a prefix (0..32 fields). */
-export function checkNamespace(
-  field: string,
-  ns: Namespace | undefined,
-  opts: { allowEmpty?: boolean } = {},
-): Uint8Array[] {
+export function checkNamespace(field: string, ns: Namespace | undefined, opts: { allowEmpty?: boolean } = {}): Uint8Array[] {
   const fields = ns?.fields ?? [];
   if (ns === undefined && !opts.allowEmpty) throw invalid(field, "is required");
   if (fields.length === 0 && !opts.allowEmpty) throw invalid(field, "must have at least 1 field");
@@ -38,21 +34,23 @@ export function checkNamespace(
   return fields;
 }
 
+/** 1..max bytes of well-formed UTF-8; `ifEmpty` is the complaint about "". */
+function checkUtf8(field: string, value: string, max: number, ifEmpty = "must not be empty"): string {
+  if (value === "") throw invalid(field, ifEmpty);
+  if (!value.isWellFormed()) throw invalid(field, "is not valid UTF-8");
+  const bytes = utf8.encode(value).length;
+  if (bytes > max) throw invalid(field, `is ${bytes} bytes, more than ${max}`);
+  return value;
+}
+
 export function checkTrack(field: string, track: string): string {
-  if (track === "") throw invalid(field, "must not be empty");
-  if (!track.isWellFormed()) throw invalid(field, "is not valid UTF-8");
-  const bytes = utf8.encode(track).length;
-  if (bytes > MAX_TRACK_BYTES) throw invalid(field, `is ${bytes} bytes, more than ${MAX_TRACK_BYTES}`);
-  return track;
+  return checkUtf8(field, track, MAX_TRACK_BYTES);
 }
 
 /** A scope name as it appears in requests: 1..256 bytes of printable UTF-8. */
 export function checkScopeName(field: string, scope: string): string {
-  if (scope === "") throw invalid(field, "must not be empty (leave it out for unscoped)");
-  if (!scope.isWellFormed()) throw invalid(field, "is not valid UTF-8");
-  const bytes = utf8.encode(scope).length;
-  if (bytes > MAX_SCOPE_BYTES) throw invalid(field, `is ${bytes} bytes, more than ${MAX_SCOPE_BYTES}`);
-  // eslint-disable-next-line no-control-regex
+  checkUtf8(field, scope, MAX_SCOPE_BYTES, "must not be empty (leave it out for unscoped)");
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (/[\u0000-\u001f\u007f]/.test(scope)) throw invalid(field, "must not contain control characters");
   return scope;
 }

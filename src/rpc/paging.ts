@@ -1,6 +1,7 @@
 // Page sizes and page tokens of the admin listings. A token is opaque to
 // callers: base64url of JSON holding where each list goes on (keyset cursors,
 // not offsets, so a page costs the same wherever it is).
+import { decodeBase64Url, encodeBase64Url } from "hono/utils/encode";
 import { invalid } from "../model/validate.js";
 
 export const DEFAULT_PAGE = 100;
@@ -12,16 +13,15 @@ export function pageSize(requested: number, max: number): number {
 
 const utf8 = new TextEncoder();
 
+/** Unpadded base64url (hono's encoder pads). */
 export function toBase64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return encodeBase64Url(bytes.slice().buffer).replace(/=+$/, "");
 }
 
+/** Throws unless `text` is unpadded base64url. */
 export function fromBase64Url(text: string): Uint8Array {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("not base64url");
-  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  return decodeBase64Url(text);
 }
 
 export function encodeToken(value: unknown): string {

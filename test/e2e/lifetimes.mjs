@@ -32,7 +32,6 @@ function check(ok, what) {
   if (!ok) throw new Error(`FAILED: ${what}`);
 }
 
-
 /** A relay: its token, its boot epoch, and a heartbeat loop like the edge's. */
 class Relay {
   constructor(worker, name) {
@@ -142,7 +141,10 @@ async function measurePurge(victim, viewer) {
     const elapsed = performance.now() - last;
     const count = await seen(viewer, victim);
     if (same(count, nothing)) return performance.now() - last;
-    check(elapsed <= PURGE_LIMIT_MS, `${victim.name}'s state is gone within ${PURGE_LIMIT_MS} ms of its last heartbeat (left: ${JSON.stringify(count)})`);
+    check(
+      elapsed <= PURGE_LIMIT_MS,
+      `${victim.name}'s state is gone within ${PURGE_LIMIT_MS} ms of its last heartbeat (left: ${JSON.stringify(count)})`,
+    );
     await sleep(POLL_MS);
   }
 }
@@ -162,7 +164,9 @@ async function main() {
     await b.populate();
     await expectAll(b, a, "before restart");
     await expectAll(a, b, "before restart");
-    console.log(`registered: 2 relays × ${SCOPES.length} scopes × (${NAMESPACES_PER_SCOPE} namespaces, 1 track, 1 namespace and 1 track subscription)`);
+    console.log(
+      `registered: 2 relays × ${SCOPES.length} scopes × (${NAMESPACES_PER_SCOPE} namespaces, 1 track, 1 namespace and 1 track subscription)`,
+    );
 
     // The relays keep heartbeating (and failing) while the runtime is down, as real ones would.
     const down = performance.now();
@@ -186,7 +190,9 @@ async function main() {
       await expectAll(b, victim, `round ${round + 1}, before the heartbeats stop`);
       const t = await measurePurge(victim, b);
       times.push(t);
-      console.log(`round ${round + 1}: ${victim.name}'s state purged ${ms(t)} after its last heartbeat (lease TTL ${LEASE_TTL_MS} ms, limit ${PURGE_LIMIT_MS} ms)`);
+      console.log(
+        `round ${round + 1}: ${victim.name}'s state purged ${ms(t)} after its last heartbeat (lease TTL ${LEASE_TTL_MS} ms, limit ${PURGE_LIMIT_MS} ms)`,
+      );
       // a reads only (reads never touch a lease), so it can watch b even after its own purge.
       await expectAll(a, b, `round ${round + 1}, after the purge`);
     }
@@ -194,7 +200,9 @@ async function main() {
     console.log("relay-b, still heartbeating, kept all its state");
     if (times.length > 1) {
       const sorted = [...times].sort((x, y) => x - y);
-      console.log(`purge after last heartbeat over ${times.length} rounds: min ${ms(sorted[0])}, median ${ms(sorted[Math.floor(sorted.length / 2)])}, max ${ms(sorted.at(-1))}`);
+      console.log(
+        `purge after last heartbeat over ${times.length} rounds: min ${ms(sorted[0])}, median ${ms(sorted[Math.floor(sorted.length / 2)])}, max ${ms(sorted.at(-1))}`,
+      );
     }
     console.log("lifetimes e2e: ok");
   } finally {

@@ -50,14 +50,13 @@ function prng(seed) {
   };
 }
 const pick = (rand, list) => list[Math.floor(rand() * list.length)];
-const isPrefix = (p, n) => p === "" || n === p || n.startsWith(p + "/");
+const isPrefix = (p, n) => p === "" || n === p || n.startsWith(`${p}/`);
 
 const failures = [];
 function check(ok, what) {
   if (!ok) failures.push(what);
   return ok;
 }
-
 
 /** A Connect JSON call that returns {code, body} instead of throwing. */
 async function rpc(base, service, method, body, token, headers = {}) {
@@ -106,7 +105,20 @@ class Relay {
     const prefix = pick(this.rand, PREFIXES);
     const key = `${scope}|${ns}`;
     const tkey = `${scope}|${ns}|${track}`;
-    const op = pick(this.rand, ["reg", "reg", "unreg", "regTrack", "unregTrack", "sub", "sub", "unsub", "subTrack", "unsubTrack", "lookup", "beat"]);
+    const op = pick(this.rand, [
+      "reg",
+      "reg",
+      "unreg",
+      "regTrack",
+      "unregTrack",
+      "sub",
+      "sub",
+      "unsub",
+      "subTrack",
+      "unsubTrack",
+      "lookup",
+      "beat",
+    ]);
     const where = `${this.url} ${op} ${scope} ${ns}`;
     let r;
     switch (op) {
@@ -163,7 +175,10 @@ class Relay {
         for (const held of this.namespaces) {
           const [s, n] = held.split("|");
           if (s === scope && isPrefix(n, ns)) {
-            check(r.code === "ok" && nsText(r.body.origin.namespace).split("/").length >= n.split("/").length, `${where}: lookup missed held ${n}`);
+            check(
+              r.code === "ok" && nsText(r.body.origin.namespace).split("/").length >= n.split("/").length,
+              `${where}: lookup missed held ${n}`,
+            );
           }
         }
         break;
@@ -219,25 +234,53 @@ async function verify(base, relays, observer) {
       const model = relays.flatMap((r) => [...r[kind]].filter((k) => k.startsWith(`${scope}|`)).map((k) => `${k}@${r.url}`));
       const extra = rows[kind].filter((x) => !model.includes(x));
       const missing = model.filter((x) => !rows[kind].includes(x));
-      check(extra.length === 0 && missing.length === 0, `${scope} ${kind}: stored but held by nobody ${JSON.stringify(extra)}; held but not stored ${JSON.stringify(missing)}`);
+      check(
+        extra.length === 0 && missing.length === 0,
+        `${scope} ${kind}: stored but held by nobody ${JSON.stringify(extra)}; held but not stored ${JSON.stringify(missing)}`,
+      );
     }
     // 3. Answers are what the models imply.
     for (const ns of [...NAMESPACES, "live/a/1/deep"]) {
       const subs = await observer.call("LookupNamespaceSubscribers", { scope, namespace: nsJson(ns) });
-      const expected = relays.filter((r) => [...r.nsSubs].some((k) => k.startsWith(`${scope}|`) && isPrefix(k.slice(scope.length + 1), ns))).map((r) => r.url);
-      check(subs.code === "ok" && sameSet((subs.body.relays ?? []).map((x) => x.url), expected), `${scope} subscribers of ${ns}: got ${JSON.stringify(subs.body?.relays)} want ${expected}`);
-      check(subs.code === "ok" && new Set((subs.body.relays ?? []).map((x) => x.url)).size === (subs.body.relays ?? []).length, `${scope} subscribers of ${ns} not deduplicated`);
+      const expected = relays
+        .filter((r) => [...r.nsSubs].some((k) => k.startsWith(`${scope}|`) && isPrefix(k.slice(scope.length + 1), ns)))
+        .map((r) => r.url);
+      check(
+        subs.code === "ok" &&
+          sameSet(
+            (subs.body.relays ?? []).map((x) => x.url),
+            expected,
+          ),
+        `${scope} subscribers of ${ns}: got ${JSON.stringify(subs.body?.relays)} want ${expected}`,
+      );
+      check(
+        subs.code === "ok" && new Set((subs.body.relays ?? []).map((x) => x.url)).size === (subs.body.relays ?? []).length,
+        `${scope} subscribers of ${ns} not deduplicated`,
+      );
 
-      const holders = relays.flatMap((r) => [...r.namespaces].filter((k) => k.startsWith(`${scope}|`)).map((k) => [k.slice(scope.length + 1), r.url]));
+      const holders = relays.flatMap((r) =>
+        [...r.namespaces].filter((k) => k.startsWith(`${scope}|`)).map((k) => [k.slice(scope.length + 1), r.url]),
+      );
       const best = holders.filter(([n]) => isPrefix(n, ns)).sort((a, b) => b[0].split("/").length - a[0].split("/").length)[0];
       const found = await observer.call("Lookup", { scope, namespace: nsJson(ns) });
-      if (best) check(found.code === "ok" && nsText(found.body.origin.namespace) === best[0] && found.body.origin.relay.url === best[1], `${scope} lookup ${ns}: got ${JSON.stringify(found.body ?? found.code)} want ${best}`);
+      if (best)
+        check(
+          found.code === "ok" && nsText(found.body.origin.namespace) === best[0] && found.body.origin.relay.url === best[1],
+          `${scope} lookup ${ns}: got ${JSON.stringify(found.body ?? found.code)} want ${best}`,
+        );
       else check(found.code === "not_found", `${scope} lookup ${ns}: got ${found.code}, want not_found`);
 
       for (const track of TRACKS) {
         const waiting = await observer.call("LookupTrackSubscribers", { scope, namespace: nsJson(ns), track });
         const want = relays.filter((r) => r.trackSubs.has(`${scope}|${ns}|${track}`)).map((r) => r.url);
-        check(waiting.code === "ok" && sameSet((waiting.body.relays ?? []).map((x) => x.url), want), `${scope} track subscribers ${ns}/${track}: got ${JSON.stringify(waiting.body?.relays)} want ${want}`);
+        check(
+          waiting.code === "ok" &&
+            sameSet(
+              (waiting.body.relays ?? []).map((x) => x.url),
+              want,
+            ),
+          `${scope} track subscribers ${ns}/${track}: got ${JSON.stringify(waiting.body?.relays)} want ${want}`,
+        );
       }
     }
   }
@@ -248,14 +291,19 @@ async function main() {
   // Leases far longer than the run: nothing may vanish except by the relays' own calls.
   const worker = await startWorker({ vars: { LEASE_TTL_MS: "600000" }, log: args.log });
   try {
-    console.log(`stress: seed ${SEED}, ${RELAYS} relays x ${OPS} calls, scopes ${SCOPES.join(", ")} (worker up in ${Date.now() - started} ms)`);
+    console.log(
+      `stress: seed ${SEED}, ${RELAYS} relays x ${OPS} calls, scopes ${SCOPES.join(", ")} (worker up in ${Date.now() - started} ms)`,
+    );
     const relays = await Promise.all(Array.from({ length: RELAYS }, (_, i) => new Relay(worker.url, i).init()));
     const observer = await new Relay(worker.url, "observer").init();
 
     // A thundering herd on one key first: exactly one winner.
     const herd = await Promise.all(relays.map((r) => r.call("RegisterNamespace", { scope: SCOPES[0], namespace: nsJson("herd/x") })));
     check(herd.filter((h) => h.code === "ok").length === 1, `herd: ${herd.filter((h) => h.code === "ok").length} winners`);
-    check(herd.every((h) => h.code === "ok" || h.code === "already_exists"), `herd: unexpected ${herd.map((h) => h.code)}`);
+    check(
+      herd.every((h) => h.code === "ok" || h.code === "already_exists"),
+      `herd: unexpected ${herd.map((h) => h.code)}`,
+    );
     const winner = relays[herd.findIndex((h) => h.code === "ok")];
     await winner.call("UnregisterNamespace", { scope: SCOPES[0], namespace: nsJson("herd/x") });
 
@@ -273,7 +321,10 @@ async function main() {
 
     // Everyone leaves at once: nothing may be left behind.
     const bye = await Promise.all(relays.map((r) => r.call("Shutdown", {})));
-    check(bye.every((b) => b.code === "ok"), `shutdown: ${bye.map((b) => b.code)}`);
+    check(
+      bye.every((b) => b.code === "ok"),
+      `shutdown: ${bye.map((b) => b.code)}`,
+    );
     for (const scope of SCOPES) {
       const d = await describeAll(worker.url, scope);
       const left = d.namespaces.length + d.tracks.length + d.namespaceSubscriptions.length + d.trackSubscriptions.length;

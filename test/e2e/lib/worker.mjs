@@ -103,7 +103,13 @@ export function buildBundle(root = ROOT) {
   } catch (e) {
     throw new Error(`building the Worker failed (npx wrangler deploy --dry-run in ${root}):\n${e.stdout ?? ""}${e.stderr ?? ""}`);
   }
-  return { dir: outdir, root, config: wranglerConfig(root), modules: bundleModules(outdir), remove: () => rmSync(outdir, { recursive: true, force: true }) };
+  return {
+    dir: outdir,
+    root,
+    config: wranglerConfig(root),
+    modules: bundleModules(outdir),
+    remove: () => rmSync(outdir, { recursive: true, force: true }),
+  };
 }
 
 /**
@@ -112,7 +118,12 @@ export function buildBundle(root = ROOT) {
  * WebAssembly, .bin data.
  */
 function bundleModules(dir) {
-  const types = [[/\.m?js$/, "ESModule"], [/\.(html|txt|sql)$/, "Text"], [/\.wasm$/, "CompiledWasm"], [/\.bin$/, "Data"]];
+  const types = [
+    [/\.m?js$/, "ESModule"],
+    [/\.(html|txt|sql)$/, "Text"],
+    [/\.wasm$/, "CompiledWasm"],
+    [/\.bin$/, "Data"],
+  ];
   const mods = [];
   for (const name of readdirSync(dir)) {
     if (name.endsWith(".map") || name === "README.md" || name.endsWith(".capnp")) continue;
@@ -177,7 +188,17 @@ async function waitHealthy(url, proc, what, timeoutMs) {
  * @param {number} [o.inspectorPort]
  * @param {boolean} [o.log]       pass the runtime's output through
  */
-export async function startWorker({ mode = "wrangler", port, persistTo, vars = {}, root = ROOT, bundle, inspectorPort, log = false, timeoutMs = 120_000 } = {}) {
+export async function startWorker({
+  mode = "wrangler",
+  port,
+  persistTo,
+  vars = {},
+  root = ROOT,
+  bundle,
+  inspectorPort,
+  log = false,
+  timeoutMs = 120_000,
+} = {}) {
   if (!MODES.includes(mode)) throw new Error(`mode must be one of ${MODES.join(", ")}, got ${mode}`);
   port ??= await freePort();
   const ownState = persistTo === undefined;
@@ -207,8 +228,19 @@ export async function startWorker({ mode = "wrangler", port, persistTo, vars = {
 
 const launchers = {
   async wrangler({ port, state, vars, root, inspectorPort, log, timeoutMs }) {
-    const args = ["wrangler", "dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state,
-      "--inspector-port", String(inspectorPort ?? 0), "--show-interactive-dev-session=false"];
+    const args = [
+      "wrangler",
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--persist-to",
+      state,
+      "--inspector-port",
+      String(inspectorPort ?? 0),
+      "--show-interactive-dev-session=false",
+    ];
     for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
     const p = spawnLogged("npx", args, { cwd: root, group: true, log, env: { ...process.env, ...QUIET_WRANGLER } });
     const url = `http://127.0.0.1:${port}`;
@@ -307,7 +339,13 @@ async function main(argv) {
     },
   });
   if (values.help) {
-    console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(10, 16).join("\n").replace(/^\/\/ ?/gm, ""));
+    console.log(
+      readFileSync(fileURLToPath(import.meta.url), "utf8")
+        .split("\n")
+        .slice(10, 16)
+        .join("\n")
+        .replace(/^\/\/ ?/gm, ""),
+    );
     return;
   }
   const vars = {};
@@ -319,9 +357,11 @@ async function main(argv) {
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new Error(`--port: not a port: ${values.port}`);
   const worker = await startWorker({ mode: values.mode, port, persistTo: values["persist-to"], vars, log: values.log });
-  let stopping;
+  let stopping = false;
   const stop = () => {
-    stopping ??= worker.stop().then(() => process.exit(0));
+    if (stopping) return;
+    stopping = true;
+    worker.stop().then(() => process.exit(0));
   };
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(signal, stop);
   console.log(worker.url);

@@ -1,7 +1,8 @@
 // The `moq-worker` CLI against a real `wrangler dev` Worker.
-import { after, before, describe, it } from "node:test";
+
 import assert from "node:assert/strict";
-import { DEV_ADMIN_TOKEN, call, cli, freePort, ns, relay, worker } from "./helpers.mjs";
+import { after, before, describe, it } from "node:test";
+import { call, cli, DEV_ADMIN_TOKEN, freePort, ns, relay, worker } from "./helpers.mjs";
 
 let w;
 let admin; // runs the CLI against this test's Worker
@@ -26,7 +27,16 @@ describe("moq-worker CLI", () => {
   it("runs as `npx moq-worker` from the repository and documents its defaults", async () => {
     const res = await cli(["--help"], { command: ["npx", "--no-install", "moq-worker"] });
     assert.equal(res.code, 0, res.stderr);
-    for (const word of ["token", "scope", "path", "relays", "--json", "http://127.0.0.1:8787", "MOQ_WORKER_URL", "MOQ_WORKER_ADMIN_TOKEN"]) {
+    for (const word of [
+      "token",
+      "scope",
+      "path",
+      "relays",
+      "--json",
+      "http://127.0.0.1:8787",
+      "MOQ_WORKER_URL",
+      "MOQ_WORKER_ADMIN_TOKEN",
+    ]) {
       assert.ok(res.stdout.includes(word), `help mentions ${word}`);
     }
   });
@@ -61,7 +71,16 @@ describe("moq-worker CLI", () => {
 
   it("scope set configures what scope show and GetScopeConfig report", async () => {
     const scope = unique("cli-scope");
-    const set = await admin(["scope", "set", scope, "--origin-fallback", "https://origin.example.com", "--lingering", "--rendezvous-timeout", "2500"]);
+    const set = await admin([
+      "scope",
+      "set",
+      scope,
+      "--origin-fallback",
+      "https://origin.example.com",
+      "--lingering",
+      "--rendezvous-timeout",
+      "2500",
+    ]);
     assert.equal(set.code, 0, set.stderr);
     const shown = await admin(["scope", "show", scope]);
     assert.equal(shown.code, 0, shown.stderr);
@@ -76,7 +95,11 @@ describe("moq-worker CLI", () => {
     assert.deepEqual((await r.call("GetScopeConfig", { scope })).config, {});
 
     assertOneLineError(await admin(["scope", "set", scope, "--rendezvous-timeout", "soon"]), /rendezvous-timeout/);
-    assertOneLineError(await admin(["scope", "set", scope, "--origin-fallback", "not a url"]), /invalid_argument/, /config\.origin_fallback/);
+    assertOneLineError(
+      await admin(["scope", "set", scope, "--origin-fallback", "not a url"]),
+      /invalid_argument/,
+      /config\.origin_fallback/,
+    );
     assertOneLineError(await admin(["scope", "show", unique("never-seen")]), /not_found/, /scope/);
     assertOneLineError(await admin(["scope", "show"]), /--unscoped/);
   });
@@ -124,8 +147,8 @@ describe("moq-worker CLI", () => {
       assert.match(shown.stdout, new RegExp(`^  ${n}\\s+https://relay-a\\.cli\\.example\\.com/\\s+\\d+s$`, "m"));
     }
     assert.match(shown.stdout, /^namespaces \(3\)$/m);
-    assert.match(shown.stdout, /^  live\/one\s+video\s+https:\/\/relay-a\.cli\.example\.com\//m);
-    assert.match(shown.stdout, /^  live\s+https:\/\/relay-b\.cli\.example\.com\//m);
+    assert.match(shown.stdout, /^ {2}live\/one\s+video\s+https:\/\/relay-a\.cli\.example\.com\//m);
+    assert.match(shown.stdout, /^ {2}live\s+https:\/\/relay-b\.cli\.example\.com\//m);
 
     const json = JSON.parse((await admin(["--json", "scope", "show", scope, "--page-size", "2"])).stdout);
     assert.equal(json.namespaces.length, 3);
@@ -138,7 +161,13 @@ describe("moq-worker CLI", () => {
       if (!table.includes("relay-b.cli")) await new Promise((r) => setTimeout(r, 100));
     }
     assert.match(table, /^URL\s+ALIVE\s+EPOCH\s+LEASE\s+HEARTBEAT\s+ADDRS\s+SCOPES$/m);
-    assert.match(table, new RegExp(`^https://relay-a\\.cli\\.example\\.com/\\s+yes\\s+boot-1\\s+in \\d+s\\s+\\d+s ago\\s+127\\.0\\.0\\.1:4443\\s+${scope}$`, "m"));
+    assert.match(
+      table,
+      new RegExp(
+        `^https://relay-a\\.cli\\.example\\.com/\\s+yes\\s+boot-1\\s+in \\d+s\\s+\\d+s ago\\s+127\\.0\\.0\\.1:4443\\s+${scope}$`,
+        "m",
+      ),
+    );
     assert.match(table, new RegExp(`^https://relay-b\\.cli\\.example\\.com/\\s+yes\\s+-\\s+in \\d+s\\s+-\\s+-\\s+${scope}$`, "m"));
 
     const scopes = await admin(["scopes", "--page-size", "1"]);

@@ -2,13 +2,14 @@
 // Worker: sign in with the admin token, then watch namespaces that relays
 // register (through the RPCs) appear and go without reloading.
 // Chromium comes from Debian (scripts/ci-deps.sh), driven by playwright-core.
-import { after, before, describe, it } from "node:test";
+
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
 import { chromium } from "playwright-core";
-import { DEV_ADMIN_TOKEN, ROOT, ns, relay, worker, call } from "./helpers.mjs";
+import { call, DEV_ADMIN_TOKEN, ns, ROOT, relay, worker } from "./helpers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test", "artifacts");
@@ -69,8 +70,20 @@ describe("dashboard", () => {
     page.on("pageerror", (e) => problems.push(String(e)));
 
     const scope = "tenant-demo";
-    await call(w.url, "AdminService", "PutScopeConfig", { scope, config: { lingeringSubscribe: true, rendezvousTimeoutMs: 5000 } }, DEV_ADMIN_TOKEN);
-    await call(w.url, "AdminService", "PutPath", { path: "/tenant-demo/publish", scope, permissions: "PERMISSIONS_READ_WRITE" }, DEV_ADMIN_TOKEN);
+    await call(
+      w.url,
+      "AdminService",
+      "PutScopeConfig",
+      { scope, config: { lingeringSubscribe: true, rendezvousTimeoutMs: 5000 } },
+      DEV_ADMIN_TOKEN,
+    );
+    await call(
+      w.url,
+      "AdminService",
+      "PutPath",
+      { path: "/tenant-demo/publish", scope, permissions: "PERMISSIONS_READ_WRITE" },
+      DEV_ADMIN_TOKEN,
+    );
     const a = await relay(w.url, "https://relay-eu.example.com/", "2026-11-25T10:00Z");
     const b = await relay(w.url, "https://relay-us.example.com/", "2026-11-25T09:12Z");
     await a.heartbeat(["192.0.2.10:4443"]);
@@ -112,6 +125,13 @@ describe("dashboard", () => {
     await a.call("RegisterNamespace", { scope, namespace: ns("<img src=x onerror=alert(1)>") });
     await page.locator("#namespaces td", { hasText: "<img src=x onerror=alert(1)>" }).waitFor({ timeout: 10_000 });
     assert.equal(await page.locator("#namespaces img").count(), 0);
+
+    // Namespaces look as the CLI shows them (one formatting module): bytes that are not UTF-8 in hex.
+    await a.call("RegisterNamespace", {
+      scope,
+      namespace: { fields: [Buffer.from("raw").toString("base64"), Buffer.from([0xff, 0x00]).toString("base64")] },
+    });
+    await page.locator("#namespaces td", { hasText: "raw/0xff00" }).waitFor({ timeout: 10_000 });
 
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });

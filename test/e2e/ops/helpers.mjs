@@ -3,9 +3,9 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { call, ns, relayToken } from "../lib/rpc.mjs";
-import { DEV_ADMIN_TOKEN, ROOT, freePort, startWorker } from "../lib/worker.mjs";
+import { DEV_ADMIN_TOKEN, freePort, ROOT, startWorker } from "../lib/worker.mjs";
 
-export { DEV_ADMIN_TOKEN, ROOT, call, freePort, ns };
+export { call, DEV_ADMIN_TOKEN, freePort, ns, ROOT };
 
 /** A fresh Worker (own state dir) for one test file. */
 export function worker(vars = {}) {
