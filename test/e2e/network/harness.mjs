@@ -9,7 +9,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createSocket } from "node:dgram";
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { stripVTControlCharacters } from "node:util";
@@ -95,6 +95,7 @@ class Proc {
     this.name = name;
     this.logPath = join(dir, `${name}.log`);
     this.lines = []; // stdout lines: { text, at }
+    this.output = ""; // stdout and stderr as read so far (the file lags behind it)
     const log = createWriteStream(this.logPath);
     // NO_COLOR: plain tracing output, which the tests match; no backtraces in error exits.
     this.child = spawn(cmd, args, {
@@ -107,12 +108,16 @@ class Proc {
     this.child.stdout.on("data", (d) => {
       const at = now();
       log.write(d);
+      this.output += d;
       partial += d;
       const parts = partial.split("\n");
       partial = parts.pop();
       for (const text of parts) if (text) this.lines.push({ text, at });
     });
-    this.child.stderr.on("data", (d) => log.write(d));
+    this.child.stderr.on("data", (d) => {
+      log.write(d);
+      this.output += d;
+    });
     this.exited = new Promise((resolve) =>
       this.child.once("exit", (code, signal) => {
         this.exit = { code, signal };
@@ -128,11 +133,7 @@ class Proc {
 
   /** Everything it wrote so far (ANSI colour codes removed). */
   log() {
-    try {
-      return stripVTControlCharacters(readFileSync(this.logPath, "utf8"));
-    } catch {
-      return "";
-    }
+    return stripVTControlCharacters(this.output);
   }
 
   signal(sig) {

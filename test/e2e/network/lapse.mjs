@@ -59,15 +59,17 @@ export async function lapseRound(stack, { A, B, namespace }, { recoveryLimitMs }
 
   A.proc.signal("SIGSTOP");
   const frozenAt = now();
+  let purgeMs;
   try {
-    await waitFor(`the Worker to purge ${mine} while relay A is frozen (lease ${leaseTtlMs} ms)`, async () => !(await stack.namespaces(SCOPE)).includes(mine), {
-      timeoutMs: MAX_FREEZE_MS,
-    });
+    // Frozen until the Worker has purged A's registration and for longer than the lease.
+    await waitFor(`the Worker to purge ${mine} while relay A is frozen (lease ${leaseTtlMs} ms)`, async () => {
+      if (purgeMs === undefined && !(await stack.namespaces(SCOPE)).includes(mine)) purgeMs = now() - frozenAt;
+      return purgeMs !== undefined && now() - frozenAt > leaseTtlMs + 200;
+    }, { timeoutMs: MAX_FREEZE_MS });
   } catch (e) {
     A.proc.signal("SIGCONT");
     throw e;
   }
-  const purgeMs = now() - frozenAt;
   A.proc.signal("SIGCONT");
   const resumedAt = now();
 
