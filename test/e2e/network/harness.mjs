@@ -13,7 +13,7 @@ import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, rm
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { stripVTControlCharacters } from "node:util";
-import { call } from "../lib/rpc.mjs";
+import { call, nsText } from "../lib/rpc.mjs";
 import { DEV_ADMIN_TOKEN, DEV_TOKEN_SECRET, freePort, ROOT, startWorker } from "../lib/worker.mjs";
 
 export { DEV_TOKEN_SECRET };
@@ -165,11 +165,15 @@ export class Subscriber {
   }
   /** Resolves once `n` lines arrived; throws if it exits first or after timeoutMs. */
   async received(n, timeoutMs) {
-    await waitFor(`${n} objects at subscriber ${this.proc.name}`, () => {
-      if (this.lines.length >= n) return true;
-      if (!this.proc.running) throw new Error(`subscriber exited (${JSON.stringify(this.proc.exit)}) after ${this.lines.length} objects`);
-      return false;
-    }, { timeoutMs, intervalMs: 50 });
+    await waitFor(
+      `${n} objects at subscriber ${this.proc.name}`,
+      () => {
+        if (this.lines.length >= n) return true;
+        if (!this.proc.running) throw new Error(`subscriber exited (${JSON.stringify(this.proc.exit)}) after ${this.lines.length} objects`);
+        return false;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
   }
 }
 
@@ -188,7 +192,7 @@ export class Stack {
       stack.workerPort = await freePort();
       await stack.startWorker();
     } catch (e) {
-      await stack.close(false);
+      await stack.close();
       throw e;
     }
     return stack;
@@ -236,16 +240,32 @@ export class Stack {
     port ??= await freeUdpPort();
     const url = `https://127.0.0.1:${port}`;
     const { token } = await this.admin("CreateRelayToken", { relayUrl: url, ...(scopes ? { scopes } : {}) });
-    const proc = this.spawn(`relay-${name}`, this.edgeBin, [
-      "--bind", `127.0.0.1:${port}`, "--public-url", url, "--coordinator-url", this.url,
-      "--tls-self-signed", "--tls-disable-verify", ...args,
-    ], { MOQ_COORDINATOR_TOKEN: token, RUST_LOG: process.env.RUST_LOG ?? "info,quinn=warn" });
-    const relay = { name, port, url, addr: `127.0.0.1:${port}`, proc, host: `127.0.0.1:${port}` };
+    const proc = this.spawn(
+      `relay-${name}`,
+      this.edgeBin,
+      [
+        "--bind",
+        `127.0.0.1:${port}`,
+        "--public-url",
+        url,
+        "--coordinator-url",
+        this.url,
+        "--tls-self-signed",
+        "--tls-disable-verify",
+        ...args,
+      ],
+      { MOQ_COORDINATOR_TOKEN: token, RUST_LOG: process.env.RUST_LOG ?? "info,quinn=warn" },
+    );
+    const relay = { name, port, url, host: `127.0.0.1:${port}`, proc };
     this.relays.push(relay);
-    await waitFor(`relay ${name} listening`, () => {
-      if (!proc.running) throw new Error(`relay ${name} exited: ${JSON.stringify(proc.exit)}`);
-      return proc.log().includes("listening on");
-    }, { timeoutMs: 30_000 });
+    await waitFor(
+      `relay ${name} listening`,
+      () => {
+        if (!proc.running) throw new Error(`relay ${name} exited: ${JSON.stringify(proc.exit)}`);
+        return proc.log().includes("listening on");
+      },
+      { timeoutMs: 30_000 },
+    );
     return relay;
   }
 
@@ -255,7 +275,17 @@ export class Stack {
    * runs from that date, which tells two publishers of one track apart.
    */
   publish(relay, path, { namespace, track = "now", clock, name } = {}) {
-    const args = ["--bind", "127.0.0.1:0", "--tls-disable-verify", "--publish", "--namespace", namespace, "--track", track, relay.url + path];
+    const args = [
+      "--bind",
+      "127.0.0.1:0",
+      "--tls-disable-verify",
+      "--publish",
+      "--namespace",
+      namespace,
+      "--track",
+      track,
+      relay.url + path,
+    ];
     name ??= `pub-${relay.name}-${++this.counter}`;
     if (!clock) return this.spawn(name, CLOCK_BIN, args);
     // Only the wall clock moves: QUIC timers run on the monotonic clock.
@@ -266,7 +296,16 @@ export class Stack {
   subscribe(relay, path, { namespace, track = "now", name } = {}) {
     name ??= `sub-${relay.name}-${++this.counter}`;
     return new Subscriber(
-      this.spawn(name, CLOCK_BIN, ["--bind", "127.0.0.1:0", "--tls-disable-verify", "--namespace", namespace, "--track", track, relay.url + path]),
+      this.spawn(name, CLOCK_BIN, [
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-disable-verify",
+        "--namespace",
+        namespace,
+        "--track",
+        track,
+        relay.url + path,
+      ]),
     );
   }
 
@@ -293,13 +332,17 @@ export class Stack {
         if (!sub.proc.running) break;
         if (now() > deadline) {
           await sub.proc.stop();
-          throw new Error(`no object at a subscriber on relay ${relay.name} (${relay.url}${path}, ${namespace}) within ${timeoutMs} ms after ${attempt} attempts; last refusals:\n${failures.slice(-3).join("\n")}`);
+          throw new Error(
+            `no object at a subscriber on relay ${relay.name} (${relay.url}${path}, ${namespace}) within ${timeoutMs} ms after ${attempt} attempts; last refusals:\n${failures.slice(-3).join("\n")}`,
+          );
         }
         await sleep(20);
       }
       failures.push(`${sub.proc.name}: exit ${JSON.stringify(sub.proc.exit)}: ${errorLine(sub.proc.log())}`);
       if (now() > deadline) {
-        throw new Error(`no object at a subscriber on relay ${relay.name} (${relay.url}${path}, ${namespace}) within ${timeoutMs} ms after ${attempt} attempts; last refusals:\n${failures.slice(-3).join("\n")}`);
+        throw new Error(
+          `no object at a subscriber on relay ${relay.name} (${relay.url}${path}, ${namespace}) within ${timeoutMs} ms after ${attempt} attempts; last refusals:\n${failures.slice(-3).join("\n")}`,
+        );
       }
       await sleep(retryMs);
     }
@@ -355,8 +398,6 @@ export class Stack {
     }
   }
 }
-
-const nsText = (ns) => (ns?.fields ?? []).map((f) => Buffer.from(f, "base64").toString()).join("/");
 
 /** moq-clock's error exit ("Error: ..."), else its last line. */
 const errorLine = (log) => log.split("\n").find((l) => l.startsWith("Error:")) ?? lastLines(log, 1);

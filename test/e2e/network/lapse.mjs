@@ -62,10 +62,14 @@ export async function lapseRound(stack, { A, B, namespace }, { recoveryLimitMs }
   let purgeMs;
   try {
     // Frozen until the Worker has purged A's registration and for longer than the lease.
-    await waitFor(`the Worker to purge ${mine} while relay A is frozen (lease ${leaseTtlMs} ms)`, async () => {
-      if (purgeMs === undefined && !(await stack.namespaces(SCOPE)).includes(mine)) purgeMs = now() - frozenAt;
-      return purgeMs !== undefined && now() - frozenAt > leaseTtlMs + 200;
-    }, { timeoutMs: MAX_FREEZE_MS });
+    await waitFor(
+      `the Worker to purge ${mine} while relay A is frozen (lease ${leaseTtlMs} ms)`,
+      async () => {
+        if (purgeMs === undefined && !(await stack.namespaces(SCOPE)).includes(mine)) purgeMs = now() - frozenAt;
+        return purgeMs !== undefined && now() - frozenAt > leaseTtlMs + 200;
+      },
+      { timeoutMs: MAX_FREEZE_MS },
+    );
   } catch (e) {
     A.proc.signal("SIGCONT");
     throw e;
@@ -74,11 +78,15 @@ export async function lapseRound(stack, { A, B, namespace }, { recoveryLimitMs }
   const resumedAt = now();
 
   let reregisteredMs;
-  const watch = waitFor(`${mine} registered again after SIGCONT`, async () => {
-    if (!(await stack.namespaces(SCOPE)).includes(mine)) return false;
-    reregisteredMs = now() - resumedAt;
-    return true;
-  }, { timeoutMs: recoveryLimitMs });
+  const watch = waitFor(
+    `${mine} registered again after SIGCONT`,
+    async () => {
+      if (!(await stack.namespaces(SCOPE)).includes(mine)) return false;
+      reregisteredMs = now() - resumedAt;
+      return true;
+    },
+    { timeoutMs: recoveryLimitMs },
+  );
   const received = stack.subscribeUntilReceived(B, `/${SCOPE}/watch`, { namespace, timeoutMs: recoveryLimitMs });
   // Both settle within the limit; the registration's failure explains the subscriber's.
   const [registered, subscribed] = await Promise.allSettled([watch, received]);

@@ -35,18 +35,28 @@ test("a relay-to-relay session is internal without --internal-peer, and its sour
     stack.publish(A, "/", { namespace: `${PREFIX}/a`, name: "pub-a" });
     stack.publish(B, "/", { namespace: `${PREFIX}/b`, name: "pub-b" });
     const expected = [`${PREFIX}/a@${A.host}`, `${PREFIX}/b@${B.host}`];
-    await waitFor("both namespaces registered", async () => JSON.stringify(await stack.namespaces()) === JSON.stringify(expected), { timeoutMs: 15_000 });
+    await waitFor("both namespaces registered", async () => JSON.stringify(await stack.namespaces()) === JSON.stringify(expected), {
+      timeoutMs: 15_000,
+    });
 
     // SUBSCRIBE_NAMESPACE on B: B asks the Worker, which names A (hosting
     // e2e/peers/a), and B forwards the SUBSCRIBE_NAMESPACE to A.
     const watcher = stack.announced(B, "/", { prefix: PREFIX });
-    await waitFor("the watcher on B to see both relays' namespaces", () => {
-      if (!watcher.running) throw new Error(`announced exited: ${JSON.stringify(watcher.exit)}`);
-      // moq-transport writes namespaces as paths with a leading "/".
-      const texts = watcher.lines.map((l) => l.text.replace("added /", "added "));
-      return texts.includes(`added ${PREFIX}/a`) && texts.includes(`added ${PREFIX}/b`);
-    }, { timeoutMs: 20_000 });
-    assert.match(B.proc.log(), new RegExp(`forwarding SUBSCRIBE_NAMESPACE to remote relay.*remote_url=${escape(A.url)}`), "B forwarded the SUBSCRIBE_NAMESPACE to A");
+    await waitFor(
+      "the watcher on B to see both relays' namespaces",
+      () => {
+        if (!watcher.running) throw new Error(`announced exited: ${JSON.stringify(watcher.exit)}`);
+        // moq-transport writes namespaces as paths with a leading "/".
+        const texts = watcher.lines.map((l) => l.text.replace("added /", "added "));
+        return texts.includes(`added ${PREFIX}/a`) && texts.includes(`added ${PREFIX}/b`);
+      },
+      { timeoutMs: 20_000 },
+    );
+    assert.match(
+      B.proc.log(),
+      new RegExp(`forwarding SUBSCRIBE_NAMESPACE to remote relay.*remote_url=${escapeRegExp(A.url)}`),
+      "B forwarded the SUBSCRIBE_NAMESPACE to A",
+    );
 
     // A recognised B's session as a relay peer from B's advertised address:
     // moq-relay-ietf logs accepted sessions at info only when they are internal.
@@ -54,10 +64,14 @@ test("a relay-to-relay session is internal without --internal-peer, and its sour
     assert.match(A.proc.log(), tagged, "relay A tagged B's session internal");
 
     // A subscribed on the peer session's behalf (its row in the Worker) ...
-    await waitFor("namespace subscriptions of B (the client's) and A (the peer session's)", async () => {
-      const rows = await stack.namespaceSubscriptions();
-      return rows.includes(`${PREFIX}@${A.host}`) && rows.includes(`${PREFIX}@${B.host}`);
-    }, { timeoutMs: 10_000 });
+    await waitFor(
+      "namespace subscriptions of B (the client's) and A (the peer session's)",
+      async () => {
+        const rows = await stack.namespaceSubscriptions();
+        return rows.includes(`${PREFIX}@${A.host}`) && rows.includes(`${PREFIX}@${B.host}`);
+      },
+      { timeoutMs: 10_000 },
+    );
     // ... and the Worker's answer to it excluded the source B: had the session
     // counted as public, B (hosting e2e/peers/b) would have been A's upstream
     // and A would forward the SUBSCRIBE_NAMESPACE back to B.
@@ -69,4 +83,4 @@ test("a relay-to-relay session is internal without --internal-peer, and its sour
   });
 });
 
-const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

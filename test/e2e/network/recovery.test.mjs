@@ -53,7 +53,10 @@ test("the Worker down for twice the lease: both relays recover with no registrat
     const seenAtStop = across.lines.length;
     await sleep(2 * LEASE_TTL_MS);
     assert.ok(C.proc.running && D.proc.running, "both relays keep running while the Worker is down");
-    assert.ok(across.lines.length >= seenAtStop + 2, `a subscriber on D kept receiving from C during the outage (${across.lines.length - seenAtStop} objects)`);
+    assert.ok(
+      across.lines.length >= seenAtStop + 2,
+      `a subscriber on D kept receiving from C during the outage (${across.lines.length - seenAtStop} objects)`,
+    );
 
     await stack.startWorker();
     const upAt = now();
@@ -61,9 +64,11 @@ test("the Worker down for twice the lease: both relays recover with no registrat
     // purge would have happened; what the Worker holds then must be complete.
     await sleep(LEASE_TTL_MS + INTERVAL_MS + 1000);
     let got;
-    await waitFor(`registrations ${expected.join(", ")} after the restart`, async () => same((got = await held()), expected), {
-      timeoutMs: 10_000,
-    }).catch((e) => {
+    const complete = async () => {
+      got = await held();
+      return same(got, expected);
+    };
+    await waitFor(`registrations ${expected.join(", ")} after the restart`, complete, { timeoutMs: 10_000 }).catch((e) => {
       e.message += ` (has: ${got?.join(", ")})`;
       throw e;
     });

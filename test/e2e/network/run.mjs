@@ -19,7 +19,13 @@ const { values: opts, positionals } = parseArgs({
   allowPositionals: true,
 });
 const here = dirname(fileURLToPath(import.meta.url));
-const files = positionals.length > 0 ? positionals : readdirSync(here).filter((f) => f.endsWith(".test.mjs")).sort().map((f) => join(here, f));
+const files =
+  positionals.length > 0
+    ? positionals
+    : readdirSync(here)
+        .filter((f) => f.endsWith(".test.mjs"))
+        .sort()
+        .map((f) => join(here, f));
 
 const bin = mkdtempSync(join(tmpdir(), "moq-e2e-bin-"));
 let status = 1;

@@ -37,9 +37,13 @@ test("a scoped publisher on A reaches a read-only subscriber on B, and scopes S 
   await stack.step(async () => {
     stack.publish(A, "/S/pub", { namespace: NAMESPACE, name: "pub-S" });
     stack.publish(A, "/T/pub", { namespace: NAMESPACE, clock: T_CLOCK, name: "pub-T" });
-    await waitFor("both scopes' namespaces registered by relay A", async () =>
-      (await stack.namespaces("S")).includes(`${NAMESPACE}@${A.host}`) && (await stack.namespaces("T")).includes(`${NAMESPACE}@${A.host}`),
-    { timeoutMs: 15_000 });
+    await waitFor(
+      "both scopes' namespaces registered by relay A",
+      async () =>
+        (await stack.namespaces("S")).includes(`${NAMESPACE}@${A.host}`) &&
+        (await stack.namespaces("T")).includes(`${NAMESPACE}@${A.host}`),
+      { timeoutMs: 15_000 },
+    );
 
     const { sub: subS } = await stack.subscribeUntilReceived(B, "/S/watch", { namespace: NAMESPACE, timeoutMs: 20_000 });
     const { sub: subT } = await stack.subscribeUntilReceived(B, "/T/watch", { namespace: NAMESPACE, timeoutMs: 20_000 });
@@ -47,8 +51,14 @@ test("a scoped publisher on A reaches a read-only subscriber on B, and scopes S 
     await subT.received(3, 10_000);
 
     const texts = (sub) => sub.lines.map((l) => l.text);
-    assert.ok(texts(subS).every((t) => t.startsWith(realYear())), `S's subscriber got only S's clock: ${texts(subS).join(", ")}`);
-    assert.ok(texts(subT).every((t) => t.startsWith(T_YEAR)), `T's subscriber got only T's clock: ${texts(subT).join(", ")}`);
+    assert.ok(
+      texts(subS).every((t) => t.startsWith(realYear())),
+      `S's subscriber got only S's clock: ${texts(subS).join(", ")}`,
+    );
+    assert.ok(
+      texts(subT).every((t) => t.startsWith(T_YEAR)),
+      `T's subscriber got only T's clock: ${texts(subT).join(", ")}`,
+    );
 
     // B reached A through each scope's relay-link URL, one connection per (scope, relay).
     const dials = (scope) => stack_dials(B, `${A.url}${relayLinkPath(scope)}`);
