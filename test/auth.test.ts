@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { env } from "cloudflare:test";
 import app from "../src/index.js";
-import { BASE, base, adminClient, freshScope, ns, relay, workerFetch } from "./client.js";
+import { BASE, base, adminClient, expectedLink, freshScope, ns, relay, workerFetch } from "./client.js";
 
 const body = (res: Response) => res.json() as Promise<Record<string, unknown>>;
 const lookupBody = JSON.stringify({ namespace: { fields: [btoa("a")] } });
@@ -95,7 +95,8 @@ describe("curl-style JSON", () => {
     );
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
-      origin: { namespace: { fields: [btoa("live"), btoa("cam")] }, relay: { url: "https://relay-a.example.com/" } },
+      // A scoped answer: the relay at the scope's relay-link path.
+      origin: { namespace: { fields: [btoa("live"), btoa("cam")] }, relay: { url: `https://relay-a.example.com${await expectedLink(scope)}` } },
     });
   });
 });

@@ -6,7 +6,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { env } from "cloudflare:test";
 import { Code } from "@connectrpc/connect";
-import { Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { Interface, Permissions } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { adminClient, b64url, expectedLink, freshScope, ns, relay, type Coordinator } from "./client.js";
 import { coordinatorAs, errorOf, jwt, RELAY_AUDIENCE, scopeState } from "./hardening.js";
 
@@ -56,6 +56,17 @@ describe("scoped answers carry the scope's relay-link path", () => {
     const there = pathOf((await sub.lookup({ scope: other, namespace: ns("live/cam") })).origin?.relay?.url);
     expect(there).toBe(await expectedLink(other));
     expect(there).not.toBe(link);
+  });
+
+  it("excludes a source the edge names at its link URL (as it dialled it), like its registered URL", async () => {
+    const third = await relay("https://link-third.example.com");
+    await third.subscribeNamespace({ scope, prefix: ns("live") });
+    const ask = (sourceUrl: string) =>
+      pub.lookupNamespaceSubscribers({ scope, namespace: ns("live/cam"), context: { interface: Interface.INTERNAL, sourceUrl } });
+    const [byLink, byUrl] = [await ask(`https://link-sub.example.com${link}`), await ask("https://link-sub.example.com/")];
+    expect(byLink.relays.map((r) => r.url)).toEqual([`https://link-third.example.com${link}`]);
+    expect(byUrl.relays.map((r) => r.url)).toEqual(byLink.relays.map((r) => r.url));
+    await third.unsubscribeNamespace({ scope, prefix: ns("live") });
   });
 
   it("leaves unscoped answers as registered", async () => {

@@ -142,3 +142,14 @@ export function linkUrl(url: string, linkPath: string): string {
   u.hash = "";
   return u.href;
 }
+
+/**
+ * A peer's URL as registered, when an edge names it (context.source_url) the
+ * way it dialled it: at a relay-link path. Other URLs are returned unchanged.
+ */
+export function withoutLinkPath(url: string): string {
+  const u = new URL(url);
+  if (!isRelayLinkPath(u.pathname)) return url;
+  u.pathname = "/";
+  return u.href;
+}

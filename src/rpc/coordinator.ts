@@ -5,6 +5,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import {
   CoordinatorService,
   NamespaceOriginSchema,
+  type Context,
   type RelayInfo,
   Permissions,
   ScopeConfigSchema,
@@ -12,13 +13,13 @@ import {
   TrackEntrySchema,
   type Namespace,
 } from "../gen/moqworker/v1/coordinator_pb.js";
-import { isRelayLinkPath, linkSecrets, linkUrl, relayLinkPath, verifyRelayLinkPath } from "../auth/relay-link.js";
+import { isRelayLinkPath, linkSecrets, linkUrl, relayLinkPath, verifyRelayLinkPath, withoutLinkPath } from "../auth/relay-link.js";
 import type { Env } from "../env.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
 import type { NamespaceMatch } from "../objects/scope.js";
-import type { RelayRef } from "../objects/types.js";
+import type { Origin, RelayRef } from "../objects/types.js";
 import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, scopeStub, unwrap } from "./convert.js";
 
 type RelayView = (ref: RelayRef) => RelayInfo;
@@ -33,6 +34,12 @@ async function relayView(env: Env, scope: string | null): Promise<RelayView> {
   if (scope === null) return relayMsg;
   const path = await relayLinkPath(linkSecrets(env), scope);
   return (ref) => relayMsg({ ...ref, url: linkUrl(ref.url, path) });
+}
+
+/** The call's context; a source named at a relay-link URL is the relay it stands for, so it is excluded as such. */
+function sourceOf(context: Context | undefined): Origin {
+  const origin = originOf(context);
+  return origin.sourceUrl === undefined ? origin : { ...origin, sourceUrl: withoutLinkPath(origin.sourceUrl) };
 }
 
 const originMsg = async (env: Env, scope: string | null, m: NamespaceMatch) =>
@@ -76,7 +83,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   async registerNamespace(req, ctx) {
     const { caller, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    originOf(req.context);
+    sourceOf(req.context);
     const { id } = unwrap(await object.registerNamespace(scope, caller, fields));
     return { registrationId: id };
   },
@@ -103,7 +110,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   async subscribeNamespace(req, ctx) {
     const { env, caller, scope, object } = scoped(req, ctx);
     const prefix = checkNamespace("prefix", req.prefix, { allowEmpty: true });
-    const origin = originOf(req.context);
+    const origin = sourceOf(req.context);
     const { id, upstream } = unwrap(await object.subscribeNamespace(scope, caller, prefix, origin));
     return { subscriptionId: id, upstreamRelays: upstream.map(await relayView(env, scope)) };
   },
@@ -118,7 +125,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   async lookupNamespaceSubscribers(req, ctx) {
     const { env, caller, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    const origin = originOf(req.context);
+    const origin = sourceOf(req.context);
     const relays = await object.lookupNamespaceSubscribers(caller.relay, fields, origin);
     return { relays: relays.map(await relayView(env, scope)) };
   },

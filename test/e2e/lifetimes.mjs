@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { call, ns as nsOf, relayToken } from "./lib/rpc.mjs";
+import { call, ns as nsOf, registeredUrl, relayToken } from "./lib/rpc.mjs";
 import { freePort, startWorker } from "./lib/worker.mjs";
 
 const LEASE_TTL_MS = 3000;
@@ -91,7 +91,7 @@ async function seen(viewer, owner) {
           if (e.code !== "not_found") throw e;
         });
         if (found) {
-          check(found.origin.relay.url === owner.url, `${owner.name}/ns-${i} is hosted by ${owner.url}`);
+          check(registeredUrl(found.origin.relay.url) === owner.url, `${owner.name}/ns-${i} is hosted by ${owner.url}`);
           count.namespaces++;
         }
       }),
@@ -104,7 +104,7 @@ async function seen(viewer, owner) {
           scope,
           namespace: nsOf(`${owner.name}-interest/x`),
         });
-        count.namespaceSubscriptions += relays.filter((r) => r.url === owner.url).length;
+        count.namespaceSubscriptions += relays.filter((r) => registeredUrl(r.url) === owner.url).length;
       })(),
       (async () => {
         const { relays = [] } = await viewer.rpc("LookupTrackSubscribers", {
@@ -112,7 +112,7 @@ async function seen(viewer, owner) {
           namespace: nsOf(`${owner.name}/wanted`),
           track: "audio",
         });
-        count.trackSubscriptions += relays.filter((r) => r.url === owner.url).length;
+        count.trackSubscriptions += relays.filter((r) => registeredUrl(r.url) === owner.url).length;
       })(),
     ]),
   );

@@ -28,3 +28,10 @@ export const nsText = (n) => (n?.fields ?? []).map((f) => Buffer.from(f, "base64
 export async function relayToken(baseUrl, relayUrl, adminToken = DEV_ADMIN_TOKEN) {
   return (await call(baseUrl, "AdminService", "CreateRelayToken", { relayUrl }, adminToken)).token;
 }
+
+/**
+ * The relay URL a coordinator answer names, without the relay-link path that
+ * scoped answers put in place of its path (`/_relay/<scope>/<mac>`, SECURITY.md
+ * "Relay links"): for checks about which relay was chosen.
+ */
+export const registeredUrl = (url) => url?.replace(/\/_relay\/[A-Za-z0-9_-]+\/[A-Za-z0-9_-]+$/, "/");
