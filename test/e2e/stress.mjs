@@ -242,22 +242,45 @@ async function verify(base, relays, observer) {
     // 3. Answers are what the models imply.
     for (const ns of [...NAMESPACES, "live/a/1/deep"]) {
       const subs = await observer.call("LookupNamespaceSubscribers", { scope, namespace: nsJson(ns) });
-      const expected = relays.filter((r) => [...r.nsSubs].some((k) => k.startsWith(`${scope}|`) && isPrefix(k.slice(scope.length + 1), ns))).map((r) => r.url);
-      check(subs.code === "ok" && sameSet((subs.body.relays ?? []).map((x) => registeredUrl(x.url)), expected), `${scope} subscribers of ${ns}: got ${JSON.stringify(subs.body?.relays)} want ${expected}`);
-      check(subs.code === "ok" && new Set((subs.body.relays ?? []).map((x) => registeredUrl(x.url))).size === (subs.body.relays ?? []).length, `${scope} subscribers of ${ns} not deduplicated`);
+      const expected = relays
+        .filter((r) => [...r.nsSubs].some((k) => k.startsWith(`${scope}|`) && isPrefix(k.slice(scope.length + 1), ns)))
+        .map((r) => r.url);
+      check(
+        subs.code === "ok" &&
+          sameSet(
+            (subs.body.relays ?? []).map((x) => registeredUrl(x.url)),
+            expected,
+          ),
+        `${scope} subscribers of ${ns}: got ${JSON.stringify(subs.body?.relays)} want ${expected}`,
+      );
+      check(
+        subs.code === "ok" && new Set((subs.body.relays ?? []).map((x) => registeredUrl(x.url))).size === (subs.body.relays ?? []).length,
+        `${scope} subscribers of ${ns} not deduplicated`,
+      );
 
       const holders = relays.flatMap((r) =>
         [...r.namespaces].filter((k) => k.startsWith(`${scope}|`)).map((k) => [k.slice(scope.length + 1), r.url]),
       );
       const best = holders.filter(([n]) => isPrefix(n, ns)).sort((a, b) => b[0].split("/").length - a[0].split("/").length)[0];
       const found = await observer.call("Lookup", { scope, namespace: nsJson(ns) });
-      if (best) check(found.code === "ok" && nsText(found.body.origin.namespace) === best[0] && registeredUrl(found.body.origin.relay.url) === best[1], `${scope} lookup ${ns}: got ${JSON.stringify(found.body ?? found.code)} want ${best}`);
+      if (best)
+        check(
+          found.code === "ok" && nsText(found.body.origin.namespace) === best[0] && registeredUrl(found.body.origin.relay.url) === best[1],
+          `${scope} lookup ${ns}: got ${JSON.stringify(found.body ?? found.code)} want ${best}`,
+        );
       else check(found.code === "not_found", `${scope} lookup ${ns}: got ${found.code}, want not_found`);
 
       for (const track of TRACKS) {
         const waiting = await observer.call("LookupTrackSubscribers", { scope, namespace: nsJson(ns), track });
         const want = relays.filter((r) => r.trackSubs.has(`${scope}|${ns}|${track}`)).map((r) => r.url);
-        check(waiting.code === "ok" && sameSet((waiting.body.relays ?? []).map((x) => registeredUrl(x.url)), want), `${scope} track subscribers ${ns}/${track}: got ${JSON.stringify(waiting.body?.relays)} want ${want}`);
+        check(
+          waiting.code === "ok" &&
+            sameSet(
+              (waiting.body.relays ?? []).map((x) => registeredUrl(x.url)),
+              want,
+            ),
+          `${scope} track subscribers ${ns}/${track}: got ${JSON.stringify(waiting.body?.relays)} want ${want}`,
+        );
       }
     }
   }
