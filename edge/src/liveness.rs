@@ -66,11 +66,16 @@ fn retry_after(failures: u32, interval: Duration) -> Duration {
 impl Inner {
     /// Take in a heartbeat reply: peers, and recovery if state was lost.
     fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
-        self.peers.set_live(
+        let changed = self.peers.set_live(
             resp.peers
                 .iter()
                 .flat_map(|p| p.addrs.iter().map(String::as_str)),
         );
+        if changed {
+            // Sessions from these addresses are tagged internal from now on
+            // (a session keeps the tag it got when it was accepted).
+            tracing::info!(peers = ?self.peers.live(), "live relay peers changed");
+        }
         if resp.state_lost {
             self.recover.notify_one();
         }

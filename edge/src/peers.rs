@@ -47,14 +47,27 @@ impl Peers {
     }
 
     /// Replace the live peers' addresses (from a Heartbeat reply). Entries
-    /// that do not parse as `ip:port` are skipped.
-    pub fn set_live<'a>(&self, addrs: impl IntoIterator<Item = &'a str>) {
-        let live = addrs
+    /// that do not parse as `ip:port` are skipped. Returns whether the set
+    /// changed.
+    pub fn set_live<'a>(&self, addrs: impl IntoIterator<Item = &'a str>) -> bool {
+        let live: HashSet<SocketAddr> = addrs
             .into_iter()
             .filter_map(|a| a.parse::<SocketAddr>().ok())
             .map(canonical)
             .collect();
-        *self.live.write().unwrap() = live;
+        let mut current = self.live.write().unwrap();
+        if *current == live {
+            return false;
+        }
+        *current = live;
+        true
+    }
+
+    /// The live peers' addresses, sorted (for logs).
+    pub fn live(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<_> = self.live.read().unwrap().iter().copied().collect();
+        addrs.sort();
+        addrs
     }
 
     /// Number of live peer addresses known (for logs and tests).

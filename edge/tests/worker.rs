@@ -863,6 +863,62 @@ async fn retired_epoch_is_fatal(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn retired_relay_process_exits_with_code_4(env: &Env) -> anyhow::Result<()> {
+    // The real binary, as an operator runs it.
+    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let url = format!("https://127.0.0.1:{port}");
+    let token = env.admin.relay_token(&url).await?;
+    let log = tempfile::NamedTempFile::new()?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_moq-worker-edge"))
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--public-url", &url])
+        .args([
+            "--coordinator-url",
+            env.worker.url.as_str(),
+            "--tls-self-signed",
+        ])
+        .env("MOQ_COORDINATOR_TOKEN", &token)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen()?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let logged = |what: &'static str| {
+        let path = log.path().to_path_buf();
+        move || {
+            let path = path.clone();
+            async move {
+                let text = std::fs::read_to_string(&path)?;
+                ensure!(text.contains(what), "no {what:?} in the relay's log yet");
+                Ok(())
+            }
+        }
+    };
+    within(
+        Duration::from_secs(30),
+        "relay up",
+        logged("relay starting"),
+    )
+    .await?;
+
+    // Another process takes over the same relay URL with the same token.
+    let _replacement = env
+        .coordinator(&token, format!("127.0.0.1:{port}").parse()?)
+        .await?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .context("the retired relay kept running")??;
+    let text = std::fs::read_to_string(log.path())?;
+    ensure!(
+        status.code() == Some(4),
+        "exit status {status}; log:\n{text}"
+    );
+    ensure!(
+        text.contains("retired this process's epoch"),
+        "log does not say why:\n{text}"
+    );
+    Ok(())
+}
+
 async fn peers_arrive_from_the_heartbeat(env: &Env) -> anyhow::Result<()> {
     let a = env.relay("a").await?;
     let b = env.relay("b").await?;
@@ -966,6 +1022,7 @@ fn main() -> std::process::ExitCode {
         heartbeat_keeps_the_lease,
         lapse_then_state_lost_reregisters_everything,
         retired_epoch_is_fatal,
+        retired_relay_process_exits_with_code_4,
         peers_arrive_from_the_heartbeat,
         relay_link_paths_tag_sessions_internal,
     ];
