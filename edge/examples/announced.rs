@@ -71,7 +71,11 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 
     let watch = async {
         let subscription = match subscriber
-            .subscribe_namespace(prefix, SubscribeOptions::Namespace, KeyValuePairs::default())
+            .subscribe_namespace(
+                prefix,
+                SubscribeOptions::Namespace,
+                KeyValuePairs::default(),
+            )
             .await
         {
             Ok(subscription) => subscription,
