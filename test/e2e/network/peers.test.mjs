@@ -10,7 +10,6 @@ import { after, before, test } from "node:test";
 import { sleep, Stack, waitFor } from "./harness.mjs";
 
 const LEASE_TTL_MS = 3000;
-const INTERVAL_MS = LEASE_TTL_MS / 3;
 const PREFIX = "e2e/peers";
 
 let stack;
@@ -21,8 +20,24 @@ before(async () => {
   stack = await Stack.start({ name: "peers", vars: { ALLOW_UNSCOPED: "true", LEASE_TTL_MS: String(LEASE_TTL_MS) } });
   A = await stack.relay("a");
   B = await stack.relay("b");
-  // Each relay learns the other from a Heartbeat reply sent after both were up.
-  await sleep(INTERVAL_MS + 1000);
+  // Each relay learns the other from a Heartbeat reply sent after both were up
+  // (the Worker refreshes its peer list every lease / 2), and logs the change.
+  for (const [me, peer] of [
+    [A, B],
+    [B, A],
+  ]) {
+    await stack.step(() =>
+      waitFor(
+        `relay ${me.name} to learn ${peer.host} from its Heartbeat replies`,
+        () =>
+          me.proc
+            .log()
+            .split("\n")
+            .some((l) => l.includes("live relay peers changed") && l.includes(peer.host)),
+        { timeoutMs: LEASE_TTL_MS * 3 },
+      ),
+    );
+  }
 });
 
 after(async () => {
