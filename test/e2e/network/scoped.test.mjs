@@ -61,7 +61,7 @@ test("a scoped publisher on A reaches a read-only subscriber on B, and scopes S 
     );
 
     // B reached A through each scope's relay-link URL, one connection per (scope, relay).
-    const dials = (scope) => stack_dials(B, `${A.url}${relayLinkPath(scope)}`);
+    const dials = (scope) => dialsOf(B, `${A.url}${relayLinkPath(scope)}`);
     assert.equal(dials("S"), 1, "relay B dialed A once at S's relay-link URL");
     assert.equal(dials("T"), 1, "relay B dialed A once at T's relay-link URL");
     const { sub: again } = await stack.subscribeUntilReceived(B, "/S/watch", { namespace: NAMESPACE, timeoutMs: 20_000 });
@@ -166,7 +166,8 @@ function resolveFailures(relay, path, code) {
     .filter((l) => l.includes("scope resolution failed") && l.includes(`"${path}"`) && l.includes(`${code}: connection_path`)).length;
 }
 
-function stack_dials(relay, url) {
+/** How many QUIC connections `relay` opened to `url` (moq-relay-ietf pools one per URL and address). */
+function dialsOf(relay, url) {
   return relay.proc
     .log()
     .split("\n")
