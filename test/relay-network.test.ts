@@ -271,3 +271,33 @@ describe("a slow scope does not hold the relay's heartbeats", () => {
     await expect.poll(async () => (await scopeStub.dump("namespaces")).filter((r) => r.relay === url)).toEqual([]);
   });
 });
+
+describe("a slow directory does not hold heartbeats", () => {
+  it("a beat due for a refresh answers its last peer list while the directory is blocked; the next beats do not wait again", async () => {
+    const a = await relay(unique("dir-slow-a"), "binary", "a1");
+    const b = await relay(unique("dir-slow-b"), "binary", "b1");
+    await beat(b, "b1", ["127.0.0.1:4601"]);
+    const first = await beat(a, "a1", ["127.0.0.1:4602"]);
+    expect(first.peers.some((p) => p.url === b.url)).toBe(true);
+    let blocked = false;
+    let unblocked = false;
+    const blocking = runInDurableObject(directory(), (_o, state) =>
+      state.blockConcurrencyWhile(async () => {
+        blocked = true;
+        await new Promise((r) => setTimeout(r, 4 * OBJECT_CALL_TIMEOUT_MS));
+        unblocked = true;
+      }),
+    );
+    await expect.poll(() => blocked).toBe(true);
+    await refreshedAgo(a.url, TTL / 2);
+    const during = await beat(a, "a1", ["127.0.0.1:4602"]);
+    // The failed refresh counts as one: the next beats answer from memory without trying.
+    const retryAt = await runInDurableObject(relayStub(a.url), (o: RelayObject) => (o as unknown as { refreshedAt: number }).refreshedAt);
+    expect(retryAt).toBeGreaterThan(Date.now() - TTL / 2);
+    const again = await beat(a, "a1", ["127.0.0.1:4602"]);
+    expect(unblocked).toBe(false);
+    expect([during.peers, again.peers]).toEqual([first.peers, first.peers]);
+    await blocking;
+  });
+});
+

@@ -385,7 +385,7 @@ export class RelayObject extends DurableObject<Env> {
     };
   }
 
-  /** Notes this relay and takes the peer list; on failure the cached list stays (and the next beat retries). */
+  /** Notes this relay and takes the peer list; on failure the cached list stays. */
   private async refreshPeers(now: number): Promise<void> {
     const note = this.note();
     if (!note) return;
@@ -394,7 +394,8 @@ export class RelayObject extends DurableObject<Env> {
       this.peers = peers;
       this.refreshedAt = now;
     } catch (err) {
-      this.refreshedAt = 0;
+      // Retried after a refresh period, not on every beat: a down directory delays at most one beat in that time.
+      this.refreshedAt = now;
       console.warn(`relay object: directory not refreshed, answering the last peer list: ${String(err)}`);
     }
   }
