@@ -37,7 +37,11 @@ fn repo_root() -> PathBuf {
 fn launcher(port: u16, state: &std::path::Path) -> Command {
     let root = repo_root();
     let node = root.join("node_modules/.bin/node");
-    let mut cmd = Command::new(if node.exists() { node } else { PathBuf::from("node") });
+    let mut cmd = Command::new(if node.exists() {
+        node
+    } else {
+        PathBuf::from("node")
+    });
     cmd.arg(root.join("test/e2e/lib/worker.mjs"))
         .arg("--port")
         .arg(port.to_string())
