@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { OBJECT_CALL_TIMEOUT_MS, type RelayObject } from "../src/objects/relay.js";
 import type { RelayNote } from "../src/objects/directory.js";
-import { RELAY_RETENTION_MS } from "../src/objects/directory.js";
+import { directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
 import { directoryStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
 import { tableRows } from "./objects.js";
@@ -188,11 +188,12 @@ const note = (url: string, over: Partial<RelayNote>): RelayNote => ({
 });
 
 describe("directory liveness: a lost 'left' note ages out", () => {
-  it("a relay whose lease expiry passed (plus one interval) without a 'left' note is listed down and is no peer", async () => {
+  it("a relay whose lease expiry passed (plus TTL/2 and one interval) without a 'left' note is listed down and is no peer", async () => {
     const d = env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
     const now = Date.now();
-    await d.noteRelay(note("https://silent.example/", { at: now - TTL, expiresAt: now - INTERVAL - 1 }));
-    await d.noteRelay(note("https://late.example/", { at: now - TTL, expiresAt: now - 1 }));
+    await d.noteRelay(note("https://silent.example/", { at: now - 2 * TTL, expiresAt: now - directorySlackMs(TTL, INTERVAL) - 1 }));
+    // One failed refresh later (the next attempt a refresh period on): still within the slack.
+    await d.noteRelay(note("https://late.example/", { at: now - TTL, expiresAt: now - INTERVAL - 1 }));
     const { relays } = await d.listRelays(10, undefined);
     expect(relays.map((r) => [r.url, r.alive])).toEqual([
       ["https://late.example/", true], // within the slack: a beat may still come

@@ -107,6 +107,11 @@ pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse
                         state_lost = resp.state_lost,
                         "coordinator reachable again"
                     );
+                    // The Worker reports `state_lost` once; a failed beat may
+                    // be one whose reply carried it and was lost on the way.
+                    // Re-registering is idempotent, so do it whenever a beat
+                    // failed rather than risk serving what the Worker forgot.
+                    inner.recover.notify_one();
                 }
                 failures = 0;
                 lapse_reported = false;
@@ -160,9 +165,10 @@ fn transient(err: &RpcError) -> bool {
         None => true,
         Some(code) => matches!(
             code,
+            // Not RESOURCE_EXHAUSTED: a quota refusal stays refused until a
+            // handle is released, so retrying it would never end.
             Code::Unavailable
                 | Code::DeadlineExceeded
-                | Code::ResourceExhausted
                 | Code::Internal
                 | Code::Unknown
                 | Code::Aborted

@@ -838,6 +838,65 @@ async fn lapse_then_state_lost_reregisters_everything(env: &Env) -> anyhow::Resu
     Ok(())
 }
 
+/// The Worker says `state_lost` once; if a beat fails, its reply may have
+/// carried it. So once the Worker answers again the relay re-registers
+/// whatever that answer says: here a row removed while A could not reach the
+/// Worker (its lease still open, so nothing says `state_lost`) comes back.
+async fn a_failed_beat_reregisters_on_reconnect(env: &Env) -> anyhow::Result<()> {
+    let gate = Gate::new(&env.worker.url).await?;
+    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let url = Url::parse(&format!("https://blip-{}.relay.test:{port}", env.run))?;
+    let token = env.admin.relay_token(url.as_str()).await?;
+    let a = Relay {
+        coord: env.coordinator_via(&gate.url, &token, addr).await?,
+        url,
+        addr,
+        token,
+    };
+    let b = env.relay("b").await?;
+    let scope = env.scope("blip");
+    let ns = env.ns("blip/live");
+    let _ns = a
+        .coord
+        .register_namespace(Some(&scope), &ns, &CoordinatorContext::public())
+        .await?;
+    ensure!(b.coord.lookup(Some(&scope), &ns).await.is_ok());
+
+    // A loses the Worker for about one heartbeat interval, well inside its lease.
+    gate.cut();
+    // Meanwhile its row goes, with no purge: A's own token, straight to the Worker.
+    let raw = moq_worker_edge::ConnectClient::new(
+        env.worker.url.clone(),
+        "moqworker.v1.CoordinatorService",
+        vec![("Authorization", format!("Bearer {}", a.token))],
+        moq_worker_edge::RetryPolicy::default(),
+    )?;
+    let fields = ns.fields.iter().map(|f| f.value.clone()).collect();
+    raw.call::<_, proto::UnregisterNamespaceResponse>(
+        "UnregisterNamespace",
+        &proto::UnregisterNamespaceRequest {
+            scope: Some(scope.clone()),
+            namespace: Some(proto::Namespace { fields }),
+        },
+        true,
+    )
+    .await?;
+    assert_not_found(&b, Some(&scope), &ns).await?;
+    tokio::time::sleep(a.coord.lease_ttl() / 2).await;
+
+    gate.restore();
+    within(
+        a.coord.lease_ttl() + Duration::from_secs(10),
+        "A re-registered after its failed beats",
+        || async {
+            b.coord.lookup(Some(&scope), &ns).await?;
+            Ok(())
+        },
+    )
+    .await
+}
+
 async fn retired_epoch_is_fatal(env: &Env) -> anyhow::Result<()> {
     let a = env.relay("a").await?;
     // The same relay URL starts again elsewhere: A's epoch is retired.
@@ -1021,6 +1080,7 @@ fn main() -> std::process::ExitCode {
         new_epoch_discards_old_state,
         heartbeat_keeps_the_lease,
         lapse_then_state_lost_reregisters_everything,
+        a_failed_beat_reregisters_on_reconnect,
         retired_epoch_is_fatal,
         retired_relay_process_exits_with_code_4,
         peers_arrive_from_the_heartbeat,

@@ -4,7 +4,7 @@
 // notes its relay (epoch, addrs, lease expiry, scopes) when the relay appears,
 // changes epoch, addresses or scopes, lapses or shuts down, and every
 // peerRefreshMs on a heartbeat, which takes the peer list in the same call.
-// Liveness is the noted lease expiry (plus one heartbeat interval of slack),
+// Liveness is the noted lease expiry (plus TTL/2 and one heartbeat interval of slack),
 // so a relay whose "left" note was lost ages out by itself.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
@@ -15,6 +15,11 @@ import { listedScopeName, type Scope } from "./scope-name.js";
 
 /** A relay that left is listed this long after, then forgotten. */
 export const RELAY_RETENTION_MS = 24 * 3600 * 1000;
+
+/** How long past its noted lease expiry the directory still counts a relay alive: half the TTL plus one heartbeat interval. */
+export function directorySlackMs(leaseTtlMs: number, intervalMs: number): number {
+  return Math.floor(leaseTtlMs / 2) + intervalMs;
+}
 
 /** At most this many peers in a heartbeat reply (ordered by URL). */
 export const MAX_PEERS = 1000;
@@ -69,11 +74,13 @@ export class DirectoryObject extends DurableObject<Env> {
 
   /**
    * A relay's entry may be trusted this long past its noted lease expiry: a
-   * relay that beats regularly notes again before then (peerRefreshMs is half
-   * the TTL), one lost heartbeat included.
+   * relay that beats regularly notes again before then (every peerRefreshMs,
+   * half the TTL, at a heartbeat), even when one refresh failed and is retried
+   * a refresh period later (docs/lifetimes.md, "Peers").
    */
   private liveSince(now: number): number {
-    return now - leaseSettings(this.env).intervalMs;
+    const { leaseTtlMs, intervalMs } = leaseSettings(this.env);
+    return now - directorySlackMs(leaseTtlMs, intervalMs);
   }
 
   noteScope(scope: Scope, at: number): void {

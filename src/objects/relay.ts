@@ -196,8 +196,14 @@ export class RelayObject extends DurableObject<Env> {
       }
       // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
       this.sql.exec(RELAY_SQL.stateLostMark);
-      // A failure throws, and the runtime retries the alarm.
-      await this.purgeAll(lease.url);
+      try {
+        await this.purgeAll(lease.url);
+      } catch (err) {
+        // The runtime retries a throwing alarm only a few times: retry here until every scope is purged.
+        console.warn(`relay object: lapse purge incomplete, retried in ${PURGE_RETRY_MS} ms: ${String(err)}`);
+        await this.ctx.storage.setAlarm(Date.now() + PURGE_RETRY_MS);
+        return;
+      }
       await this.noteNow();
     });
   }

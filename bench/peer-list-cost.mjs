@@ -6,9 +6,10 @@
 //    cached list does not (ListRelays reads only the directory);
 //  - staleness: after relay B's first beat, how long until A's beats list B
 //    (A beating at its interval, as an edge does).
-// Usage: node scripts/peer-list-cost.mjs [--ttl-ms 3000] [--beats 30] [--rounds 5]
+// Usage: node bench/peer-list-cost.mjs [--ttl-ms 3000] [--beats 30] [--rounds 5]
 import { parseArgs } from "node:util";
-import { call, DEV_ADMIN_TOKEN, freePort, startWorker } from "./lib/dev-worker.mjs";
+import { call } from "../test/e2e/lib/rpc.mjs";
+import { DEV_ADMIN_TOKEN, freePort, startWorker } from "../test/e2e/lib/worker.mjs";
 
 const { values } = parseArgs({
   options: {
