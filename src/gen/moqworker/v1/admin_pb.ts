@@ -516,7 +516,7 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
 
   /**
    * Lease open and not shut down. A relay whose lapse was never noted stops
-   * being alive one heartbeat interval after its noted expiry.
+   * being alive TTL/2 plus one heartbeat interval after its noted expiry.
    *
    * @generated from field: bool alive = 4;
    */
