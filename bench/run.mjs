@@ -11,6 +11,8 @@
 // bench/lib/load.mjs) and the systems under test share its cores. No speed is
 // asserted; the run fails only when the harness or a system breaks (any
 // unexpected answer is an error).
+// Scoped answers name a relay at the scope's relay-link path; the checks compare the relay.
+import { registeredUrl } from "../test/e2e/lib/rpc.mjs";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -185,7 +187,7 @@ async function checkWorkerHits(url, relays, scope, set, n, count = 20) {
     const fields = nsFields(set, i).map((f) => Buffer.from(f).toString("base64"));
     const asker = relayOf(0);
     const { status, json } = await coordinatorCall(url, asker.token, "Lookup", { scope, namespace: { fields } }, asker.auth);
-    if (status !== 200 || json.origin?.relay?.url !== relayOf(i).relayUrl) {
+    if (status !== 200 || registeredUrl(json.origin?.relay?.url) !== relayOf(i).relayUrl) {
       throw new Error(`Lookup of seeded ${set}#${i} in ${scope}: ${status} ${JSON.stringify(json)}`);
     }
   }
@@ -440,7 +442,7 @@ async function scaleAndHeartbeat(results, bundle) {
       },
       asker.auth,
     );
-    if (probe.status !== 200 || probe.json.relays?.length !== 1 || probe.json.relays[0].url !== b.relayOf(0).relayUrl) {
+    if (probe.status !== 200 || probe.json.relays?.length !== 1 || registeredUrl(probe.json.relays[0].url) !== b.relayOf(0).relayUrl) {
       throw new Error(`LookupNamespaceSubscribers probe: ${probe.status} ${JSON.stringify(probe.json)}`);
     }
     log(`scale: LookupNamespaceSubscribers with ${n} prefixes`);
