@@ -80,6 +80,25 @@ impl Env {
     }
 
     /// A coordinator that reaches the Worker at `url` (e.g. through a [`Gate`]).
+    /// A relay that reaches the Worker only through a gate the test can cut.
+    async fn gated_relay(&self, name: &str) -> anyhow::Result<(Relay, Gate)> {
+        let gate = Gate::new(&self.worker.url).await?;
+        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let url = Url::parse(&format!("https://{name}-{}.relay.test:{port}", self.run))?;
+        let token = self.admin.relay_token(url.as_str()).await?;
+        let coord = self.coordinator_via(&gate.url, &token, addr).await?;
+        Ok((
+            Relay {
+                coord,
+                url,
+                addr,
+                token,
+            },
+            gate,
+        ))
+    }
+
     async fn coordinator_via(
         &self,
         url: &Url,
@@ -760,17 +779,7 @@ async fn sees_all_of(
 
 async fn lapse_then_state_lost_reregisters_everything(env: &Env) -> anyhow::Result<()> {
     // A reaches the Worker through a gate the test can cut.
-    let gate = Gate::new(&env.worker.url).await?;
-    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let url = Url::parse(&format!("https://lapse-{}.relay.test:{port}", env.run))?;
-    let token = env.admin.relay_token(url.as_str()).await?;
-    let a = Relay {
-        coord: env.coordinator_via(&gate.url, &token, addr).await?,
-        url,
-        addr,
-        token,
-    };
+    let (a, gate) = env.gated_relay("lapse").await?;
     let b = env.relay("b").await?;
     let ttl = a.coord.lease_ttl();
     let scope = env.scope("lapse");
@@ -843,17 +852,7 @@ async fn lapse_then_state_lost_reregisters_everything(env: &Env) -> anyhow::Resu
 /// whatever that answer says: here a row removed while A could not reach the
 /// Worker (its lease still open, so nothing says `state_lost`) comes back.
 async fn a_failed_beat_reregisters_on_reconnect(env: &Env) -> anyhow::Result<()> {
-    let gate = Gate::new(&env.worker.url).await?;
-    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let url = Url::parse(&format!("https://blip-{}.relay.test:{port}", env.run))?;
-    let token = env.admin.relay_token(url.as_str()).await?;
-    let a = Relay {
-        coord: env.coordinator_via(&gate.url, &token, addr).await?,
-        url,
-        addr,
-        token,
-    };
+    let (a, gate) = env.gated_relay("blip").await?;
     let b = env.relay("b").await?;
     let scope = env.scope("blip");
     let ns = env.ns("blip/live");

@@ -49,11 +49,6 @@ async function macOf(secret: string, scope: string): Promise<Uint8Array> {
   return new Uint8Array(full, 0, MAC_BYTES);
 }
 
-/** The secrets links are made and checked with: the current one first. */
-export function linkSecrets(env: { TOKEN_SECRET?: string; TOKEN_SECRET_PREVIOUS?: string }): string[] {
-  return [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS].filter((s): s is string => typeof s === "string" && s !== "");
-}
-
 /** The scope's relay-link path, made with the current secret (cached per isolate). */
 export async function relayLinkPath(secrets: readonly string[], scope: string): Promise<string> {
   if (secrets.length === 0) throw new ConnectError("TOKEN_SECRET is not set: relay links cannot be made", Code.FailedPrecondition);
@@ -70,12 +65,9 @@ export function isRelayLinkPath(path: string): boolean {
   return path === RELAY_LINK_PREFIX || path.startsWith(`${RELAY_LINK_PREFIX}/`);
 }
 
-/** Equal-length byte arrays, compared in time independent of where they differ. */
-export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
+/** Byte arrays compared in time independent of where they differ (the runtime's compare, as bearer.ts uses). */
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && crypto.subtle.timingSafeEqual(a, b);
 }
 
 /**

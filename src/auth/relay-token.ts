@@ -8,6 +8,11 @@ import { setBounded } from "./bounded-cache.js";
 
 const AUDIENCE = "moq-worker:relay";
 
+/** The secrets relay tokens and relay links are made and checked with: the current one first. */
+export function tokenSecrets(env: { TOKEN_SECRET?: string; TOKEN_SECRET_PREVIOUS?: string }): string[] {
+  return [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS].filter((s): s is string => typeof s === "string" && s !== "");
+}
+
 export interface MintedToken {
   token: string;
   expiresAtMs?: number;

@@ -4,7 +4,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { bearerToken, requireAdmin } from "../auth/bearer.js";
-import { verifyRelayClaims } from "../auth/relay-token.js";
+import { tokenSecrets, verifyRelayClaims } from "../auth/relay-token.js";
 import { MAX_EPOCH_CHARS } from "../model/validate.js";
 import type { Caller } from "./context.js";
 
@@ -14,8 +14,7 @@ export async function relayCaller(request: Request, env: Env): Promise<Caller> {
   if (!env.TOKEN_SECRET) {
     throw new ConnectError("relay tokens cannot be verified: TOKEN_SECRET is not set", Code.Unavailable);
   }
-  const secrets = env.TOKEN_SECRET_PREVIOUS ? [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS] : env.TOKEN_SECRET;
-  const { relay, scopes, readOnly } = await verifyRelayClaims(secrets, bearerToken(request.headers));
+  const { relay, scopes, readOnly } = await verifyRelayClaims(tokenSecrets(env), bearerToken(request.headers));
   const epoch = request.headers.get(EPOCH_HEADER) ?? undefined;
   if (epoch !== undefined && (epoch === "" || epoch.length > MAX_EPOCH_CHARS)) {
     throw new ConnectError(`${EPOCH_HEADER} header must be 1 to ${MAX_EPOCH_CHARS} characters`, Code.InvalidArgument);

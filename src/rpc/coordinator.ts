@@ -13,7 +13,8 @@ import {
   TrackEntrySchema,
   type Namespace,
 } from "../gen/moqworker/v1/coordinator_pb.js";
-import { isRelayLinkPath, linkSecrets, linkUrl, relayLinkPath, verifyRelayLinkPath, withoutLinkPath } from "../auth/relay-link.js";
+import { isRelayLinkPath, linkUrl, relayLinkPath, verifyRelayLinkPath, withoutLinkPath } from "../auth/relay-link.js";
+import { tokenSecrets } from "../auth/relay-token.js";
 import type { Env } from "../env.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
@@ -34,7 +35,7 @@ type RelayView = (ref: RelayRef) => RelayInfo;
  */
 async function relayView(env: Env, scope: Scope): Promise<RelayView> {
   if (scope === null) return relayMsg;
-  const path = await relayLinkPath(linkSecrets(env), scope);
+  const path = await relayLinkPath(tokenSecrets(env), scope);
   return (ref) => relayMsg({ ...ref, url: linkUrl(ref.url, path) });
 }
 
@@ -69,7 +70,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     if (normalized.kind === "none") return {};
     if (isRelayLinkPath(normalized.path)) {
       // The token's scope claims are checked on this answer by auth/claims.ts.
-      const scope = await verifyRelayLinkPath(linkSecrets(env), normalized.path);
+      const scope = await verifyRelayLinkPath(tokenSecrets(env), normalized.path);
       return { scope: create(ScopeInfoSchema, { scopeId: scope, permissions: Permissions.READ_WRITE }), relayLink: true };
     }
     const mapping = await pathStub(env, normalized.path).get();
