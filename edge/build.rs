@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         schema.join("moqworker/v1/coordinator.proto"),
         schema.join("moqworker/v1/admin.proto"),
+        schema.join("moqworker/v1/watch.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
