@@ -13,26 +13,29 @@
 // --patch may be given several times, comma-separated.
 import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";
+import { benchArgs, positiveNumber } from "./lib/args.mjs";
 import { runLoad } from "./lib/load.mjs";
 import { worker } from "./lib/ops.mjs";
 import { RelayPool, WorkerRelay } from "./lib/relay.mjs";
 import { buildBundle, cpuMs, sourceTree, startWorkerd } from "./lib/systems.mjs";
 
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const base = opt("--base", "HEAD");
-const patch = opt("--patch");
-const other = opt("--other");
-const rounds = Number(opt("--rounds", 5));
-const seconds = Number(opt("--seconds", 4));
-const concurrency = Number(opt("--concurrency", 16));
+const opts = benchArgs({
+  base: { type: "string", default: "HEAD" },
+  patch: { type: "string" },
+  other: { type: "string" },
+  rounds: { type: "string" },
+  seconds: { type: "string" },
+  concurrency: { type: "string" },
+  ops: { type: "string", default: "lookup-hit,register" },
+});
+const { base, patch, other } = opts;
+const rounds = positiveNumber(opts, "rounds", 5);
+const seconds = positiveNumber(opts, "seconds", 4);
+const concurrency = positiveNumber(opts, "concurrency", 16);
 // GET /healthz is always measured: the runtime's own ceiling for this client and concurrency.
 const opNames = [
   "healthz",
-  ...opt("--ops", "lookup-hit,register")
+  ...opts.ops
     .split(",")
     .filter((n) => n !== "healthz"),
 ];

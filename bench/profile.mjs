@@ -8,6 +8,7 @@
 // whole workerd process, native frames by subsystem) when perf is installed.
 // `npm run bench` calls profileWorker() too and stores its output.
 import { fileURLToPath } from "node:url";
+import { benchArgs, positiveNumber } from "./lib/args.mjs";
 import { runLoad } from "./lib/load.mjs";
 import { worker } from "./lib/ops.mjs";
 import { attribute, cpuProfile, perfAvailable, perfProfile, readBundle, topFunctions } from "./lib/profile.mjs";
@@ -157,22 +158,23 @@ export function renderProfile(p) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const argv = process.argv.slice(2);
-  const opt = (name, def) => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : def;
-  };
-  const ops = opt("--op") ? [opt("--op")] : ["lookup-hit", "register"];
+  const opts = benchArgs({
+    op: { type: "string" },
+    ref: { type: "string" },
+    seconds: { type: "string" },
+    "no-perf": { type: "boolean", default: false },
+  });
+  const ops = opts.op ? [opts.op] : ["lookup-hit", "register"];
   for (const o of ops) if (!OPS[o]) throw new Error(`unknown --op ${o} (${Object.keys(OPS).join(", ")})`);
-  const src = sourceTree(opt("--ref"));
+  const src = sourceTree(opts.ref);
   const bundle = buildBundle(src.root);
   try {
     const p = await profileWorker({
       bundle,
       ops,
       layers: [16],
-      seconds: Number(opt("--seconds", 8)),
-      perf: !argv.includes("--no-perf"),
+      seconds: positiveNumber(opts, "seconds", 8),
+      perf: !opts["no-perf"],
       log: (...m) => console.error(...m),
     });
     console.log(renderLayers(p));

@@ -18,6 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchArgs, positiveNumber } from "./lib/args.mjs";
 import { runLoad } from "./lib/load.mjs";
 import { moqApi, moqApiKey, nsFields, worker } from "./lib/ops.mjs";
 import { MoqApiRefresher, RelayPool, WorkerRelay } from "./lib/relay.mjs";
@@ -40,36 +41,40 @@ const ROOT = join(HERE, "..");
 
 // ---- options ------------------------------------------------------------------
 
-function parseArgs(argv) {
-  const o = { quick: false, wranglerDev: true, out: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === "--quick") o.quick = true;
-    else if (a === "--no-wrangler-dev") o.wranglerDev = false;
-    else if (a === "--out") o.out = val();
-    else if (a === "--ref") o.ref = val();
-    else if (a === "--patch") o.patches = val().split(",");
-    else if (a === "--concurrency") o.concurrency = Number(val());
-    else if (a === "--duration") o.duration = Number(val());
-    else if (a === "--max-namespaces") o.maxNamespaces = Number(val());
-    else if (a === "--help" || a === "-h") {
-      console.log(
-        readFileSync(fileURLToPath(import.meta.url), "utf8")
-          .split("\n")
-          .slice(3, 8)
-          .join("\n"),
-      );
-      process.exit(0);
-    } else throw new Error(`unknown option ${a}`);
+function options() {
+  const v = benchArgs({
+    quick: { type: "boolean", default: false },
+    "no-wrangler-dev": { type: "boolean", default: false },
+    out: { type: "string" },
+    ref: { type: "string" },
+    patch: { type: "string" },
+    concurrency: { type: "string" },
+    duration: { type: "string" },
+    "max-namespaces": { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  });
+  if (v.help) {
+    console.log(
+      readFileSync(fileURLToPath(import.meta.url), "utf8")
+        .split("\n")
+        .slice(3, 8)
+        .join("\n"),
+    );
+    process.exit(0);
   }
-  return o;
+  return {
+    quick: v.quick,
+    wranglerDev: !v["no-wrangler-dev"],
+    out: v.out,
+    ref: v.ref,
+    patches: v.patch?.split(","),
+    concurrency: positiveNumber(v, "concurrency"),
+    duration: positiveNumber(v, "duration"),
+    maxNamespaces: positiveNumber(v, "max-namespaces"),
+  };
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = options();
 const QUICK = args.quick;
 const P = {
   mode: QUICK ? "quick" : "full",

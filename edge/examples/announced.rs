@@ -10,15 +10,14 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use moq_native_ietf::quic;
 use moq_transport::coding::{KeyValuePairs, TrackNamespacePrefix};
 use moq_transport::message::SubscribeOptions;
 use moq_transport::session::{NamespaceEvent, Subscriber};
 use url::Url;
+
+mod common;
 
 #[derive(Parser)]
 struct Cli {
@@ -40,13 +39,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    common::init_tracing();
     let cli = Cli::parse();
     match run(&cli).await {
         Ok(code) => code,
@@ -58,14 +51,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let tls = cli.tls.load()?;
-    let endpoint = quic::Endpoint::new(quic::Config::new(cli.bind, None, tls)?)?;
-    let (session, _cid, transport) = tokio::time::timeout(
-        Duration::from_secs(10),
-        endpoint.client.connect(&cli.url, None),
-    )
-    .await
-    .context("QUIC connect timed out")??;
+    let (session, transport) = common::connect(&cli.url, cli.bind, &cli.tls).await?;
     let (session, mut subscriber) = Subscriber::connect(session, transport).await?;
     let prefix = TrackNamespacePrefix::from_utf8_path(&cli.prefix);
 

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use moq_native_ietf::quic;
 use moq_transport::coding::TrackNamespace;
 use moq_transport::serve::{self, Subgroup, TrackReaderMode};
 use moq_transport::session::{Publisher, Subscriber};
 use url::Url;
+
+mod common;
 
 #[derive(Parser)]
 struct Cli {
@@ -75,13 +76,7 @@ enum Failure {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    common::init_tracing();
     let cli = Cli::parse();
     let result = match cli.mode {
         Mode::Publish { interval_ms, count } => publish(&cli, interval_ms, count).await,
@@ -104,22 +99,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn connect(
-    cli: &Cli,
-) -> anyhow::Result<(web_transport::Session, moq_transport::session::Transport)> {
-    let tls = cli.tls.load()?;
-    let endpoint = quic::Endpoint::new(quic::Config::new(cli.bind, None, tls)?)?;
-    let (session, _cid, transport) = tokio::time::timeout(
-        Duration::from_secs(10),
-        endpoint.client.connect(&cli.url, None),
-    )
-    .await
-    .context("QUIC connect timed out")??;
-    Ok((session, transport))
-}
-
 async fn publish(cli: &Cli, interval_ms: u64, count: u64) -> Result<(), Failure> {
-    let (session, transport) = connect(cli).await.map_err(Failure::Connect)?;
+    let (session, transport) = common::connect(&cli.url, cli.bind, &cli.tls)
+        .await
+        .map_err(Failure::Connect)?;
     let (session, mut publisher) = Publisher::connect(session, transport)
         .await
         .map_err(|e| Failure::Connect(e.into()))?;
@@ -193,7 +176,9 @@ async fn subscribe(cli: &Cli, count: u64, timeout: u64) -> Result<(), Failure> {
 }
 
 async fn subscribe_once(cli: &Cli, namespace: &TrackNamespace, count: u64) -> Result<(), Failure> {
-    let (session, transport) = connect(cli).await.map_err(Failure::Connect)?;
+    let (session, transport) = common::connect(&cli.url, cli.bind, &cli.tls)
+        .await
+        .map_err(Failure::Connect)?;
     let (session, mut subscriber) = Subscriber::connect(session, transport)
         .await
         .map_err(|e| Failure::Connect(e.into()))?;

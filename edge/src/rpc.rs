@@ -513,17 +513,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_times_out() {
-        // Accepts connections but never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((sock, _)) = listener.accept().await {
-                held.push(sock);
-            }
-        });
         let c = ConnectClient::new(
-            Url::parse(&base).unwrap(),
+            Url::parse(&silent_server().await).unwrap(),
             "moqworker.v1.CoordinatorService",
             vec![],
             RetryPolicy {
