@@ -146,6 +146,24 @@ describe("lease", () => {
     expect(Object.fromEntries(calls)).toEqual({ updateRelayAddrs: 3 });
   });
 
+  it("answers name the relay at its newest address and epoch, after lookups have read the old ones", async () => {
+    const scope = freshScope("moved-addr");
+    const a = await relay("https://moved-addr.example.com", "binary", "e1");
+    const viewer = await relay("https://moved-addr-viewer.example.com");
+    await a.heartbeat({ epoch: "e1", addrs: ["10.0.0.1:4443"] });
+    await a.registerNamespace({ scope, namespace: ns("moved/live") });
+    const addrSeen = async () => (await viewer.lookup({ scope, namespace: ns("moved/live") })).origin?.relay?.addr;
+    expect(await addrSeen()).toBe("10.0.0.1:4443");
+    await a.heartbeat({ epoch: "e1", addrs: ["10.0.0.2:4443"] });
+    expect(await addrSeen()).toBe("10.0.0.2:4443");
+    // A new life re-registers from the new address: the old row and the old address are gone.
+    const a2 = await relay(a.url, "binary", "e2");
+    await a2.heartbeat({ epoch: "e2", addrs: ["10.0.0.3:4443"] });
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("moved/live") }))).toBe(Code.NotFound);
+    await a2.registerNamespace({ scope, namespace: ns("moved/live") });
+    expect(await addrSeen()).toBe("10.0.0.3:4443");
+  });
+
   afterEach(() => {
     vi.restoreAllMocks();
   });

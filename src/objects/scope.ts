@@ -15,6 +15,7 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { decodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../model/tuple.js";
+import { setBounded } from "../auth/bounded-cache.js";
 import { limitsOf } from "../limits.js";
 import { DirectoryListing } from "./directory.js";
 import { migrate } from "./migrations.js";
@@ -39,6 +40,14 @@ export interface NamespaceMatch {
   relay: RelayRef;
 }
 
+interface RelayRow {
+  epoch: string;
+  addrs: string[];
+}
+
+/** Relay rows kept in memory per scope object (a row is ~100 bytes). */
+const MAX_CACHED_RELAY_ROWS = 4096;
+
 export class ScopeObject extends DurableObject<Env> {
   private sql: SqlStorage;
   /** The meta row naming this scope exists (written by remember()). */
@@ -57,6 +66,12 @@ export class ScopeObject extends DurableObject<Env> {
    * In memory only: a fresh instance counts once per relay.
    */
   private heldAtMost = new Map<string, number>();
+  /**
+   * The relays rows as last read (null: no row), so a lookup answer does not
+   * read and parse its relay's row each time. Every write to the table drops
+   * the relay's entry (relayWritten); only reads fill it. Bounded.
+   */
+  private relayRows = new Map<string, RelayRow | null>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -210,6 +225,7 @@ export class ScopeObject extends DurableObject<Env> {
     const row = this.relayRow(relay);
     if (row && (keep === undefined || row.epoch !== keep)) {
       this.sql.exec(SCOPE_SQL.relayDelete, relay);
+      this.relayRows.delete(relay);
       this.leaseUntil.delete(relay);
     }
     return removed;
@@ -221,11 +237,13 @@ export class ScopeObject extends DurableObject<Env> {
       this.sql.exec(OWNED_SQL[table].adoptEpoch, epoch, relay);
     }
     this.sql.exec(SCOPE_SQL.relayAdoptEpoch, epoch, relay);
+    this.relayRows.delete(relay);
   }
 
   /** New socket addresses of a relay (from its heartbeat). */
   updateRelayAddrs(relay: string, addrs: string[]): void {
     this.sql.exec(SCOPE_SQL.relayAddrsPut, JSON.stringify(addrs), relay);
+    this.relayRows.delete(relay);
   }
 
   async alarm(): Promise<void> {
@@ -346,6 +364,7 @@ export class ScopeObject extends DurableObject<Env> {
     this.remember(scope);
     if (!lease.asked) return;
     this.sql.exec(SCOPE_SQL.relayPut, relay, lease.epoch, JSON.stringify(lease.addrs));
+    this.relayRows.delete(relay);
     this.leaseUntil.set(relay, lease.expiresAt);
   }
 
@@ -375,9 +394,13 @@ export class ScopeObject extends DurableObject<Env> {
     ) as Refusal;
   }
 
-  private relayRow(url: string): { epoch: string; addrs: string[] } | undefined {
+  private relayRow(url: string): RelayRow | undefined {
+    const cached = this.relayRows.get(url);
+    if (cached !== undefined) return cached ?? undefined;
     const row = this.sql.exec(SCOPE_SQL.relayGet, url).toArray()[0];
-    return row ? { epoch: row.epoch as string, addrs: JSON.parse(row.addrs as string) as string[] } : undefined;
+    const read = row ? { epoch: row.epoch as string, addrs: JSON.parse(row.addrs as string) as string[] } : null;
+    setBounded(this.relayRows, url, read, MAX_CACHED_RELAY_ROWS);
+    return read ?? undefined;
   }
 
   private relayRef(url: string, addrs = this.relayRow(url)?.addrs ?? []): RelayRef {
