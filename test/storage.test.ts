@@ -72,6 +72,12 @@ const SCOPE_PLANS = {
   expireTrackSubscriptions: "index",
   nextTrackExpiry: "index",
   rebaseTrackExpiry: { scan: "a new rendezvous timeout restarts the clock of every lingering subscription: every row is written" },
+  relayNamespaces: "index",
+  relayTracks: "index",
+  watchGet: "index",
+  watchInit: "write",
+  watchBump: "index",
+  pathGet: "index",
   pathPut: "write",
   pathDelete: "index",
 } as const satisfies Record<keyof typeof SCOPE_SQL, Expect>;
