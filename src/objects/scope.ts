@@ -76,8 +76,8 @@ export class ScopeObject extends DurableObject<Env> {
     return this.watch.accept(request);
   }
 
-  async webSocketMessage(ws: WebSocket): Promise<void> {
-    this.watch.message(ws);
+  async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    this.watch.message(ws, data);
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {

@@ -92,9 +92,13 @@ export class WatchHub {
     }
   }
 
-  /** A relay sent something other than "ping" (which never reaches here). */
-  message(ws: WebSocket): void {
-    ws.close(1003, "the watch channel accepts only the text frame 'ping'");
+  /**
+   * A frame the auto-response did not answer: "ping" only if auto-responses
+   * are off (the runtime answers it otherwise); anything else is refused.
+   */
+  message(ws: WebSocket, data: string | ArrayBuffer): void {
+    if (data === "ping") ws.send("pong");
+    else ws.close(1003, "the watch channel accepts only the text frame 'ping'");
   }
 
   /** The relay closed: complete the close handshake. */
