@@ -49,7 +49,11 @@ async function measure(label, root) {
     }
     for (const s of sockets) await s.next();
     let pongs = 0;
-    for (const s of sockets) s.ws.addEventListener("message", (m) => m.data === "pong" && pongs++);
+    for (const s of sockets) {
+      s.ws.addEventListener("message", (m) => {
+        if (m.data === "pong") pongs++;
+      });
+    }
     // Pings spread over the second, as independent relays' timers would be.
     const timers = sockets.map((s, i) =>
       setTimeout(
