@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import type { RelayObject } from "../src/objects/relay.js";
 import { relayStub, scopeStub } from "../src/objects/stubs.js";
-import { adminClient, freshScope, ns, relay } from "./client.js";
+import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, workerFetch } from "./client.js";
 import { snapshot } from "./hardening.js";
 import { inv, plain, type Watcher, watch, watchRequest } from "./watch-client.js";
 
@@ -230,5 +230,19 @@ describe("watch channel: refused before the upgrade, nothing changed", () => {
     // The narrow token may watch its own scope.
     const w = await watch(token, allowed);
     expect((await w.next()).event.case).toBe("hello");
+  });
+
+  it("counts each watch request in /metrics by the code it was answered with", async () => {
+    const metric = async (code: string) => {
+      const text = await (await workerFetch(`${BASE}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`moq_worker_rpc_requests_total{service="WatchChannel",method="Watch",code="${code}"}`));
+      return Number(line?.split(" ").at(-1) ?? 0);
+    };
+    const [ok, denied] = [await metric("ok"), await metric("unauthenticated")];
+    await watching(freshScope("w-metrics"));
+    await watchRequest(undefined, "w-metrics");
+    expect([await metric("ok"), await metric("unauthenticated")]).toEqual([ok + 1, denied + 1]);
   });
 });
