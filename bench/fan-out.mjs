@@ -6,7 +6,7 @@
 // Called by bench/run.mjs on its bare-workerd setup (results under
 // relaySeen.fanOut); alone: npx node bench/fan-out.mjs [--quick]
 import { openWatch } from "../test/e2e/lib/watch.mjs";
-import { buildBundle, coordinatorCall, relayToken, startWorkerd } from "./lib/systems.mjs";
+import { buildBundle, coordinatorCall, cpuMs, relayToken, startWorkerd } from "./lib/systems.mjs";
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const round = (x) => +x.toFixed(3);
@@ -14,9 +14,13 @@ const round = (x) => +x.toFixed(3);
 /**
  * Rows { watchers, registers, p50Ms, p99Ms, deliveredP50Ms, deliveredP99Ms }:
  * the call's latency, and the time from sending it to the invalidation on
- * every socket (undefined with no watchers).
+ * every socket (undefined with no watchers); with `pids` (the server's
+ * processes) also the server's CPU per register, frames included. The
+ * sockets' client runs in this process: with 100 sockets, reading their
+ * frames delays this process's reading of the call's answer, so p50Ms
+ * includes client time; workerdCpuMsPerRegister does not.
  */
-export async function fanOut({ url, watcherCounts = [0, 1, 10, 100], registers = 200, warmup = 20, log = () => {} }) {
+export async function fanOut({ url, pids, watcherCounts = [0, 1, 10, 100], registers = 200, warmup = 20, log = () => {} }) {
   const relayUrl = "https://fan-out.bench.example/";
   const token = await relayToken(url, relayUrl);
   const watcherToken = await relayToken(url, "https://fan-out-watcher.bench.example/");
@@ -46,7 +50,9 @@ export async function fanOut({ url, watcherCounts = [0, 1, 10, 100], registers =
     for (const s of sockets) await s.next();
     const latencies = [];
     const delivered = [];
+    let cpu0;
     for (let i = 0; i < warmup + registers; i++) {
+      if (i === warmup) cpu0 = pids ? cpuMs(pids()) : undefined;
       const seq = i + 1; // one event per new registration
       const a = arrival(seq);
       const all =
@@ -77,6 +83,7 @@ export async function fanOut({ url, watcherCounts = [0, 1, 10, 100], registers =
       latencies.push(t1 - t0);
       if (all) delivered.push(a.last - t0);
     }
+    const cpu = cpu0 === undefined ? undefined : cpuMs(pids()) - cpu0;
     for (const s of sockets) s.close();
     latencies.sort((a, b) => a - b);
     delivered.sort((a, b) => a - b);
@@ -85,10 +92,11 @@ export async function fanOut({ url, watcherCounts = [0, 1, 10, 100], registers =
       registers,
       p50Ms: round(pct(latencies, 50)),
       p99Ms: round(pct(latencies, 99)),
+      ...(cpu === undefined ? {} : { workerdCpuMsPerRegister: round(cpu / registers) }),
       ...(watchers > 0 ? { deliveredP50Ms: round(pct(delivered, 50)), deliveredP99Ms: round(pct(delivered, 99)) } : {}),
     };
     log(
-      `fan-out: ${watchers} watchers: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms`,
+      `fan-out: ${watchers} watchers: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, workerd CPU ${row.workerdCpuMsPerRegister ?? "-"} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms`,
     );
     if (warmed) rows.push(row);
     warmed = true;
@@ -101,7 +109,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const bundle = buildBundle();
   const w = await startWorkerd({ bundle });
   try {
-    const rows = await fanOut({ url: w.url, registers: quick ? 50 : 200, log: console.error });
+    const rows = await fanOut({ url: w.url, pids: w.pids, registers: quick ? 50 : 200, log: console.error });
     console.log(JSON.stringify(rows, null, 2));
   } finally {
     await w.stop();

@@ -579,7 +579,7 @@ async function watchFanOut(results, bundle) {
   log("fan-out: RegisterNamespace in a scope watched by 0, 1, 10 and 100 sockets");
   const w = await startWorkerd({ bundle });
   cleanups.push(() => w.stop());
-  const rows = await fanOut({ url: w.url, registers: QUICK ? 30 : 300, log });
+  const rows = await fanOut({ url: w.url, pids: w.pids, registers: QUICK ? 30 : 300, log });
   // relaySeen holds the relay-side benchmarks of issue 12; fanOut is one key of it.
   results.relaySeen = { ...results.relaySeen };
   results.relaySeen.fanOut = {
