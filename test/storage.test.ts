@@ -119,6 +119,9 @@ const PATH_PLANS = {
   mappingPut: "write",
   // SQLite empties the one-row table without reading it.
   mappingDelete: "write",
+  untoldAdd: "write",
+  untoldList: { scan: "the scopes a path left and not yet told: a handful at most, all of them wanted" },
+  untoldDone: "index",
 } as const satisfies Record<keyof typeof PATH_SQL, Expect>;
 
 const DIRECTORY_PLANS = {

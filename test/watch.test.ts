@@ -4,12 +4,14 @@
 // the last; the sequence survives a restart; bad requests are refused before
 // the upgrade with the right code and change nothing. Lapses run the
 // RelayObject's alarm by hand, as in lifetimes.test.ts.
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { Code } from "@connectrpc/connect";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import type { RelayObject } from "../src/objects/relay.js";
+import { ScopeObject } from "../src/objects/scope.js";
 import { relayStub, scopeStub } from "../src/objects/stubs.js";
 import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, workerFetch } from "./client.js";
-import { snapshot } from "./hardening.js";
+import { codeOf, snapshot } from "./hardening.js";
 import { inv, plain, type Watcher, watch, watchRequest } from "./watch-client.js";
 
 /** LEASE_TTL_MS of vitest.config.ts. */
@@ -111,6 +113,42 @@ describe("watch channel: events", () => {
     await admin.deletePath({ path });
     expect(plain(await two.w.next())).toEqual(inv(two.seq + 2, { paths: [path] }));
     await one.w.quiet();
+  });
+});
+
+describe("watch channel: a path's old scope is told even after a failed call", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("PutPath that could not tell the scope the path left tells it on the retry; DeletePath likewise", async () => {
+    const s1 = freshScope("w-retry1");
+    const s2 = freshScope("w-retry2");
+    const path = `/w-retry-${crypto.randomUUID().slice(0, 8)}`;
+    const admin = adminClient();
+    await admin.putPath({ path, scope: s1, permissions: 1 });
+    const one = await watching(s1);
+    const two = await watching(s2);
+    // The old scope is unreachable once.
+    vi.spyOn(ScopeObject.prototype, "deletePath").mockImplementationOnce(() => {
+      throw new Error("scope unreachable");
+    });
+    expect(await codeOf(admin.putPath({ path, scope: s2, permissions: 1 }))).not.toBe("ok");
+    await one.w.quiet();
+    // The operator retries: the PathObject already maps the path to s2, and still tells s1.
+    await admin.putPath({ path, scope: s2, permissions: 1 });
+    expect(plain(await one.w.next())).toEqual(inv(one.seq + 1, { paths: [path] }));
+    expect(plain(await two.w.next())).toEqual(inv(two.seq + 1, { paths: [path] }));
+    expect((await admin.describeScope({ scope: s1 })).paths.map((p) => p.path)).toEqual([]);
+    // DeletePath: the same, the retry answering NOT_FOUND (the mapping is gone) after telling s2.
+    vi.spyOn(ScopeObject.prototype, "deletePath").mockImplementationOnce(() => {
+      throw new Error("scope unreachable");
+    });
+    expect(await codeOf(admin.deletePath({ path }))).not.toBe("ok");
+    await two.w.quiet();
+    expect(await codeOf(admin.deletePath({ path }))).toBe(Code.NotFound);
+    expect(plain(await two.w.next())).toEqual(inv(two.seq + 2, { paths: [path] }));
+    expect((await admin.describeScope({ scope: s2 })).paths).toEqual([]);
   });
 });
 
