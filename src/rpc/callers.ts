@@ -5,12 +5,14 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { bearerToken, requireAdmin } from "../auth/bearer.js";
 import { tokenSecrets, verifyRelayClaims } from "../auth/relay-token.js";
+import { enforceRateLimit, relayBucket } from "../auth/rate-limit.js";
 import { MAX_EPOCH_CHARS } from "../model/validate.js";
 import type { Caller } from "./context.js";
 
 const EPOCH_HEADER = "moq-relay-epoch";
 
-export async function relayCaller(request: Request, env: Env): Promise<Caller> {
+/** `method` is the method name the path asks for (rate limits count Heartbeat apart). */
+export async function relayCaller(request: Request, env: Env, method: string): Promise<Caller> {
   if (!env.TOKEN_SECRET) {
     throw new ConnectError("relay tokens cannot be verified: TOKEN_SECRET is not set", Code.Unavailable);
   }
@@ -19,10 +21,12 @@ export async function relayCaller(request: Request, env: Env): Promise<Caller> {
   if (epoch !== undefined && (epoch === "" || epoch.length > MAX_EPOCH_CHARS)) {
     throw new ConnectError(`${EPOCH_HEADER} header must be 1 to ${MAX_EPOCH_CHARS} characters`, Code.InvalidArgument);
   }
+  await enforceRateLimit(env, relayBucket(method), relay, `relay ${relay}`);
   return { relay, epoch, scopes, readOnly };
 }
 
 export async function adminCaller(request: Request, env: Env): Promise<undefined> {
-  await requireAdmin(request.headers, env.ADMIN_TOKEN);
+  const who = await requireAdmin(request.headers, env);
+  await enforceRateLimit(env, "admin", who, `the ${who} admin token`);
   return undefined;
 }
