@@ -42,6 +42,8 @@ export default defineConfig({
             MAX_LIST_TRACKS: "4",
             TOKEN_SECRET_PREVIOUS: "test-token-secret-previous",
             ADMIN_TOKEN_PREVIOUS: "test-admin-token-previous",
+            // Every call re-reads the revocation list: a revocation served by another isolate shows at once.
+            REVOCATION_REFRESH_MS: "0",
           }),
         ],
         test: { name: "config", include: ["test/config/**/*.test.ts"] },

@@ -30,4 +30,6 @@ export interface Env extends RateLimitEnv {
   MAX_TRACKS_PER_RELAY?: string;
   MAX_SUBSCRIPTIONS_PER_RELAY?: string;
   MAX_LIST_TRACKS?: string;
+  /** How stale an isolate's copy of the revoked relay tokens may be, in ms (auth/revocation.ts; default 10000). */
+  REVOCATION_REFRESH_MS?: string;
 }
