@@ -33,6 +33,6 @@ describe("revocation list refresh", () => {
     await dir.revoke("https://refresh-version.example.com/", Date.now());
     const next = await dir.revocations(list?.version ?? -1);
     expect(next?.version).toBe((list?.version ?? 0) + 1);
-    expect(new Map(next?.entries).has("https://refresh-version.example.com/")).toBe(true);
+    expect(next?.entries.map(([url]) => url)).toContain("https://refresh-version.example.com/");
   });
 });
