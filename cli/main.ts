@@ -172,6 +172,23 @@ export function buildProgram(): Command {
       }
     });
 
+  token
+    .command("revoke")
+    .description("revoke every token of a relay minted until now and remove its rows from every scope (mint a new one to readmit it)")
+    .argument("<relay-url>", "the relay's public https URL, as its tokens were minted for")
+    .action(async (relayUrl: string, _o: unknown, cmd: Command) => {
+      const opts = globals(cmd);
+      const res = await adminClient(opts).revokeRelayToken({ relayUrl });
+      const revokedBefore = new Date(Number(res.revokedBeforeMs)).toISOString();
+      print(
+        opts,
+        () =>
+          `revoked tokens made up to ${revokedBefore}; ${res.rowsRemoved} rows removed` +
+          (res.purgePending ? " (some scopes unreachable: purged within the lease TTL)" : ""),
+        () => ({ revokedBeforeMs: String(res.revokedBeforeMs), rowsRemoved: String(res.rowsRemoved), purgePending: res.purgePending }),
+      );
+    });
+
   const scope = program.command("scope").description("scopes: configuration and contents");
   scope
     .command("set")

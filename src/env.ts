@@ -2,8 +2,10 @@ import type { ScopeObject } from "./objects/scope.js";
 import type { RelayObject } from "./objects/relay.js";
 import type { PathObject } from "./objects/path.js";
 import type { DirectoryObject } from "./objects/directory.js";
+import type { RateLimitEnv } from "./auth/rate-limit.js";
 
-export interface Env {
+/** Bindings and variables; the rate-limit ones are in auth/rate-limit.ts. */
+export interface Env extends RateLimitEnv {
   SCOPES: DurableObjectNamespace<ScopeObject>;
   RELAYS: DurableObjectNamespace<RelayObject>;
   PATHS: DurableObjectNamespace<PathObject>;
@@ -13,6 +15,8 @@ export interface Env {
   METRICS?: AnalyticsEngineDataset;
   /** Bearer token of the AdminService. Unset = admin calls refused. */
   ADMIN_TOKEN?: string;
+  /** The admin token ADMIN_TOKEN replaced: still accepted until it is removed (rotation, SECURITY.md). */
+  ADMIN_TOKEN_PREVIOUS?: string;
   /** HMAC secret that signs relay tokens. Unset = relay calls refused. */
   TOKEN_SECRET?: string;
   /** The secret TOKEN_SECRET replaced: its tokens still verify until it is removed (rotation, SECURITY.md). */
@@ -28,4 +32,6 @@ export interface Env {
   MAX_LIST_TRACKS?: string;
   /** Watch sockets open at once per scope (default 10000). */
   MAX_WATCHERS_PER_SCOPE?: string;
+  /** How stale an isolate's copy of the revoked relay tokens may be, in ms (auth/revocation.ts; default 10000). */
+  REVOCATION_REFRESH_MS?: string;
 }

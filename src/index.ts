@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { ConnectError } from "@connectrpc/connect";
 import type { Env } from "./env.js";
 import { requireAdmin } from "./auth/bearer.js";
+import { enforceRateLimit } from "./auth/rate-limit.js";
 import { AdminService } from "./gen/moqworker/v1/admin_pb.js";
 import { CoordinatorService } from "./gen/moqworker/v1/coordinator_pb.js";
 import { adminService } from "./rpc/admin.js";
@@ -20,7 +21,11 @@ export { DirectoryObject } from "./objects/directory.js";
 
 const app = new Hono<{ Bindings: Env }>();
 
-app.onError((err) => connectErrorResponse(ConnectError.from(err)));
+app.onError((err) => {
+  const e = ConnectError.from(err);
+  // With the error's headers: a rate limit's Retry-After.
+  return connectErrorResponse(e, undefined, new Headers(e.metadata));
+});
 
 app.get("/healthz", (c) => c.text("ok"));
 
@@ -28,7 +33,8 @@ app.get("/healthz", (c) => c.text("ok"));
 // asks for the admin token itself; /metrics is admin-only.
 app.get("/", () => dashboardResponse());
 app.get("/metrics", async (c) => {
-  await requireAdmin(c.req.raw.headers, c.env.ADMIN_TOKEN);
+  const who = await requireAdmin(c.req.raw.headers, c.env);
+  await enforceRateLimit(c.env, "admin", who, `the ${who} admin token`);
   return c.body(rpcMetrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 

@@ -296,9 +296,9 @@ describe("token claims: allowed scopes and read-only", () => {
     const err = await errorOf(a.createRelayToken({ relayUrl: "https://r.example.com", scopes: many }));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toBe("scopes: has 33 entries, more than 32");
-    // A token minted without claims stays unrestricted (backward compatible).
+    // A token minted without claims stays unrestricted (backward compatible); iat_ms only dates it (revocation).
     const { token } = await a.createRelayToken({ relayUrl: "https://plain.example.com" });
     const claims = decodeJwt(token).payload;
-    expect(Object.keys(claims).sort()).toEqual(["aud", "iat", "sub"]);
+    expect(Object.keys(claims).sort()).toEqual(["aud", "iat", "iat_ms", "sub"]);
   });
 });

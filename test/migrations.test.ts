@@ -188,7 +188,7 @@ describe("migrating databases the code before versions left (commit 3864184)", (
       scopes: ["scope:a", "unscoped"],
     });
     // The retired epoch is still refused.
-    expect(await stub.enlist(relayUrl, "scope:a", "e1")).toMatchObject({ ok: false });
+    expect(await stub.enlist(relayUrl, "scope:a", "e1", Date.now())).toMatchObject({ ok: false });
     expect(await versionOf(stub)).toBe(RELAY_MIGRATIONS.length);
   });
 

@@ -112,6 +112,8 @@ const RELAY_PLANS = {
   retiredTrim: { scan: RETIRED_SMALL },
   retiredPurged: { scan: RETIRED_SMALL },
   purgePending: { scan: RETIRED_SMALL },
+  revocationGet: "index",
+  revocationPut: "write",
 } as const satisfies Record<keyof typeof RELAY_SQL, Expect>;
 
 const PATH_PLANS = {
@@ -137,6 +139,12 @@ const DIRECTORY_PLANS = {
   prune: "index",
   oldestLeft: "index",
   oldestExpiry: "index",
+  revokedFind: "index",
+  revokedPut: "write",
+  revokedCount: { scan: "the count of the whole table, against MAX_REVOKED_RELAYS on a revocation" },
+  revokedAll: { scan: "the answer is the whole list, which an isolate reads only when its version changed" },
+  revokedVersionGet: "index",
+  revokedVersionBump: "write",
 } as const satisfies Record<keyof typeof DIRECTORY_SQL, Expect>;
 
 type Case = { name: string; sql: string; expect: Expect };

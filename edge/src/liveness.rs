@@ -161,6 +161,9 @@ pub(crate) async fn recover_on_demand(inner: Arc<Inner>) {
 
 /// Whether a failed re-registration may succeed later on its own.
 fn transient(err: &RpcError) -> bool {
+    if rate_limited(err) {
+        return true;
+    }
     match err.code() {
         None => true,
         Some(code) => matches!(
@@ -174,6 +177,13 @@ fn transient(err: &RpcError) -> bool {
                 | Code::Aborted
         ),
     }
+}
+
+/// A refusal by the Worker's rate limit (coordinator.proto: RESOURCE_EXHAUSTED,
+/// "rate limit exceeded"): it lifts when the window ends, unlike a quota's,
+/// so the re-registration backs off and tries again.
+fn rate_limited(err: &RpcError) -> bool {
+    matches!(err, RpcError::Status { code: Code::ResourceExhausted, message, .. } if message.starts_with("rate limit exceeded"))
 }
 
 /// Re-asserts one key if a local holder still wants it; `Ok(false)` when
@@ -301,6 +311,13 @@ mod tests {
         assert!(transient(&status(Code::Unavailable)));
         assert!(!transient(&status(Code::AlreadyExists)));
         assert!(!transient(&status(Code::PermissionDenied)));
+        // A quota refusal stays; a rate-limit refusal lifts with its window.
+        assert!(!transient(&status(Code::ResourceExhausted)));
+        assert!(transient(&RpcError::Status {
+            method: "RegisterNamespace",
+            code: Code::ResourceExhausted,
+            message: "rate limit exceeded: too many calls from relay https://r.example/ (relay bucket); retry after 10 s".into(),
+        }));
         assert!(transient(&RpcError::Timeout {
             method: "RegisterNamespace",
             after: Duration::from_secs(1)

@@ -17,12 +17,25 @@ export async function secretsEqual(a: string, b: string): Promise<boolean> {
   return crypto.subtle.timingSafeEqual(ha, hb);
 }
 
-export async function requireAdmin(headers: Headers, adminToken: string | undefined): Promise<void> {
-  if (!adminToken) {
+/** Which admin token a caller presented: the current one, or the one it replaced during a rotation. */
+export type AdminIdentity = "current" | "previous";
+
+/**
+ * Checks the admin bearer token against ADMIN_TOKEN and, during a rotation,
+ * ADMIN_TOKEN_PREVIOUS (SECURITY.md "Rotating the admin token"); returns which
+ * one matched. Both are compared every time, so timing tells nothing either.
+ */
+export async function requireAdmin(headers: Headers, env: { ADMIN_TOKEN?: string; ADMIN_TOKEN_PREVIOUS?: string }): Promise<AdminIdentity> {
+  if (!env.ADMIN_TOKEN) {
     throw new ConnectError("admin API disabled: set the ADMIN_TOKEN secret (wrangler secret put ADMIN_TOKEN)", Code.PermissionDenied);
   }
   const presented = bearerToken(headers);
-  if (!(await secretsEqual(presented, adminToken))) {
-    throw new ConnectError("admin token rejected", Code.Unauthenticated);
-  }
+  const previous = env.ADMIN_TOKEN_PREVIOUS;
+  const [isCurrent, isPrevious] = await Promise.all([
+    secretsEqual(presented, env.ADMIN_TOKEN),
+    previous ? secretsEqual(presented, previous) : Promise.resolve(false),
+  ]);
+  if (isCurrent) return "current";
+  if (isPrevious) return "previous";
+  throw new ConnectError("admin token rejected", Code.Unauthenticated);
 }

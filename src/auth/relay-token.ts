@@ -2,6 +2,9 @@
 // URL. Verifying needs no storage. Rotating TOKEN_SECRET revokes every token.
 // Optional claims narrow a token (SECURITY.md): `scp` lists the only scopes it
 // may act in, `ro` forbids publishing. Tokens without them are unrestricted.
+// `iat_ms` is when it was made, in ms: revoking a relay's tokens refuses those
+// made up to that instant (auth/revocation.ts), and a token made a moment
+// later must not share a second with them. Tokens without it count from `iat`.
 import { sign, verify } from "hono/jwt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setBounded } from "./bounded-cache.js";
@@ -25,6 +28,8 @@ export interface RelayClaims {
   scopes?: string[];
   /** May not publish (register namespaces or tracks). */
   readOnly?: boolean;
+  /** When the token was made (ms since the epoch; 0 if it does not say): revocation compares it. */
+  issuedAtMs: number;
 }
 
 export interface Restrictions {
@@ -38,12 +43,14 @@ export async function mintRelayToken(
   ttlSeconds?: number,
   restrict: Restrictions = {},
 ): Promise<MintedToken> {
-  const now = Math.floor(Date.now() / 1000);
+  const nowMs = Date.now();
+  const now = Math.floor(nowMs / 1000);
   const exp = ttlSeconds === undefined ? undefined : now + ttlSeconds;
   const claims = {
     sub: relayUrl,
     aud: AUDIENCE,
     iat: now,
+    iat_ms: nowMs,
     ...(exp === undefined ? {} : { exp }),
     ...(restrict.scopes?.length ? { scp: restrict.scopes } : {}),
     ...(restrict.readOnly ? { ro: true } : {}),
@@ -109,7 +116,7 @@ async function verifyUncached(keys: readonly string[], token: string): Promise<{
   if (typeof payload.sub !== "string" || payload.sub === "") {
     throw new ConnectError("relay token has no relay URL", Code.Unauthenticated);
   }
-  const { scp, ro } = payload;
+  const { scp, ro, iat, iat_ms } = payload;
   // A claim we cannot read must not widen the token: refuse it outright.
   if (scp !== undefined && !(Array.isArray(scp) && scp.length > 0 && scp.every((s) => typeof s === "string"))) {
     throw new ConnectError("relay token has a malformed scope claim", Code.Unauthenticated);
@@ -117,9 +124,15 @@ async function verifyUncached(keys: readonly string[], token: string): Promise<{
   if (ro !== undefined && typeof ro !== "boolean") {
     throw new ConnectError("relay token has a malformed read-only claim", Code.Unauthenticated);
   }
+  if (iat_ms !== undefined && !(typeof iat_ms === "number" && Number.isSafeInteger(iat_ms) && iat_ms >= 0)) {
+    throw new ConnectError("relay token has a malformed iat_ms claim", Code.Unauthenticated);
+  }
+  // Without iat_ms, the start of its iat second; without either, the beginning of time (any revocation covers it).
+  const issuedAtMs = typeof iat_ms === "number" ? iat_ms : typeof iat === "number" && Number.isFinite(iat) ? Math.max(0, iat * 1000) : 0;
   // Shared by every call that presents this token: frozen.
   const claims: RelayClaims = Object.freeze({
     relay: payload.sub,
+    issuedAtMs,
     ...(scp === undefined ? {} : { scopes: Object.freeze([...(scp as string[])]) as string[] }),
     ...(ro ? { readOnly: true } : {}),
   });

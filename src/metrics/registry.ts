@@ -20,6 +20,8 @@ interface MethodStats {
 
 export class RpcMetrics {
   private methods = new Map<string, MethodStats>();
+  /** Calls refused by a rate limit, by bucket (auth/rate-limit.ts). */
+  private rateLimited = new Map<string, number>();
   readonly startedAt = Date.now();
 
   record(service: string, method: string, code: string, seconds: number): void {
@@ -33,6 +35,10 @@ export class RpcMetrics {
     for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) stats.buckets[i]++;
     stats.count++;
     stats.sumSeconds += seconds;
+  }
+
+  refused(bucket: string): void {
+    this.rateLimited.set(bucket, (this.rateLimited.get(bucket) ?? 0) + 1);
   }
 
   /** Prometheus text format, version 0.0.4. */
@@ -71,6 +77,13 @@ export class RpcMetrics {
       out.push(`moq_worker_rpc_duration_seconds_bucket{${labels(key, ',le="+Inf"')}} ${s.count}`);
       out.push(`moq_worker_rpc_duration_seconds_sum{${labels(key)}} ${s.sumSeconds}`);
       out.push(`moq_worker_rpc_duration_seconds_count{${labels(key)}} ${s.count}`);
+    }
+    out.push(
+      "# HELP moq_worker_rate_limited_total Calls this isolate refused with RESOURCE_EXHAUSTED for a rate limit, by bucket (relay, heartbeat, admin).",
+      "# TYPE moq_worker_rate_limited_total counter",
+    );
+    for (const [bucket, n] of [...this.rateLimited.entries()].sort()) {
+      out.push(`moq_worker_rate_limited_total{bucket="${escapeLabel(bucket)}"} ${n}`);
     }
     out.push(
       "# HELP moq_worker_isolate_start_time_seconds When this isolate's counters started (they restart with it).",

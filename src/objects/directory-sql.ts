@@ -35,6 +35,14 @@ ALTER TABLE relays ADD COLUMN scope_count INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS relays_up ON relays (expires_at) WHERE up = 1;
 `,
   },
+  {
+    version: 3,
+    about: "revoked relay tokens: each relay's cut-off, and a version isolates compare to re-read the list only when it changed",
+    up: `
+CREATE TABLE IF NOT EXISTS revoked (url TEXT PRIMARY KEY, before_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revoked_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+`,
+  },
 ]);
 
 export const DIRECTORY_SQL = {
@@ -59,6 +67,15 @@ export const DIRECTORY_SQL = {
   prune: "DELETE FROM relays WHERE (up = 0 AND changed_at <= ?) OR (up = 1 AND expires_at > 0 AND expires_at <= ?)",
   oldestLeft: "SELECT min(changed_at) AS t FROM relays WHERE up = 0",
   oldestExpiry: "SELECT min(expires_at) AS t FROM relays WHERE up = 1 AND expires_at > 0",
+  revokedFind: "SELECT before_ms FROM revoked WHERE url = ?",
+  /** A cut-off never moves back. */
+  revokedPut: `INSERT INTO revoked (url, before_ms) VALUES (?, ?)
+    ON CONFLICT (url) DO UPDATE SET before_ms = max(before_ms, excluded.before_ms)`,
+  revokedCount: "SELECT count(*) AS n FROM revoked",
+  revokedAll: "SELECT url, before_ms FROM revoked",
+  revokedVersionGet: "SELECT version FROM revoked_version WHERE id = 1",
+  revokedVersionBump: `INSERT INTO revoked_version (id, version) VALUES (1, 1)
+    ON CONFLICT (id) DO UPDATE SET version = version + 1`,
 } as const;
 
 /** The directory_listing table of a ScopeObject or RelayObject (DirectoryListing). */

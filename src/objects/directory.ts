@@ -5,13 +5,16 @@
 // changes epoch, addresses or scopes, lapses or shuts down, and every
 // peerRefreshMs on a heartbeat, which takes the peer list in the same call.
 // Liveness is the noted lease expiry (plus TTL/2 and one heartbeat interval of slack),
-// so a relay whose "left" note was lost ages out by itself.
+// so a relay whose "left" note was lost ages out by itself. It also keeps the
+// list of revoked relay tokens that isolates cache (auth/revocation.ts).
 import { DurableObject } from "cloudflare:workers";
+import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import { DIRECTORY_MIGRATIONS, DIRECTORY_SQL, LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { listedScopeName, type Scope } from "./scope-name.js";
+import { fail, ok, type Outcome } from "./types.js";
 
 /** A relay that left is listed this long after, then forgotten. */
 export const RELAY_RETENTION_MS = 24 * 3600 * 1000;
@@ -19,6 +22,15 @@ export const RELAY_RETENTION_MS = 24 * 3600 * 1000;
 /** How long past its noted lease expiry the directory still counts a relay alive: half the TTL plus one heartbeat interval. */
 export function directorySlackMs(leaseTtlMs: number, intervalMs: number): number {
   return Math.floor(leaseTtlMs / 2) + intervalMs;
+}
+
+/** At most this many relays with revoked tokens (each isolate holds the list in memory). */
+export const MAX_REVOKED_RELAYS = 10_000;
+
+/** The revoked relays and their cut-offs (tokens made up to before_ms are refused), at a version. */
+export interface RevocationList {
+  version: number;
+  entries: [url: string, beforeMs: number][];
 }
 
 /** At most this many peers in a heartbeat reply (ordered by URL). */
@@ -148,6 +160,38 @@ export class DirectoryObject extends DurableObject<Env> {
     }));
     const total = this.sql.exec(DIRECTORY_SQL.relayCount).one().n as number;
     return { relays: relays.slice(0, limit), more: relays.length > limit, total };
+  }
+
+  /**
+   * Revokes the relay's tokens made up to `beforeMs`. RESOURCE_EXHAUSTED,
+   * storing nothing, if the relay is new to a list of MAX_REVOKED_RELAYS.
+   */
+  revoke(url: string, beforeMs: number): Outcome<{ version: number }> {
+    const known = this.sql.exec(DIRECTORY_SQL.revokedFind, url).toArray().length > 0;
+    if (!known && (this.sql.exec(DIRECTORY_SQL.revokedCount).one().n as number) >= MAX_REVOKED_RELAYS) {
+      return fail(
+        Code.ResourceExhausted,
+        `relay_url: ${MAX_REVOKED_RELAYS} relays are revoked already; rotate TOKEN_SECRET to revoke every token at once (SECURITY.md)`,
+      );
+    }
+    this.sql.exec(DIRECTORY_SQL.revokedPut, url, beforeMs);
+    this.sql.exec(DIRECTORY_SQL.revokedVersionBump);
+    return ok({ version: this.revokedVersion() });
+  }
+
+  /** The revocation list, unless the caller's copy is of this version already (then null). */
+  revocations(known: number): RevocationList | null {
+    const version = this.revokedVersion();
+    if (version === known) return null;
+    const entries = this.sql
+      .exec(DIRECTORY_SQL.revokedAll)
+      .toArray()
+      .map((r) => [r.url as string, r.before_ms as number] as [string, number]);
+    return { version, entries };
+  }
+
+  private revokedVersion(): number {
+    return (this.sql.exec(DIRECTORY_SQL.revokedVersionGet).toArray()[0]?.version as number | undefined) ?? 0;
   }
 
   /** Forgets relays that left, or whose lease ran out unnoted, more than RELAY_RETENTION_MS ago. */

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     about: "state_lost: this epoch's rows were purged (or the relay was unknown) and no heartbeat has said so yet",
     up: "ALTER TABLE lease ADD COLUMN state_lost INTEGER NOT NULL DEFAULT 0",
   },
+  {
+    version: 3,
+    about: "revocation: the relay's tokens made up to before_ms are refused (AdminService.RevokeRelayToken)",
+    up: "CREATE TABLE IF NOT EXISTS revocation (id INTEGER PRIMARY KEY CHECK (id = 1), before_ms INTEGER NOT NULL)",
+  },
 ]);
 
 export const RELAY_SQL = {
@@ -59,4 +64,8 @@ export const RELAY_SQL = {
   retiredTrim: "DELETE FROM retired WHERE epoch IN (SELECT epoch FROM retired ORDER BY retired_at DESC LIMIT -1 OFFSET ?)",
   retiredPurged: "UPDATE retired SET purged = 1 WHERE purged = 0",
   purgePending: "SELECT 1 FROM retired WHERE purged = 0 LIMIT 1",
+  revocationGet: "SELECT before_ms FROM revocation WHERE id = 1",
+  /** Never moves back: a late, older revocation does not re-admit tokens a newer one refused. */
+  revocationPut: `INSERT INTO revocation (id, before_ms) VALUES (1, ?)
+    ON CONFLICT (id) DO UPDATE SET before_ms = max(before_ms, excluded.before_ms)`,
 } as const;

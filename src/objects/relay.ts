@@ -14,6 +14,7 @@ import type { ScopeObject } from "./scope.js";
 import { scopeFromObjectName } from "./scope-name.js";
 import { directoryStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
+import { revokedMessage } from "../auth/revocation.js";
 
 /** Replaced epochs remembered; a process older than that many restarts is not expected back. */
 const RETIRED_KEPT = 16;
@@ -65,6 +66,12 @@ export interface LeaseView {
   scopes: string[];
 }
 
+/** What a revocation did: rows removed now, and whether some scope is still to purge (the alarm retries). */
+export interface Revoked {
+  removed: number;
+  purgePending: boolean;
+}
+
 /** What a scope learns when it enlists a relay. */
 export interface Enlisted {
   epoch: string;
@@ -102,10 +109,14 @@ export class RelayObject extends DurableObject<Env> {
   private noting: Promise<void> | null = null;
   private noteAgain = false;
 
+  /** Tokens of this relay made up to this instant (ms) are refused; null = none revoked. */
+  private revokedBefore: number | null;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     migrate(ctx.storage, RELAY_MIGRATIONS);
+    this.revokedBefore = (this.sql.exec(RELAY_SQL.revocationGet).toArray()[0]?.before_ms as number | undefined) ?? null;
   }
 
   /**
@@ -113,9 +124,9 @@ export class RelayObject extends DurableObject<Env> {
    * the lease if it is not open (a write proves the relay alive). An open
    * lease is not extended: only heartbeats keep a relay alive.
    */
-  enlist(url: string, scopeName: string, epoch?: string): Promise<Outcome<Enlisted>> {
+  enlist(url: string, scopeName: string, epoch: string | undefined, issuedAtMs: number): Promise<Outcome<Enlisted>> {
     return this.serial(async () => {
-      const refused = this.refuseRetired(epoch);
+      const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
       const { lease, changed } = await this.touch(url, epoch, undefined, false);
       const added = this.sql.exec(RELAY_SQL.scopeAdd, scopeName).rowsWritten > 0;
@@ -131,9 +142,9 @@ export class RelayObject extends DurableObject<Env> {
    * notes this relay there, at most every peerRefreshMs (or at once when the
    * relay appears, changes epoch or addresses); otherwise from memory.
    */
-  async heartbeat(url: string, epoch: string, addrs: string[]): Promise<Outcome<BeatReply>> {
+  async heartbeat(url: string, epoch: string, addrs: string[], issuedAtMs: number): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
-      const refused = this.refuseRetired(epoch);
+      const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
       const before = this.lease();
       const { changed } = await this.touch(url, epoch, addrs, true);
@@ -167,6 +178,38 @@ export class RelayObject extends DurableObject<Env> {
       await this.ctx.storage.deleteAlarm();
       await this.noteNow();
       return removed;
+    });
+  }
+
+  /**
+   * An operator revoked this relay's tokens made up to `beforeMs`: from now on
+   * they open no lease here (heartbeats and first writes in a scope are
+   * refused), and the relay's rows go from every scope, as on Shutdown. A
+   * scope that cannot be reached now is purged by the alarm, as on a lapse.
+   */
+  revoke(beforeMs: number): Promise<Revoked> {
+    return this.serial(async () => {
+      this.sql.exec(RELAY_SQL.revocationPut, beforeMs);
+      this.revokedBefore = Math.max(this.revokedBefore ?? beforeMs, beforeMs);
+      const lease = this.lease();
+      if (!lease) return { removed: 0, purgePending: false };
+      // A relay back with a new token must re-register (its heartbeat answers state_lost).
+      this.sql.exec(RELAY_SQL.stateLostMark);
+      const now = Date.now();
+      this.sql.exec(RELAY_SQL.leaseExpiresPut, Math.min(lease.expiresAt, now));
+      let removed = 0;
+      let purgePending = false;
+      try {
+        removed = await this.purgeAll(lease.url);
+        await this.ctx.storage.deleteAlarm();
+      } catch (err) {
+        // The lease has ended: the alarm's lapse path purges what is left.
+        console.warn(`relay object: revocation purge incomplete, retried in ${PURGE_RETRY_MS} ms: ${String(err)}`);
+        purgePending = true;
+        await this.ctx.storage.setAlarm(now + PURGE_RETRY_MS);
+      }
+      await this.noteNow();
+      return { removed, purgePending };
     });
   }
 
@@ -284,6 +327,11 @@ export class RelayObject extends DurableObject<Env> {
     const failed = results.filter((r) => r.status === "rejected");
     for (const f of failed) console.warn(`relay object: a scope call failed: ${String((f as PromiseRejectedResult).reason)}`);
     return failed.length;
+  }
+
+  private refuseRevoked(url: string, issuedAtMs: number): Outcome<never> | null {
+    if (this.revokedBefore === null || issuedAtMs > this.revokedBefore) return null;
+    return fail(Code.Unauthenticated, revokedMessage(url, this.revokedBefore));
   }
 
   private refuseRetired(epoch: string | undefined): Outcome<never> | null {

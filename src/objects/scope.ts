@@ -377,7 +377,7 @@ export class ScopeObject extends DurableObject<Env> {
     if (known && Date.now() < until && (w.epoch === undefined || w.epoch === known.epoch)) {
       return { epoch: known.epoch, addrs: known.addrs, expiresAt: until, asked: false };
     }
-    const answer = await relayStub(this.env, w.relay).enlist(w.relay, scopeObjectName(scope), w.epoch);
+    const answer = await relayStub(this.env, w.relay).enlist(w.relay, scopeObjectName(scope), w.epoch, w.issuedAtMs);
     if (!answer.ok) return answer as Refusal;
     const { epoch } = answer.value;
     // The RelayObject has already purged or relabelled this scope (it calls

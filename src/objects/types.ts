@@ -10,6 +10,8 @@ export interface RelayRef {
 export interface Writer {
   relay: string;
   epoch?: string;
+  /** When the caller's token was made (ms): its RelayObject refuses a revoked one. */
+  issuedAtMs: number;
 }
 
 /** CoordinatorContext of the call. */

@@ -1,17 +1,18 @@
-// AdminService: relay tokens, scope config and connection paths.
+// AdminService: relay tokens (and their revocation), scope config and connection paths.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { AdminService } from "../gen/moqworker/v1/admin_pb.js";
 import { Permissions, ScopeConfigSchema } from "../gen/moqworker/v1/coordinator_pb.js";
 import { isRelayLinkPath, RELAY_LINK_PREFIX } from "../auth/relay-link.js";
 import { mintRelayToken } from "../auth/relay-token.js";
+import { noteRevoked } from "../auth/revocation.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
 import type { Env } from "../env.js";
-import { envOf } from "./convert.js";
+import { envOf, unwrap } from "./convert.js";
 import { describeScope } from "./describe.js";
 import { listRelays, listScopes } from "./relays.js";
-import { directoryStub, pathStub, scopeStub } from "../objects/stubs.js";
+import { directoryStub, pathStub, relayStub, scopeStub } from "../objects/stubs.js";
 
 const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
 const MAX_TOKEN_SCOPES = 32;
@@ -55,6 +56,19 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     }
     const minted = await mintRelayToken(env.TOKEN_SECRET, relayUrl, req.ttlSeconds, { scopes, readOnly: req.readOnly });
     return { token: minted.token, expiresAtMs: minted.expiresAtMs === undefined ? undefined : BigInt(minted.expiresAtMs) };
+  },
+
+  async revokeRelayToken(req, ctx) {
+    const env = envOf(ctx);
+    const relayUrl = checkRelayUrl("relay_url", req.relayUrl);
+    const beforeMs = Date.now();
+    // The directory first: isolates learn of it from there; then this isolate; then the relay's own object, which purges.
+    unwrap(await directoryStub(env).revoke(relayUrl, beforeMs));
+    noteRevoked(relayUrl, beforeMs);
+    const { removed, purgePending } = await relayStub(env, relayUrl).revoke(beforeMs);
+    // A token minted after this answer must be newer than the cut-off (the runtime's clock moves across I/O).
+    if (Date.now() <= beforeMs) await scheduler.wait(1);
+    return { revokedBeforeMs: BigInt(beforeMs), rowsRemoved: BigInt(removed), purgePending };
   },
 
   async putScopeConfig(req, ctx) {

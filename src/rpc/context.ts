@@ -13,5 +13,7 @@ export interface Caller {
   scopes?: readonly string[];
   /** From the token: the caller may not publish. */
   readOnly?: boolean;
+  /** From the token: when it was made (ms); a revocation refuses tokens made up to its instant. */
+  issuedAtMs: number;
 }
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "calling relay" });

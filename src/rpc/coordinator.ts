@@ -196,7 +196,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
       throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${caller.epoch}'`);
     }
     const relay = relayStub(env, caller.relay);
-    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs));
+    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs));
   },
 
   async shutdown(_req, ctx) {

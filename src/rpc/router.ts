@@ -59,8 +59,12 @@ export interface RpcService {
   prefix: string;
   /** Unary methods by name. */
   methods: Map<string, Spec>;
-  /** The caller of a request (undefined for admin calls), or throws UNAUTHENTICATED / PERMISSION_DENIED. */
-  authenticate(request: Request, env: Env): Promise<Caller | undefined>;
+  /**
+   * The caller of a request (undefined for admin calls), or throws
+   * UNAUTHENTICATED / PERMISSION_DENIED, or RESOURCE_EXHAUSTED past its rate
+   * limit. `method` is the name the path asks for (it may not exist).
+   */
+  authenticate(request: Request, env: Env, method: string): Promise<Caller | undefined>;
 }
 
 export function rpcService<S extends DescService>(service: S, impl: ServiceImpl<S>, authenticate: RpcService["authenticate"]): RpcService {
@@ -134,7 +138,8 @@ function decode(spec: Spec, binary: boolean, bytes: Uint8Array) {
 /** Serves one Connect call to `path` (a URL path under `service.prefix`). */
 export async function serveRpc(service: RpcService, path: string, request: Request, env: Env): Promise<Response> {
   const started = performance.now();
-  const spec = service.methods.get(path.slice(service.prefix.length));
+  const method = path.slice(service.prefix.length);
+  const spec = service.methods.get(method);
   let code = "ok";
   let ctx: HandlerContext | undefined;
   try {
@@ -148,7 +153,7 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
       return res;
     }
     const bytes = await readBody(request);
-    const caller = await service.authenticate(request, env);
+    const caller = await service.authenticate(request, env, method);
     // After authentication: without credentials a caller learns nothing about which methods exist.
     if (!spec) throw new ConnectError(`no such method: ${path}`, Code.Unimplemented);
     const header = request.headers;

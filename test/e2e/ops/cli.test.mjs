@@ -58,6 +58,24 @@ describe("moq-worker CLI", () => {
     assertOneLineError(await admin(["token", "create", "ftp://relay"]), /invalid_argument/, /relay_url/);
   });
 
+  it("token revoke refuses the relay's tokens and removes its rows; a new token works", async () => {
+    const scope = unique("cli-revoke");
+    const url = "https://relay-revoked.example.com";
+    const token = (await admin(["token", "create", url])).stdout.trim();
+    const body = { scope, namespace: { fields: [btoa("live")] } };
+    await call(w.url, "CoordinatorService", "RegisterNamespace", body, token);
+    const res = await admin(["--json", "token", "revoke", url]);
+    assert.equal(res.code, 0, res.stderr);
+    const out = JSON.parse(res.stdout);
+    assert.equal(out.rowsRemoved, "1");
+    assert.equal(out.purgePending, false);
+    await assert.rejects(call(w.url, "CoordinatorService", "Lookup", body, token), { code: "unauthenticated" });
+    const again = (await admin(["token", "create", url])).stdout.trim();
+    await assert.rejects(call(w.url, "CoordinatorService", "Lookup", body, again), { code: "not_found" });
+    assert.match((await admin(["token", "revoke", url])).stdout, /^revoked tokens made up to \S+; 0 rows removed\n$/);
+    assertOneLineError(await admin(["token", "revoke", "not-a-url"]), /invalid_argument/, /relay_url/);
+  });
+
   it("token create --scope/--read-only mints a token limited to those scopes and to reading", async () => {
     const [mine, other] = [unique("cli-limited"), unique("cli-other")];
     const res = await admin(["token", "create", "https://relay-limited.example.com", "--scope", mine, "--read-only"]);

@@ -12,10 +12,14 @@
 // ties what it writes to its current process (see Heartbeat).
 //
 // Errors every call may return, before its own:
-//   UNAUTHENTICATED     no bearer token, or one that is forged, expired, or
-//                       signed with a retired secret.
+//   UNAUTHENTICATED     no bearer token, or one that is forged, expired,
+//                       signed with a retired secret, or revoked
+//                       (AdminService.RevokeRelayToken; "relay token revoked").
 //   UNAVAILABLE         the Worker has no TOKEN_SECRET to verify tokens with.
-//   RESOURCE_EXHAUSTED  the request body is larger than MAX_BODY_BYTES (64 KiB).
+//   RESOURCE_EXHAUSTED  the request body is larger than MAX_BODY_BYTES (64 KiB);
+//                       or the relay is past its rate limit (message "rate limit
+//                       exceeded", Retry-After header in seconds). Heartbeats
+//                       have their own limit: other calls never use it up.
 //   INVALID_ARGUMENT    a body that does not decode, an unsupported
 //                       content type, or a malformed Moq-Relay-Epoch header.
 //   PERMISSION_DENIED   the token is limited to scopes and the call names
