@@ -9,6 +9,7 @@ import { normalizeConnectionPath } from "../model/path.js";
 import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
 import { envOf } from "./convert.js";
 import { describeScope } from "./describe.js";
+import { getNetwork } from "./network.js";
 import { listRelays, listScopes } from "./relays.js";
 import { directoryStub, pathStub, scopeStub } from "../objects/stubs.js";
 
@@ -97,5 +98,9 @@ export const adminService: ServiceImpl<typeof AdminService> = {
 
   async listScopes(req, ctx) {
     return listScopes(envOf(ctx), req);
+  },
+
+  async getNetwork(req, ctx) {
+    return getNetwork(envOf(ctx), req);
   },
 };

@@ -13,9 +13,9 @@
 // @generated from file moqworker/v1/admin.proto (package moqworker.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Namespace, Permissions, RelayInfo, ScopeConfig } from "./coordinator_pb.js";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Namespace, Permissions, PulledTrack, RelayInfo, ScopeConfig } from "./coordinator_pb.js";
 import { file_moqworker_v1_coordinator } from "./coordinator_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/admin.proto.
  */
 export const file_moqworker_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlEKFVB1dFNjb3BlQ29uZmlnUmVxdWVzdBINCgVzY29wZRgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWciGAoWUHV0U2NvcGVDb25maWdSZXNwb25zZSJdCg5QdXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBXNjb3BlGAIgASgJEi4KC3Blcm1pc3Npb25zGAMgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIh8KD1B1dFBhdGhSZXNwb25zZRIMCgRwYXRoGAEgASgJIiEKEURlbGV0ZVBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkiFAoSRGVsZXRlUGF0aFJlc3BvbnNlIkkKCVBhdGhFbnRyeRIMCgRwYXRoGAEgASgJEi4KC3Blcm1pc3Npb25zGAIgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIn8KD05hbWVzcGFjZVJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAMgASgEIokBCgtUcmFja1JlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEgwKBG5hbWUYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYBCABKAQihQEKG05hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBInCgZwcmVmaXgYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAMgASgEIsEBChdUcmFja1N1YnNjcmlwdGlvblJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAQgASgEEhoKDWV4cGlyZXNfYXRfbXMYBSABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJbChREZXNjcmliZVNjb3BlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9zY29wZSLxAgoVRGVzY3JpYmVTY29wZVJlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZxImCgVwYXRocxgCIAMoCzIXLm1vcXdvcmtlci52MS5QYXRoRW50cnkSMQoKbmFtZXNwYWNlcxgDIAMoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VSZWNvcmQSKQoGdHJhY2tzGAQgAygLMhkubW9xd29ya2VyLnYxLlRyYWNrUmVjb3JkEkoKF25hbWVzcGFjZV9zdWJzY3JpcHRpb25zGAUgAygLMikubW9xd29ya2VyLnYxLk5hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBJCChN0cmFja19zdWJzY3JpcHRpb25zGAYgAygLMiUubW9xd29ya2VyLnYxLlRyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgHIAEoCSLFAQoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJEiEKFGxhc3RfaGVhcnRiZWF0X2F0X21zGAcgASgESACIAQESEwoLc2NvcGVfY291bnQYCCABKA1CFwoVX2xhc3RfaGVhcnRiZWF0X2F0X21zIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJImcKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNMuMECgxBZG1pblNlcnZpY2USYQoQQ3JlYXRlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVzcG9uc2USWwoOUHV0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVzcG9uc2USRgoHUHV0UGF0aBIcLm1vcXdvcmtlci52MS5QdXRQYXRoUmVxdWVzdBodLm1vcXdvcmtlci52MS5QdXRQYXRoUmVzcG9uc2USTwoKRGVsZXRlUGF0aBIfLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVxdWVzdBogLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVzcG9uc2USWAoNRGVzY3JpYmVTY29wZRIiLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVxdWVzdBojLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVzcG9uc2USTwoKTGlzdFJlbGF5cxIfLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVzcG9uc2USTwoKTGlzdFNjb3BlcxIfLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVzcG9uc2ViBnByb3RvMw", [file_moqworker_v1_coordinator]);
+  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlEKFVB1dFNjb3BlQ29uZmlnUmVxdWVzdBINCgVzY29wZRgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWciGAoWUHV0U2NvcGVDb25maWdSZXNwb25zZSJdCg5QdXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBXNjb3BlGAIgASgJEi4KC3Blcm1pc3Npb25zGAMgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIh8KD1B1dFBhdGhSZXNwb25zZRIMCgRwYXRoGAEgASgJIiEKEURlbGV0ZVBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkiFAoSRGVsZXRlUGF0aFJlc3BvbnNlIkkKCVBhdGhFbnRyeRIMCgRwYXRoGAEgASgJEi4KC3Blcm1pc3Npb25zGAIgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIn8KD05hbWVzcGFjZVJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAMgASgEIokBCgtUcmFja1JlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEgwKBG5hbWUYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYBCABKAQihQEKG05hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBInCgZwcmVmaXgYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAMgASgEIsEBChdUcmFja1N1YnNjcmlwdGlvblJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAQgASgEEhoKDWV4cGlyZXNfYXRfbXMYBSABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJbChREZXNjcmliZVNjb3BlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9zY29wZSLxAgoVRGVzY3JpYmVTY29wZVJlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZxImCgVwYXRocxgCIAMoCzIXLm1vcXdvcmtlci52MS5QYXRoRW50cnkSMQoKbmFtZXNwYWNlcxgDIAMoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VSZWNvcmQSKQoGdHJhY2tzGAQgAygLMhkubW9xd29ya2VyLnYxLlRyYWNrUmVjb3JkEkoKF25hbWVzcGFjZV9zdWJzY3JpcHRpb25zGAUgAygLMikubW9xd29ya2VyLnYxLk5hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBJCChN0cmFja19zdWJzY3JpcHRpb25zGAYgAygLMiUubW9xd29ya2VyLnYxLlRyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgHIAEoCSLFAQoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJEiEKFGxhc3RfaGVhcnRiZWF0X2F0X21zGAcgASgESACIAQESEwoLc2NvcGVfY291bnQYCCABKA1CFwoVX2xhc3RfaGVhcnRiZWF0X2F0X21zIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJImcKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNIjEKEUdldE5ldHdvcmtSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQFCCAoGX3Njb3BlIrEBCgtOZXR3b3JrTGluaxIQCghmcm9tX3VybBgBIAEoCRIOCgZ0b191cmwYAiABKAkSEgoFc2NvcGUYAyABKAlIAIgBARImCgVzdGF0ZRgEIAEoDjIXLm1vcXdvcmtlci52MS5MaW5rU3RhdGUSKQoGdHJhY2tzGAUgAygLMhkubW9xd29ya2VyLnYxLlB1bGxlZFRyYWNrEg8KB2lkbGVfbXMYBiABKARCCAoGX3Njb3BlIoEBChBOZXR3b3JrTmFtZXNwYWNlEhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIQCghob3N0X3VybBgDIAEoCRIRCglwdWxsZWRfYnkYBCADKAlCCAoGX3Njb3BlIr8BChJHZXROZXR3b3JrUmVzcG9uc2USKQoGcmVsYXlzGAEgAygLMhkubW9xd29ya2VyLnYxLlJlbGF5UmVjb3JkEigKBWxpbmtzGAIgAygLMhkubW9xd29ya2VyLnYxLk5ldHdvcmtMaW5rEjIKCm5hbWVzcGFjZXMYAyADKAsyHi5tb3F3b3JrZXIudjEuTmV0d29ya05hbWVzcGFjZRIRCgl0cnVuY2F0ZWQYBCABKAgSDQoFYXRfbXMYBSABKAQqWAoJTGlua1N0YXRlEhoKFkxJTktfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1MSU5LX1NUQVRFX1VQEAESHAoYTElOS19TVEFURV9VUFNUUkVBTV9ET1dOEAIytAUKDEFkbWluU2VydmljZRJhChBDcmVhdGVSZWxheVRva2VuEiUubW9xd29ya2VyLnYxLkNyZWF0ZVJlbGF5VG9rZW5SZXF1ZXN0GiYubW9xd29ya2VyLnYxLkNyZWF0ZVJlbGF5VG9rZW5SZXNwb25zZRJbCg5QdXRTY29wZUNvbmZpZxIjLm1vcXdvcmtlci52MS5QdXRTY29wZUNvbmZpZ1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXNwb25zZRJGCgdQdXRQYXRoEhwubW9xd29ya2VyLnYxLlB1dFBhdGhSZXF1ZXN0Gh0ubW9xd29ya2VyLnYxLlB1dFBhdGhSZXNwb25zZRJPCgpEZWxldGVQYXRoEh8ubW9xd29ya2VyLnYxLkRlbGV0ZVBhdGhSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkRlbGV0ZVBhdGhSZXNwb25zZRJYCg1EZXNjcmliZVNjb3BlEiIubW9xd29ya2VyLnYxLkRlc2NyaWJlU2NvcGVSZXF1ZXN0GiMubW9xd29ya2VyLnYxLkRlc2NyaWJlU2NvcGVSZXNwb25zZRJPCgpMaXN0UmVsYXlzEh8ubW9xd29ya2VyLnYxLkxpc3RSZWxheXNSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RSZWxheXNSZXNwb25zZRJPCgpMaXN0U2NvcGVzEh8ubW9xd29ya2VyLnYxLkxpc3RTY29wZXNSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RTY29wZXNSZXNwb25zZRJPCgpHZXROZXR3b3JrEh8ubW9xd29ya2VyLnYxLkdldE5ldHdvcmtSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkdldE5ldHdvcmtSZXNwb25zZWIGcHJvdG8z", [file_moqworker_v1_coordinator]);
 
 /**
  * CreateRelayToken's request.
@@ -688,6 +688,198 @@ export const ListScopesResponseSchema: GenMessage<ListScopesResponse> = /*@__PUR
   messageDesc(file_moqworker_v1_admin, 19);
 
 /**
+ * GetNetwork's request.
+ *
+ * @generated from message moqworker.v1.GetNetworkRequest
+ */
+export type GetNetworkRequest = Message<"moqworker.v1.GetNetworkRequest"> & {
+  /**
+   * Only links and namespaces of this scope; absent = every scope ("" is
+   * INVALID_ARGUMENT; the unscoped space cannot be picked alone).
+   *
+   * @generated from field: optional string scope = 1;
+   */
+  scope?: string | undefined;
+};
+
+/**
+ * Describes the message moqworker.v1.GetNetworkRequest.
+ * Use `create(GetNetworkRequestSchema)` to create a new message.
+ */
+export const GetNetworkRequestSchema: GenMessage<GetNetworkRequest> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 20);
+
+/**
+ * A relay-to-relay link: `from` pulls media from `to` in a scope.
+ *
+ * @generated from message moqworker.v1.NetworkLink
+ */
+export type NetworkLink = Message<"moqworker.v1.NetworkLink"> & {
+  /**
+   * @generated from field: string from_url = 1;
+   */
+  fromUrl: string;
+
+  /**
+   * @generated from field: string to_url = 2;
+   */
+  toUrl: string;
+
+  /**
+   * Absent = unscoped.
+   *
+   * @generated from field: optional string scope = 3;
+   */
+  scope?: string | undefined;
+
+  /**
+   * @generated from field: moqworker.v1.LinkState state = 4;
+   */
+  state: LinkState;
+
+  /**
+   * As the puller reported them (UpstreamLink.tracks).
+   *
+   * @generated from field: repeated moqworker.v1.PulledTrack tracks = 5;
+   */
+  tracks: PulledTrack[];
+
+  /**
+   * As the puller reported it, at its last report.
+   *
+   * @generated from field: uint64 idle_ms = 6;
+   */
+  idleMs: bigint;
+};
+
+/**
+ * Describes the message moqworker.v1.NetworkLink.
+ * Use `create(NetworkLinkSchema)` to create a new message.
+ */
+export const NetworkLinkSchema: GenMessage<NetworkLink> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 21);
+
+/**
+ * A namespace placed on the relay that hosts it.
+ *
+ * @generated from message moqworker.v1.NetworkNamespace
+ */
+export type NetworkNamespace = Message<"moqworker.v1.NetworkNamespace"> & {
+  /**
+   * Absent = unscoped.
+   *
+   * @generated from field: optional string scope = 1;
+   */
+  scope?: string | undefined;
+
+  /**
+   * @generated from field: moqworker.v1.Namespace namespace = 2;
+   */
+  namespace?: Namespace | undefined;
+
+  /**
+   * @generated from field: string host_url = 3;
+   */
+  hostUrl: string;
+
+  /**
+   * Relays that reported pulling a track under it from its host, by URL.
+   *
+   * @generated from field: repeated string pulled_by = 4;
+   */
+  pulledBy: string[];
+};
+
+/**
+ * Describes the message moqworker.v1.NetworkNamespace.
+ * Use `create(NetworkNamespaceSchema)` to create a new message.
+ */
+export const NetworkNamespaceSchema: GenMessage<NetworkNamespace> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 22);
+
+/**
+ * GetNetwork's answer: the relays, their links and where namespaces live.
+ *
+ * @generated from message moqworker.v1.GetNetworkResponse
+ */
+export type GetNetworkResponse = Message<"moqworker.v1.GetNetworkResponse"> & {
+  /**
+   * Every listed relay (as ListRelays, up to MAX_NETWORK_RELAYS = 1000).
+   *
+   * @generated from field: repeated moqworker.v1.RelayRecord relays = 1;
+   */
+  relays: RelayRecord[];
+
+  /**
+   * Links reported by alive relays, ordered by (from, to, scope).
+   *
+   * @generated from field: repeated moqworker.v1.NetworkLink links = 2;
+   */
+  links: NetworkLink[];
+
+  /**
+   * Namespaces of up to the first 100 scopes by name, up to 100 per scope.
+   *
+   * @generated from field: repeated moqworker.v1.NetworkNamespace namespaces = 3;
+   */
+  namespaces: NetworkNamespace[];
+
+  /**
+   * True when a cap above left relays, scopes or namespaces out.
+   *
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
+
+  /**
+   * Unix milliseconds of the answer.
+   *
+   * @generated from field: uint64 at_ms = 5;
+   */
+  atMs: bigint;
+};
+
+/**
+ * Describes the message moqworker.v1.GetNetworkResponse.
+ * Use `create(GetNetworkResponseSchema)` to create a new message.
+ */
+export const GetNetworkResponseSchema: GenMessage<GetNetworkResponse> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 23);
+
+/**
+ * The state of a relay-to-relay link, as GetNetwork sees it.
+ *
+ * @generated from enum moqworker.v1.LinkState
+ */
+export enum LinkState {
+  /**
+   * @generated from enum value: LINK_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Both relays are alive.
+   *
+   * @generated from enum value: LINK_STATE_UP = 1;
+   */
+  UP = 1,
+
+  /**
+   * The upstream relay is not alive (or not listed); the puller has not yet
+   * heard that it left (it drops the link within about a lease TTL).
+   *
+   * @generated from enum value: LINK_STATE_UPSTREAM_DOWN = 2;
+   */
+  UPSTREAM_DOWN = 2,
+}
+
+/**
+ * Describes the enum moqworker.v1.LinkState.
+ */
+export const LinkStateSchema: GenEnum<LinkState> = /*@__PURE__*/
+  enumDesc(file_moqworker_v1_admin, 0);
+
+/**
  * Relay credentials, scope settings, connection paths, and read-only views of
  * what relays hold. Every call is safe to retry: the writes are idempotent
  * (PutScopeConfig and PutPath set a value; CreateRelayToken mints a new,
@@ -784,6 +976,22 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListScopesRequestSchema;
     output: typeof ListScopesResponseSchema;
+  },
+  /**
+   * The network as a picture: relays, the relay-to-relay links alive relays
+   * report in their heartbeats (HeartbeatRequest.activity), and each
+   * namespace on its hosting relay with the relays that pull it. One read of
+   * the directory plus one DescribeScope-sized read per scope shown.
+   * Reported activity lags by up to half a lease TTL (it reaches the
+   * directory with the relay's periodic note). Errors: INVALID_ARGUMENT for a
+   * bad scope. Read-only.
+   *
+   * @generated from rpc moqworker.v1.AdminService.GetNetwork
+   */
+  getNetwork: {
+    methodKind: "unary";
+    input: typeof GetNetworkRequestSchema;
+    output: typeof GetNetworkResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_moqworker_v1_admin, 0);
