@@ -224,6 +224,8 @@ describe("migrating databases the code before versions left (commit 3864184)", (
           scopeCount: 0,
           firstSeenAt: 12,
           changedAt: 13,
+          // Step 4: no activity reported yet.
+          activity: null,
         },
       ],
       more: false,

@@ -100,6 +100,7 @@ const RELAY_PLANS = {
   leaseGet: "index",
   leasePut: "write",
   leaseExpiresPut: "index",
+  activityPut: "index",
   stateLostMark: "index",
   stateLostClear: "index",
   scopeAdd: "write",

@@ -28,6 +28,7 @@ use crate::liveness;
 use crate::peers::{PeerTagger, Peers};
 use crate::proto;
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
+use crate::upstreams::Upstreams;
 
 pub const COORDINATOR_SERVICE: &str = "moqworker.v1.CoordinatorService";
 /// Header carrying the relay's boot epoch on every call.
@@ -101,6 +102,8 @@ pub(crate) struct Inner {
     /// Wakes the recovery task (a heartbeat reply said `state_lost`).
     pub(crate) recover: Notify,
     pub(crate) recoveries: StdMutex<Vec<Recovery>>,
+    /// Upstream links handed to the relay, reported with each heartbeat.
+    pub(crate) upstreams: Upstreams,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -294,6 +297,7 @@ impl Inner {
         let req = proto::HeartbeatRequest {
             epoch: self.epoch.clone(),
             addrs: self.addrs.clone(),
+            activity: Some(self.upstreams.report()),
         };
         self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
             .await
@@ -327,6 +331,7 @@ impl WorkerCoordinator {
             fatal: watch::Sender::new(None),
             recover: Notify::new(),
             recoveries: StdMutex::new(Vec::new()),
+            upstreams: Upstreams::default(),
         });
 
         let deadline = inner.rpc.policy().deadline;
@@ -614,8 +619,11 @@ impl Coordinator for WorkerCoordinator {
         };
         let resp: proto::LookupResponse =
             self.inner.call_msg("Lookup", &req).await.map_err(map_err)?;
+        let origin = origin_from(resp.origin)?;
+        // The relay dials this URL next (a FETCH).
+        self.inner.upstreams.used(scope, &origin.url(), None);
         // No dedicated client: the relay dials with its own endpoint.
-        Ok((origin_from(resp.origin)?, None))
+        Ok((origin, None))
     }
 
     async fn lookup_track(
@@ -636,7 +644,13 @@ impl Coordinator for WorkerCoordinator {
             .call_msg("LookupTrack", &req)
             .await
             .map_err(map_err)?;
-        Ok((origin_from(resp.origin)?, None))
+        let origin = origin_from(resp.origin)?;
+        // moq-relay-ietf asks this once per SUBSCRIBE it routes upstream.
+        let fields = fields_of(namespace);
+        self.inner
+            .upstreams
+            .used(scope, &origin.url(), Some((&fields, track)));
+        Ok((origin, None))
     }
 
     async fn shutdown(&self) -> CoordinatorResult<()> {
@@ -668,6 +682,9 @@ impl Coordinator for WorkerCoordinator {
             .into_iter()
             .map(relay_from)
             .collect::<CoordinatorResult<Vec<_>>>()?;
+        for relay in &upstream {
+            self.inner.upstreams.used(scope, &relay.url, None);
+        }
         Ok(NamespaceSubscription::new(upstream, lease))
     }
 

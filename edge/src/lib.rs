@@ -7,6 +7,7 @@
 //! - [`proto`] holds the types generated from `../schema` at build time.
 //! - [`tls`] makes a self-signed certificate for local relays.
 //! - [`peers`] recognises sessions from other relays (the connection tagger).
+//! - `upstreams` keeps the relay-to-relay links it reports in heartbeats.
 //! - [`Fatal`] is how the coordinator tells its embedder to stop.
 
 pub mod coordinator;
@@ -16,6 +17,7 @@ mod liveness;
 pub mod peers;
 pub mod rpc;
 pub mod tls;
+mod upstreams;
 
 /// Messages of `moqworker.v1`, generated from `schema/` by build.rs.
 pub mod proto {

@@ -66,6 +66,12 @@ fn retry_after(failures: u32, interval: Duration) -> Duration {
 impl Inner {
     /// Take in a heartbeat reply: peers, and recovery if state was lost.
     fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
+        // Links to relays that left are not reported any more; a lease's
+        // grace covers a new relay the peer list does not show yet.
+        self.upstreams.keep_live(
+            resp.peers.iter().map(|p| p.url.as_str()),
+            Duration::from_millis(resp.lease_ttl_ms as u64),
+        );
         let changed = self.peers.set_live(
             resp.peers
                 .iter()

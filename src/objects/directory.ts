@@ -11,6 +11,7 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
+import type { ActivityNote } from "../model/activity.js";
 import { DIRECTORY_MIGRATIONS, DIRECTORY_SQL, LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { listedScopeName, type Scope } from "./scope-name.js";
@@ -51,6 +52,8 @@ export interface DirectoryRelay {
   scopeCount: number;
   firstSeenAt: number;
   changedAt: number;
+  /** Its reported upstream links as last noted; null when none (or not alive). */
+  activity: ActivityNote | null;
 }
 
 /** What a RelayObject tells the directory about its relay: the whole entry, as of `at`. */
@@ -65,6 +68,8 @@ export interface RelayNote {
   lastBeatAt: number | null;
   scopes: string[];
   scopeCount: number;
+  /** HeartbeatRequest.activity as the relay object keeps it; null once the lease ended. Optional for notes from older code. */
+  activity?: ActivityNote | null;
 }
 
 /** A live relay, as a heartbeat reply lists it. */
@@ -116,6 +121,7 @@ export class DirectoryObject extends DurableObject<Env> {
       note.lastBeatAt,
       JSON.stringify(note.scopes),
       note.scopeCount,
+      note.activity ? JSON.stringify(note.activity) : null,
     );
     await this.schedulePrune();
   }
@@ -146,18 +152,23 @@ export class DirectoryObject extends DurableObject<Env> {
         ? this.sql.exec(DIRECTORY_SQL.relaysFirst, limit + 1)
         : this.sql.exec(DIRECTORY_SQL.relaysAfter, after, limit + 1);
     const liveSince = this.liveSince(Date.now());
-    const relays = cursor.toArray().map((r) => ({
-      url: r.url as string,
-      epoch: r.epoch as string,
-      alive: r.up === 1 && (r.expires_at as number) > liveSince,
-      addrs: JSON.parse(r.addrs as string) as string[],
-      expiresAt: r.expires_at as number,
-      lastBeatAt: r.last_beat_at as number | null,
-      scopes: JSON.parse(r.scopes as string) as string[],
-      scopeCount: r.scope_count as number,
-      firstSeenAt: r.first_seen_at as number,
-      changedAt: r.changed_at as number,
-    }));
+    const relays = cursor.toArray().map((r) => {
+      const alive = r.up === 1 && (r.expires_at as number) > liveSince;
+      return {
+        url: r.url as string,
+        epoch: r.epoch as string,
+        alive,
+        addrs: JSON.parse(r.addrs as string) as string[],
+        expiresAt: r.expires_at as number,
+        lastBeatAt: r.last_beat_at as number | null,
+        scopes: JSON.parse(r.scopes as string) as string[],
+        scopeCount: r.scope_count as number,
+        firstSeenAt: r.first_seen_at as number,
+        changedAt: r.changed_at as number,
+        // A relay that is not alive pulls nothing, whatever it last said.
+        activity: alive && r.activity !== null ? (JSON.parse(r.activity as string) as ActivityNote) : null,
+      };
+    });
     const total = this.sql.exec(DIRECTORY_SQL.relayCount).one().n as number;
     return { relays: relays.slice(0, limit), more: relays.length > limit, total };
   }

@@ -39,10 +39,17 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     about: "revocation: the relay's tokens made up to before_ms are refused (AdminService.RevokeRelayToken)",
     up: "CREATE TABLE IF NOT EXISTS revocation (id INTEGER PRIMARY KEY CHECK (id = 1), before_ms INTEGER NOT NULL)",
   },
+  {
+    version: 4,
+    about: "activity: the relay's last reported upstream links (HeartbeatRequest.activity), JSON; NULL = none",
+    up: "ALTER TABLE lease ADD COLUMN activity TEXT",
+  },
 ]);
 
 export const RELAY_SQL = {
-  leaseGet: "SELECT url, epoch, addrs, expires_at, last_beat_at, state_lost FROM lease WHERE id = 1",
+  leaseGet: "SELECT url, epoch, addrs, expires_at, last_beat_at, state_lost, activity FROM lease WHERE id = 1",
+  /** Replaced by every heartbeat; cleared when the lease ends (lapse, shutdown). */
+  activityPut: "UPDATE lease SET activity = ? WHERE id = 1",
   /** A renewal keeps the last heartbeat's time unless this call is one. */
   leasePut: `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at, state_lost) VALUES (1, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,

@@ -7,6 +7,7 @@ import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
+import type { ActivityNote } from "../model/activity.js";
 import type { PeerRelay, RelayNote } from "./directory.js";
 import { migrate } from "./migrations.js";
 import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
@@ -87,6 +88,7 @@ interface Lease {
   expiresAt: number;
   lastBeatAt: number | null;
   stateLost: boolean;
+  activity: ActivityNote | null;
 }
 
 type ScopeStub = DurableObjectStub<ScopeObject>;
@@ -142,12 +144,14 @@ export class RelayObject extends DurableObject<Env> {
    * notes this relay there, at most every peerRefreshMs (or at once when the
    * relay appears, changes epoch or addresses); otherwise from memory.
    */
-  async heartbeat(url: string, epoch: string, addrs: string[], issuedAtMs: number): Promise<Outcome<BeatReply>> {
+  async heartbeat(url: string, epoch: string, addrs: string[], issuedAtMs: number, activity?: ActivityNote): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
       const before = this.lease();
       const { changed } = await this.touch(url, epoch, addrs, true);
+      // Kept with the lease; the directory hears of it with the next periodic note.
+      this.sql.exec(RELAY_SQL.activityPut, activity === undefined ? null : JSON.stringify(activity));
       // No record at all, or this epoch's rows purged since its last beat.
       const stateLost = before === undefined || this.lease()?.stateLost === true;
       if (stateLost) this.sql.exec(RELAY_SQL.stateLostClear);
@@ -175,6 +179,7 @@ export class RelayObject extends DurableObject<Env> {
       this.sql.exec(RELAY_SQL.stateLostMark);
       const removed = await this.purgeAll(lease.url);
       this.sql.exec(RELAY_SQL.leaseExpiresPut, Date.now());
+      this.sql.exec(RELAY_SQL.activityPut, null);
       await this.ctx.storage.deleteAlarm();
       await this.noteNow();
       return removed;
@@ -239,6 +244,8 @@ export class RelayObject extends DurableObject<Env> {
       }
       // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
       this.sql.exec(RELAY_SQL.stateLostMark);
+      // What it reported pulling ends with the lease.
+      this.sql.exec(RELAY_SQL.activityPut, null);
       try {
         await this.purgeAll(lease.url);
       } catch (err) {
@@ -368,6 +375,7 @@ export class RelayObject extends DurableObject<Env> {
       expiresAt: row.expires_at as number,
       lastBeatAt: row.last_beat_at as number | null,
       stateLost: row.state_lost === 1,
+      activity: row.activity === null ? null : (JSON.parse(row.activity as string) as ActivityNote),
     };
   }
 
@@ -391,6 +399,7 @@ export class RelayObject extends DurableObject<Env> {
         .toArray()
         .map((r) => r.name as string),
       scopeCount: this.sql.exec(RELAY_SQL.scopeCount).one().n as number,
+      activity: lease.expiresAt > now ? lease.activity : null,
     };
   }
 

@@ -11,6 +11,7 @@ import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
 import type { Env } from "../env.js";
 import { envOf, unwrap } from "./convert.js";
 import { describeScope } from "./describe.js";
+import { getNetwork } from "./network.js";
 import { listRelays, listScopes } from "./relays.js";
 import { directoryStub, pathStub, relayStub, scopeStub } from "../objects/stubs.js";
 
@@ -127,5 +128,9 @@ export const adminService: ServiceImpl<typeof AdminService> = {
 
   async listScopes(req, ctx) {
     return listScopes(envOf(ctx), req);
+  },
+
+  async getNetwork(req, ctx) {
+    return getNetwork(envOf(ctx), req);
   },
 };

@@ -16,6 +16,7 @@ import {
 import { isRelayLinkPath, linkUrl, relayLinkPath, verifyRelayLinkPath, withoutLinkPath } from "../auth/relay-link.js";
 import { tokenSecrets } from "../auth/relay-token.js";
 import type { Env } from "../env.js";
+import { checkActivity } from "../model/activity.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
@@ -195,8 +196,9 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     if (caller.epoch !== undefined && caller.epoch !== req.epoch) {
       throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${caller.epoch}'`);
     }
+    const activity = checkActivity(req.activity);
     const relay = relayStub(env, caller.relay);
-    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs));
+    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs, activity));
   },
 
   async shutdown(_req, ctx) {

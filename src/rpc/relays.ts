@@ -10,8 +10,10 @@ import {
   type ListRelaysResponse,
   type ListScopesRequest,
   type ListScopesResponse,
+  type RelayRecord,
 } from "../gen/moqworker/v1/admin_pb.js";
 import type { Env } from "../env.js";
+import type { DirectoryRelay } from "../objects/directory.js";
 import { listedScopeName, scopeFromObjectName } from "../objects/scope-name.js";
 import { directoryStub } from "../objects/stubs.js";
 import { afterToken, decodeAfterToken, pageSize } from "./paging.js";
@@ -35,19 +37,22 @@ export async function listRelays(env: Env, req: ListRelaysRequest): Promise<List
   const after = decodeAfterToken("relays", req.pageToken);
   const { relays, more, total } = await directoryStub(env).listRelays(limit, after);
   return create(ListRelaysResponseSchema, {
-    relays: relays.map((r) =>
-      create(RelayRecordSchema, {
-        url: r.url,
-        epoch: r.epoch,
-        leaseExpiresAtMs: BigInt(r.expiresAt),
-        alive: r.alive,
-        scopes: r.scopes.map((s) => listedScopeName(scopeFromObjectName(s))).sort(),
-        scopeCount: r.scopeCount,
-        addrs: r.addrs,
-        lastHeartbeatAtMs: r.lastBeatAt === null ? undefined : BigInt(r.lastBeatAt),
-      }),
-    ),
+    relays: relays.map(relayRecord),
     nextPageToken: more ? afterToken("relays", relays[relays.length - 1].url) : "",
     total,
+  });
+}
+
+/** A directory entry as ListRelays and GetNetwork answer it. */
+export function relayRecord(r: DirectoryRelay): RelayRecord {
+  return create(RelayRecordSchema, {
+    url: r.url,
+    epoch: r.epoch,
+    leaseExpiresAtMs: BigInt(r.expiresAt),
+    alive: r.alive,
+    scopes: r.scopes.map((s) => listedScopeName(scopeFromObjectName(s))).sort(),
+    scopeCount: r.scopeCount,
+    addrs: r.addrs,
+    lastHeartbeatAtMs: r.lastBeatAt === null ? undefined : BigInt(r.lastBeatAt),
   });
 }

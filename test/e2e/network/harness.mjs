@@ -182,14 +182,14 @@ export class Subscriber {
  * relays and clients are added with `relay()`, `publish()`, `subscribe()`.
  */
 export class Stack {
-  static async start({ name = "network", vars = {}, keepLogs = process.env.KEEP_LOGS === "1" } = {}) {
+  static async start({ name = "network", vars = {}, port, keepLogs = process.env.KEEP_LOGS === "1" } = {}) {
     const stack = new Stack(mkdtempSync(join(tmpdir(), `moq-e2e-${name}-`)), keepLogs);
     installExitHandlers(stack);
     try {
       requireClock();
       ({ edge: stack.edgeBin, announced: stack.announcedBin } = edgeBinaries(stack.dir));
       stack.vars = vars;
-      stack.workerPort = await freePort();
+      stack.workerPort = port ?? (await freePort());
       await stack.startWorker();
     } catch (e) {
       await stack.close();
