@@ -26,4 +26,6 @@ export interface Env {
   MAX_TRACKS_PER_RELAY?: string;
   MAX_SUBSCRIPTIONS_PER_RELAY?: string;
   MAX_LIST_TRACKS?: string;
+  /** Calls one isolate lets wait on one scope's object before shedding with UNAVAILABLE (src/rpc/overload.ts; default 32, 0 = off). */
+  MAX_INFLIGHT_PER_SCOPE?: string;
 }
