@@ -106,6 +106,24 @@ async function edgeCall(call, onAttempt) {
   }
 }
 
+/**
+ * One relay's attempts, one after another, each call retried as edgeCall
+ * does: every attempt is an answer to count (closedLoop counts what this returns).
+ */
+function edgeLoop(call) {
+  return async () => {
+    let last;
+    await edgeCall(
+      async (timeoutMs) => {
+        last = await call(timeoutMs);
+        return last;
+      },
+      () => {},
+    );
+    return last;
+  };
+}
+
 /** The herd: BURST relays at once, each with the edge's retries; requests per second until all are done. */
 async function herd(url, token) {
   const t0 = performance.now();
@@ -150,16 +168,27 @@ async function measure(bundle, shedding) {
     await sleep(SECONDS * 1000);
     const alone = await stop();
 
-    const hotStop = closedLoop(HOT, () => lookup(w.url, token, "hot", 30_000));
+    // Relays that back off as the edge does: shedding turns into fewer calls.
+    const hotStop = closedLoop(
+      HOT,
+      edgeLoop((timeoutMs) => lookup(w.url, token, "hot", timeoutMs)),
+    );
     await sleep(1000);
     stop = closedLoop(QUIET, quietCall);
     await sleep(SECONDS * 1000);
     const loaded = await stop();
     const hot = await hotStop();
 
+    // A client that never backs off (what per-token rate limits are for).
+    const floodStop = closedLoop(HOT, () => lookup(w.url, token, "hot", 30_000));
+    await sleep(1000);
+    stop = closedLoop(QUIET, quietCall);
+    await sleep(SECONDS * 1000);
+    const flooded = await stop();
+    const flood = await floodStop();
     await sleep(1000);
     const recovery = await herd(w.url, token);
-    return { alone, loaded, hot, recovery };
+    return { alone, loaded, hot, flooded, flood, recovery };
   } finally {
     await w.stop();
   }
@@ -187,9 +216,13 @@ try {
     ["quiet, hot saturated: p50 ms", on.loaded.p50, off.loaded.p50],
     ["quiet, hot saturated: p99 ms", on.loaded.p99, off.loaded.p99],
     ["quiet p99 loaded / alone", on.loaded.p99 / on.alone.p99, off.loaded.p99 / off.alone.p99],
-    ["hot: answers/s", on.hot.rps, off.hot.rps],
-    ["hot: p99 ms (any answer)", on.hot.p99, off.hot.p99],
-    ["hot: slowest answer ms", on.hot.max, off.hot.max],
+    ["hot (edge backoff): calls/s", on.hot.rps, off.hot.rps],
+    ["hot (edge backoff): p99 ms", on.hot.p99, off.hot.p99],
+    ["hot (edge backoff): slowest ms", on.hot.max, off.hot.max],
+    ["quiet, hot flooded: p99 ms", on.flooded.p99, off.flooded.p99],
+    ["quiet p99 flooded / alone", on.flooded.p99 / on.alone.p99, off.flooded.p99 / off.alone.p99],
+    ["flood (no backoff): answers/s", on.flood.rps, off.flood.rps],
+    ["flood (no backoff): slowest ms", on.flood.max, off.flood.max],
     ["herd: attempts in all", on.recovery.attempts, off.recovery.attempts],
     ["herd: served / failed", `${on.recovery.served} / ${on.recovery.failed}`, `${off.recovery.served} / ${off.recovery.failed}`],
     ["herd: all served after ms", on.recovery.allServedMs, off.recovery.allServedMs],
@@ -200,8 +233,10 @@ try {
     console.log(
       `| ${k.padEnd(30)} | ${(typeof a === "number" ? fmt(a) : (a ?? "n/a")).padStart(21)} | ${(typeof b === "number" ? fmt(b) : (b ?? "n/a")).padStart(39)} |`,
     );
-  console.log(`\nhot answers by code, shedding on:  ${codes(on.hot.codes)}`);
-  console.log(`hot answers by code, shedding off: ${codes(off.hot.codes)}`);
+  console.log(`\nhot (edge backoff) answers by code, shedding on:  ${codes(on.hot.codes)}`);
+  console.log(`hot (edge backoff) answers by code, shedding off: ${codes(off.hot.codes)}`);
+  console.log(`flood (no backoff) answers by code, shedding on:  ${codes(on.flood.codes)}`);
+  console.log(`flood (no backoff) answers by code, shedding off: ${codes(off.flood.codes)}`);
   console.log(`herd requests per second, shedding on:  ${on.recovery.perSecond.join(" ")}`);
   console.log(`herd requests per second, shedding off: ${off.recovery.perSecond.join(" ")}`);
 } finally {

@@ -225,6 +225,19 @@ export class Checker {
     return out;
   }
 
+  /** Changes whenever any relay's state of key `id` changes. */
+  keyVersion(id) {
+    let v = 0;
+    for (const k of this.byKey.get(id)?.values() ?? []) v += k.ver + 1;
+    return v;
+  }
+
+  /** Some relay may hold key `id` (present, unknown, or a lost call on it may still land at `t`). */
+  mayBeHeld(id, t) {
+    for (const k of this.byKey.get(id)?.values() ?? []) if (k.st !== "absent" || k.settleAt > t) return true;
+    return false;
+  }
+
   stillHeld(h) {
     return h.k.ver === h.ver && !this.mayHaveLapsed(h.k.relay, Date.now());
   }

@@ -219,10 +219,17 @@ export class SimRelay {
       }
       case "lookupTrack": {
         // An exact track registration wins over the namespace's owner.
-        const trackHolders = checker.holders(`${scope}|track|${n}#${track}`, Date.now(), Date.now());
-        const expect = trackHolders.length ? trackHolders : checker.holders(`${scope}|ns|${n}`, Date.now(), Date.now());
+        // The namespace's owner is expected only if no relay may hold the track.
+        const trackId = `${scope}|track|${n}#${track}`;
+        const trackHolders = checker.holders(trackId, Date.now(), Date.now());
+        const expect =
+          trackHolders.length || checker.mayBeHeld(trackId, Date.now())
+            ? trackHolders
+            : checker.holders(`${scope}|ns|${n}`, Date.now(), Date.now());
+        const trackVersion = checker.keyVersion(trackId);
         const op = await this.read("LookupTrack", { scope, namespace: ns(n), track });
-        checker.lookup(op, scope, n, track, expect);
+        // A track registered or dropped meanwhile may decide either way.
+        checker.lookup(op, scope, n, track, checker.keyVersion(trackId) === trackVersion ? expect : []);
         return op;
       }
       case "lookupNamespaceSubscribers": {
