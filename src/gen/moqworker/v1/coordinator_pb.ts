@@ -14,7 +14,12 @@
 // Errors every call may return, before its own:
 //   UNAUTHENTICATED     no bearer token, or one that is forged, expired, or
 //                       signed with a retired secret.
-//   UNAVAILABLE         the Worker has no TOKEN_SECRET to verify tokens with.
+//   UNAVAILABLE         the Worker has no TOKEN_SECRET to verify tokens with; or
+//                       the call's scope is overloaded (more than
+//                       MAX_INFLIGHT_PER_SCOPE calls waiting on it in one
+//                       isolate, or its Durable Object is overloaded or was
+//                       reset): retry with backoff (`Retry-After` hints when).
+//                       Heartbeat and Shutdown are never refused for load.
 //   RESOURCE_EXHAUSTED  the request body is larger than MAX_BODY_BYTES (64 KiB).
 //   INVALID_ARGUMENT    a body that does not decode, an unsupported
 //                       content type, or a malformed Moq-Relay-Epoch header.
