@@ -34,4 +34,6 @@ export interface Env extends RateLimitEnv {
   MAX_WATCHERS_PER_SCOPE?: string;
   /** How stale an isolate's copy of the revoked relay tokens may be, in ms (auth/revocation.ts; default 10000). */
   REVOCATION_REFRESH_MS?: string;
+  /** Calls one isolate lets wait on one scope's object before shedding with UNAVAILABLE (src/rpc/overload.ts; default 32, 0 = off). */
+  MAX_INFLIGHT_PER_SCOPE?: string;
 }

@@ -41,12 +41,14 @@ import { enforceTokenClaims } from "../auth/claims.js";
 import type { Env } from "../env.js";
 import { recordRpc } from "../metrics/record.js";
 import { callerKey, envKey, type Caller } from "./context.js";
+import { errorOf, shedOverload } from "./overload.js";
 
 /** Largest request body accepted, checked once, before authentication and parsing. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 
-// Token claims (allowed scopes, read-only) apply to every coordinator call.
-const interceptors = [enforceTokenClaims];
+// Token claims (allowed scopes, read-only) apply to every coordinator call;
+// then a scope past its in-flight bound sheds the call (rpc/overload.ts).
+const interceptors = [enforceTokenClaims, shedOverload];
 const jsonReadOptions = { ignoreUnknownFields: false };
 
 type Spec = Extract<MethodImplSpec, { kind: "unary" }>;
@@ -179,7 +181,8 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
     headers.set("content-type", contentType);
     return new Response(body, { headers });
   } catch (e) {
-    const err = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+    // Runtime errors a retry may fix (an overloaded or reset object) are UNAVAILABLE, others INTERNAL.
+    const err = errorOf(e);
     code = codeToString(err.code);
     const headers = (ctx && responseHeaders(ctx)) || new Headers();
     if (!err.isWireError) mergeNonProtocolHeaders(headers, err.metadata);

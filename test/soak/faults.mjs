@@ -1,0 +1,119 @@
+// The Worker under test and the faults done to it: `wrangler dev` killed
+// (SIGKILL, whole process group) and restarted on the same state, frozen
+// (SIGSTOP) and resumed (SIGCONT). Keeps the timeline the checker needs:
+// when each runtime process started and ended, and when it was frozen.
+import { readFileSync } from "node:fs";
+import { startWorker } from "../e2e/lib/worker.mjs";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Wall-clock ms when a process started (from /proc, 10 ms ticks), rounded down; undefined if unknown. */
+function processStartMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))[1]);
+    return btime * 1000 + ticks * 10 - 10;
+  } catch {
+    return undefined;
+  }
+}
+
+function comm(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+export class Runtime {
+  constructor({ port, state, vars, log }) {
+    Object.assign(this, { port, state, vars, log });
+    /** Runtime lives: { start, end } (start: earliest possible start of any Durable Object in it). */
+    this.lives = [];
+    /** Freezes: { from, to }; downtimes: { from, to } (killed until healthy again). */
+    this.freezes = [];
+    this.downs = [];
+    this.faults = { kill: 0, freeze: 0 };
+    this.frozen = false;
+    this.recoveries = [];
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start() {
+    const spawned = Date.now();
+    this.worker = await startWorker({ port: this.port, persistTo: this.state, vars: this.vars, log: this.log });
+    // Objects start inside workerd, so its process start bounds their start from below.
+    const workerd = this.worker.pids().find((p) => comm(p) === "workerd");
+    const start = (workerd && processStartMs(workerd)) ?? spawned;
+    this.lives.push({ start: Math.max(start, spawned - 10), end: Number.POSITIVE_INFINITY });
+    return Date.now();
+  }
+
+  /** SIGKILL the whole process group, then start again on the same state; resolves when healthy. */
+  async killAndRestart(downMs = 0) {
+    this.faults.kill++;
+    const from = Date.now();
+    await this.worker.stop("SIGKILL");
+    this.lives.at(-1).end = Date.now();
+    if (downMs) await sleep(downMs);
+    const to = await this.start();
+    this.downs.push({ from, to });
+    return { from, to };
+  }
+
+  /** SIGSTOP every process of the runtime for `ms`, then SIGCONT. */
+  async freeze(ms) {
+    this.faults.freeze++;
+    const pids = this.worker.pids();
+    const from = Date.now();
+    this.frozen = true;
+    this.frozenSince = from;
+    for (const p of pids) signal(p, "SIGSTOP");
+    await sleep(ms);
+    for (const p of pids) signal(p, "SIGCONT");
+    this.frozen = false;
+    const to = Date.now();
+    this.freezes.push({ from, to });
+    return { from, to };
+  }
+
+  /** Unavailable (killed or frozen) at time t, or during [a, b]. */
+  unavailable(a, b = a) {
+    return [...this.downs, ...this.freezes].some((w) => w.from <= b && a <= w.to) || (this.frozen && b >= this.frozenSince);
+  }
+
+  /** ms of [a, b] the runtime was killed or frozen. */
+  unavailableMs(a, b) {
+    let t = 0;
+    for (const w of [...this.downs, ...this.freezes]) t += Math.max(0, Math.min(b, w.to) - Math.max(a, w.from));
+    return t;
+  }
+
+  /**
+   * Could a lease renewed no later than `from` have lapsed (its alarm run)
+   * before `to`? A RelayObject purges only at an alarm with the lease expired,
+   * and never before it has been up one TTL (restart grace), so inside each
+   * runtime life the lapse needs `ttl` past both `from` and the life's start.
+   */
+  couldLapse(from, to, ttl) {
+    return this.lives.some((life, i) => {
+      const start = i === 0 ? Number.NEGATIVE_INFINITY : life.start;
+      return Math.min(to, life.end) > Math.max(from, start) + ttl;
+    });
+  }
+
+  stop() {
+    return this.worker?.stop();
+  }
+}
+
+function signal(pid, sig) {
+  try {
+    process.kill(pid, sig);
+  } catch {}
+}
