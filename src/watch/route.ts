@@ -32,7 +32,7 @@ export async function watchRoute(request: Request, env: Env): Promise<Response> 
 
 async function upgrade(request: Request, env: Env): Promise<Response> {
   // Who first: nothing about the scope is said to a caller without a token.
-  const caller = await relayCaller(request, env);
+  const caller = await relayCaller(request, env, "Watch");
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     throw invalid("upgrade", "GET /v1/watch must be a WebSocket upgrade (Upgrade: websocket)");
   }

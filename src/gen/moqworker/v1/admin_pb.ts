@@ -1,10 +1,14 @@
 // Operator API of moq-worker (the CLI, the dashboard and scripts use it).
 //
-// Callers present `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant
-// time. Errors every call may return, before its own:
+// Callers present `Authorization: Bearer <ADMIN_TOKEN>` (or, during a
+// rotation, ADMIN_TOKEN_PREVIOUS), compared in constant time. Errors every
+// call may return, before its own:
 //   PERMISSION_DENIED   the Worker has no ADMIN_TOKEN: the admin API is off.
-//   UNAUTHENTICATED     no bearer token, or not the admin token.
-//   RESOURCE_EXHAUSTED  the request body is larger than 64 KiB.
+//   UNAUTHENTICATED     no bearer token, or neither admin token.
+//   RESOURCE_EXHAUSTED  the request body is larger than 64 KiB; or the admin
+//                       token presented is past its rate limit (ADMIN_RATE_LIMIT):
+//                       the answer has a Retry-After header (seconds) and the
+//                       message says "rate limit exceeded" and when to retry.
 //   INVALID_ARGUMENT    a body that does not decode, or an unsupported content type.
 // INVALID_ARGUMENT messages start with the offending field's name (nested
 // ones as `config.origin_fallback`), and a refused call changes nothing.
@@ -23,7 +27,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/admin.proto.
  */
 export const file_moqworker_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlEKFVB1dFNjb3BlQ29uZmlnUmVxdWVzdBINCgVzY29wZRgBIAEoCRIpCgZjb25maWcYAiABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWciGAoWUHV0U2NvcGVDb25maWdSZXNwb25zZSJdCg5QdXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEg0KBXNjb3BlGAIgASgJEi4KC3Blcm1pc3Npb25zGAMgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIh8KD1B1dFBhdGhSZXNwb25zZRIMCgRwYXRoGAEgASgJIiEKEURlbGV0ZVBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkiFAoSRGVsZXRlUGF0aFJlc3BvbnNlIkkKCVBhdGhFbnRyeRIMCgRwYXRoGAEgASgJEi4KC3Blcm1pc3Npb25zGAIgASgOMhkubW9xd29ya2VyLnYxLlBlcm1pc3Npb25zIn8KD05hbWVzcGFjZVJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIYChByZWdpc3RlcmVkX2F0X21zGAMgASgEIokBCgtUcmFja1JlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEgwKBG5hbWUYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYBCABKAQihQEKG05hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBInCgZwcmVmaXgYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKBXJlbGF5GAIgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAMgASgEIsEBChdUcmFja1N1YnNjcmlwdGlvblJlY29yZBIqCgluYW1lc3BhY2UYASABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAIgASgJEiYKBXJlbGF5GAMgASgLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbxIVCg1jcmVhdGVkX2F0X21zGAQgASgEEhoKDWV4cGlyZXNfYXRfbXMYBSABKARIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJbChREZXNjcmliZVNjb3BlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJQggKBl9zY29wZSLxAgoVRGVzY3JpYmVTY29wZVJlc3BvbnNlEikKBmNvbmZpZxgBIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZxImCgVwYXRocxgCIAMoCzIXLm1vcXdvcmtlci52MS5QYXRoRW50cnkSMQoKbmFtZXNwYWNlcxgDIAMoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VSZWNvcmQSKQoGdHJhY2tzGAQgAygLMhkubW9xd29ya2VyLnYxLlRyYWNrUmVjb3JkEkoKF25hbWVzcGFjZV9zdWJzY3JpcHRpb25zGAUgAygLMikubW9xd29ya2VyLnYxLk5hbWVzcGFjZVN1YnNjcmlwdGlvblJlY29yZBJCChN0cmFja19zdWJzY3JpcHRpb25zGAYgAygLMiUubW9xd29ya2VyLnYxLlRyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgHIAEoCSLFAQoLUmVsYXlSZWNvcmQSCwoDdXJsGAEgASgJEg0KBWVwb2NoGAIgASgJEhsKE2xlYXNlX2V4cGlyZXNfYXRfbXMYAyABKAQSDQoFYWxpdmUYBCABKAgSDgoGc2NvcGVzGAUgAygJEg0KBWFkZHJzGAYgAygJEiEKFGxhc3RfaGVhcnRiZWF0X2F0X21zGAcgASgESACIAQESEwoLc2NvcGVfY291bnQYCCABKA1CFwoVX2xhc3RfaGVhcnRiZWF0X2F0X21zIjoKEUxpc3RSZWxheXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJImcKEkxpc3RSZWxheXNSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNIjoKEUxpc3RTY29wZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEkxpc3RTY29wZXNSZXNwb25zZRIOCgZzY29wZXMYASADKAkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEg0KBXRvdGFsGAMgASgNIjEKEUdldE5ldHdvcmtSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQFCCAoGX3Njb3BlIrEBCgtOZXR3b3JrTGluaxIQCghmcm9tX3VybBgBIAEoCRIOCgZ0b191cmwYAiABKAkSEgoFc2NvcGUYAyABKAlIAIgBARImCgVzdGF0ZRgEIAEoDjIXLm1vcXdvcmtlci52MS5MaW5rU3RhdGUSKQoGdHJhY2tzGAUgAygLMhkubW9xd29ya2VyLnYxLlB1bGxlZFRyYWNrEg8KB2lkbGVfbXMYBiABKARCCAoGX3Njb3BlIoEBChBOZXR3b3JrTmFtZXNwYWNlEhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIQCghob3N0X3VybBgDIAEoCRIRCglwdWxsZWRfYnkYBCADKAlCCAoGX3Njb3BlIr8BChJHZXROZXR3b3JrUmVzcG9uc2USKQoGcmVsYXlzGAEgAygLMhkubW9xd29ya2VyLnYxLlJlbGF5UmVjb3JkEigKBWxpbmtzGAIgAygLMhkubW9xd29ya2VyLnYxLk5ldHdvcmtMaW5rEjIKCm5hbWVzcGFjZXMYAyADKAsyHi5tb3F3b3JrZXIudjEuTmV0d29ya05hbWVzcGFjZRIRCgl0cnVuY2F0ZWQYBCABKAgSDQoFYXRfbXMYBSABKAQqWAoJTGlua1N0YXRlEhoKFkxJTktfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1MSU5LX1NUQVRFX1VQEAESHAoYTElOS19TVEFURV9VUFNUUkVBTV9ET1dOEAIytAUKDEFkbWluU2VydmljZRJhChBDcmVhdGVSZWxheVRva2VuEiUubW9xd29ya2VyLnYxLkNyZWF0ZVJlbGF5VG9rZW5SZXF1ZXN0GiYubW9xd29ya2VyLnYxLkNyZWF0ZVJlbGF5VG9rZW5SZXNwb25zZRJbCg5QdXRTY29wZUNvbmZpZxIjLm1vcXdvcmtlci52MS5QdXRTY29wZUNvbmZpZ1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXNwb25zZRJGCgdQdXRQYXRoEhwubW9xd29ya2VyLnYxLlB1dFBhdGhSZXF1ZXN0Gh0ubW9xd29ya2VyLnYxLlB1dFBhdGhSZXNwb25zZRJPCgpEZWxldGVQYXRoEh8ubW9xd29ya2VyLnYxLkRlbGV0ZVBhdGhSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkRlbGV0ZVBhdGhSZXNwb25zZRJYCg1EZXNjcmliZVNjb3BlEiIubW9xd29ya2VyLnYxLkRlc2NyaWJlU2NvcGVSZXF1ZXN0GiMubW9xd29ya2VyLnYxLkRlc2NyaWJlU2NvcGVSZXNwb25zZRJPCgpMaXN0UmVsYXlzEh8ubW9xd29ya2VyLnYxLkxpc3RSZWxheXNSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RSZWxheXNSZXNwb25zZRJPCgpMaXN0U2NvcGVzEh8ubW9xd29ya2VyLnYxLkxpc3RTY29wZXNSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RTY29wZXNSZXNwb25zZRJPCgpHZXROZXR3b3JrEh8ubW9xd29ya2VyLnYxLkdldE5ldHdvcmtSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkdldE5ldHdvcmtSZXNwb25zZWIGcHJvdG8z", [file_moqworker_v1_coordinator]);
+  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIiwKF1Jldm9rZVJlbGF5VG9rZW5SZXF1ZXN0EhEKCXJlbGF5X3VybBgBIAEoCSJiChhSZXZva2VSZWxheVRva2VuUmVzcG9uc2USGQoRcmV2b2tlZF9iZWZvcmVfbXMYASABKAQSFAoMcm93c19yZW1vdmVkGAIgASgEEhUKDXB1cmdlX3BlbmRpbmcYAyABKAgiUQoVUHV0U2NvcGVDb25maWdSZXF1ZXN0Eg0KBXNjb3BlGAEgASgJEikKBmNvbmZpZxgCIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZyIYChZQdXRTY29wZUNvbmZpZ1Jlc3BvbnNlIl0KDlB1dFBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkSDQoFc2NvcGUYAiABKAkSLgoLcGVybWlzc2lvbnMYAyABKA4yGS5tb3F3b3JrZXIudjEuUGVybWlzc2lvbnMiHwoPUHV0UGF0aFJlc3BvbnNlEgwKBHBhdGgYASABKAkiIQoRRGVsZXRlUGF0aFJlcXVlc3QSDAoEcGF0aBgBIAEoCSIUChJEZWxldGVQYXRoUmVzcG9uc2UiSQoJUGF0aEVudHJ5EgwKBHBhdGgYASABKAkSLgoLcGVybWlzc2lvbnMYAiABKA4yGS5tb3F3b3JrZXIudjEuUGVybWlzc2lvbnMifwoPTmFtZXNwYWNlUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYAyABKAQiiQEKC1RyYWNrUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDAoEbmFtZRgCIAEoCRImCgVyZWxheRgDIAEoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8SGAoQcmVnaXN0ZXJlZF9hdF9tcxgEIAEoBCKFAQobTmFtZXNwYWNlU3Vic2NyaXB0aW9uUmVjb3JkEicKBnByZWZpeBgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhUKDWNyZWF0ZWRfYXRfbXMYAyABKAQiwQEKF1RyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhUKDWNyZWF0ZWRfYXRfbXMYBCABKAQSGgoNZXhwaXJlc19hdF9tcxgFIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlsKFERlc2NyaWJlU2NvcGVSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAlCCAoGX3Njb3BlIvECChVEZXNjcmliZVNjb3BlUmVzcG9uc2USKQoGY29uZmlnGAEgASgLMhkubW9xd29ya2VyLnYxLlNjb3BlQ29uZmlnEiYKBXBhdGhzGAIgAygLMhcubW9xd29ya2VyLnYxLlBhdGhFbnRyeRIxCgpuYW1lc3BhY2VzGAMgAygLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZVJlY29yZBIpCgZ0cmFja3MYBCADKAsyGS5tb3F3b3JrZXIudjEuVHJhY2tSZWNvcmQSSgoXbmFtZXNwYWNlX3N1YnNjcmlwdGlvbnMYBSADKAsyKS5tb3F3b3JrZXIudjEuTmFtZXNwYWNlU3Vic2NyaXB0aW9uUmVjb3JkEkIKE3RyYWNrX3N1YnNjcmlwdGlvbnMYBiADKAsyJS5tb3F3b3JrZXIudjEuVHJhY2tTdWJzY3JpcHRpb25SZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAcgASgJIsUBCgtSZWxheVJlY29yZBILCgN1cmwYASABKAkSDQoFZXBvY2gYAiABKAkSGwoTbGVhc2VfZXhwaXJlc19hdF9tcxgDIAEoBBINCgVhbGl2ZRgEIAEoCBIOCgZzY29wZXMYBSADKAkSDQoFYWRkcnMYBiADKAkSIQoUbGFzdF9oZWFydGJlYXRfYXRfbXMYByABKARIAIgBARITCgtzY29wZV9jb3VudBgIIAEoDUIXChVfbGFzdF9oZWFydGJlYXRfYXRfbXMiOgoRTGlzdFJlbGF5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiZwoSTGlzdFJlbGF5c1Jlc3BvbnNlEikKBnJlbGF5cxgBIAMoCzIZLm1vcXdvcmtlci52MS5SZWxheVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSDQoFdG90YWwYAyABKA0iOgoRTGlzdFNjb3Blc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoSTGlzdFNjb3Blc1Jlc3BvbnNlEg4KBnNjb3BlcxgBIAMoCRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSDQoFdG90YWwYAyABKA0iMQoRR2V0TmV0d29ya1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBAUIICgZfc2NvcGUisQEKC05ldHdvcmtMaW5rEhAKCGZyb21fdXJsGAEgASgJEg4KBnRvX3VybBgCIAEoCRISCgVzY29wZRgDIAEoCUgAiAEBEiYKBXN0YXRlGAQgASgOMhcubW9xd29ya2VyLnYxLkxpbmtTdGF0ZRIpCgZ0cmFja3MYBSADKAsyGS5tb3F3b3JrZXIudjEuUHVsbGVkVHJhY2sSDwoHaWRsZV9tcxgGIAEoBEIICgZfc2NvcGUigQEKEE5ldHdvcmtOYW1lc3BhY2USEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEhAKCGhvc3RfdXJsGAMgASgJEhEKCXB1bGxlZF9ieRgEIAMoCUIICgZfc2NvcGUivwEKEkdldE5ldHdvcmtSZXNwb25zZRIpCgZyZWxheXMYASADKAsyGS5tb3F3b3JrZXIudjEuUmVsYXlSZWNvcmQSKAoFbGlua3MYAiADKAsyGS5tb3F3b3JrZXIudjEuTmV0d29ya0xpbmsSMgoKbmFtZXNwYWNlcxgDIAMoCzIeLm1vcXdvcmtlci52MS5OZXR3b3JrTmFtZXNwYWNlEhEKCXRydW5jYXRlZBgEIAEoCBINCgVhdF9tcxgFIAEoBCpYCglMaW5rU3RhdGUSGgoWTElOS19TVEFURV9VTlNQRUNJRklFRBAAEhEKDUxJTktfU1RBVEVfVVAQARIcChhMSU5LX1NUQVRFX1VQU1RSRUFNX0RPV04QAjKXBgoMQWRtaW5TZXJ2aWNlEmEKEENyZWF0ZVJlbGF5VG9rZW4SJS5tb3F3b3JrZXIudjEuQ3JlYXRlUmVsYXlUb2tlblJlcXVlc3QaJi5tb3F3b3JrZXIudjEuQ3JlYXRlUmVsYXlUb2tlblJlc3BvbnNlEmEKEFJldm9rZVJlbGF5VG9rZW4SJS5tb3F3b3JrZXIudjEuUmV2b2tlUmVsYXlUb2tlblJlcXVlc3QaJi5tb3F3b3JrZXIudjEuUmV2b2tlUmVsYXlUb2tlblJlc3BvbnNlElsKDlB1dFNjb3BlQ29uZmlnEiMubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVxdWVzdBokLm1vcXdvcmtlci52MS5QdXRTY29wZUNvbmZpZ1Jlc3BvbnNlEkYKB1B1dFBhdGgSHC5tb3F3b3JrZXIudjEuUHV0UGF0aFJlcXVlc3QaHS5tb3F3b3JrZXIudjEuUHV0UGF0aFJlc3BvbnNlEk8KCkRlbGV0ZVBhdGgSHy5tb3F3b3JrZXIudjEuRGVsZXRlUGF0aFJlcXVlc3QaIC5tb3F3b3JrZXIudjEuRGVsZXRlUGF0aFJlc3BvbnNlElgKDURlc2NyaWJlU2NvcGUSIi5tb3F3b3JrZXIudjEuRGVzY3JpYmVTY29wZVJlcXVlc3QaIy5tb3F3b3JrZXIudjEuRGVzY3JpYmVTY29wZVJlc3BvbnNlEk8KCkxpc3RSZWxheXMSHy5tb3F3b3JrZXIudjEuTGlzdFJlbGF5c1JlcXVlc3QaIC5tb3F3b3JrZXIudjEuTGlzdFJlbGF5c1Jlc3BvbnNlEk8KCkxpc3RTY29wZXMSHy5tb3F3b3JrZXIudjEuTGlzdFNjb3Blc1JlcXVlc3QaIC5tb3F3b3JrZXIudjEuTGlzdFNjb3Blc1Jlc3BvbnNlEk8KCkdldE5ldHdvcmsSHy5tb3F3b3JrZXIudjEuR2V0TmV0d29ya1JlcXVlc3QaIC5tb3F3b3JrZXIudjEuR2V0TmV0d29ya1Jlc3BvbnNlYgZwcm90bzM", [file_moqworker_v1_coordinator]);
 
 /**
  * CreateRelayToken's request.
@@ -101,6 +105,65 @@ export const CreateRelayTokenResponseSchema: GenMessage<CreateRelayTokenResponse
   messageDesc(file_moqworker_v1_admin, 1);
 
 /**
+ * RevokeRelayToken's request.
+ *
+ * @generated from message moqworker.v1.RevokeRelayTokenRequest
+ */
+export type RevokeRelayTokenRequest = Message<"moqworker.v1.RevokeRelayTokenRequest"> & {
+  /**
+   * The relay whose tokens are revoked (as in CreateRelayTokenRequest; it is
+   * normalised the same way, so the URL a token was minted for matches).
+   *
+   * @generated from field: string relay_url = 1;
+   */
+  relayUrl: string;
+};
+
+/**
+ * Describes the message moqworker.v1.RevokeRelayTokenRequest.
+ * Use `create(RevokeRelayTokenRequestSchema)` to create a new message.
+ */
+export const RevokeRelayTokenRequestSchema: GenMessage<RevokeRelayTokenRequest> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 2);
+
+/**
+ * RevokeRelayToken's answer.
+ *
+ * @generated from message moqworker.v1.RevokeRelayTokenResponse
+ */
+export type RevokeRelayTokenResponse = Message<"moqworker.v1.RevokeRelayTokenResponse"> & {
+  /**
+   * Unix milliseconds: the relay's tokens made up to this instant are refused;
+   * tokens minted after it are valid.
+   *
+   * @generated from field: uint64 revoked_before_ms = 1;
+   */
+  revokedBeforeMs: bigint;
+
+  /**
+   * Rows of the relay removed from its scopes by this call.
+   *
+   * @generated from field: uint64 rows_removed = 2;
+   */
+  rowsRemoved: bigint;
+
+  /**
+   * A scope could not be reached: its rows go within LEASE_TTL_MS (the
+   * relay's RelayObject retries, as after a lapse). Retrying the call is safe.
+   *
+   * @generated from field: bool purge_pending = 3;
+   */
+  purgePending: boolean;
+};
+
+/**
+ * Describes the message moqworker.v1.RevokeRelayTokenResponse.
+ * Use `create(RevokeRelayTokenResponseSchema)` to create a new message.
+ */
+export const RevokeRelayTokenResponseSchema: GenMessage<RevokeRelayTokenResponse> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 3);
+
+/**
  * PutScopeConfig's request.
  *
  * @generated from message moqworker.v1.PutScopeConfigRequest
@@ -126,7 +189,7 @@ export type PutScopeConfigRequest = Message<"moqworker.v1.PutScopeConfigRequest"
  * Use `create(PutScopeConfigRequestSchema)` to create a new message.
  */
 export const PutScopeConfigRequestSchema: GenMessage<PutScopeConfigRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 2);
+  messageDesc(file_moqworker_v1_admin, 4);
 
 /**
  * PutScopeConfig's answer (empty).
@@ -141,7 +204,7 @@ export type PutScopeConfigResponse = Message<"moqworker.v1.PutScopeConfigRespons
  * Use `create(PutScopeConfigResponseSchema)` to create a new message.
  */
 export const PutScopeConfigResponseSchema: GenMessage<PutScopeConfigResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 3);
+  messageDesc(file_moqworker_v1_admin, 5);
 
 /**
  * PutPath's request.
@@ -175,7 +238,7 @@ export type PutPathRequest = Message<"moqworker.v1.PutPathRequest"> & {
  * Use `create(PutPathRequestSchema)` to create a new message.
  */
 export const PutPathRequestSchema: GenMessage<PutPathRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 4);
+  messageDesc(file_moqworker_v1_admin, 6);
 
 /**
  * PutPath's answer.
@@ -196,7 +259,7 @@ export type PutPathResponse = Message<"moqworker.v1.PutPathResponse"> & {
  * Use `create(PutPathResponseSchema)` to create a new message.
  */
 export const PutPathResponseSchema: GenMessage<PutPathResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 5);
+  messageDesc(file_moqworker_v1_admin, 7);
 
 /**
  * DeletePath's request.
@@ -215,7 +278,7 @@ export type DeletePathRequest = Message<"moqworker.v1.DeletePathRequest"> & {
  * Use `create(DeletePathRequestSchema)` to create a new message.
  */
 export const DeletePathRequestSchema: GenMessage<DeletePathRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 6);
+  messageDesc(file_moqworker_v1_admin, 8);
 
 /**
  * DeletePath's answer (empty).
@@ -230,7 +293,7 @@ export type DeletePathResponse = Message<"moqworker.v1.DeletePathResponse"> & {
  * Use `create(DeletePathResponseSchema)` to create a new message.
  */
 export const DeletePathResponseSchema: GenMessage<DeletePathResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 7);
+  messageDesc(file_moqworker_v1_admin, 9);
 
 /**
  * A connection path mapped to a scope.
@@ -254,7 +317,7 @@ export type PathEntry = Message<"moqworker.v1.PathEntry"> & {
  * Use `create(PathEntrySchema)` to create a new message.
  */
 export const PathEntrySchema: GenMessage<PathEntry> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 8);
+  messageDesc(file_moqworker_v1_admin, 10);
 
 /**
  * A namespace registration, as DescribeScope lists it.
@@ -285,7 +348,7 @@ export type NamespaceRecord = Message<"moqworker.v1.NamespaceRecord"> & {
  * Use `create(NamespaceRecordSchema)` to create a new message.
  */
 export const NamespaceRecordSchema: GenMessage<NamespaceRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 9);
+  messageDesc(file_moqworker_v1_admin, 11);
 
 /**
  * A track registration, as DescribeScope lists it.
@@ -321,7 +384,7 @@ export type TrackRecord = Message<"moqworker.v1.TrackRecord"> & {
  * Use `create(TrackRecordSchema)` to create a new message.
  */
 export const TrackRecordSchema: GenMessage<TrackRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 10);
+  messageDesc(file_moqworker_v1_admin, 12);
 
 /**
  * A namespace subscription, as DescribeScope lists it.
@@ -352,7 +415,7 @@ export type NamespaceSubscriptionRecord = Message<"moqworker.v1.NamespaceSubscri
  * Use `create(NamespaceSubscriptionRecordSchema)` to create a new message.
  */
 export const NamespaceSubscriptionRecordSchema: GenMessage<NamespaceSubscriptionRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 11);
+  messageDesc(file_moqworker_v1_admin, 13);
 
 /**
  * A lingering track subscription, as DescribeScope lists it.
@@ -395,7 +458,7 @@ export type TrackSubscriptionRecord = Message<"moqworker.v1.TrackSubscriptionRec
  * Use `create(TrackSubscriptionRecordSchema)` to create a new message.
  */
 export const TrackSubscriptionRecordSchema: GenMessage<TrackSubscriptionRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 12);
+  messageDesc(file_moqworker_v1_admin, 14);
 
 /**
  * DescribeScope's request.
@@ -432,7 +495,7 @@ export type DescribeScopeRequest = Message<"moqworker.v1.DescribeScopeRequest"> 
  * Use `create(DescribeScopeRequestSchema)` to create a new message.
  */
 export const DescribeScopeRequestSchema: GenMessage<DescribeScopeRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 13);
+  messageDesc(file_moqworker_v1_admin, 15);
 
 /**
  * DescribeScope's answer: one page of each list.
@@ -484,7 +547,7 @@ export type DescribeScopeResponse = Message<"moqworker.v1.DescribeScopeResponse"
  * Use `create(DescribeScopeResponseSchema)` to create a new message.
  */
 export const DescribeScopeResponseSchema: GenMessage<DescribeScopeResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 14);
+  messageDesc(file_moqworker_v1_admin, 16);
 
 /**
  * A relay as the directory last heard of it. Its RelayObject notes changes
@@ -557,7 +620,7 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
  * Use `create(RelayRecordSchema)` to create a new message.
  */
 export const RelayRecordSchema: GenMessage<RelayRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 15);
+  messageDesc(file_moqworker_v1_admin, 17);
 
 /**
  * ListRelays's request. Relays are listed from when they first write or
@@ -587,7 +650,7 @@ export type ListRelaysRequest = Message<"moqworker.v1.ListRelaysRequest"> & {
  * Use `create(ListRelaysRequestSchema)` to create a new message.
  */
 export const ListRelaysRequestSchema: GenMessage<ListRelaysRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 16);
+  messageDesc(file_moqworker_v1_admin, 18);
 
 /**
  * ListRelays's answer.
@@ -621,7 +684,7 @@ export type ListRelaysResponse = Message<"moqworker.v1.ListRelaysResponse"> & {
  * Use `create(ListRelaysResponseSchema)` to create a new message.
  */
 export const ListRelaysResponseSchema: GenMessage<ListRelaysResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 17);
+  messageDesc(file_moqworker_v1_admin, 19);
 
 /**
  * ListScopes's request: every scope ever configured (PutScopeConfig, PutPath)
@@ -650,7 +713,7 @@ export type ListScopesRequest = Message<"moqworker.v1.ListScopesRequest"> & {
  * Use `create(ListScopesRequestSchema)` to create a new message.
  */
 export const ListScopesRequestSchema: GenMessage<ListScopesRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 18);
+  messageDesc(file_moqworker_v1_admin, 20);
 
 /**
  * ListScopes's answer.
@@ -685,7 +748,7 @@ export type ListScopesResponse = Message<"moqworker.v1.ListScopesResponse"> & {
  * Use `create(ListScopesResponseSchema)` to create a new message.
  */
 export const ListScopesResponseSchema: GenMessage<ListScopesResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 19);
+  messageDesc(file_moqworker_v1_admin, 21);
 
 /**
  * GetNetwork's request.
@@ -707,7 +770,7 @@ export type GetNetworkRequest = Message<"moqworker.v1.GetNetworkRequest"> & {
  * Use `create(GetNetworkRequestSchema)` to create a new message.
  */
 export const GetNetworkRequestSchema: GenMessage<GetNetworkRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 20);
+  messageDesc(file_moqworker_v1_admin, 22);
 
 /**
  * A relay-to-relay link: `from` pulls media from `to` in a scope.
@@ -757,7 +820,7 @@ export type NetworkLink = Message<"moqworker.v1.NetworkLink"> & {
  * Use `create(NetworkLinkSchema)` to create a new message.
  */
 export const NetworkLinkSchema: GenMessage<NetworkLink> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 21);
+  messageDesc(file_moqworker_v1_admin, 23);
 
 /**
  * A namespace placed on the relay that hosts it.
@@ -795,7 +858,7 @@ export type NetworkNamespace = Message<"moqworker.v1.NetworkNamespace"> & {
  * Use `create(NetworkNamespaceSchema)` to create a new message.
  */
 export const NetworkNamespaceSchema: GenMessage<NetworkNamespace> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 22);
+  messageDesc(file_moqworker_v1_admin, 24);
 
 /**
  * GetNetwork's answer: the relays, their links and where namespaces live.
@@ -844,7 +907,7 @@ export type GetNetworkResponse = Message<"moqworker.v1.GetNetworkResponse"> & {
  * Use `create(GetNetworkResponseSchema)` to create a new message.
  */
 export const GetNetworkResponseSchema: GenMessage<GetNetworkResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 23);
+  messageDesc(file_moqworker_v1_admin, 25);
 
 /**
  * The state of a relay-to-relay link, as GetNetwork sees it.
@@ -893,8 +956,8 @@ export const AdminService: GenService<{
    * Mints a relay token for relay_url, optionally expiring, limited to scopes
    * or read-only. Errors: INVALID_ARGUMENT for a bad relay_url, ttl_seconds or
    * scope name, or more than 32 scopes; FAILED_PRECONDITION when the Worker
-   * has no TOKEN_SECRET. Tokens are not stored: revoking one means rotating
-   * TOKEN_SECRET (SECURITY.md).
+   * has no TOKEN_SECRET. Tokens are not stored: RevokeRelayToken revokes a
+   * relay's tokens, rotating TOKEN_SECRET revokes every token (SECURITY.md).
    *
    * @generated from rpc moqworker.v1.AdminService.CreateRelayToken
    */
@@ -902,6 +965,24 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof CreateRelayTokenRequestSchema;
     output: typeof CreateRelayTokenResponseSchema;
+  },
+  /**
+   * Revokes every token of relay_url made up to now, and removes the relay's
+   * rows from every scope (as its Shutdown would). The relay's next call of
+   * any kind with such a token is UNAUTHENTICATED ("relay token revoked"):
+   * at once on its Heartbeat and on any write, and on other calls at once on
+   * the isolate that served this call and within REVOCATION_REFRESH_MS (10 s)
+   * on every other (SECURITY.md "Revoking one relay's token"). A token minted
+   * afterwards for the same relay is valid. Errors: INVALID_ARGUMENT for a bad
+   * relay_url; RESOURCE_EXHAUSTED when 10,000 relays are revoked already (rotate
+   * TOKEN_SECRET instead). Idempotent (a retry moves the cut-off to its own time).
+   *
+   * @generated from rpc moqworker.v1.AdminService.RevokeRelayToken
+   */
+  revokeRelayToken: {
+    methodKind: "unary";
+    input: typeof RevokeRelayTokenRequestSchema;
+    output: typeof RevokeRelayTokenResponseSchema;
   },
   /**
    * Sets a scope's config, replacing the previous one. Lowering or raising

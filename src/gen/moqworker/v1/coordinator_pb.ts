@@ -12,15 +12,19 @@
 // ties what it writes to its current process (see Heartbeat).
 //
 // Errors every call may return, before its own:
-//   UNAUTHENTICATED     no bearer token, or one that is forged, expired, or
-//                       signed with a retired secret.
+//   UNAUTHENTICATED     no bearer token, or one that is forged, expired,
+//                       signed with a retired secret, or revoked
+//                       (AdminService.RevokeRelayToken; "relay token revoked").
 //   UNAVAILABLE         the Worker has no TOKEN_SECRET to verify tokens with; or
 //                       the call's scope is overloaded (more than
 //                       MAX_INFLIGHT_PER_SCOPE calls waiting on it in one
 //                       isolate, or its Durable Object is overloaded or was
 //                       reset): retry with backoff (`Retry-After` hints when).
 //                       Heartbeat and Shutdown are never refused for load.
-//   RESOURCE_EXHAUSTED  the request body is larger than MAX_BODY_BYTES (64 KiB).
+//   RESOURCE_EXHAUSTED  the request body is larger than MAX_BODY_BYTES (64 KiB);
+//                       or the relay is past its rate limit (message "rate limit
+//                       exceeded", Retry-After header in seconds). Heartbeats
+//                       have their own limit: other calls never use it up.
 //   INVALID_ARGUMENT    a body that does not decode, an unsupported
 //                       content type, or a malformed Moq-Relay-Epoch header.
 //   PERMISSION_DENIED   the token is limited to scopes and the call names
@@ -40,7 +44,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/coordinator.proto.
  */
 export const file_moqworker_v1_coordinator: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tb3F3b3JrZXIvdjEvY29vcmRpbmF0b3IucHJvdG8SDG1vcXdvcmtlci52MSIbCglOYW1lc3BhY2USDgoGZmllbGRzGAEgAygMIjQKCVJlbGF5SW5mbxILCgN1cmwYASABKAkSEQoEYWRkchgCIAEoCUgAiAEBQgcKBV9hZGRyIocBCgdDb250ZXh0EioKCWludGVyZmFjZRgBIAEoDjIXLm1vcXdvcmtlci52MS5JbnRlcmZhY2USFwoKc291cmNlX3VybBgCIAEoCUgAiAEBEhgKC3NvdXJjZV9hZGRyGAMgASgJSAGIAQFCDQoLX3NvdXJjZV91cmxCDgoMX3NvdXJjZV9hZGRyIk0KCVNjb3BlSW5mbxIQCghzY29wZV9pZBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyKaAQoLU2NvcGVDb25maWcSHAoPb3JpZ2luX2ZhbGxiYWNrGAEgASgJSACIAQESGwoTbGluZ2VyaW5nX3N1YnNjcmliZRgCIAEoCBIiChVyZW5kZXp2b3VzX3RpbWVvdXRfbXMYAyABKA1IAYgBAUISChBfb3JpZ2luX2ZhbGxiYWNrQhgKFl9yZW5kZXp2b3VzX3RpbWVvdXRfbXMiZQoPTmFtZXNwYWNlT3JpZ2luEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIkYKClRyYWNrRW50cnkSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJIkcKE1Jlc29sdmVTY29wZVJlcXVlc3QSHAoPY29ubmVjdGlvbl9wYXRoGAEgASgJSACIAQFCEgoQX2Nvbm5lY3Rpb25fcGF0aCJhChRSZXNvbHZlU2NvcGVSZXNwb25zZRIrCgVzY29wZRgBIAEoCzIXLm1vcXdvcmtlci52MS5TY29wZUluZm9IAIgBARISCgpyZWxheV9saW5rGAIgASgIQggKBl9zY29wZSI1ChVHZXRTY29wZUNvbmZpZ1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBAUIICgZfc2NvcGUiQwoWR2V0U2NvcGVDb25maWdSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWcijAEKGFJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoHY29udGV4dBgDIAEoCzIVLm1vcXdvcmtlci52MS5Db250ZXh0QggKBl9zY29wZSI0ChlSZWdpc3Rlck5hbWVzcGFjZVJlc3BvbnNlEhcKD3JlZ2lzdHJhdGlvbl9pZBgBIAEoCSJmChpVbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIh0KG1VucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZSJZCg1Mb29rdXBSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPwoOTG9va3VwUmVzcG9uc2USLQoGb3JpZ2luGAEgASgLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZU9yaWdpbiJtChJMb29rdXBUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSJEChNMb29rdXBUcmFja1Jlc3BvbnNlEi0KBm9yaWdpbhgBIAEoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VPcmlnaW4iigEKGVN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARInCgZwcmVmaXgYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKB2NvbnRleHQYAyABKAsyFS5tb3F3b3JrZXIudjEuQ29udGV4dEIICgZfc2NvcGUiZwoaU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEjAKD3Vwc3RyZWFtX3JlbGF5cxgCIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iZAobVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESJwoGcHJlZml4GAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiHgocVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZSKVAQohTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgdjb250ZXh0GAMgASgLMhUubW9xd29ya2VyLnYxLkNvbnRleHRCCAoGX3Njb3BlIk0KIkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USJwoGcmVsYXlzGAEgAygLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbyJvChRSZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjAKFVJlZ2lzdGVyVHJhY2tSZXNwb25zZRIXCg9yZWdpc3RyYXRpb25faWQYASABKAkicQoWVW5yZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIhkKF1VucmVnaXN0ZXJUcmFja1Jlc3BvbnNlIl0KEUxpc3RUcmFja3NSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPgoSTGlzdFRyYWNrc1Jlc3BvbnNlEigKBnRyYWNrcxgBIAMoCzIYLm1vcXdvcmtlci52MS5UcmFja0VudHJ5InAKFVN1YnNjcmliZVRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjEKFlN1YnNjcmliZVRyYWNrUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJInIKF1Vuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiGgoYVW5zdWJzY3JpYmVUcmFja1Jlc3BvbnNlIngKHUxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiSQoeTG9va3VwVHJhY2tTdWJzY3JpYmVyc1Jlc3BvbnNlEicKBnJlbGF5cxgBIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iMAoQSGVhcnRiZWF0UmVxdWVzdBINCgVlcG9jaBgBIAEoCRINCgVhZGRycxgCIAMoCSJ6ChFIZWFydGJlYXRSZXNwb25zZRIUCgxsZWFzZV90dGxfbXMYASABKA0SEwoLaW50ZXJ2YWxfbXMYAiABKA0SEgoKc3RhdGVfbG9zdBgDIAEoCBImCgVwZWVycxgEIAMoCzIXLm1vcXdvcmtlci52MS5QZWVyUmVsYXkiJwoJUGVlclJlbGF5EgsKA3VybBgBIAEoCRINCgVhZGRycxgCIAMoCSIRCg9TaHV0ZG93blJlcXVlc3QiEgoQU2h1dGRvd25SZXNwb25zZSpxCg5OYW1lc3BhY2VMaW1pdBIfChtOQU1FU1BBQ0VfTElNSVRfVU5TUEVDSUZJRUQQABIeChpOQU1FU1BBQ0VfTElNSVRfTUFYX0ZJRUxEUxAgEh4KGU5BTUVTUEFDRV9MSU1JVF9NQVhfQllURVMQgCAqnwIKDFJlcXVlc3RMaW1pdBIdChlSRVFVRVNUX0xJTUlUX1VOU1BFQ0lGSUVEEAASIgodUkVRVUVTVF9MSU1JVF9NQVhfVFJBQ0tfQllURVMQgCASIgodUkVRVUVTVF9MSU1JVF9NQVhfU0NPUEVfQllURVMQgAISIAobUkVRVUVTVF9MSU1JVF9NQVhfVVJMX0NIQVJTEIAQEiEKHFJFUVVFU1RfTElNSVRfTUFYX1BBVEhfQllURVMQgAgSIgodUkVRVUVTVF9MSU1JVF9NQVhfRVBPQ0hfQ0hBUlMQgAESGwoXUkVRVUVTVF9MSU1JVF9NQVhfQUREUlMQEBIiChxSRVFVRVNUX0xJTUlUX01BWF9CT0RZX0JZVEVTEICABCpUCglJbnRlcmZhY2USGQoVSU5URVJGQUNFX1VOU1BFQ0lGSUVEEAASFAoQSU5URVJGQUNFX1BVQkxJQxABEhYKEklOVEVSRkFDRV9JTlRFUk5BTBACKmEKC1Blcm1pc3Npb25zEhsKF1BFUk1JU1NJT05TX1VOU1BFQ0lGSUVEEAASGgoWUEVSTUlTU0lPTlNfUkVBRF9XUklURRABEhkKFVBFUk1JU1NJT05TX1JFQURfT05MWRACMuUMChJDb29yZGluYXRvclNlcnZpY2USVQoMUmVzb2x2ZVNjb3BlEiEubW9xd29ya2VyLnYxLlJlc29sdmVTY29wZVJlcXVlc3QaIi5tb3F3b3JrZXIudjEuUmVzb2x2ZVNjb3BlUmVzcG9uc2USWwoOR2V0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuR2V0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLkdldFNjb3BlQ29uZmlnUmVzcG9uc2USZAoRUmVnaXN0ZXJOYW1lc3BhY2USJi5tb3F3b3JrZXIudjEuUmVnaXN0ZXJOYW1lc3BhY2VSZXF1ZXN0GicubW9xd29ya2VyLnYxLlJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2USagoTVW5yZWdpc3Rlck5hbWVzcGFjZRIoLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBopLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2USQwoGTG9va3VwEhsubW9xd29ya2VyLnYxLkxvb2t1cFJlcXVlc3QaHC5tb3F3b3JrZXIudjEuTG9va3VwUmVzcG9uc2USUgoLTG9va3VwVHJhY2sSIC5tb3F3b3JrZXIudjEuTG9va3VwVHJhY2tSZXF1ZXN0GiEubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrUmVzcG9uc2USZwoSU3Vic2NyaWJlTmFtZXNwYWNlEicubW9xd29ya2VyLnYxLlN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QaKC5tb3F3b3JrZXIudjEuU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USbQoUVW5zdWJzY3JpYmVOYW1lc3BhY2USKS5tb3F3b3JrZXIudjEuVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0GioubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USfwoaTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnMSLy5tb3F3b3JrZXIudjEuTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0GjAubW9xd29ya2VyLnYxLkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USWAoNUmVnaXN0ZXJUcmFjaxIiLm1vcXdvcmtlci52MS5SZWdpc3RlclRyYWNrUmVxdWVzdBojLm1vcXdvcmtlci52MS5SZWdpc3RlclRyYWNrUmVzcG9uc2USXgoPVW5yZWdpc3RlclRyYWNrEiQubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJUcmFja1JlcXVlc3QaJS5tb3F3b3JrZXIudjEuVW5yZWdpc3RlclRyYWNrUmVzcG9uc2USTwoKTGlzdFRyYWNrcxIfLm1vcXdvcmtlci52MS5MaXN0VHJhY2tzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0VHJhY2tzUmVzcG9uc2USWwoOU3Vic2NyaWJlVHJhY2sSIy5tb3F3b3JrZXIudjEuU3Vic2NyaWJlVHJhY2tSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlN1YnNjcmliZVRyYWNrUmVzcG9uc2USYQoQVW5zdWJzY3JpYmVUcmFjaxIlLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZVRyYWNrUmVxdWVzdBomLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZVRyYWNrUmVzcG9uc2UScwoWTG9va3VwVHJhY2tTdWJzY3JpYmVycxIrLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVxdWVzdBosLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVzcG9uc2USTAoJSGVhcnRiZWF0Eh4ubW9xd29ya2VyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHy5tb3F3b3JrZXIudjEuSGVhcnRiZWF0UmVzcG9uc2USSQoIU2h1dGRvd24SHS5tb3F3b3JrZXIudjEuU2h1dGRvd25SZXF1ZXN0Gh4ubW9xd29ya2VyLnYxLlNodXRkb3duUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Ch5tb3F3b3JrZXIvdjEvY29vcmRpbmF0b3IucHJvdG8SDG1vcXdvcmtlci52MSIbCglOYW1lc3BhY2USDgoGZmllbGRzGAEgAygMIjQKCVJlbGF5SW5mbxILCgN1cmwYASABKAkSEQoEYWRkchgCIAEoCUgAiAEBQgcKBV9hZGRyIocBCgdDb250ZXh0EioKCWludGVyZmFjZRgBIAEoDjIXLm1vcXdvcmtlci52MS5JbnRlcmZhY2USFwoKc291cmNlX3VybBgCIAEoCUgAiAEBEhgKC3NvdXJjZV9hZGRyGAMgASgJSAGIAQFCDQoLX3NvdXJjZV91cmxCDgoMX3NvdXJjZV9hZGRyIk0KCVNjb3BlSW5mbxIQCghzY29wZV9pZBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyKaAQoLU2NvcGVDb25maWcSHAoPb3JpZ2luX2ZhbGxiYWNrGAEgASgJSACIAQESGwoTbGluZ2VyaW5nX3N1YnNjcmliZRgCIAEoCBIiChVyZW5kZXp2b3VzX3RpbWVvdXRfbXMYAyABKA1IAYgBAUISChBfb3JpZ2luX2ZhbGxiYWNrQhgKFl9yZW5kZXp2b3VzX3RpbWVvdXRfbXMiZQoPTmFtZXNwYWNlT3JpZ2luEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIkYKClRyYWNrRW50cnkSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJIkcKE1Jlc29sdmVTY29wZVJlcXVlc3QSHAoPY29ubmVjdGlvbl9wYXRoGAEgASgJSACIAQFCEgoQX2Nvbm5lY3Rpb25fcGF0aCJhChRSZXNvbHZlU2NvcGVSZXNwb25zZRIrCgVzY29wZRgBIAEoCzIXLm1vcXdvcmtlci52MS5TY29wZUluZm9IAIgBARISCgpyZWxheV9saW5rGAIgASgIQggKBl9zY29wZSI1ChVHZXRTY29wZUNvbmZpZ1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBAUIICgZfc2NvcGUiQwoWR2V0U2NvcGVDb25maWdSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWcijAEKGFJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoHY29udGV4dBgDIAEoCzIVLm1vcXdvcmtlci52MS5Db250ZXh0QggKBl9zY29wZSI0ChlSZWdpc3Rlck5hbWVzcGFjZVJlc3BvbnNlEhcKD3JlZ2lzdHJhdGlvbl9pZBgBIAEoCSJmChpVbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIh0KG1VucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZSJZCg1Mb29rdXBSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPwoOTG9va3VwUmVzcG9uc2USLQoGb3JpZ2luGAEgASgLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZU9yaWdpbiJtChJMb29rdXBUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSJEChNMb29rdXBUcmFja1Jlc3BvbnNlEi0KBm9yaWdpbhgBIAEoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VPcmlnaW4iigEKGVN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARInCgZwcmVmaXgYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKB2NvbnRleHQYAyABKAsyFS5tb3F3b3JrZXIudjEuQ29udGV4dEIICgZfc2NvcGUiZwoaU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEjAKD3Vwc3RyZWFtX3JlbGF5cxgCIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iZAobVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESJwoGcHJlZml4GAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiHgocVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZSKVAQohTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgdjb250ZXh0GAMgASgLMhUubW9xd29ya2VyLnYxLkNvbnRleHRCCAoGX3Njb3BlIk0KIkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USJwoGcmVsYXlzGAEgAygLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbyJvChRSZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjAKFVJlZ2lzdGVyVHJhY2tSZXNwb25zZRIXCg9yZWdpc3RyYXRpb25faWQYASABKAkicQoWVW5yZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIhkKF1VucmVnaXN0ZXJUcmFja1Jlc3BvbnNlIl0KEUxpc3RUcmFja3NSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPgoSTGlzdFRyYWNrc1Jlc3BvbnNlEigKBnRyYWNrcxgBIAMoCzIYLm1vcXdvcmtlci52MS5UcmFja0VudHJ5InAKFVN1YnNjcmliZVRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjEKFlN1YnNjcmliZVRyYWNrUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJInIKF1Vuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiGgoYVW5zdWJzY3JpYmVUcmFja1Jlc3BvbnNlIngKHUxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiSQoeTG9va3VwVHJhY2tTdWJzY3JpYmVyc1Jlc3BvbnNlEicKBnJlbGF5cxgBIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iXwoQSGVhcnRiZWF0UmVxdWVzdBINCgVlcG9jaBgBIAEoCRINCgVhZGRycxgCIAMoCRItCghhY3Rpdml0eRgDIAEoCzIbLm1vcXdvcmtlci52MS5SZWxheUFjdGl2aXR5Ij4KDVJlbGF5QWN0aXZpdHkSLQoJdXBzdHJlYW1zGAEgAygLMhoubW9xd29ya2VyLnYxLlVwc3RyZWFtTGluayJ7CgxVcHN0cmVhbUxpbmsSEQoJcmVsYXlfdXJsGAEgASgJEhIKBXNjb3BlGAIgASgJSACIAQESKQoGdHJhY2tzGAMgAygLMhkubW9xd29ya2VyLnYxLlB1bGxlZFRyYWNrEg8KB2lkbGVfbXMYBCABKARCCAoGX3Njb3BlIlwKC1B1bGxlZFRyYWNrEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAiABKAkSEgoKc3Vic2NyaWJlcxgDIAEoDSJ6ChFIZWFydGJlYXRSZXNwb25zZRIUCgxsZWFzZV90dGxfbXMYASABKA0SEwoLaW50ZXJ2YWxfbXMYAiABKA0SEgoKc3RhdGVfbG9zdBgDIAEoCBImCgVwZWVycxgEIAMoCzIXLm1vcXdvcmtlci52MS5QZWVyUmVsYXkiJwoJUGVlclJlbGF5EgsKA3VybBgBIAEoCRINCgVhZGRycxgCIAMoCSIRCg9TaHV0ZG93blJlcXVlc3QiEgoQU2h1dGRvd25SZXNwb25zZSpxCg5OYW1lc3BhY2VMaW1pdBIfChtOQU1FU1BBQ0VfTElNSVRfVU5TUEVDSUZJRUQQABIeChpOQU1FU1BBQ0VfTElNSVRfTUFYX0ZJRUxEUxAgEh4KGU5BTUVTUEFDRV9MSU1JVF9NQVhfQllURVMQgCAq4wIKDFJlcXVlc3RMaW1pdBIdChlSRVFVRVNUX0xJTUlUX1VOU1BFQ0lGSUVEEAASIgodUkVRVUVTVF9MSU1JVF9NQVhfVFJBQ0tfQllURVMQgCASIgodUkVRVUVTVF9MSU1JVF9NQVhfU0NPUEVfQllURVMQgAISIAobUkVRVUVTVF9MSU1JVF9NQVhfVVJMX0NIQVJTEIAQEiEKHFJFUVVFU1RfTElNSVRfTUFYX1BBVEhfQllURVMQgAgSIgodUkVRVUVTVF9MSU1JVF9NQVhfRVBPQ0hfQ0hBUlMQgAESGwoXUkVRVUVTVF9MSU1JVF9NQVhfQUREUlMQEBIiChxSRVFVRVNUX0xJTUlUX01BWF9CT0RZX0JZVEVTEICABBIfChtSRVFVRVNUX0xJTUlUX01BWF9VUFNUUkVBTVMQQBIhCh1SRVFVRVNUX0xJTUlUX01BWF9MSU5LX1RSQUNLUxAgKlQKCUludGVyZmFjZRIZChVJTlRFUkZBQ0VfVU5TUEVDSUZJRUQQABIUChBJTlRFUkZBQ0VfUFVCTElDEAESFgoSSU5URVJGQUNFX0lOVEVSTkFMEAIqYQoLUGVybWlzc2lvbnMSGwoXUEVSTUlTU0lPTlNfVU5TUEVDSUZJRUQQABIaChZQRVJNSVNTSU9OU19SRUFEX1dSSVRFEAESGQoVUEVSTUlTU0lPTlNfUkVBRF9PTkxZEAIy5QwKEkNvb3JkaW5hdG9yU2VydmljZRJVCgxSZXNvbHZlU2NvcGUSIS5tb3F3b3JrZXIudjEuUmVzb2x2ZVNjb3BlUmVxdWVzdBoiLm1vcXdvcmtlci52MS5SZXNvbHZlU2NvcGVSZXNwb25zZRJbCg5HZXRTY29wZUNvbmZpZxIjLm1vcXdvcmtlci52MS5HZXRTY29wZUNvbmZpZ1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuR2V0U2NvcGVDb25maWdSZXNwb25zZRJkChFSZWdpc3Rlck5hbWVzcGFjZRImLm1vcXdvcmtlci52MS5SZWdpc3Rlck5hbWVzcGFjZVJlcXVlc3QaJy5tb3F3b3JrZXIudjEuUmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRJqChNVbnJlZ2lzdGVyTmFtZXNwYWNlEigubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJOYW1lc3BhY2VSZXF1ZXN0GikubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRJDCgZMb29rdXASGy5tb3F3b3JrZXIudjEuTG9va3VwUmVxdWVzdBocLm1vcXdvcmtlci52MS5Mb29rdXBSZXNwb25zZRJSCgtMb29rdXBUcmFjaxIgLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1JlcXVlc3QaIS5tb3F3b3JrZXIudjEuTG9va3VwVHJhY2tSZXNwb25zZRJnChJTdWJzY3JpYmVOYW1lc3BhY2USJy5tb3F3b3JrZXIudjEuU3Vic2NyaWJlTmFtZXNwYWNlUmVxdWVzdBooLm1vcXdvcmtlci52MS5TdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZRJtChRVbnN1YnNjcmliZU5hbWVzcGFjZRIpLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QaKi5tb3F3b3JrZXIudjEuVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZRJ/ChpMb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVycxIvLm1vcXdvcmtlci52MS5Mb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVyc1JlcXVlc3QaMC5tb3F3b3JrZXIudjEuTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXNwb25zZRJYCg1SZWdpc3RlclRyYWNrEiIubW9xd29ya2VyLnYxLlJlZ2lzdGVyVHJhY2tSZXF1ZXN0GiMubW9xd29ya2VyLnYxLlJlZ2lzdGVyVHJhY2tSZXNwb25zZRJeCg9VbnJlZ2lzdGVyVHJhY2sSJC5tb3F3b3JrZXIudjEuVW5yZWdpc3RlclRyYWNrUmVxdWVzdBolLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyVHJhY2tSZXNwb25zZRJPCgpMaXN0VHJhY2tzEh8ubW9xd29ya2VyLnYxLkxpc3RUcmFja3NSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RUcmFja3NSZXNwb25zZRJbCg5TdWJzY3JpYmVUcmFjaxIjLm1vcXdvcmtlci52MS5TdWJzY3JpYmVUcmFja1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuU3Vic2NyaWJlVHJhY2tSZXNwb25zZRJhChBVbnN1YnNjcmliZVRyYWNrEiUubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0GiYubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlVHJhY2tSZXNwb25zZRJzChZMb29rdXBUcmFja1N1YnNjcmliZXJzEisubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0GiwubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXNwb25zZRJMCglIZWFydGJlYXQSHi5tb3F3b3JrZXIudjEuSGVhcnRiZWF0UmVxdWVzdBofLm1vcXdvcmtlci52MS5IZWFydGJlYXRSZXNwb25zZRJJCghTaHV0ZG93bhIdLm1vcXdvcmtlci52MS5TaHV0ZG93blJlcXVlc3QaHi5tb3F3b3JrZXIudjEuU2h1dGRvd25SZXNwb25zZWIGcHJvdG8z");
 
 /**
  * A namespace tuple as MoQ carries it: 1..MAX_FIELDS fields of arbitrary
@@ -980,6 +984,16 @@ export type HeartbeatRequest = Message<"moqworker.v1.HeartbeatRequest"> & {
    * @generated from field: repeated string addrs = 2;
    */
   addrs: string[];
+
+  /**
+   * What the relay is pulling from other relays, as it knows it. Absent =
+   * nothing to report (an older edge): the Worker keeps no activity for it.
+   * Replaces the previous report. The Worker keeps it with the lease: it goes
+   * when the lease lapses or the relay shuts down (AdminService.GetNetwork).
+   *
+   * @generated from field: moqworker.v1.RelayActivity activity = 3;
+   */
+  activity?: RelayActivity | undefined;
 };
 
 /**
@@ -988,6 +1002,107 @@ export type HeartbeatRequest = Message<"moqworker.v1.HeartbeatRequest"> & {
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
   messageDesc(file_moqworker_v1_coordinator, 37);
+
+/**
+ * A relay's view of its own traffic, reported with each Heartbeat.
+ *
+ * @generated from message moqworker.v1.RelayActivity
+ */
+export type RelayActivity = Message<"moqworker.v1.RelayActivity"> & {
+  /**
+   * Upstream relays the relay was told to pull from (the URLs its Lookup and
+   * LookupTrack answers named, which the relay dials as they are and pools one
+   * connection per URL), at most MAX_UPSTREAMS. A link is listed from its first
+   * such answer until the upstream relay leaves the live peer list.
+   *
+   * @generated from field: repeated moqworker.v1.UpstreamLink upstreams = 1;
+   */
+  upstreams: UpstreamLink[];
+};
+
+/**
+ * Describes the message moqworker.v1.RelayActivity.
+ * Use `create(RelayActivitySchema)` to create a new message.
+ */
+export const RelayActivitySchema: GenMessage<RelayActivity> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_coordinator, 38);
+
+/**
+ * One relay-to-relay link: this relay pulls from relay_url in a scope.
+ *
+ * @generated from message moqworker.v1.UpstreamLink
+ */
+export type UpstreamLink = Message<"moqworker.v1.UpstreamLink"> & {
+  /**
+   * The upstream relay's URL (absolute https) without the relay-link path:
+   * its token's URL, as in PeerRelay.url.
+   *
+   * @generated from field: string relay_url = 1;
+   */
+  relayUrl: string;
+
+  /**
+   * The scope the link serves; absent = unscoped.
+   *
+   * @generated from field: optional string scope = 2;
+   */
+  scope?: string | undefined;
+
+  /**
+   * Tracks pulled over the link, most recently requested first, at most
+   * MAX_LINK_TRACKS (the rest are left out).
+   *
+   * @generated from field: repeated moqworker.v1.PulledTrack tracks = 3;
+   */
+  tracks: PulledTrack[];
+
+  /**
+   * Milliseconds since a subscription was last routed over the link.
+   *
+   * @generated from field: uint64 idle_ms = 4;
+   */
+  idleMs: bigint;
+};
+
+/**
+ * Describes the message moqworker.v1.UpstreamLink.
+ * Use `create(UpstreamLinkSchema)` to create a new message.
+ */
+export const UpstreamLinkSchema: GenMessage<UpstreamLink> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_coordinator, 39);
+
+/**
+ * A track a relay pulls from an upstream relay.
+ *
+ * @generated from message moqworker.v1.PulledTrack
+ */
+export type PulledTrack = Message<"moqworker.v1.PulledTrack"> & {
+  /**
+   * @generated from field: moqworker.v1.Namespace namespace = 1;
+   */
+  namespace?: Namespace | undefined;
+
+  /**
+   * @generated from field: string track = 2;
+   */
+  track: string;
+
+  /**
+   * SUBSCRIBE requests for this track that the relay routed to the upstream
+   * (each asked LookupTrack) since the relay started: downstream subscribers
+   * that arrived, not the number watching now.
+   *
+   * @generated from field: uint32 subscribes = 3;
+   */
+  subscribes: number;
+};
+
+/**
+ * Describes the message moqworker.v1.PulledTrack.
+ * Use `create(PulledTrackSchema)` to create a new message.
+ */
+export const PulledTrackSchema: GenMessage<PulledTrack> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_coordinator, 40);
 
 /**
  * Heartbeat's answer: the lease terms.
@@ -1041,7 +1156,7 @@ export type HeartbeatResponse = Message<"moqworker.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 38);
+  messageDesc(file_moqworker_v1_coordinator, 41);
 
 /**
  * Another relay of the network, as its heartbeats describe it.
@@ -1069,7 +1184,7 @@ export type PeerRelay = Message<"moqworker.v1.PeerRelay"> & {
  * Use `create(PeerRelaySchema)` to create a new message.
  */
 export const PeerRelaySchema: GenMessage<PeerRelay> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 39);
+  messageDesc(file_moqworker_v1_coordinator, 42);
 
 /**
  * Shutdown's request (empty: the token names the relay).
@@ -1084,7 +1199,7 @@ export type ShutdownRequest = Message<"moqworker.v1.ShutdownRequest"> & {
  * Use `create(ShutdownRequestSchema)` to create a new message.
  */
 export const ShutdownRequestSchema: GenMessage<ShutdownRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 40);
+  messageDesc(file_moqworker_v1_coordinator, 43);
 
 /**
  * Shutdown's answer (empty).
@@ -1099,7 +1214,7 @@ export type ShutdownResponse = Message<"moqworker.v1.ShutdownResponse"> & {
  * Use `create(ShutdownResponseSchema)` to create a new message.
  */
 export const ShutdownResponseSchema: GenMessage<ShutdownResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 41);
+  messageDesc(file_moqworker_v1_coordinator, 44);
 
 /**
  * Limits of a Namespace. Protobuf has no constants, so the contract's limits
@@ -1194,6 +1309,20 @@ export enum RequestLimit {
    * @generated from enum value: REQUEST_LIMIT_MAX_BODY_BYTES = 65536;
    */
   MAX_BODY_BYTES = 65536,
+
+  /**
+   * Most upstream links in one Heartbeat.activity.
+   *
+   * @generated from enum value: REQUEST_LIMIT_MAX_UPSTREAMS = 64;
+   */
+  MAX_UPSTREAMS = 64,
+
+  /**
+   * Most tracks listed under one upstream link.
+   *
+   * @generated from enum value: REQUEST_LIMIT_MAX_LINK_TRACKS = 32;
+   */
+  MAX_LINK_TRACKS = 32,
 }
 
 /**
@@ -1480,7 +1609,9 @@ export const CoordinatorService: GenService<{
    * epoch (the relay restarted) deletes the old life's rows at once and retires
    * the old epoch; rows written before any epoch was named are adopted.
    * Errors: INVALID_ARGUMENT for an empty or too long epoch, too many or
-   * malformed addrs, or an epoch that differs from the Moq-Relay-Epoch header;
+   * malformed addrs, a bad activity (too many upstreams or tracks, a bad
+   * relay_url, scope, namespace or track; the message names the field, e.g.
+   * `activity.upstreams[2].relay_url`), or an epoch that differs from the Moq-Relay-Epoch header;
    * FAILED_PRECONDITION (message contains "epoch") for an epoch retired by a
    * newer process of the same relay URL: the caller must stop;
    * UNAUTHENTICATED / PERMISSION_DENIED: the token is expired, revoked or
