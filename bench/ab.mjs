@@ -33,12 +33,7 @@ const rounds = positiveNumber(opts, "rounds", 5);
 const seconds = positiveNumber(opts, "seconds", 4);
 const concurrency = positiveNumber(opts, "concurrency", 16);
 // GET /healthz is always measured: the runtime's own ceiling for this client and concurrency.
-const opNames = [
-  "healthz",
-  ...opts.ops
-    .split(",")
-    .filter((n) => n !== "healthz"),
-];
+const opNames = ["healthz", ...opts.ops.split(",").filter((n) => n !== "healthz")];
 // register-held: RegisterNamespace by a relay that already holds HELD namespaces in the scope, HELD_BATCH calls a round.
 const HELD = 8000;
 const HELD_BATCH = 300;
