@@ -308,7 +308,12 @@ describe("concurrency", () => {
   it("100 relays registering one namespace at once: exactly one wins", async () => {
     const scope = freshScope("race");
     const relays = await Promise.all(Array.from({ length: 100 }, (_, i) => relay(`https://racer-${i}.example.com`)));
-    const results = await Promise.all(relays.map((r) => codeOf(r.registerNamespace({ scope, namespace: ns("the/one") }))));
+    const register = (i: number) => codeOf(relays[i].registerNamespace({ scope, namespace: ns("the/one") }));
+    let results = await Promise.all(relays.map((_, i) => register(i)));
+    // Calls past MAX_INFLIGHT_PER_SCOPE are shed with UNAVAILABLE before reaching the object; retried, as relays do, they lose too.
+    for (let round = 0; round < 10 && results.includes(Code.Unavailable); round++) {
+      results = await Promise.all(results.map((r, i) => (r === Code.Unavailable ? register(i) : r)));
+    }
     expect(results.filter((r) => r === "ok")).toHaveLength(1);
     expect(results.filter((r) => r === Code.AlreadyExists)).toHaveLength(99);
     const winner = relays[results.indexOf("ok")];
