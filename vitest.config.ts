@@ -17,7 +17,7 @@ const worker = (extra: Record<string, string> = {}, ratelimits?: RateLimits) =>
   });
 
 /** Rate limits small enough to reach in a test (test/rate-limit/); wrangler.toml has the deployed ones. */
-const tinyLimit = (namespace_id: string, limit: number) => ({ namespace_id, simple: { limit, period: 10 as const } });
+const tinyLimit = (namespace_id: string, limit: number) => ({ namespace_id, simple: { limit, period: 60 as const } });
 
 // Tests run inside workerd with the real Worker and its SQLite Durable Objects.
 // Three projects: the Worker with its default variables; the same Worker
@@ -53,7 +53,7 @@ export default defineConfig({
         extends: true,
         plugins: [
           worker(
-            { ADMIN_TOKEN_PREVIOUS: "test-admin-token-previous" },
+            { ADMIN_TOKEN_PREVIOUS: "test-admin-token-previous", RATE_LIMIT_PERIOD_SECONDS: "60" },
             {
               RELAY_RATE_LIMIT: tinyLimit("4711", 20),
               HEARTBEAT_RATE_LIMIT: tinyLimit("4712", 8),

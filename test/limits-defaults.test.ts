@@ -6,6 +6,8 @@ import { env } from "cloudflare:test";
 import { DEFAULT_LIMITS, limitsOf } from "../src/limits.js";
 import type { Env } from "../src/env.js";
 import { BASE, workerFetch } from "./client.js";
+import { periodSeconds } from "../src/auth/rate-limit.js";
+import { revocationRefreshMs } from "../src/auth/revocation.js";
 
 // The documented defaults (SECURITY.md "Limits"), written out here: they are
 // what this file checks the code against, not copies of the code's constants.
@@ -47,5 +49,23 @@ describe("limit defaults", () => {
     for (const bad of ["", "0", "-1", "1.5", "ten", "1e400", "9007199254740993"]) {
       expect(withVars({ MAX_TRACKS_PER_RELAY: bad }).tracksPerRelay, bad).toBe(DEFAULT_LIMITS.tracksPerRelay);
     }
+  });
+});
+
+describe("rate-limit and revocation settings", () => {
+  it("wrangler.toml declares the three rate limits; the retry hint and the revocation bound default to 10 s", () => {
+    for (const b of [env.RELAY_RATE_LIMIT, env.HEARTBEAT_RATE_LIMIT, env.ADMIN_RATE_LIMIT]) expect(typeof b?.limit).toBe("function");
+    expect(periodSeconds(env)).toBe(10);
+    expect(revocationRefreshMs(env)).toBe(10_000);
+    expect(periodSeconds({})).toBe(10);
+    expect(revocationRefreshMs({})).toBe(10_000);
+  });
+
+  it("takes integers from the variables and ignores anything else", () => {
+    expect(periodSeconds({ RATE_LIMIT_PERIOD_SECONDS: "60" })).toBe(60);
+    expect(revocationRefreshMs({ REVOCATION_REFRESH_MS: "0" })).toBe(0);
+    expect(revocationRefreshMs({ REVOCATION_REFRESH_MS: "2500" })).toBe(2500);
+    for (const bad of ["", "0", "-1", "1.5", "ten"]) expect(periodSeconds({ RATE_LIMIT_PERIOD_SECONDS: bad }), bad).toBe(10);
+    for (const bad of ["", "-1", "1.5", "ten"]) expect(revocationRefreshMs({ REVOCATION_REFRESH_MS: bad }), bad).toBe(10_000);
   });
 });

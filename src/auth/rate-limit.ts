@@ -26,7 +26,8 @@ export type Bucket = "relay" | "heartbeat" | "admin";
 
 const HEARTBEAT = CoordinatorService.method.heartbeat.name;
 
-function periodSeconds(env: RateLimitEnv): number {
+/** The retry hint: RATE_LIMIT_PERIOD_SECONDS, a positive integer, else 10. */
+export function periodSeconds(env: RateLimitEnv): number {
   const n = Number(env.RATE_LIMIT_PERIOD_SECONDS);
   return Number.isInteger(n) && n > 0 ? n : 10;
 }

@@ -23,9 +23,10 @@ export const DEFAULT_REVOCATION_REFRESH_MS = 10_000;
 /** A refresh waits this long for the directory, then the call goes on with the copy it has. */
 const REFRESH_TIMEOUT_MS = 1000;
 
+/** REVOCATION_REFRESH_MS: a whole number of ms (0 = re-read before every call), else the default. */
 export function revocationRefreshMs(env: { REVOCATION_REFRESH_MS?: string }): number {
-  const n = Number(env.REVOCATION_REFRESH_MS);
-  return Number.isInteger(n) && n >= 0 ? n : DEFAULT_REVOCATION_REFRESH_MS;
+  const v = env.REVOCATION_REFRESH_MS;
+  return v !== undefined && /^\d{1,9}$/.test(v) ? Number(v) : DEFAULT_REVOCATION_REFRESH_MS;
 }
 
 export function revokedMessage(relay: string, beforeMs: number): string {

@@ -1,7 +1,7 @@
 // Rate limits per relay and per admin token (src/auth/rate-limit.ts), with the
 // runtime's own rate-limiting binding. This project runs with tiny limits
 // (vitest.config.ts, project "rate-limit"): 20 calls per relay, 8 heartbeats
-// per relay, 40 admin calls per admin token, each per 10 s window. Windows
+// per relay, 40 admin calls per admin token, each per 60 s window. Windows
 // are aligned to the clock, so a test calls until refused and allows one
 // window to roll over on the way (at most 2 × limit + 1 calls).
 import { describe, expect, it } from "vitest";
@@ -37,25 +37,17 @@ describe("relay rate limit", () => {
     const r = await relay("https://rl-flood.example.com");
     const before = await metric('moq_worker_rate_limited_total{bucket="relay"}');
     let n = 0;
-    const { error } = await untilRefused(RELAY_LIMIT, () =>
-      r.lookup({ scope, namespace: ns(`miss/${n++}`) }).catch((e) => {
-        // Misses are NOT_FOUND: keep counting; only a refusal ends the loop.
-        if (e.code === Code.NotFound) return;
-        throw e;
-      }),
-    );
+    const { error } = await untilRefused(RELAY_LIMIT, () => r.registerNamespace({ scope, namespace: ns(`flood/${++n}`) }));
     expect(error.code).toBe(Code.ResourceExhausted);
-    expect(error.rawMessage).toMatch(
-      /^rate limit exceeded: too many calls from relay https:\/\/rl-flood\.example\.com\/ \(relay bucket\); retry after 10 s$/,
+    expect(error.rawMessage).toBe(
+      "rate limit exceeded: too many calls from relay https://rl-flood.example.com/ (relay bucket); retry after 60 s",
     );
-    expect(error.metadata.get("retry-after")).toBe("10");
+    expect(error.metadata.get("retry-after")).toBe("60");
     expect(await metric('moq_worker_rate_limited_total{bucket="relay"}')).toBeGreaterThan(before);
-
-    // A refused write changes nothing: the namespace is not registered.
-    const refused = await errorOf(r.registerNamespace({ scope, namespace: ns("refused") }));
-    expect(refused.code).toBe(Code.ResourceExhausted);
+    // The refused registration was not stored; the one before it was.
     const other = await relay("https://rl-other.example.com");
-    expect((await errorOf(other.lookup({ scope, namespace: ns("refused") }))).code).toBe(Code.NotFound);
+    expect((await errorOf(other.lookup({ scope, namespace: ns(`flood/${n}`) }))).code).toBe(Code.NotFound);
+    expect((await other.lookup({ scope, namespace: ns(`flood/${n - 1}`) })).origin?.namespace).toBeDefined();
   });
 
   it("still serves the limited relay's heartbeats, and other relays", async () => {
@@ -85,11 +77,11 @@ describe("admin rate limit", () => {
     const { error } = await untilRefused(ADMIN_LIMIT, () => adminClient("json", "test-admin-token-previous").listScopes({}));
     expect(error.code).toBe(Code.ResourceExhausted);
     expect(error.rawMessage).toContain("too many calls from the previous admin token (admin bucket)");
-    expect(error.metadata.get("retry-after")).toBe("10");
+    expect(error.metadata.get("retry-after")).toBe("60");
     // /metrics counts in the same bucket and is refused the same way.
     const res = await workerFetch(`${BASE}/metrics`, { headers: { authorization: "Bearer test-admin-token-previous" } });
     expect(res.status).toBe(429);
-    expect(res.headers.get("retry-after")).toBe("10");
+    expect(res.headers.get("retry-after")).toBe("60");
     expect(((await res.json()) as { code: string }).code).toBe("resource_exhausted");
     // The current token is not held back by the previous one's flood.
     await adminClient().listScopes({});
