@@ -268,6 +268,11 @@ describe("watch channel: refused before the upgrade, nothing changed", () => {
     const plainGet = await refusal(await watchRequest(wide.token, scope, { upgrade: "" }));
     expect(plainGet).toMatchObject({ status: 400, body: { code: "invalid_argument" } });
     expect(plainGet.body.message).toMatch(/^upgrade: /);
+    const post = await workerFetch(`${BASE}/v1/watch?scope=${scope}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${wide.token}` },
+    });
+    expect([post.status, post.headers.get("allow"), ((await post.json()) as { code: string }).code]).toEqual([405, "GET", "unimplemented"]);
     expect(await snapshot([scope, allowed])).toEqual(before);
     // The narrow token may watch its own scope.
     const w = await watch(token, allowed);
