@@ -68,6 +68,8 @@ describe("watch channel: events", () => {
     await a.registerNamespace({ scope, namespace: ns("x") });
     const two = await watching(scope);
     expect([two.seq, two.stream]).toEqual([1, one.stream]);
+    // Operators see how many sockets are open (the other scope's watcher is not counted here).
+    expect((await adminClient().describeScope({ scope })).watchers).toBe(2);
     await a.registerNamespace({ scope, namespace: ns("y") });
     expect(plain(await one.w.next())).toEqual(inv(1, { namespaces: ["x"] }));
     expect(plain(await one.w.next())).toEqual(inv(2, { namespaces: ["y"] }));

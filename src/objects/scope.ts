@@ -277,10 +277,10 @@ export class ScopeObject extends DurableObject<Env> {
     if (this.sql.exec(SCOPE_SQL.pathDelete, path).rowsWritten > 0) this.watch.changed({ paths: [path] });
   }
 
-  /** One page of each list, for DescribeScope (objects/scope-describe.ts); null if never configured or written. */
-  describe(limit: number, cursor: DescribeCursor): ScopeDescription | null {
+  /** One page of each list, for DescribeScope (objects/scope-describe.ts), and the open watch sockets; null if never configured or written. */
+  describe(limit: number, cursor: DescribeCursor): (ScopeDescription & { watchers: number }) | null {
     if (this.sql.exec(SCOPE_SQL.metaScopeGet).toArray().length === 0) return null;
-    return describeRows(this.sql, this.getConfig(), limit, cursor);
+    return { ...describeRows(this.sql, this.getConfig(), limit, cursor), watchers: this.watch.count };
   }
 
   // ---- internals -----------------------------------------------------------
