@@ -1,7 +1,8 @@
 // ScopeObject: one SQLite-backed Durable Object per scope. It owns the scope's
 // namespaces, tracks, namespace subscriptions, lingering track subscribers and
-// config, and answers the coordinator calls for that scope. Its SQL is in
-// scope-sql.ts.
+// config, and answers the coordinator calls for that scope; relays watching
+// the scope hear of every change that can alter an answer (watch/hub.ts). Its
+// SQL is in scope-sql.ts.
 //
 // A write (a claim: register or subscribe) may await one thing, the writing
 // relay's RelayObject (see lease); everything after runs synchronously, so
