@@ -49,6 +49,6 @@ for (const service of [
 }
 
 // The watch channel (schema/moqworker/v1/watch.proto): one WebSocket per relay per scope.
-app.get("/v1/watch", (c) => watchRoute(c.req.raw, c.env));
+app.all("/v1/watch", (c) => watchRoute(c.req.raw, c.env));
 
 export default app;

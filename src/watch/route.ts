@@ -10,6 +10,7 @@ import { requireScopeAllowed } from "../auth/claims.js";
 import { invalid } from "../model/validate.js";
 import { scopeStub } from "../objects/stubs.js";
 import { relayCaller } from "../rpc/callers.js";
+import { connectErrorResponse } from "../rpc/router.js";
 import { scopeOf } from "../rpc/convert.js";
 import { WATCH_RELAY_HEADER } from "./hub.js";
 
@@ -20,6 +21,16 @@ export async function watchRoute(request: Request, env: Env): Promise<Response> 
   const started = performance.now();
   const record = (code: string) => recordRpc(env, WATCH_METRICS.service, WATCH_METRICS.method, code, (performance.now() - started) / 1000);
   try {
+    if (request.method !== "GET") {
+      // As the RPC pipeline answers a method it does not serve.
+      const res = connectErrorResponse(
+        new ConnectError(`HTTP ${request.method} is not supported: the watch channel is a GET upgrade`, Code.Unimplemented),
+        405,
+      );
+      res.headers.set("allow", "GET");
+      record(codeToString(Code.Unimplemented));
+      return res;
+    }
     const res = await upgrade(request, env);
     // The object refuses only one way: the scope is full.
     record(res.status === 101 ? "ok" : codeToString(Code.ResourceExhausted));
