@@ -117,7 +117,10 @@ class Demo {
       `Dashboard   ${s.url}/#network   (sign in with ${DEV_ADMIN_TOKEN})`,
       ...s.relays.filter((r) => r.proc.running).map((r) => `relay ${r.name}     ${r.url}`),
       ...SCOPES.map(({ scope, home, namespace }) => {
-        const where = this.subscribers.filter((x) => x.scope === scope).map((x) => x.relay);
+        const where = this.subscribers
+          .filter((x) => x.scope === scope)
+          .map((x) => x.relay)
+          .sort();
         return `scope ${scope.padEnd(7)} publish ${namespace} at relay ${home} ${pub(scope)}; subscribers on ${where.join(", ")} at ${watch(scope)}`;
       }),
     ].join("\n");

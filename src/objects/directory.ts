@@ -145,8 +145,8 @@ export class DirectoryObject extends DurableObject<Env> {
     return { names: names.slice(0, limit), more: names.length > limit, total };
   }
 
-  /** A page of relays by URL, and how many relays are listed in all. */
-  listRelays(limit: number, after: string | undefined): { relays: DirectoryRelay[]; more: boolean; total: number } {
+  /** A page of relays by URL, and how many relays are listed in all; their activity only when asked (GetNetwork). */
+  listRelays(limit: number, after: string | undefined, withActivity = false): { relays: DirectoryRelay[]; more: boolean; total: number } {
     const cursor =
       after === undefined
         ? this.sql.exec(DIRECTORY_SQL.relaysFirst, limit + 1)
@@ -166,7 +166,7 @@ export class DirectoryObject extends DurableObject<Env> {
         firstSeenAt: r.first_seen_at as number,
         changedAt: r.changed_at as number,
         // A relay that is not alive pulls nothing, whatever it last said.
-        activity: alive && r.activity !== null ? (JSON.parse(r.activity as string) as ActivityNote) : null,
+        activity: withActivity && alive && r.activity !== null ? (JSON.parse(r.activity as string) as ActivityNote) : null,
       };
     });
     const total = this.sql.exec(DIRECTORY_SQL.relayCount).one().n as number;

@@ -102,11 +102,13 @@ describe("npm run demo", () => {
     assert.deepEqual(subscribers.map((s) => `${s.scope}@${s.relay}`).sort(), ["acme@b", "acme@c", "globex@a", "globex@c"]);
   });
 
-  it("a second terminal adds a relay with one command", async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [DEMO, "add-relay"], { cwd: ROOT, env });
-    assert.match(stdout, /relay d started at https:\/\/127\.0\.0\.1:\d+/);
+  it("a second terminal adds a relay, and a subscriber on it, with one command each", async () => {
+    const run = (...args) => promisify(execFile)(process.execPath, [DEMO, ...args], { cwd: ROOT, env });
+    assert.match((await run("add-relay")).stdout, /relay d started at https:\/\/127\.0\.0\.1:\d+/);
+    assert.match((await run("add-subscriber", "globex", "--relay", "d")).stdout, /subscriber of globex on relay d .* receives the clock/);
     state = await control("/state");
     assert.equal(state.relays.filter((r) => r.running).length, 4);
+    assert.ok(state.subscribers.some((s) => s.scope === "globex" && s.relay === "d" && s.received >= 1));
   });
 
   it("the network view shows the relays and the demo's links; a killed relay turns down and its links vanish", async () => {
@@ -128,12 +130,13 @@ describe("npm run demo", () => {
     const link = (from, to, scope) =>
       page.locator(`#net-svg path.link[data-from="${url(from)}"][data-to="${url(to)}"][data-scope="${scope}"]`);
     for (const name of ["a", "b", "c", "d"]) await node(name, "alive").waitFor({ timeout: 20_000 });
-    // Subscribers of acme on b and c pull from a (acme's publisher); globex's on a and c pull from b.
+    // Subscribers of acme on b and c pull from a (acme's publisher); globex's on a, c and d pull from b.
     const links = [
       ["b", "a", "acme"],
       ["c", "a", "acme"],
       ["a", "b", "globex"],
       ["c", "b", "globex"],
+      ["d", "b", "globex"],
     ];
     for (const [from, to, scope] of links) await link(from, to, scope).waitFor({ timeout: 20_000 });
     await page.screenshot({ path: join(ARTIFACTS, "network.png"), fullPage: false });
