@@ -1,5 +1,5 @@
 // Test clients that go through the Worker's real HTTP entry point.
-import { type Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { exports } from "cloudflare:workers";
 import { encodeBase64Url } from "hono/utils/encode";
@@ -62,6 +62,22 @@ export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
     return "ok";
   } catch (e) {
     return ConnectError.from(e).code;
+  }
+}
+
+/**
+ * A call retried, as relays retry, while it is shed for load (UNAVAILABLE:
+ * more than MAX_INFLIGHT_PER_SCOPE calls on one scope in this isolate). For
+ * tests that fire more concurrent calls at one scope than that.
+ */
+export async function unshed<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (e) {
+      if (ConnectError.from(e).code !== Code.Unavailable || attempt >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 5 * attempt));
+    }
   }
 }
 

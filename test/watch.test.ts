@@ -11,7 +11,7 @@ import type { RelayObject } from "../src/objects/relay.js";
 import { ScopeObject } from "../src/objects/scope.js";
 import { WatchHub } from "../src/watch/hub.js";
 import { relayStub, scopeStub } from "../src/objects/stubs.js";
-import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, workerFetch } from "./client.js";
+import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, unshed, workerFetch } from "./client.js";
 import { codeOf, snapshot } from "./hardening.js";
 import { inv, plain, type Watcher, watch, watchRequest } from "./watch-client.js";
 
@@ -85,8 +85,8 @@ describe("watch channel: events", () => {
     // Every relay races for the same 5 namespaces (one winner each), and registers 5 of its own.
     await Promise.all(
       relays.flatMap((r, i) => [
-        ...[0, 1, 2, 3, 4].map((k) => codeOf(r.registerNamespace({ scope, namespace: ns(`shared/${k}`) }))),
-        ...[0, 1, 2, 3, 4].map((k) => r.registerNamespace({ scope, namespace: ns(`own${i}/${k}`) })),
+        ...[0, 1, 2, 3, 4].map((k) => codeOf(unshed(() => r.registerNamespace({ scope, namespace: ns(`shared/${k}`) })))),
+        ...[0, 1, 2, 3, 4].map((k) => unshed(() => r.registerNamespace({ scope, namespace: ns(`own${i}/${k}`) }))),
       ]),
     );
     const events = [];
