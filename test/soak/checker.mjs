@@ -115,12 +115,17 @@ export class Checker {
   /** A heartbeat's answer. `newEpoch`: the first acknowledged beat of a new life. */
   beat(r, op, { newEpoch = false } = {}) {
     this.heard(r, op);
+    // A lost reply may have carried (and so cleared) state_lost.
+    if (op.outcome === "indeterminate") r.lostBeat = true;
     if (op.outcome !== "ok") return;
     if (newEpoch) {
       // The old life's rows went at once; its late calls are refused (retired epoch).
       for (const k of r.keys.values()) this.set(k, "absent");
       r.epochBeats = 0;
-    } else if (this.mayHaveLapsed(r, op.end)) {
+    } else if (this.mayHaveLapsed(r, op.end) && (op.answer.stateLost || r.lostBeat || r.epochBeats === 0)) {
+      // A lapse was possible and the Worker did not rule it out: state_lost is set
+      // before a purge starts and cleared only by the reply that reports it, so a
+      // reply without it, with no reply lost since the last one, proves no purge.
       this.counts.lapsesModelled++;
       for (const k of r.keys.values()) if (k.st === "present") this.set(k, "unknown");
     } else if (op.answer.stateLost && r.epochBeats > 0) {
@@ -132,6 +137,7 @@ export class Checker {
         );
     }
     if (op.answer.stateLost) this.counts.stateLost++;
+    r.lostBeat = false;
     r.epochBeats++;
     r.lastBeatStart = op.start;
   }
