@@ -339,7 +339,8 @@ export class Checker {
           "late-purge",
           `${id} of ${r.url} still there at ${iso(from)}; dead since ${iso(r.deadFrom)}, deadline ${iso(this.deadline(r))}`,
         );
-      } else if (k && (k.st !== "absent" || k.settleAt > from)) {
+      } else if (k && (k.st !== "absent" || k.settleAt > from || k.since > from)) {
+        // Held, maybe landing, or changed while the state was read (a Shutdown or new epoch goes on meanwhile).
       } else if (!this.attempted.has(`${id}|${r.url}`)) {
         const elsewhere = this.attemptedScopes.has(`${row.kind}|${row.key}|${r.url}`);
         this.violation(elsewhere ? "isolation" : "phantom", `${id} held by ${r.url}, which never wrote it in ${row.scope}`);
