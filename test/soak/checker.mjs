@@ -117,6 +117,7 @@ export class Checker {
     this.heard(r, op);
     // A lost reply may have carried (and so cleared) state_lost.
     if (op.outcome === "indeterminate") r.lostBeat = true;
+    if (op.outcome !== "not-sent") r.lastBeatSent = op.start;
     if (op.outcome !== "ok") return;
     if (newEpoch) {
       // The old life's rows went at once; its late calls are refused (retired epoch).

@@ -128,7 +128,8 @@ async function main() {
         (op.outcome === "ok" && registeredUrl(op.answer.origin?.relay?.url) !== r.url) ||
         (op.outcome === "error" && op.code === "not_found");
       if (gone) {
-        const since = r.model.lastHeard;
+        // From the last heartbeat it sent (answered or lost), as lifetimes.md measures.
+        const since = r.model.lastBeatSent;
         purges.push({ relay: r.url, delay: op.end - since, upDelay: op.end - since - runtime.unavailableMs(since, op.end) });
         return;
       }
