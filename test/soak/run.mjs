@@ -29,7 +29,7 @@ const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
     minutes: { type: "string", default: "30" },
-    relays: { type: "string", default: "60" },
+    relays: { type: "string", default: "50" },
     seed: { type: "string", default: String(Date.now() % 1e9) },
     out: { type: "string" },
     log: { type: "boolean", default: false },
@@ -48,7 +48,8 @@ const TTL = QUICK ? 6000 : 10_000;
 /** docs/lifetimes.md: the purge comes at the lease expiry, at worst one more TTL (object evicted before its alarm). */
 const PURGE_BOUND = TTL;
 const SCOPES = ["soak-a", "soak-b", "soak-c", "soak-d"];
-const OP_EVERY_MS = 5000;
+/** Mean time between one relay's calls (heartbeats aside). */
+const OP_EVERY_MS = QUICK ? 5000 : 8000;
 const CUT_PROBABILITY = 0.02;
 const FREEZE_MS = TTL + 2000;
 /** Fault schedule: first kill and freeze, then each again every period. */
@@ -135,7 +136,7 @@ async function main() {
       }
       if (Date.now() - r.model.deadFrom > 120_000)
         return checker.violation("late-purge", `${r.url}'s ${k.id} still answered 120 s after it went silent`);
-      await sleep(200);
+      await sleep(500);
     }
   };
 
