@@ -115,12 +115,18 @@ export class Checker {
   /** A heartbeat's answer. `newEpoch`: the first acknowledged beat of a new life. */
   beat(r, op, { newEpoch = false } = {}) {
     this.heard(r, op);
+    // A lost reply may have carried (and so cleared) state_lost.
+    if (op.outcome === "indeterminate") r.lostBeat = true;
+    if (op.outcome !== "not-sent") r.lastBeatSent = op.start;
     if (op.outcome !== "ok") return;
     if (newEpoch) {
       // The old life's rows went at once; its late calls are refused (retired epoch).
       for (const k of r.keys.values()) this.set(k, "absent");
       r.epochBeats = 0;
-    } else if (this.mayHaveLapsed(r, op.end)) {
+    } else if (this.mayHaveLapsed(r, op.end) && (op.answer.stateLost || r.lostBeat || r.epochBeats === 0)) {
+      // A lapse was possible and the Worker did not rule it out: state_lost is set
+      // before a purge starts and cleared only by the reply that reports it, so a
+      // reply without it, with no reply lost since the last one, proves no purge.
       this.counts.lapsesModelled++;
       for (const k of r.keys.values()) if (k.st === "present") this.set(k, "unknown");
     } else if (op.answer.stateLost && r.epochBeats > 0) {
@@ -132,6 +138,7 @@ export class Checker {
         );
     }
     if (op.answer.stateLost) this.counts.stateLost++;
+    r.lostBeat = false;
     r.epochBeats++;
     r.lastBeatStart = op.start;
   }
@@ -333,7 +340,8 @@ export class Checker {
           "late-purge",
           `${id} of ${r.url} still there at ${iso(from)}; dead since ${iso(r.deadFrom)}, deadline ${iso(this.deadline(r))}`,
         );
-      } else if (k && (k.st !== "absent" || k.settleAt > from)) {
+      } else if (k && (k.st !== "absent" || k.settleAt > from || k.since > from)) {
+        // Held, maybe landing, or changed while the state was read (a Shutdown or new epoch goes on meanwhile).
       } else if (!this.attempted.has(`${id}|${r.url}`)) {
         const elsewhere = this.attemptedScopes.has(`${row.kind}|${row.key}|${r.url}`);
         this.violation(elsewhere ? "isolation" : "phantom", `${id} held by ${r.url}, which never wrote it in ${row.scope}`);

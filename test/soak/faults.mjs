@@ -46,7 +46,10 @@ export class Runtime {
 
   async start() {
     const spawned = Date.now();
-    this.worker = await startWorker({ port: this.port, persistTo: this.state, vars: this.vars, log: this.log });
+    // Kept so that stop() during a restart stops the runtime being started too.
+    this.starting = startWorker({ port: this.port, persistTo: this.state, vars: this.vars, log: this.log });
+    this.worker = await this.starting;
+    this.starting = undefined;
     // Objects start inside workerd, so its process start bounds their start from below.
     const workerd = this.worker.pids().find((p) => comm(p) === "workerd");
     const start = (workerd && processStartMs(workerd)) ?? spawned;
@@ -107,8 +110,10 @@ export class Runtime {
     });
   }
 
-  stop() {
-    return this.worker?.stop();
+  async stop() {
+    const starting = this.starting?.catch(() => undefined);
+    await this.worker?.stop();
+    await (await starting)?.stop();
   }
 }
 

@@ -67,14 +67,26 @@ export async function recordedCall(
         }, cutAfterMs);
   const start = Date.now();
   const op = { id, relay, method, body, start, end: 0, outcome: "ok", note };
+  // An aborted fetch has been seen to stay pending (a request cut while its
+  // connection was being set up): the call is given up a second after its timeout.
+  let giveUp;
+  const hung = new Promise((_, reject) => {
+    giveUp = setTimeout(() => {
+      why ??= "hung";
+      reject(new Error("no settlement after abort"));
+    }, timeoutMs + 1000);
+  });
   try {
-    const res = await fetch(`${url}/moqworker.v1.${service}/${method}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers },
-      body: JSON.stringify(body),
-      signal: abort.signal,
-    });
-    const text = await res.text();
+    const res = await Promise.race([
+      fetch(`${url}/moqworker.v1.${service}/${method}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...headers },
+        body: JSON.stringify(body),
+        signal: abort.signal,
+      }),
+      hung,
+    ]);
+    const text = await Promise.race([res.text(), hung]);
     op.status = res.status;
     let json;
     try {
@@ -98,6 +110,7 @@ export async function recordedCall(
   } finally {
     clearTimeout(timer);
     clearTimeout(cut);
+    clearTimeout(giveUp);
     op.end = Date.now();
   }
   history.record(op);

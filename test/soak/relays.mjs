@@ -291,12 +291,15 @@ export class SimRelay {
   async shutdown() {
     this.running = false;
     await Promise.allSettled([this.beating, this.acting]);
-    for (let i = 0; i < 20; i++) {
+    // For up to two minutes (the runtime may be down meanwhile); never acknowledged counts as gone silent.
+    const until = Date.now() + 120_000;
+    for (let i = 0; Date.now() < until; i++) {
       const op = await this.call("Shutdown", {}, { cut: i === 0 });
       this.ctx.checker.shutdown(this.model, op);
       if (op.outcome === "ok") return true;
       await sleep(500);
     }
+    this.ctx.checker.silent(this.model);
     return false;
   }
 

@@ -33,9 +33,14 @@ export function report({ mode, seconds, relaysStarted, history, runtime, checker
     `${checker.counts.checkpoints} checkpoints (${checker.counts.rowsChecked} rows), ${checker.counts.answersChecked} answers`,
   );
   add("lapses modelled / state_lost", `${checker.counts.lapsesModelled} / ${checker.counts.stateLost}`);
-  add("purge delay (last contact)", stats(purges.map((p) => p.delay)));
-  add("purge delay (runtime up)", stats(purges.map((p) => p.upDelay)));
-  add("recovery after a fault", recoveries.length ? recoveries.map((r) => `${r.fault} ${ms(r.ms)}`).join(", ") : "none");
+  add("purge after last heartbeat", stats(purges.map((p) => p.delay)));
+  add("the same, minus time down", stats(purges.map((p) => p.upDelay)));
+  add(
+    "recovery after a fault",
+    recoveries.length
+      ? recoveries.map((r) => `${r.fault} ${r.stuck ? `> ${ms(r.ms)} (${r.stuck} relays still re-registering)` : ms(r.ms)}`).join(", ")
+      : "none",
+  );
   add(
     "HTTP 5xx answers",
     `${history.serverErrors.length}${history.serverErrors.length ? ` (first: ${history.serverErrors[0].method} ${history.serverErrors[0].code} ${history.serverErrors[0].message})` : ""}`,
