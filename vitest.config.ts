@@ -31,6 +31,7 @@ export default defineConfig({
             MAX_TRACKS_PER_RELAY: "3",
             MAX_SUBSCRIPTIONS_PER_RELAY: "3",
             MAX_LIST_TRACKS: "4",
+            MAX_WATCHERS_PER_SCOPE: "2",
             TOKEN_SECRET_PREVIOUS: "test-token-secret-previous",
           }),
         ],

@@ -234,6 +234,24 @@ export function renderMarkdown(r) {
     }
   }
 
+  const fo = r.relaySeen?.fanOut;
+  if (fo) {
+    out.push(`\n**Write cost of the watch channel's fan-out** (${fo.setup})\n`);
+    out.push(
+      table(
+        ["watch sockets", "RegisterNamespace p50 ms", "p99 ms", "workerd CPU ms per register", "on every socket p50 ms", "p99 ms"],
+        fo.rows.map((x) => [
+          String(x.watchers),
+          ms(x.p50Ms),
+          ms(x.p99Ms),
+          ms(x.workerdCpuMsPerRegister),
+          ms(x.deliveredP50Ms),
+          ms(x.deliveredP99Ms),
+        ]),
+      ),
+    );
+  }
+
   const pr = r.profile;
   if (pr) {
     out.push(`\n**Where a Lookup's time goes** (moq-worker on ${pr.server}: the same kind of request stopped at successive layers)\n`);

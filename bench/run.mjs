@@ -34,6 +34,7 @@ import {
   startMoqApi,
   startWranglerDev,
 } from "./lib/systems.mjs";
+import { fanOut } from "./fan-out.mjs";
 import { profileWorker } from "./profile.mjs";
 import { renderMarkdown } from "./report.mjs";
 
@@ -577,6 +578,22 @@ async function scaleAndHeartbeat(results, bundle) {
   });
 }
 
+// The write cost of the watch channel's fan-out (bench/fan-out.mjs), on bare workerd.
+async function watchFanOut(results, bundle) {
+  log("fan-out: RegisterNamespace in a scope watched by 0, 1, 10 and 100 sockets");
+  const w = await startWorkerd({ bundle });
+  cleanups.push(() => w.stop());
+  const rows = await fanOut({ url: w.url, pids: w.pids, registers: QUICK ? 30 : 300, log });
+  // relaySeen holds the relay-side benchmarks of issue 12; fanOut is one key of it.
+  results.relaySeen = { ...results.relaySeen };
+  results.relaySeen.fanOut = {
+    setup: "bare workerd, built bundle; one RegisterNamespace at a time (Connect JSON) in a scope with N open watch sockets",
+    rows,
+  };
+  await w.stop();
+  cleanups.pop();
+}
+
 // ---- main ---------------------------------------------------------------------
 
 /** The relay-side numbers (bench/lib/relay-seen.mjs) on the primary setup and moq-api + Redis. */
@@ -636,6 +653,7 @@ async function main() {
     if (!args.relaySeenOnly) {
       await headline(results, bundle);
       await scaleAndHeartbeat(results, bundle);
+      await watchFanOut(results, bundle);
     }
     await relaySeenSection(results, bundle);
   } finally {

@@ -26,4 +26,6 @@ export interface Env {
   MAX_TRACKS_PER_RELAY?: string;
   MAX_SUBSCRIPTIONS_PER_RELAY?: string;
   MAX_LIST_TRACKS?: string;
+  /** Watch sockets open at once per scope (default 10000). */
+  MAX_WATCHERS_PER_SCOPE?: string;
 }

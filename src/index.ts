@@ -11,6 +11,7 @@ import { coordinatorService } from "./rpc/coordinator.js";
 import { connectErrorResponse, rpcService, serveRpc } from "./rpc/router.js";
 import { rpcMetrics } from "./metrics/registry.js";
 import { dashboardResponse } from "./dashboard/serve.js";
+import { watchRoute } from "./watch/route.js";
 
 export { ScopeObject } from "./objects/scope.js";
 export { RelayObject } from "./objects/relay.js";
@@ -40,5 +41,8 @@ for (const service of [
 ]) {
   app.all(`${service.prefix}*`, (c) => serveRpc(service, c.req.path, c.req.raw, c.env));
 }
+
+// The watch channel (schema/moqworker/v1/watch.proto): one WebSocket per relay per scope.
+app.all("/v1/watch", (c) => watchRoute(c.req.raw, c.env));
 
 export default app;

@@ -13,6 +13,8 @@ export interface Limits {
   subscriptionsPerRelay: number;
   /** MAX_LIST_TRACKS: most tracks ListTracks returns; a namespace with more is RESOURCE_EXHAUSTED. */
   listTracks: number;
+  /** MAX_WATCHERS_PER_SCOPE: watch sockets open at once on one scope (GET /v1/watch); one more is RESOURCE_EXHAUSTED. */
+  watchersPerScope: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = {
@@ -20,6 +22,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   tracksPerRelay: 10_000,
   subscriptionsPerRelay: 10_000,
   listTracks: 1_000,
+  watchersPerScope: 10_000,
 };
 
 function positive(value: string | undefined, fallback: number): number {
@@ -33,5 +36,6 @@ export function limitsOf(env: Env): Limits {
     tracksPerRelay: positive(env.MAX_TRACKS_PER_RELAY, DEFAULT_LIMITS.tracksPerRelay),
     subscriptionsPerRelay: positive(env.MAX_SUBSCRIPTIONS_PER_RELAY, DEFAULT_LIMITS.subscriptionsPerRelay),
     listTracks: positive(env.MAX_LIST_TRACKS, DEFAULT_LIMITS.listTracks),
+    watchersPerScope: positive(env.MAX_WATCHERS_PER_SCOPE, DEFAULT_LIMITS.watchersPerScope),
   };
 }

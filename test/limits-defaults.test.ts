@@ -9,7 +9,13 @@ import { BASE, workerFetch } from "./client.js";
 
 // The documented defaults (SECURITY.md "Limits"), written out here: they are
 // what this file checks the code against, not copies of the code's constants.
-const DOCUMENTED = { namespacesPerRelay: 10_000, tracksPerRelay: 10_000, subscriptionsPerRelay: 10_000, listTracks: 1_000 };
+const DOCUMENTED = {
+  namespacesPerRelay: 10_000,
+  tracksPerRelay: 10_000,
+  subscriptionsPerRelay: 10_000,
+  listTracks: 1_000,
+  watchersPerScope: 10_000,
+};
 const DOCUMENTED_MAX_BODY_BYTES = 64 * 1024;
 
 describe("limit defaults", () => {

@@ -72,6 +72,12 @@ const SCOPE_PLANS = {
   expireTrackSubscriptions: "index",
   nextTrackExpiry: "index",
   rebaseTrackExpiry: { scan: "a new rendezvous timeout restarts the clock of every lingering subscription: every row is written" },
+  relayNamespaces: "index",
+  relayTracks: "index",
+  watchGet: "index",
+  watchInit: "write",
+  watchBump: "index",
+  pathGet: "index",
   pathPut: "write",
   pathDelete: "index",
 } as const satisfies Record<keyof typeof SCOPE_SQL, Expect>;
@@ -113,6 +119,9 @@ const PATH_PLANS = {
   mappingPut: "write",
   // SQLite empties the one-row table without reading it.
   mappingDelete: "write",
+  untoldAdd: "write",
+  untoldList: { scan: "the scopes a path left and not yet told: a handful at most, all of them wanted" },
+  untoldDone: "index",
 } as const satisfies Record<keyof typeof PATH_SQL, Expect>;
 
 const DIRECTORY_PLANS = {

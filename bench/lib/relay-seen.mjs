@@ -49,7 +49,9 @@ export async function relaySeen({ results, quick, log, worker, moqApi }) {
   const propagation = run(bin, worker.url, ["propagation", "--trials", String(trials)]);
   log("Worker calls per 1,000 viewer joins of one pulled track");
   const joins = run(bin, worker.url, ["joins", "--joins", "1000"]);
+  // Merged: the fan-out rows (bench/fan-out.mjs) live in the same object.
   results.relaySeen = {
+    ...results.relaySeen,
     rows: [
       { system: "moq-worker edge, cached WorkerCoordinator", ...cached },
       { system: "moq-relay-ietf ApiCoordinator → moq-api + Redis", ...api },

@@ -9,7 +9,8 @@ import { callerKey } from "../rpc/context.js";
 /** The calls that make the caller a publisher. */
 const PUBLISH = new Set<string>([CoordinatorService.method.registerNamespace.name, CoordinatorService.method.registerTrack.name]);
 
-function requireAllowed(field: string, scope: Scope, allowed: readonly string[]): void {
+/** Refuses a scope the token's scopes claim does not list (and the unscoped space, if it lists any). */
+export function requireScopeAllowed(field: string, scope: Scope, allowed: readonly string[]): void {
   if (scope === UNSCOPED) {
     throw new ConnectError(
       `${field}: unscoped calls are not allowed with this relay's token (it is limited to named scopes)`,
@@ -30,13 +31,13 @@ export const enforceTokenClaims: Interceptor = (next) => async (req) => {
   const allowed = caller.scopes;
   if (allowed === undefined) return next(req);
   if (req.method.input.fields.some((f) => f.localName === "scope")) {
-    requireAllowed("scope", scopeFromField((req.message as { scope?: string }).scope), allowed);
+    requireScopeAllowed("scope", scopeFromField((req.message as { scope?: string }).scope), allowed);
     return next(req);
   }
   const res = await next(req);
   // ResolveScope carries no scope, its answer does: a session on another tenant's path is refused.
   if (req.method.name === CoordinatorService.method.resolveScope.name && !res.stream) {
-    requireAllowed("connection_path", scopeFromField((res.message as ResolveScopeResponse).scope?.scopeId), allowed);
+    requireScopeAllowed("connection_path", scopeFromField((res.message as ResolveScopeResponse).scope?.scopeId), allowed);
   }
   return res;
 };

@@ -1,5 +1,6 @@
 // Every SQL statement of a PathObject, named (test/storage.test.ts checks each
-// one's query plan). Its one table holds at most one row.
+// one's query plan). `mapping` holds at most one row; `untold` the scopes the
+// path left that have not yet been told so (a handful at most).
 import { migrations } from "./migrations.js";
 
 export const PATH_MIGRATIONS = migrations([
@@ -8,6 +9,11 @@ export const PATH_MIGRATIONS = migrations([
     about: "the schema before versions",
     up: "CREATE TABLE IF NOT EXISTS mapping (id INTEGER PRIMARY KEY CHECK (id = 1), scope TEXT NOT NULL, permissions INTEGER NOT NULL)",
   },
+  {
+    version: 2,
+    about: "scopes the path left, until they are told (their path list and watchers)",
+    up: "CREATE TABLE IF NOT EXISTS untold (scope TEXT PRIMARY KEY) WITHOUT ROWID",
+  },
 ]);
 
 export const PATH_SQL = {
@@ -15,4 +21,7 @@ export const PATH_SQL = {
   mappingPut: `INSERT INTO mapping (id, scope, permissions) VALUES (1, ?, ?)
     ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, permissions = excluded.permissions`,
   mappingDelete: "DELETE FROM mapping",
+  untoldAdd: "INSERT OR IGNORE INTO untold (scope) VALUES (?)",
+  untoldList: "SELECT scope FROM untold",
+  untoldDone: "DELETE FROM untold WHERE scope = ?",
 } as const;

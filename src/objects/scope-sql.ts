@@ -95,6 +95,13 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     up: `UPDATE meta SET v = CASE WHEN v = '' THEN 'unscoped' ELSE 'scope:' || substr(v, 2) END
       WHERE k = 'scope' AND (v = '' OR substr(v, 1, 1) = '=')`,
   },
+  {
+    version: 3,
+    about: "the watch channel's change sequence (watch/hub.ts)",
+    // One row, made when the first relay watches: the stream id names this
+    // sequence, seq counts the changes sent since.
+    up: "CREATE TABLE IF NOT EXISTS watch (id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, seq INTEGER NOT NULL)",
+  },
 ]);
 
 // ---- relay-owned tables ------------------------------------------------------
@@ -230,6 +237,15 @@ export const SCOPE_SQL = {
   /** Every lingering subscription's deadline, when the scope's rendezvous timeout changes. */
   rebaseTrackExpiry: "UPDATE track_subscriptions SET expires_at = ?",
 
+  /** The relay's namespaces (of every epoch but ?2, if given), up to ?3: what its purge or new address invalidates. */
+  relayNamespaces: "SELECT ns_key FROM namespaces WHERE relay = ?1 AND (?2 IS NULL OR epoch <> ?2) LIMIT ?3",
+  relayTracks: "SELECT ns_key, name FROM tracks WHERE relay = ?1 AND (?2 IS NULL OR epoch <> ?2) LIMIT ?3",
+
+  watchGet: "SELECT stream, seq FROM watch WHERE id = 1",
+  watchInit: "INSERT INTO watch (id, stream, seq) VALUES (1, ?, 0)",
+  watchBump: "UPDATE watch SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+
+  pathGet: "SELECT permissions FROM paths WHERE path = ?",
   pathPut: "INSERT INTO paths (path, permissions) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET permissions = excluded.permissions",
   pathDelete: "DELETE FROM paths WHERE path = ?",
 } as const;

@@ -23,6 +23,7 @@ import { type Scope, scopeObjectName } from "./scope-name.js";
 import { describeRows, type DescribeCursor, type ScopeDescription } from "./scope-describe.js";
 import { OWNED_SQL, OWNED_TABLES, type OwnedTable, RELAY_OWNED_TABLES, SCOPE_MIGRATIONS, SCOPE_SQL } from "./scope-sql.js";
 import { directoryStub, relayStub } from "./stubs.js";
+import { type Invalidation, WatchHub } from "../watch/hub.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
 
 export type { ScopeDescription };
@@ -57,12 +58,34 @@ export class ScopeObject extends DurableObject<Env> {
    * In memory only: a fresh instance counts once per relay.
    */
   private heldAtMost = new Map<string, number>();
+  /** The relays watching this scope (GET /v1/watch), told of every change that may alter an answer. */
+  private watch: WatchHub;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     migrate(ctx.storage, SCOPE_MIGRATIONS);
     this.listing = new DirectoryListing(this.sql);
+    this.watch = new WatchHub(ctx, this.sql, () => limitsOf(env).watchersPerScope);
+  }
+
+  // ---- watch channel -------------------------------------------------------
+
+  /** Only the Worker's GET /v1/watch reaches this (watch/route.ts checked the caller and scope). */
+  async fetch(request: Request): Promise<Response> {
+    return this.watch.accept(request);
+  }
+
+  async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    this.watch.message(ws, data);
+  }
+
+  async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    this.watch.closed(ws, code, reason);
+  }
+
+  async webSocketError(): Promise<void> {
+    // The runtime drops the socket from getWebSockets(); its relay reconnects and resyncs.
   }
 
   // ---- config ------------------------------------------------------------
@@ -79,13 +102,15 @@ export class ScopeObject extends DurableObject<Env> {
 
   async putConfig(scope: Scope, config: ScopeSettings): Promise<void> {
     this.remember(scope);
-    const previousTimeout = this.getConfig().rendezvousTimeoutMs;
+    const previous = this.getConfig();
+    const previousTimeout = previous.rendezvousTimeoutMs;
     this.sql.exec(
       SCOPE_SQL.configPut,
       config.originFallback ?? null,
       config.lingeringSubscribe ? 1 : 0,
       config.rendezvousTimeoutMs ?? null,
     );
+    if (!sameSettings(previous, this.getConfig())) this.watch.changed({ config: true });
     if (config.rendezvousTimeoutMs !== previousTimeout) await this.rebaseRendezvous(config.rendezvousTimeoutMs);
   }
 
@@ -201,6 +226,7 @@ export class ScopeObject extends DurableObject<Env> {
    * repeated purge is harmless. Returns how many rows went.
    */
   purgeRelay(relay: string, keep?: string): number {
+    const routes = this.routesOf(relay, keep);
     let removed = 0;
     for (const table of RELAY_OWNED_TABLES) {
       const cursor =
@@ -212,6 +238,7 @@ export class ScopeObject extends DurableObject<Env> {
       this.sql.exec(SCOPE_SQL.relayDelete, relay);
       this.leaseUntil.delete(relay);
     }
+    if (routes) this.watch.changed(routes);
     return removed;
   }
 
@@ -225,7 +252,9 @@ export class ScopeObject extends DurableObject<Env> {
 
   /** New socket addresses of a relay (from its heartbeat). */
   updateRelayAddrs(relay: string, addrs: string[]): void {
+    const before = this.relayRow(relay)?.addrs[0];
     this.sql.exec(SCOPE_SQL.relayAddrsPut, JSON.stringify(addrs), relay);
+    this.addrMoved(relay, before, addrs[0]);
   }
 
   async alarm(): Promise<void> {
@@ -239,11 +268,13 @@ export class ScopeObject extends DurableObject<Env> {
 
   putPath(scope: Scope, path: string, permissions: number): void {
     this.remember(scope);
+    const before = this.sql.exec(SCOPE_SQL.pathGet, path).toArray()[0]?.permissions;
     this.sql.exec(SCOPE_SQL.pathPut, path, permissions);
+    if (before !== permissions) this.watch.changed({ paths: [path] });
   }
 
   deletePath(path: string): void {
-    this.sql.exec(SCOPE_SQL.pathDelete, path);
+    if (this.sql.exec(SCOPE_SQL.pathDelete, path).rowsWritten > 0) this.watch.changed({ paths: [path] });
   }
 
   /** One page of each list, for DescribeScope (objects/scope-describe.ts); null if never configured or written. */
@@ -286,6 +317,8 @@ export class ScopeObject extends DurableObject<Env> {
     const now = Date.now();
     const id = existing?.id ?? crypto.randomUUID();
     this.sql.exec(OWNED_SQL[table].put, ...key, w.relay, lease.epoch, id, now, ...renewed(now));
+    // A new owner changes answers; the same owner again (any epoch) does not.
+    if (!existing) this.routeChanged(table, key);
     return ok({ id });
   }
 
@@ -299,7 +332,7 @@ export class ScopeObject extends DurableObject<Env> {
       }
     }
     // Releasing what is not held succeeds: drop handles and retries may repeat it.
-    this.sql.exec(OWNED_SQL[table].remove, ...key, relay);
+    if (this.sql.exec(OWNED_SQL[table].remove, ...key, relay).rowsWritten > 0) this.routeChanged(table, key);
     return ok({});
   }
 
@@ -345,8 +378,46 @@ export class ScopeObject extends DurableObject<Env> {
   private enlisted(scope: Scope, relay: string, lease: Lease): void {
     this.remember(scope);
     if (!lease.asked) return;
+    const before = this.relayRow(relay);
     this.sql.exec(SCOPE_SQL.relayPut, relay, lease.epoch, JSON.stringify(lease.addrs));
     this.leaseUntil.set(relay, lease.expiresAt);
+    if (before) this.addrMoved(relay, before.addrs[0], lease.addrs[0]);
+  }
+
+  // ---- what a change invalidates (watch/hub.ts) -----------------------------
+
+  /** A namespace or track gained or lost its owner: Lookup/LookupTrack answers for it. */
+  private routeChanged(table: OwnedTable, key: SqlStorageValue[]): void {
+    if (table !== "namespaces" && table !== "tracks") return;
+    const fields = decodeTuple(new Uint8Array(key[0] as ArrayBuffer));
+    this.watch.changed(table === "namespaces" ? { namespaces: [fields] } : { tracks: [{ fields, name: key[1] as string }] });
+  }
+
+  /** Answers name a relay with its first address: when that moves, every route to the relay. */
+  private addrMoved(relay: string, before: string | undefined, after: string | undefined): void {
+    if (before === after) return;
+    const routes = this.routesOf(relay);
+    if (routes) this.watch.changed(routes);
+  }
+
+  /**
+   * The routes through a relay (of every epoch but `keep`), for a purge or an
+   * address change: its namespaces and tracks by name, or "everything" past
+   * ROUTES_LISTED of them. Undefined if it has none, or nobody watches.
+   */
+  private routesOf(relay: string, keep?: string): Invalidation | undefined {
+    if (!this.watch.watched) return undefined;
+    const namespaces = this.sql
+      .exec(SCOPE_SQL.relayNamespaces, relay, keep ?? null, ROUTES_LISTED + 1)
+      .toArray()
+      .map((r) => decodeTuple(new Uint8Array(r.ns_key as ArrayBuffer)));
+    const tracks = this.sql
+      .exec(SCOPE_SQL.relayTracks, relay, keep ?? null, ROUTES_LISTED + 1)
+      .toArray()
+      .map((r) => ({ fields: decodeTuple(new Uint8Array(r.ns_key as ArrayBuffer)), name: r.name as string }));
+    if (namespaces.length + tracks.length === 0) return undefined;
+    if (namespaces.length + tracks.length > ROUTES_LISTED) return { all: true };
+    return { namespaces, tracks };
   }
 
   /**
@@ -427,6 +498,21 @@ export class ScopeObject extends DurableObject<Env> {
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
+}
+
+/**
+ * Past this many namespaces and tracks, a relay's purge invalidates the whole
+ * scope: one small frame instead of a large one, at the price of the watchers
+ * refetching routes that did not change.
+ */
+const ROUTES_LISTED = 256;
+
+function sameSettings(a: ScopeSettings, b: ScopeSettings): boolean {
+  return (
+    a.originFallback === b.originFallback &&
+    a.lingeringSubscribe === b.lingeringSubscribe &&
+    a.rendezvousTimeoutMs === b.rendezvousTimeoutMs
+  );
 }
 
 function authority(url: string): string | undefined {

@@ -7,6 +7,7 @@ import { isRelayLinkPath, RELAY_LINK_PREFIX } from "../auth/relay-link.js";
 import { mintRelayToken } from "../auth/relay-token.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
+import type { Env } from "../env.js";
 import { envOf } from "./convert.js";
 import { describeScope } from "./describe.js";
 import { listRelays, listScopes } from "./relays.js";
@@ -25,6 +26,18 @@ function mappedPath(raw: string): string {
     throw invalid("path", `paths under ${RELAY_LINK_PREFIX} are reserved for relay links and cannot be mapped`);
   }
   return normalized.path;
+}
+
+/**
+ * Tells each scope a path left (its path list, its watchers), then the
+ * PathObject that it was told. A failure throws: the scope stays on the
+ * PathObject's list and the next PutPath or DeletePath of the path tells it.
+ */
+async function tellLeft(env: Env, mapping: ReturnType<typeof pathStub>, path: string, scopes: string[]): Promise<void> {
+  for (const left of scopes) {
+    await scopeStub(env, left).deletePath(path);
+    await mapping.told(left);
+  }
 }
 
 export const adminService: ServiceImpl<typeof AdminService> = {
@@ -69,8 +82,9 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     if (req.permissions !== Permissions.READ_WRITE && req.permissions !== Permissions.READ_ONLY) {
       throw invalid("permissions", "must be PERMISSIONS_READ_WRITE or PERMISSIONS_READ_ONLY");
     }
-    const previous = await pathStub(env, path).put({ scope, permissions: req.permissions });
-    if (previous && previous.scope !== scope) await scopeStub(env, previous.scope).deletePath(path);
+    const mapping = pathStub(env, path);
+    const { untold } = await mapping.put({ scope, permissions: req.permissions });
+    await tellLeft(env, mapping, path, untold);
     await scopeStub(env, scope).putPath(scope, path, req.permissions);
     // The scope object also tells the directory, in the background; awaiting here
     // makes an operator's new scope show in ListScopes as soon as this returns.
@@ -81,9 +95,11 @@ export const adminService: ServiceImpl<typeof AdminService> = {
   async deletePath(req, ctx) {
     const env = envOf(ctx);
     const path = mappedPath(req.path);
-    const previous = await pathStub(env, path).delete();
+    const mapping = pathStub(env, path);
+    const { previous, untold } = await mapping.delete();
+    // A retry after a failed call finds no mapping but still tells the scope it had.
+    await tellLeft(env, mapping, path, untold);
     if (!previous) throw new ConnectError(`path: ${path} is not mapped`, Code.NotFound);
-    await scopeStub(env, previous.scope).deletePath(path);
     return {};
   },
 

@@ -17,7 +17,13 @@ const LIST = 4;
 
 describe("limits configured through Worker variables", () => {
   it("this project runs with the small limits (so the tests below test them)", () => {
-    expect(limitsOf(env)).toEqual({ namespacesPerRelay: Q, tracksPerRelay: Q, subscriptionsPerRelay: Q, listTracks: LIST });
+    expect(limitsOf(env)).toEqual({
+      namespacesPerRelay: Q,
+      tracksPerRelay: Q,
+      subscriptionsPerRelay: Q,
+      listTracks: LIST,
+      watchersPerScope: 2,
+    });
   });
 
   it(`namespaces: ${Q} per relay per scope, then RESOURCE_EXHAUSTED; others and other scopes unaffected`, async () => {

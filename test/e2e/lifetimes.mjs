@@ -5,6 +5,10 @@
 //  3. one relay stops heartbeating: its state must be gone within lease TTL + 5 s
 //     of its last heartbeat, while the other relay's stays. The time from the
 //     last heartbeat to the purge (polled every 100 ms) is printed.
+// Along the way, a watch socket on the first scope (GET /v1/watch): hello,
+// one invalidation per registration, ping/pong, the socket closed by the
+// kill, the same stream and seq after the restart, and the lapse pushed as
+// one invalidation naming the dead relay's routes (its delay printed).
 // Options: --rounds=N repeats step 3 with N fresh relays (default 1);
 // --log shows wrangler's output.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { call, ns as nsOf, registeredUrl, relayToken } from "./lib/rpc.mjs";
+import { openWatch } from "./lib/watch.mjs";
 import { freePort, startWorker } from "./lib/worker.mjs";
 
 const LEASE_TTL_MS = 3000;
@@ -160,8 +165,25 @@ async function main() {
     const a = await new Relay(worker, "relay-a").init();
     const b = await new Relay(worker, "relay-b").init();
     relays.push(a, b);
+    const watched = SCOPES[0];
+    let watcher = await openWatch(worker.url, b.token, watched);
+    const hello = await watcher.next();
+    check(hello.hello !== undefined && hello.seq === 0, `the first watch event is hello with seq 0 (got ${JSON.stringify(hello)})`);
     await a.populate();
     await b.populate();
+    // Per relay: its namespaces, then its track; subscriptions alter no cached answer.
+    const expected = [a, b].flatMap((r) => [
+      ...Array.from({ length: NAMESPACES_PER_SCOPE }, (_, i) => `ns ${r.name}/ns-${i}`),
+      `track ${r.name}/ns-0#video`,
+    ]);
+    for (const [i, want] of expected.entries()) {
+      const e = await watcher.next();
+      const got = [...e.namespaces.map((n) => `ns ${n}`), ...e.tracks.map((t) => `track ${t}`)].join(",");
+      check(e.seq === i + 1 && got === want, `watch event ${i + 1} is seq ${i + 1}, ${want} (got seq ${e.seq}, ${got})`);
+    }
+    watcher.ws.send("ping");
+    check((await watcher.text()) === "pong", "the watch channel answers ping with pong");
+    console.log(`watch ${watched}: hello, then ${expected.length} invalidations with seq 1..${expected.length}; ping answered`);
     await expectAll(b, a, "before restart");
     await expectAll(a, b, "before restart");
     console.log(
@@ -171,8 +193,20 @@ async function main() {
     // The relays keep heartbeating (and failing) while the runtime is down, as real ones would.
     const down = performance.now();
     await worker.stop("SIGKILL");
+    await watcher.closed();
     worker = await startWorker({ port, persistTo: state, vars, log });
     console.log(`wrangler dev killed and restarted on the same state (down ${ms(performance.now() - down)})`);
+    let pushedAt;
+    watcher = await openWatch(worker.url, b.token, watched, {
+      onEvent: (e, at) => {
+        if (e.hello === undefined) pushedAt ??= at;
+      },
+    });
+    const again = await watcher.next();
+    check(
+      again.hello === hello.hello && again.seq === expected.length,
+      `after the restart the watch stream and seq carry on (${hello.hello} seq ${expected.length}; got ${JSON.stringify(again)})`,
+    );
     await expectAll(b, a, "after restart");
     await expectAll(a, b, "after restart");
     console.log("after restart: every registration of both relays is there");
@@ -190,6 +224,19 @@ async function main() {
       await expectAll(b, victim, `round ${round + 1}, before the heartbeats stop`);
       const t = await measurePurge(victim, b);
       times.push(t);
+      if (round === 0) {
+        const e = await watcher.next();
+        const routes = [...e.namespaces.sort(), ...e.tracks].join(",");
+        const want = [...Array.from({ length: NAMESPACES_PER_SCOPE }, (_, i) => `${a.name}/ns-${i}`), `${a.name}/ns-0#video`].join(",");
+        check(
+          e.seq === expected.length + 1 && routes === want,
+          `the lapse is pushed as one invalidation of ${want} (got ${JSON.stringify(e)})`,
+        );
+        console.log(
+          `watch: the lapse was pushed ${ms(pushedAt - victim.lastBeat)} after the last heartbeat, naming its ${want.split(",").length} routes`,
+        );
+        watcher.close();
+      }
       console.log(
         `round ${round + 1}: ${victim.name}'s state purged ${ms(t)} after its last heartbeat (lease TTL ${LEASE_TTL_MS} ms, limit ${PURGE_LIMIT_MS} ms)`,
       );

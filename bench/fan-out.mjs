@@ -1,0 +1,118 @@
+// The write cost of the watch channel's fan-out (issue 12): RegisterNamespace
+// latency in a scope watched by 0, 1, 10 and 100 sockets, one call at a time,
+// and how long until every socket has the invalidation. Each change is one
+// frame per socket, sent by the scope's object before the call returns.
+//
+// Called by bench/run.mjs on its bare-workerd setup (results under
+// relaySeen.fanOut); alone: npx node bench/fan-out.mjs [--quick]
+import { openWatch } from "../test/e2e/lib/watch.mjs";
+import { buildBundle, coordinatorCall, cpuMs, relayToken, startWorkerd } from "./lib/systems.mjs";
+
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const round = (x) => +x.toFixed(3);
+
+/**
+ * Rows { watchers, registers, p50Ms, p99Ms, deliveredP50Ms, deliveredP99Ms }:
+ * the call's latency, and the time from sending it to the invalidation on
+ * every socket (undefined with no watchers); with `pids` (the server's
+ * processes) also the server's CPU per register, frames included. The
+ * sockets' client runs in this process: with 100 sockets, reading their
+ * frames delays this process's reading of the call's answer, so p50Ms
+ * includes client time; workerdCpuMsPerRegister does not.
+ */
+export async function fanOut({ url, pids, watcherCounts = [0, 1, 10, 100], registers = 200, warmup = 20, log = () => {} }) {
+  const relayUrl = "https://fan-out.bench.example/";
+  const token = await relayToken(url, relayUrl);
+  const watcherToken = await relayToken(url, "https://fan-out-watcher.bench.example/");
+  const rows = [];
+  let warmed = false;
+  // One throwaway pass first: the Worker's and the load generator's code warm, the relay enlisted.
+  for (const watchers of [watcherCounts[0], ...watcherCounts]) {
+    const scope = `fan-out-${watchers}-${Math.random().toString(36).slice(2, 8)}`;
+    // Per seq: how many sockets saw it, when the last did, and who waits for all of them.
+    const arrivals = new Map();
+    const arrival = (seq) => {
+      if (!arrivals.has(seq)) arrivals.set(seq, { count: 0, last: 0, done: undefined });
+      return arrivals.get(seq);
+    };
+    const sockets = await Promise.all(
+      Array.from({ length: watchers }, () =>
+        openWatch(url, watcherToken, scope, {
+          onEvent: (e, at) => {
+            const a = arrival(e.seq);
+            a.count++;
+            a.last = at;
+            if (a.count === watchers) a.done?.();
+          },
+        }),
+      ),
+    );
+    for (const s of sockets) await s.next();
+    const latencies = [];
+    const delivered = [];
+    let cpu0;
+    for (let i = 0; i < warmup + registers; i++) {
+      if (i === warmup) cpu0 = pids ? cpuMs(pids()) : undefined;
+      const seq = i + 1; // one event per new registration
+      const a = arrival(seq);
+      const all =
+        watchers === 0
+          ? undefined
+          : new Promise((r) => {
+              a.done = r;
+            });
+      if (a.count === watchers) a.done?.();
+      const t0 = performance.now();
+      const { status, json } = await coordinatorCall(url, token, "RegisterNamespace", {
+        scope,
+        namespace: { fields: [Buffer.from(`n${i}`).toString("base64")] },
+      });
+      const t1 = performance.now();
+      if (status !== 200) throw new Error(`fan-out RegisterNamespace: ${status} ${JSON.stringify(json)}`);
+      if (all) {
+        let timer;
+        await Promise.race([
+          all,
+          new Promise(
+            (_, no) => (timer = setTimeout(() => no(new Error(`fan-out: seq ${seq} not on all ${watchers} sockets in 10 s`)), 10_000)),
+          ),
+        ]);
+        clearTimeout(timer);
+      }
+      if (i < warmup) continue;
+      latencies.push(t1 - t0);
+      if (all) delivered.push(a.last - t0);
+    }
+    const cpu = cpu0 === undefined ? undefined : cpuMs(pids()) - cpu0;
+    for (const s of sockets) s.close();
+    latencies.sort((a, b) => a - b);
+    delivered.sort((a, b) => a - b);
+    const row = {
+      watchers,
+      registers,
+      p50Ms: round(pct(latencies, 50)),
+      p99Ms: round(pct(latencies, 99)),
+      ...(cpu === undefined ? {} : { workerdCpuMsPerRegister: round(cpu / registers) }),
+      ...(watchers > 0 ? { deliveredP50Ms: round(pct(delivered, 50)), deliveredP99Ms: round(pct(delivered, 99)) } : {}),
+    };
+    log(
+      `fan-out: ${watchers} watchers: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, workerd CPU ${row.workerdCpuMsPerRegister ?? "-"} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms`,
+    );
+    if (warmed) rows.push(row);
+    warmed = true;
+  }
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const quick = process.argv.includes("--quick");
+  const bundle = buildBundle();
+  const w = await startWorkerd({ bundle });
+  try {
+    const rows = await fanOut({ url: w.url, pids: w.pids, registers: quick ? 50 : 200, log: console.error });
+    console.log(JSON.stringify(rows, null, 2));
+  } finally {
+    await w.stop();
+    bundle.remove();
+  }
+}
