@@ -616,8 +616,9 @@ impl Coordinator for WorkerCoordinator {
             }
             .boxed()
         };
-        // The Worker reads "", "/" and no path alike.
-        let key = connection_path.filter(|p| *p != "/").unwrap_or_default();
+        // Keyed as the Worker normalises it (path invalidations name that
+        // form): trailing slashes go, so "", "/" and no path are alike.
+        let key = connection_path.unwrap_or_default().trim_end_matches('/');
         let outcome = self.inner.reads.resolve(key, fetch).await;
         // Any error rejects the session, so keep the reason readable in the
         // relay log (NOT_FOUND here is an unknown path, not a namespace).

@@ -11,7 +11,7 @@ mod common;
 
 use cache_cases::{
     cache_serves_repeats, cut_channel_disables_cache_and_resyncs, moved_namespace_is_never_stale,
-    read_your_writes,
+    moved_path_is_never_stale, read_your_writes,
 };
 
 use std::future::Future;
@@ -1104,6 +1104,7 @@ fn main() -> std::process::ExitCode {
         moved_namespace_is_never_stale,
         cut_channel_disables_cache_and_resyncs,
         read_your_writes,
+        moved_path_is_never_stale,
     ];
     let selected: Vec<_> = cases
         .into_iter()

@@ -193,3 +193,61 @@ pub(crate) async fn read_your_writes(env: &Env) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A connection path moved to another scope is never resolved to the old
+/// one once the push arrived, however the relay spells the path.
+pub(crate) async fn moved_path_is_never_stale(env: &Env) -> anyhow::Result<()> {
+    let b = env.relay("b").await?;
+    let (one, two) = (env.scope("path-1"), env.scope("path-2"));
+    let path = format!("/{}/moving", env.run);
+    env.admin
+        .put_path(&path, &one, proto::Permissions::ReadWrite)
+        .await?;
+    // The answer names scope one; its channel opens, then answers are kept.
+    within(Duration::from_secs(15), "path answer cached", || async {
+        let hits = b.coord.cache_stats().hits;
+        let info = b
+            .coord
+            .resolve_scope(Some(&path))
+            .await?
+            .context("scoped")?;
+        ensure!(info.scope_id == one);
+        ensure!(b.coord.cache_stats().hits > hits, "not from the cache yet");
+        Ok(())
+    })
+    .await?;
+    let with_slash = format!("{path}/");
+    let hits = b.coord.cache_stats().hits;
+    b.coord.resolve_scope(Some(&with_slash)).await?;
+    ensure!(
+        b.coord.cache_stats().hits > hits,
+        "trailing slash is another key"
+    );
+
+    let events = b.coord.cache_stats().events;
+    env.admin
+        .put_path(&path, &two, proto::Permissions::ReadOnly)
+        .await?;
+    within(
+        Duration::from_secs(5),
+        "the path's push arrived",
+        || async {
+            ensure!(b.coord.cache_stats().events > events);
+            Ok(())
+        },
+    )
+    .await?;
+    for spelling in [&path, &with_slash] {
+        let info = b
+            .coord
+            .resolve_scope(Some(spelling))
+            .await?
+            .context("scoped")?;
+        ensure!(
+            info.scope_id == two && info.permissions == ScopePermissions::ReadOnly,
+            "stale path answer {} for {spelling}",
+            info.scope_id
+        );
+    }
+    Ok(())
+}
