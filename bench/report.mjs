@@ -234,13 +234,15 @@ export function renderMarkdown(r) {
     }
   }
 
+  const fine = (v) => (v < 0.1 ? v.toFixed(4) : ms(v));
   const rs = r.relaySeen;
   if (rs?.rows) {
     out.push(`\n**Routing as the relay sees it** (${rs.method})\n`);
     out.push(
       table(
         ["system", "lookup_track ops/s", "p50 ms", "p99 ms"],
-        rs.rows.map((x) => [x.system, Math.round(x.opsPerSec).toLocaleString("en-US"), ms(x.p50Ms), ms(x.p99Ms)]),
+        // Cache hits take microseconds: more digits than ms() keeps.
+        rs.rows.map((x) => [x.system, Math.round(x.opsPerSec).toLocaleString("en-US"), fine(x.p50Ms), fine(x.p99Ms)]),
       ),
     );
     out.push(

@@ -8,17 +8,24 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { DEV_ADMIN_TOKEN, ROOT } from "../../test/e2e/lib/worker.mjs";
 
-const TARGET = process.env.MOQ_BENCH_CARGO_TARGET ?? join(homedir(), ".cache/moq-worker/bench-target");
-
-/** Builds the example (release, the bench's own target dir) and returns its path. */
-export function buildRelaySeen(log) {
-  log("building edge/examples/relay_seen.rs (release; first build takes minutes)");
-  execFileSync("cargo", ["build", "--release", "--quiet", "--example", "relay_seen"], {
+/**
+ * Builds the example and returns its path. Full runs: release, in the bench's
+ * own target dir (the first build takes many minutes). --quick: a debug build
+ * in the edge tests' target dir (incremental after `npm run test:edge`), so the
+ * CI smoke run stays short; its numbers are only a smoke check.
+ */
+export function buildRelaySeen(log, quick) {
+  const release = !quick;
+  const target = release
+    ? (process.env.MOQ_BENCH_CARGO_TARGET ?? join(homedir(), ".cache/moq-worker/bench-target"))
+    : (process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache/moq-worker/target"));
+  log(`building edge/examples/relay_seen.rs (${release ? "release" : "debug"}, ${target})`);
+  execFileSync("cargo", ["build", ...(release ? ["--release"] : []), "--quiet", "--example", "relay_seen"], {
     cwd: join(ROOT, "edge"),
-    env: { ...process.env, CARGO_TARGET_DIR: TARGET },
+    env: { ...process.env, CARGO_TARGET_DIR: target },
     stdio: ["ignore", "inherit", "inherit"],
   });
-  return join(TARGET, "release/examples/relay_seen");
+  return join(target, release ? "release" : "debug", "examples/relay_seen");
 }
 
 function run(bin, url, args) {
@@ -37,7 +44,7 @@ function run(bin, url, args) {
  * propagation p50/p99 and Worker calls per 1,000 joins.
  */
 export async function relaySeen({ results, quick, log, worker, moqApi }) {
-  const bin = buildRelaySeen(log);
+  const bin = buildRelaySeen(log, quick);
   const seconds = quick ? 1.5 : 8;
   const common = ["--tracks", "100", "--concurrency", "16", "--seconds", String(seconds)];
   log(`relay-seen lookup: cached WorkerCoordinator (${worker.kind ?? "Worker"})`);
@@ -53,15 +60,16 @@ export async function relaySeen({ results, quick, log, worker, moqApi }) {
   results.relaySeen = {
     ...results.relaySeen,
     rows: [
-      { system: "moq-worker edge, cached WorkerCoordinator", ...cached },
-      { system: "moq-relay-ietf ApiCoordinator → moq-api + Redis", ...api },
+      { ...cached, system: "moq-worker edge, cached WorkerCoordinator" },
+      { ...api, system: "moq-relay-ietf ApiCoordinator → moq-api + Redis" },
     ],
     ratio: cached.opsPerSec / api.opsPerSec,
     p50Ratio: cached.p50Ms / api.p50Ms,
     propagation,
     joins,
     method:
-      "edge/examples/relay_seen.rs (release): Coordinator::lookup_track in-process over 100 hot tracks, 16 tasks closed loop; " +
+      `edge/examples/relay_seen.rs (${quick ? "debug build: smoke numbers only" : "release"}): ` +
+      "Coordinator::lookup_track in-process over 100 hot tracks, 16 tasks closed loop; " +
       "propagation = C's RegisterNamespace returned → B's lookup answers C; joins = resolve_scope + get_scope_config + lookup_track per join, Worker calls from its /metrics",
   };
   log(
