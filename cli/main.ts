@@ -104,6 +104,7 @@ function describeText(scope: string | undefined, d: DescribeScopeResponse): stri
     `origin fallback     ${c?.originFallback ?? "-"}`,
     `lingering subscribe ${c?.lingeringSubscribe ? "yes" : "no"}`,
     `rendezvous timeout  ${c?.rendezvousTimeoutMs === undefined ? "-" : `${c.rendezvousTimeoutMs} ms`}`,
+    `watch sockets       ${d.watchers}`,
     ...(
       [
         ["paths", ["PATH", "PERMISSIONS"], d.paths.map((p) => [p.path, PERMISSION_TEXT[p.permissions] ?? String(p.permissions)])],

@@ -9,6 +9,7 @@ import { Code } from "@connectrpc/connect";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import type { RelayObject } from "../src/objects/relay.js";
 import { ScopeObject } from "../src/objects/scope.js";
+import { WatchHub } from "../src/watch/hub.js";
 import { relayStub, scopeStub } from "../src/objects/stubs.js";
 import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, workerFetch } from "./client.js";
 import { codeOf, snapshot } from "./hardening.js";
@@ -68,11 +69,36 @@ describe("watch channel: events", () => {
     await a.registerNamespace({ scope, namespace: ns("x") });
     const two = await watching(scope);
     expect([two.seq, two.stream]).toEqual([1, one.stream]);
+    // Operators see how many sockets are open (the other scope's watcher is not counted here).
+    expect((await adminClient().describeScope({ scope })).watchers).toBe(2);
     await a.registerNamespace({ scope, namespace: ns("y") });
     expect(plain(await one.w.next())).toEqual(inv(1, { namespaces: ["x"] }));
     expect(plain(await one.w.next())).toEqual(inv(2, { namespaces: ["y"] }));
     expect(plain(await two.w.next())).toEqual(inv(2, { namespaces: ["y"] }));
     await elsewhere.w.quiet();
+  });
+
+  it("under concurrent writes by several relays, seq runs without a gap and each effective change is one event", async () => {
+    const scope = freshScope("w-burst");
+    const relays = await Promise.all([1, 2, 3, 4].map((i) => relay(unique(`burst${i}`))));
+    const { w, seq } = await watching(scope);
+    // Every relay races for the same 5 namespaces (one winner each), and registers 5 of its own.
+    await Promise.all(
+      relays.flatMap((r, i) => [
+        ...[0, 1, 2, 3, 4].map((k) => codeOf(r.registerNamespace({ scope, namespace: ns(`shared/${k}`) }))),
+        ...[0, 1, 2, 3, 4].map((k) => r.registerNamespace({ scope, namespace: ns(`own${i}/${k}`) })),
+      ]),
+    );
+    const events = [];
+    for (let i = 0; i < 5 + 4 * 5; i++) events.push(plain(await w.next()));
+    await w.quiet();
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => seq + 1 + i));
+    const named = events.flatMap((e) => e.namespaces ?? []).sort();
+    const want = [
+      ...[0, 1, 2, 3, 4].map((k) => `shared/${k}`),
+      ...[0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3, 4].map((k) => `own${i}/${k}`)),
+    ].sort();
+    expect(named).toEqual(want);
   });
 
   it("the unscoped space has its own channel (scope parameter left out)", async () => {
@@ -227,10 +253,15 @@ describe("watch channel: relay lifetimes", () => {
     expect(row).toEqual([{ stream, seq: seq + 2 }]);
   });
 
-  it("answers ping with pong; anything else closes the socket", async () => {
+  it("answers ping with pong from the runtime, never running the object's handler; anything else closes the socket", async () => {
     const { w } = await watching(freshScope("w-ping"));
+    const handler = vi.spyOn(WatchHub.prototype, "message");
     w.ws.send("ping");
     expect(await w.text()).toBe("pong");
+    w.ws.send("ping");
+    expect(await w.text()).toBe("pong");
+    expect(handler).not.toHaveBeenCalled();
+    handler.mockRestore();
     w.ws.send("hello?");
     expect(await w.closed).toBe(1003);
   });

@@ -1,7 +1,8 @@
 // ScopeObject: one SQLite-backed Durable Object per scope. It owns the scope's
 // namespaces, tracks, namespace subscriptions, lingering track subscribers and
-// config, and answers the coordinator calls for that scope. Its SQL is in
-// scope-sql.ts.
+// config, and answers the coordinator calls for that scope; relays watching
+// the scope hear of every change that can alter an answer (watch/hub.ts). Its
+// SQL is in scope-sql.ts.
 //
 // A write (a claim: register or subscribe) may await one thing, the writing
 // relay's RelayObject (see lease); everything after runs synchronously, so
@@ -277,10 +278,10 @@ export class ScopeObject extends DurableObject<Env> {
     if (this.sql.exec(SCOPE_SQL.pathDelete, path).rowsWritten > 0) this.watch.changed({ paths: [path] });
   }
 
-  /** One page of each list, for DescribeScope (objects/scope-describe.ts); null if never configured or written. */
-  describe(limit: number, cursor: DescribeCursor): ScopeDescription | null {
+  /** One page of each list, for DescribeScope (objects/scope-describe.ts), and the open watch sockets; null if never configured or written. */
+  describe(limit: number, cursor: DescribeCursor): (ScopeDescription & { watchers: number }) | null {
     if (this.sql.exec(SCOPE_SQL.metaScopeGet).toArray().length === 0) return null;
-    return describeRows(this.sql, this.getConfig(), limit, cursor);
+    return { ...describeRows(this.sql, this.getConfig(), limit, cursor), watchers: this.watch.count };
   }
 
   // ---- internals -----------------------------------------------------------

@@ -91,5 +91,6 @@ export async function describeScope(env: Env, req: DescribeScopeRequest): Promis
       }),
     ),
     nextPageToken: Object.keys(d.next).length > 0 ? encodeCursor(d.next) : "",
+    watchers: d.watchers,
   });
 }

@@ -41,9 +41,14 @@ export class WatchHub {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
+  /** Open sockets. */
+  get count(): number {
+    return this.ctx.getWebSockets().length;
+  }
+
   /** Whether any relay watches: a change nobody watches bumps nothing and lists nothing. */
   get watched(): boolean {
-    return this.ctx.getWebSockets().length > 0;
+    return this.count > 0;
   }
 
   /** A relay's upgrade, checked by the Worker already: accepted and greeted, or refused when the scope is full. */

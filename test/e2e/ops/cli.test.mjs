@@ -87,6 +87,7 @@ describe("moq-worker CLI", () => {
     assert.match(shown.stdout, /origin fallback\s+https:\/\/origin\.example\.com\//);
     assert.match(shown.stdout, /lingering subscribe\s+yes/);
     assert.match(shown.stdout, /rendezvous timeout\s+2500 ms/);
+    assert.match(shown.stdout, /watch sockets\s+0/);
     const r = await relay(w.url, "https://relay-cfg.example.com/");
     const { config } = await r.call("GetScopeConfig", { scope });
     assert.deepEqual(config, { originFallback: "https://origin.example.com/", lingeringSubscribe: true, rendezvousTimeoutMs: 2500 });

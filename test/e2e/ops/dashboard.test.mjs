@@ -104,6 +104,7 @@ describe("dashboard", () => {
     await page.locator("#paths td", { hasText: "/tenant-demo/publish" }).waitFor();
     assert.equal(await page.locator("#cfg-lingering").textContent(), "yes");
     assert.equal(await page.locator("#cfg-timeout").textContent(), "5000 ms");
+    assert.equal(await page.locator("#cfg-watchers").textContent(), "0");
 
     const relayRow = (url) => page.locator("#relays tr", { hasText: url });
     await relayRow("https://relay-eu.example.com/").locator(".pill", { hasText: "alive" }).waitFor();
