@@ -372,7 +372,11 @@ impl WorkerCoordinator {
             reads: Reads::new(
                 config.cache.clone(),
                 Endpoint {
-                    base: config.coordinator_url.clone(),
+                    base: config
+                        .cache
+                        .watch_url
+                        .clone()
+                        .unwrap_or_else(|| config.coordinator_url.clone()),
                     token: config.token.clone(),
                     epoch: inner_epoch,
                 },

@@ -228,6 +228,7 @@ async fn run() -> anyhow::Result<ExitCode> {
             ping_timeout: Duration::from_millis(cli.watch_ping_timeout_ms.max(1)),
             ..WatchConfig::default()
         },
+        watch_url: None,
     };
     if let Some(addr) = cli.metrics_bind {
         moq_worker_edge::metrics::serve(addr)?;

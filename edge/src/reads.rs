@@ -23,6 +23,9 @@ pub struct CacheConfig {
     /// Most answers kept, over all scopes; the least recently used go first.
     pub entries: usize,
     pub watch: WatchConfig,
+    /// Where the watch channels connect, when not the coordinator URL
+    /// (e.g. through a proxy of their own).
+    pub watch_url: Option<url::Url>,
 }
 
 impl Default for CacheConfig {
@@ -31,6 +34,7 @@ impl Default for CacheConfig {
             enabled: true,
             entries: 100_000,
             watch: WatchConfig::default(),
+            watch_url: None,
         }
     }
 }
