@@ -11,6 +11,7 @@
 //! invalidations for that check; an answer older than the log is dropped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// `None` is the unscoped space.
 pub type Scope = Option<String>;
@@ -94,7 +95,8 @@ struct ScopeState<V> {
     /// Clock at the hello of the live channel; `None` while down.
     up_since: Option<u64>,
     seq: u64,
-    entries: BTreeMap<Key, (V, u64)>,
+    /// The key is shared with `recency` (one allocation per entry).
+    entries: BTreeMap<Arc<Key>, (V, u64)>,
     /// Invalidations after `log_floor`, oldest first, with their clock.
     log: VecDeque<(u64, Invalidation)>,
     /// Events at or before this clock are not in `log`.
@@ -121,7 +123,7 @@ pub struct Cache<V, F> {
     log_capacity: usize,
     scopes: HashMap<Scope, ScopeState<V>>,
     /// Last use → entry; the first is the eviction victim.
-    recency: BTreeMap<u64, (Scope, Key)>,
+    recency: BTreeMap<u64, (Scope, Arc<Key>)>,
     /// Which scope a cached path resolved to.
     paths: HashMap<String, Scope>,
     flights: HashMap<(Scope, Key), (u64, F)>,
@@ -228,6 +230,7 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         if let Key::Path(path) = &key {
             self.paths.insert(path.clone(), scope.clone());
         }
+        let key = Arc::new(key);
         if let Some((_, old)) = state.entries.insert(key.clone(), (value, now)) {
             self.recency.remove(&old);
         }
@@ -280,7 +283,7 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         let entries = std::mem::take(&mut state.entries);
         for (key, (_, used)) in entries {
             self.recency.remove(&used);
-            if let Key::Path(path) = &key {
+            if let Key::Path(path) = key.as_ref() {
                 if self.paths.get(path) == Some(scope) {
                     self.paths.remove(path);
                 }
@@ -316,7 +319,7 @@ impl<V: Clone, F: Clone> Cache<V, F> {
             .entry(scope.clone())
             .or_insert_with(|| ScopeState::new(now));
         let covered: Vec<Key> = if inv.all {
-            state.entries.keys().cloned().collect()
+            state.entries.keys().map(|k| Key::clone(k)).collect()
         } else {
             let mut keys = Vec::new();
             for prefix in &inv.namespaces {
@@ -330,9 +333,9 @@ impl<V: Clone, F: Clone> Cache<V, F> {
                         .range(start..)
                         .map(|(k, _)| k)
                         .take_while(
-                            |k| matches!(k, Key::Route { ns, .. } if ns.starts_with(prefix)),
+                            |k| matches!(k.as_ref(), Key::Route { ns, .. } if ns.starts_with(prefix)),
                         )
-                        .cloned(),
+                        .map(|k| Key::clone(k)),
                 );
             }
             for (ns, track) in &inv.tracks {
@@ -540,7 +543,11 @@ mod tests {
             },
         )
         .unwrap();
-        let mut left: Vec<Key> = c.scopes[&s("a")].entries.keys().cloned().collect();
+        let mut left: Vec<Key> = c.scopes[&s("a")]
+            .entries
+            .keys()
+            .map(|k| Key::clone(k))
+            .collect();
         left.sort();
         let mut want = vec![
             route("live", None),
