@@ -234,6 +234,24 @@ export function renderMarkdown(r) {
     }
   }
 
+  const fine = (v) => (v < 0.1 ? v.toFixed(4) : ms(v));
+  const rs = r.relaySeen;
+  if (rs?.rows) {
+    out.push(`\n**Routing as the relay sees it** (${rs.method})\n`);
+    out.push(
+      table(
+        ["system", "lookup_track ops/s", "p50 ms", "p99 ms"],
+        // Cache hits take microseconds: more digits than ms() keeps.
+        rs.rows.map((x) => [x.system, Math.round(x.opsPerSec).toLocaleString("en-US"), fine(x.p50Ms), fine(x.p99Ms)]),
+      ),
+    );
+    out.push(
+      `\nCached edge ÷ ApiCoordinator: ${rs.ratio.toFixed(1)}× the throughput, ${rs.p50Ratio.toFixed(3)}× the p50. ` +
+        `Propagation of a move (A → C, until B's cached lookup answers C, ${rs.propagation.trials} trials): p50 ${ms(rs.propagation.p50Ms)} ms, p99 ${ms(rs.propagation.p99Ms)} ms. ` +
+        `Worker calls per 1,000 viewer joins of one pulled track: ${rs.joins.per1000} (${rs.joins.workerCalls} for ${rs.joins.joins}).`,
+    );
+  }
+
   const fo = r.relaySeen?.fanOut;
   if (fo) {
     out.push(`\n**Write cost of the watch channel's fan-out** (${fo.setup})\n`);

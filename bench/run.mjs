@@ -4,6 +4,7 @@
 //   npm run bench                 full run (~10 min), writes bench/results/latest.json
 //   npm run bench -- --quick      ~1 min smoke run (CI), writes bench/results/quick.json.tmp
 //   options: --out FILE  --concurrency N  --duration SECONDS  --no-wrangler-dev  --max-namespaces N
+//            --no-relay-seen / --relay-seen-only (the edge's cached lookups, propagation, calls per 1,000 joins)
 //            --ref GIT-REF (benchmark that commit, extracted to a temp dir, instead of the working tree)
 //            --patch A.diff,B.diff (with --ref: apply these to the snapshot first)
 //
@@ -22,6 +23,7 @@ import { benchArgs, positiveNumber } from "./lib/args.mjs";
 import { runLoad } from "./lib/load.mjs";
 import { moqApi, moqApiKey, nsFields, worker } from "./lib/ops.mjs";
 import { MoqApiRefresher, RelayPool, WorkerRelay } from "./lib/relay.mjs";
+import { relaySeen } from "./lib/relay-seen.mjs";
 import {
   buildBundle,
   coordinatorCall,
@@ -46,6 +48,8 @@ function options() {
   const v = benchArgs({
     quick: { type: "boolean", default: false },
     "no-wrangler-dev": { type: "boolean", default: false },
+    "no-relay-seen": { type: "boolean", default: false },
+    "relay-seen-only": { type: "boolean", default: false },
     out: { type: "string" },
     ref: { type: "string" },
     patch: { type: "string" },
@@ -58,7 +62,7 @@ function options() {
     console.log(
       readFileSync(fileURLToPath(import.meta.url), "utf8")
         .split("\n")
-        .slice(3, 8)
+        .slice(3, 9)
         .join("\n"),
     );
     process.exit(0);
@@ -66,6 +70,8 @@ function options() {
   return {
     quick: v.quick,
     wranglerDev: !v["no-wrangler-dev"],
+    skipRelaySeen: v["no-relay-seen"],
+    relaySeenOnly: v["relay-seen-only"],
     out: v.out,
     ref: v.ref,
     patches: v.patch?.split(","),
@@ -597,6 +603,20 @@ async function watchFanOut(results, bundle) {
 
 // ---- main ---------------------------------------------------------------------
 
+/** The relay-side numbers (bench/lib/relay-seen.mjs) on the primary setup and moq-api + Redis. */
+async function relaySeenSection(results, bundle) {
+  if (args.skipRelaySeen) return;
+  log(`starting ${WORKER_SETUPS[0].key} and moq-api + redis-server for relay-seen`);
+  const w = await WORKER_SETUPS[0].start(bundle);
+  cleanups.push(() => w.stop());
+  const api = await startMoqApi();
+  cleanups.push(() => api.stop());
+  await relaySeen({ results, quick: QUICK, log, worker: { ...w, kind: WORKER_SETUPS[0].label }, moqApi: api });
+  await api.stop();
+  await w.stop();
+  cleanups.length = 0;
+}
+
 async function main() {
   const results = {
     schema: 1,
@@ -637,9 +657,12 @@ async function main() {
   try {
     bundle = buildBundle(src.root);
     finals.push(() => bundle.remove());
-    await headline(results, bundle);
-    await scaleAndHeartbeat(results, bundle);
-    await watchFanOut(results, bundle);
+    if (!args.relaySeenOnly) {
+      await headline(results, bundle);
+      await scaleAndHeartbeat(results, bundle);
+      await watchFanOut(results, bundle);
+    }
+    await relaySeenSection(results, bundle);
   } finally {
     await cleanup();
     runFinals();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::FutureExt;
 use moq_native_ietf::quic;
 use moq_relay_ietf::{
     ConnectionTagger, Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult,
@@ -22,13 +23,16 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::cache::{Invalidation, Key, Stats};
 use crate::fatal::Fatal;
 use crate::lease::{Holders, Kind, LeaseKey, Release};
 use crate::liveness;
 use crate::peers::{PeerTagger, Peers};
 use crate::proto;
+use crate::reads::{Answer, CacheConfig, Outcome, Reads};
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 use crate::upstreams::Upstreams;
+use crate::watch::Endpoint;
 
 pub const COORDINATOR_SERVICE: &str = "moqworker.v1.CoordinatorService";
 /// Header carrying the relay's boot epoch on every call.
@@ -51,6 +55,8 @@ pub struct WorkerCoordinatorConfig {
     /// Socket addresses always treated as internal relay peers, on top of
     /// the live peers the Worker reports (`--internal-peer`).
     pub internal_peers: Vec<SocketAddr>,
+    /// The lookup cache and its watch channels (on by default).
+    pub cache: CacheConfig,
 }
 
 impl WorkerCoordinatorConfig {
@@ -62,6 +68,7 @@ impl WorkerCoordinatorConfig {
             epoch: None,
             retry: RetryPolicy::default(),
             internal_peers: Vec::new(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -104,6 +111,8 @@ pub(crate) struct Inner {
     pub(crate) recoveries: StdMutex<Vec<Recovery>>,
     /// Upstream links handed to the relay, reported with each heartbeat.
     pub(crate) upstreams: Upstreams,
+    /// Lookup answers kept exact by the watch channels.
+    pub(crate) reads: Reads,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -178,7 +187,16 @@ impl Inner {
         body: Bytes,
         deadline: Duration,
     ) -> Result<Resp, RpcError> {
+        let started = std::time::Instant::now();
         let result = self.rpc.call_encoded(method, body, true, deadline).await;
+        let code = match &result {
+            Ok(_) => "ok",
+            Err(err) => err.code().map_or("unavailable", |c| c.as_str()),
+        };
+        metrics::counter!("moq_edge_coordinator_calls_total", "method" => method, "code" => code)
+            .increment(1);
+        metrics::histogram!("moq_edge_coordinator_call_seconds", "method" => method)
+            .record(started.elapsed().as_secs_f64());
         if let Err(err) = &result {
             if let Some(fatal) = Fatal::of(err, method == "Heartbeat") {
                 self.set_fatal(fatal);
@@ -226,6 +244,7 @@ impl Inner {
         let request = key.register_request(context_of(context));
         match self.call(key.kind.register_method(), request.clone()).await {
             Ok(resp) => {
+                self.wrote(&key);
                 holders.request = request;
                 let id = holders.add();
                 drop(holders);
@@ -261,13 +280,35 @@ impl Inner {
             None => holders.release_explicitly(),
         };
         let result = if outcome == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
-            self.call::<()>(key.kind.unregister_method(), key.unregister_request())
-                .await
+            let result = self
+                .call::<()>(key.kind.unregister_method(), key.unregister_request())
+                .await;
+            // Even a failed call may have taken effect.
+            self.wrote(key);
+            result
         } else {
             Ok(())
         };
         self.forget_if_idle(key, &slot, &holders);
         result
+    }
+
+    /// Read-your-writes: a lookup after this relay's own register or
+    /// unregister returned must not be answered from before it.
+    fn wrote(&self, key: &LeaseKey) {
+        let inv = match key.kind {
+            Kind::Namespace => Invalidation {
+                namespaces: vec![key.fields.clone()],
+                ..Default::default()
+            },
+            Kind::Track => Invalidation {
+                tracks: vec![(key.fields.clone(), key.track.clone())],
+                ..Default::default()
+            },
+            // Subscriptions change no answer the cache holds.
+            Kind::NamespaceSub | Kind::TrackSub => return,
+        };
+        self.reads.invalidate(&key.scope, inv);
     }
 
     /// Drop the map entry for `key` when no handle refers to it and no other
@@ -311,6 +352,7 @@ impl WorkerCoordinator {
     /// to the first heartbeat is in the error's chain (`downcast_ref`).
     pub async fn connect(config: WorkerCoordinatorConfig) -> anyhow::Result<Self> {
         let epoch = config.epoch.clone().unwrap_or_else(new_epoch);
+        let inner_epoch = epoch.clone();
         let rpc = ConnectClient::new(
             config.coordinator_url.clone(),
             COORDINATOR_SERVICE,
@@ -332,6 +374,18 @@ impl WorkerCoordinator {
             recover: Notify::new(),
             recoveries: StdMutex::new(Vec::new()),
             upstreams: Upstreams::default(),
+            reads: Reads::new(
+                config.cache.clone(),
+                Endpoint {
+                    base: config
+                        .cache
+                        .watch_url
+                        .clone()
+                        .unwrap_or_else(|| config.coordinator_url.clone()),
+                    token: config.token.clone(),
+                    epoch: inner_epoch,
+                },
+            ),
         });
 
         let deadline = inner.rpc.policy().deadline;
@@ -414,10 +468,21 @@ impl WorkerCoordinator {
         self.inner.leases.lock().unwrap().len()
     }
 
+    /// Counts of the lookup cache (for tests and metrics).
+    pub fn cache_stats(&self) -> Stats {
+        self.inner.reads.stats()
+    }
+
+    /// Whether `scope`'s watch channel is up, so its answers may be cached.
+    pub fn cache_is_up(&self, scope: Option<&str>) -> bool {
+        self.inner.reads.is_up(&scope_of(scope))
+    }
+
     fn stop_heartbeat(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
+        self.inner.reads.stop();
     }
 }
 
@@ -511,6 +576,31 @@ fn map_err(err: RpcError) -> CoordinatorError {
     }
 }
 
+/// A route lookup's result as a cacheable answer: NOT_FOUND is one.
+fn route_answer(result: Result<Option<proto::NamespaceOrigin>, RpcError>) -> Outcome {
+    match result {
+        Ok(Some(origin)) => Ok(Answer::Origin(origin)),
+        Ok(None) => Err(Arc::new(RpcError::Protocol {
+            method: "Lookup",
+            message: "coordinator returned no origin".into(),
+        })),
+        Err(err) if err.code() == Some(Code::NotFound) => Ok(Answer::NotFound),
+        Err(err) => Err(Arc::new(err)),
+    }
+}
+
+fn origin_of(outcome: Outcome) -> CoordinatorResult<NamespaceOrigin> {
+    match outcome {
+        Ok(Answer::Origin(origin)) => origin_from(Some(origin)),
+        Ok(Answer::NotFound) => Err(CoordinatorError::NamespaceNotFound),
+        Ok(_) => Err(other("coordinator cache returned a wrong answer kind")),
+        Err(err) => Err(match err.code() {
+            Some(Code::AlreadyExists) => CoordinatorError::NamespaceAlreadyRegistered,
+            _ => CoordinatorError::Other(anyhow::Error::new(err)),
+        }),
+    }
+}
+
 fn scope_of(scope: Option<&str>) -> Option<String> {
     scope.map(str::to_string)
 }
@@ -524,17 +614,32 @@ impl Coordinator for WorkerCoordinator {
         let req = proto::ResolveScopeRequest {
             connection_path: connection_path.map(str::to_string),
         };
+        let inner = self.inner.clone();
+        let fetch = move || {
+            async move {
+                inner
+                    .call_msg::<_, proto::ResolveScopeResponse>("ResolveScope", &req)
+                    .await
+                    .map(Answer::Resolved)
+                    .map_err(Arc::new)
+            }
+            .boxed()
+        };
+        // Keyed as the Worker normalises it (path invalidations name that
+        // form): trailing slashes go, so "", "/" and no path are alike.
+        let key = connection_path.unwrap_or_default().trim_end_matches('/');
+        let outcome = self.inner.reads.resolve(key, fetch).await;
         // Any error rejects the session, so keep the reason readable in the
         // relay log (NOT_FOUND here is an unknown path, not a namespace).
-        let resp: proto::ResolveScopeResponse = self
-            .inner
-            .call_msg("ResolveScope", &req)
-            .await
-            .map_err(|err| {
-                other(format!(
+        let resp = match outcome {
+            Ok(Answer::Resolved(resp)) => resp,
+            Ok(_) => return Err(other("coordinator cache returned a wrong answer kind")),
+            Err(err) => {
+                return Err(other(format!(
                     "connection path {connection_path:?} rejected: {err}"
-                ))
-            })?;
+                )))
+            }
+        };
         if let Some(path) = connection_path {
             // The tagger runs right after this for the same session.
             self.inner.peers.note_path(path, resp.relay_link);
@@ -563,12 +668,26 @@ impl Coordinator for WorkerCoordinator {
         let req = proto::GetScopeConfigRequest {
             scope: scope_of(scope),
         };
-        let resp: proto::GetScopeConfigResponse = self
+        let inner = self.inner.clone();
+        let outcome = self
             .inner
-            .call_msg("GetScopeConfig", &req)
-            .await
-            .map_err(|e| CoordinatorError::Other(e.into()))?;
-        let wire = resp.config.unwrap_or_default();
+            .reads
+            .read("GetScopeConfig", scope_of(scope), Key::Config, move || {
+                async move {
+                    inner
+                        .call_msg::<_, proto::GetScopeConfigResponse>("GetScopeConfig", &req)
+                        .await
+                        .map(|resp| Answer::Config(resp.config.unwrap_or_default()))
+                        .map_err(Arc::new)
+                }
+                .boxed()
+            })
+            .await;
+        let wire = match outcome {
+            Ok(Answer::Config(config)) => config,
+            Ok(_) => return Err(other("coordinator cache returned a wrong answer kind")),
+            Err(err) => return Err(CoordinatorError::Other(anyhow::Error::new(err))),
+        };
         let mut config = ScopeConfig::default();
         config.lingering_subscribe = wire.lingering_subscribe;
         config.origin_fallback = match wire.origin_fallback.filter(|s| !s.is_empty()) {
@@ -617,9 +736,25 @@ impl Coordinator for WorkerCoordinator {
                 fields: fields_of(namespace),
             }),
         };
-        let resp: proto::LookupResponse =
-            self.inner.call_msg("Lookup", &req).await.map_err(map_err)?;
-        let origin = origin_from(resp.origin)?;
+        let key = Key::Route {
+            ns: fields_of(namespace),
+            track: None,
+        };
+        let inner = self.inner.clone();
+        let outcome = self
+            .inner
+            .reads
+            .read("Lookup", scope_of(scope), key, move || {
+                async move {
+                    let result = inner
+                        .call_msg::<_, proto::LookupResponse>("Lookup", &req)
+                        .await;
+                    route_answer(result.map(|resp| resp.origin))
+                }
+                .boxed()
+            })
+            .await;
+        let origin = origin_of(outcome)?;
         // The relay dials this URL next (a FETCH).
         self.inner.upstreams.used(scope, &origin.url(), None);
         // No dedicated client: the relay dials with its own endpoint.
@@ -639,12 +774,25 @@ impl Coordinator for WorkerCoordinator {
             }),
             track: track.to_string(),
         };
-        let resp: proto::LookupTrackResponse = self
+        let key = Key::Route {
+            ns: fields_of(namespace),
+            track: Some(track.to_string()),
+        };
+        let inner = self.inner.clone();
+        let outcome = self
             .inner
-            .call_msg("LookupTrack", &req)
-            .await
-            .map_err(map_err)?;
-        let origin = origin_from(resp.origin)?;
+            .reads
+            .read("LookupTrack", scope_of(scope), key, move || {
+                async move {
+                    let result = inner
+                        .call_msg::<_, proto::LookupTrackResponse>("LookupTrack", &req)
+                        .await;
+                    route_answer(result.map(|resp| resp.origin))
+                }
+                .boxed()
+            })
+            .await;
+        let origin = origin_of(outcome)?;
         // moq-relay-ietf asks this once per SUBSCRIBE it routes upstream.
         let fields = fields_of(namespace);
         self.inner
@@ -654,6 +802,7 @@ impl Coordinator for WorkerCoordinator {
     }
 
     async fn shutdown(&self) -> CoordinatorResult<()> {
+        // Also closes the watch channels and empties the cache.
         self.stop_heartbeat();
         // Set first so handles dropped from now on do not race the Worker's
         // purge with individual unregisters.

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_relay_ietf::{Coordinator, Relay, RelayConfig, SessionConfig, Web, WebConfig};
-use moq_worker_edge::{Fatal, RetryPolicy, WorkerCoordinator, WorkerCoordinatorConfig};
+use moq_worker_edge::{
+    CacheConfig, Fatal, RetryPolicy, WatchConfig, WorkerCoordinator, WorkerCoordinatorConfig,
+};
 use url::Url;
 
 /// A Media over QUIC relay (moq-relay-ietf) that uses a moq-worker
@@ -92,6 +94,31 @@ struct Cli {
     /// releasing it (0 keeps it for the life of the upstream session).
     #[arg(long, default_value_t = 30)]
     cache_idle_timeout: u64,
+
+    /// Do not cache lookups: every Lookup, LookupTrack, GetScopeConfig and
+    /// ResolveScope goes to the coordinator.
+    #[arg(long, env = "MOQ_EDGE_NO_CACHE")]
+    no_cache: bool,
+
+    /// Most lookup answers kept in memory, over all scopes (least recently
+    /// used go first).
+    #[arg(long, env = "MOQ_EDGE_CACHE_ENTRIES", default_value_t = 100_000)]
+    cache_entries: usize,
+
+    /// Interval of the "ping" sent on each watch channel, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    watch_ping_interval_ms: u64,
+
+    /// A watch channel whose ping has no pong within this many milliseconds
+    /// is down: its scope's cache answers nothing until it resyncs. The
+    /// worst-case staleness of a cached answer is interval + timeout.
+    #[arg(long, default_value_t = 3000)]
+    watch_ping_timeout_ms: u64,
+
+    /// Serve Prometheus metrics over HTTP at http://<addr>/metrics (the
+    /// edge's moq_edge_* and the relay's own metrics). Off when absent.
+    #[arg(long, env = "MOQ_EDGE_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
 
     /// Directory to write qlog files to (one per connection).
     #[arg(long)]
@@ -193,6 +220,20 @@ async fn run() -> anyhow::Result<ExitCode> {
         ..RetryPolicy::default()
     };
     config.internal_peers = cli.internal_peers.clone();
+    config.cache = CacheConfig {
+        enabled: !cli.no_cache,
+        entries: cli.cache_entries.max(1),
+        watch: WatchConfig {
+            ping_interval: Duration::from_millis(cli.watch_ping_interval_ms.max(1)),
+            ping_timeout: Duration::from_millis(cli.watch_ping_timeout_ms.max(1)),
+            ..WatchConfig::default()
+        },
+        watch_url: None,
+    };
+    if let Some(addr) = cli.metrics_bind {
+        moq_worker_edge::metrics::serve(addr)?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    }
     let coordinator = Arc::new(WorkerCoordinator::connect(config).await?);
     // Live peers (from heartbeats), verified relay links and --internal-peer.
     let connection_tagger = Some(coordinator.connection_tagger());

@@ -6,7 +6,13 @@
 //! `cargo test --test worker -- <filter>` runs the cases whose name contains
 //! <filter>. Set MOQ_WORKER_URL to use a Worker that is already running.
 
+mod cache_cases;
 mod common;
+
+use cache_cases::{
+    cache_serves_repeats, cut_channel_disables_cache_and_resyncs, moved_namespace_is_never_stale,
+    moved_path_is_never_stale, read_your_writes,
+};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -806,6 +812,12 @@ async fn lapse_then_state_lost_reregisters_everything(env: &Env) -> anyhow::Resu
         .subscribe_track(None, &env.ns("lapse/wanted"), "audio")
         .await?;
     sees_all_of(env, &b, &a, &scope, &ns).await?;
+    // B caches the route to A: only the purge's push can correct it.
+    cache_cases::watched(env, &b, Some(&scope)).await?;
+    b.coord.lookup(Some(&scope), &ns).await?;
+    let hits = b.coord.cache_stats().hits;
+    b.coord.lookup(Some(&scope), &ns).await?;
+    ensure!(b.coord.cache_stats().hits > hits, "B's route is not cached");
     let before = a.coord.recoveries().len();
 
     // The Worker becomes unreachable for A: its lease lapses and is purged.
@@ -816,6 +828,10 @@ async fn lapse_then_state_lost_reregisters_everything(env: &Env) -> anyhow::Resu
         || assert_not_found(&b, Some(&scope), &ns),
     )
     .await?;
+    ensure!(
+        b.coord.cache_is_up(Some(&scope)),
+        "B's channel went down, so the purge was not seen by push"
+    );
     ensure!(
         b.coord
             .list_tracks(None, &env.ns("lapse/tracks"))
@@ -1084,6 +1100,11 @@ fn main() -> std::process::ExitCode {
         retired_relay_process_exits_with_code_4,
         peers_arrive_from_the_heartbeat,
         relay_link_paths_tag_sessions_internal,
+        cache_serves_repeats,
+        moved_namespace_is_never_stale,
+        cut_channel_disables_cache_and_resyncs,
+        read_your_writes,
+        moved_path_is_never_stale,
     ];
     let selected: Vec<_> = cases
         .into_iter()

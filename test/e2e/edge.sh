@@ -8,6 +8,10 @@
 #   2. a connection path mapped READ_ONLY cannot publish (PUBLISH_NAMESPACE refused)
 #      while a READ_ONLY path in the same scope can read what a READ_WRITE path publishes
 #   3. an unknown connection path is refused
+#   4. more viewers joining the track relay B already pulls make no Worker
+#      call (B answers from its lookup cache, kept exact by the watch
+#      channel), counted from the Worker's /metrics; B's own /metrics
+#      (--metrics-bind) shows the cache hits
 #
 # Usage: test/e2e/edge.sh               (from anywhere; builds what it needs)
 # Env:   CARGO_TARGET_DIR (default ~/.cache/moq-worker/target), KEEP_LOGS=1
@@ -110,19 +114,21 @@ admin PutPath "{\"path\":\"/$RUN/pub\",\"scope\":\"$RUN\",\"permissions\":\"PERM
 admin PutPath "{\"path\":\"/$RUN/watch\",\"scope\":\"$RUN\",\"permissions\":\"PERMISSIONS_READ_ONLY\"}" >/dev/null
 
 # --- Two relays: each its own port, URL and token. Neither is told about the other.
-start_relay() { # name port peer-port
+start_relay() { # name port peer-port [extra flags]
   local url="https://127.0.0.1:$2"
+  local extra=("${@:4}")
   # --internal-peer: the other relay dials from its bind socket, so its
   # sessions here are tagged relay-to-relay (safe on loopback only).
   spawn "relay-$1" env MOQ_COORDINATOR_TOKEN="$(token_for "$url")" "$EDGE" \
     --bind "127.0.0.1:$2" --public-url "$url" \
     --coordinator-url "$WORKER" \
-    --tls-self-signed --tls-disable-verify --internal-peer "127.0.0.1:$3"
+    --tls-self-signed --tls-disable-verify --internal-peer "127.0.0.1:$3" "${extra[@]}"
 }
 PA=$(free_port udp); PB=$(free_port udp)
 while [ "$PB" = "$PA" ]; do PB=$(free_port udp); done
+MB=$(free_port tcp)
 start_relay a "$PA" "$PB"
-start_relay b "$PB" "$PA"
+start_relay b "$PB" "$PA" --metrics-bind "127.0.0.1:$MB"
 wait_for_log relay-a "listening on" 30
 wait_for_log relay-b "listening on" 30
 log "relay A https://127.0.0.1:$PA, relay B https://127.0.0.1:$PB"
@@ -171,5 +177,28 @@ set -e
 [ "$unknown_status" != 0 ] || fail "a session on an unknown path received objects"
 grep -q "scope resolution failed" "$WORK/relay-a.log" || fail "relay A did not reject the unknown path"
 log "ok: unknown path refused (client exit $unknown_status)"
+
+# --- 4. Viewers joining a track B already pulls: answered by B's cache.
+worker_calls() { # CoordinatorService calls the Worker served, heartbeats excepted
+  curl -fsS -m 10 "$WORKER/metrics" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    | awk '/^moq_worker_rpc_requests_total[{]/ && /CoordinatorService/ && !/method="Heartbeat"/ {s += $NF} END {print s + 0}'
+}
+VIEWERS=10
+# One viewer first, so B pulls the track again if its idle timeout dropped it.
+timeout 30 "$TICK" "${TICKOPTS[@]}" subscribe --url "https://127.0.0.1:$PB/" --namespace "$NS" --track ticks \
+  --count 1 --timeout 20 >"$WORK/sub-first.log" 2>&1 || fail "first viewer on B received nothing"
+C0=$(worker_calls)
+VPIDS=()
+for i in $(seq 1 "$VIEWERS"); do
+  timeout 30 "$TICK" "${TICKOPTS[@]}" subscribe --url "https://127.0.0.1:$PB/" --namespace "$NS" --track ticks \
+    --count 1 --timeout 20 >"$WORK/sub-viewer-$i.log" 2>&1 &
+  VPIDS+=("$!")
+done
+for pid in "${VPIDS[@]}"; do wait "$pid" || fail "a viewer on B received nothing"; done
+C1=$(worker_calls)
+[ "$((C1 - C0))" = 0 ] || fail "$VIEWERS viewer joins on B made $((C1 - C0)) Worker calls (want 0)"
+HITS=$(curl -fsS -m 5 "http://127.0.0.1:$MB/metrics" | awk '/^moq_edge_cache_hits_total/ {s += $NF} END {print s + 0}')
+[ "$HITS" -ge "$VIEWERS" ] || fail "relay B's /metrics shows $HITS cache hits for $VIEWERS viewers"
+log "ok: $VIEWERS more viewers on B made no Worker call ($HITS cache hits on B's /metrics)"
 
 log "PASS in $(( $(date +%s) - START ))s"

@@ -229,6 +229,8 @@ impl Admin {
 pub struct Gate {
     pub url: Url,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set, open connections carry nothing (bytes wait), but stay open.
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -245,16 +247,23 @@ impl Gate {
         let url = Url::parse(&format!("http://{}", listener.local_addr()?))?;
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (gate_open, gate_conns) = (open.clone(), conns.clone());
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (gate_open, gate_conns, gate_paused) = (open.clone(), conns.clone(), paused.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !gate_open.load(Ordering::SeqCst) {
                     continue; // dropped: connection reset
                 }
                 let upstream = upstream.clone();
+                let paused = gate_paused.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        tokio::join!(
+                            pump(in_read, out_write, paused.clone()),
+                            pump(out_read, in_write, paused),
+                        );
                     }
                 });
                 gate_conns.lock().unwrap().push(task.abort_handle());
@@ -263,9 +272,20 @@ impl Gate {
         Ok(Self {
             url,
             open,
+            paused,
             conns,
             accept,
         })
+    }
+
+    /// Hold every byte on open connections (they stay open) until `resume`.
+    pub fn pause(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Refuse new connections and reset the open ones.
@@ -279,6 +299,30 @@ impl Gate {
     pub fn restore(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Copies one direction of a gated connection, holding bytes while paused.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let held = || paused.load(std::sync::atomic::Ordering::SeqCst);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while held() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Gate {

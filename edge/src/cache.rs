@@ -1,0 +1,652 @@
+//! The lookup cache's state machine: which answers may be served from
+//! memory, per the rules of `schema/moqworker/v1/watch.proto`. Pure and
+//! synchronous (no I/O, no clock): the coordinator holds it under a mutex,
+//! the watch task feeds it events, and the tests drive it directly.
+//!
+//! Exactness rests on one logical clock shared by every scope. Each event
+//! (hello, invalidation, local write, channel down) ticks it. A request
+//! takes a [`Ticket`] (the clock) before it is sent; its answer is stored
+//! only if the scope's hello came before the ticket and no event after the
+//! ticket covers the answer's key. Each scope keeps a short log of recent
+//! invalidations for that check; an answer older than the log is dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// `None` is the unscoped space.
+pub type Scope = Option<String>;
+/// A namespace as its tuple fields.
+pub type Fields = Vec<Vec<u8>>;
+
+/// What an answer is about, within one scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// Lookup (`track: None`) or LookupTrack of a namespace. Ordered by
+    /// namespace first, so a prefix's entries are one contiguous range.
+    Route { ns: Fields, track: Option<String> },
+    /// GetScopeConfig.
+    Config,
+    /// ResolveScope of a connection path that resolved to this scope.
+    Path(String),
+}
+
+/// What changed (a `WatchInvalidate`, or this relay's own write).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Invalidation {
+    /// Route answers for namespaces starting with one of these.
+    pub namespaces: Vec<Fields>,
+    /// Route answers for these exact tracks.
+    pub tracks: Vec<(Fields, String)>,
+    pub config: bool,
+    pub paths: Vec<String>,
+    pub all: bool,
+}
+
+impl Invalidation {
+    fn covers(&self, key: &Key) -> bool {
+        if self.all {
+            return true;
+        }
+        match key {
+            Key::Route { ns, track } => {
+                self.namespaces.iter().any(|p| ns.starts_with(p))
+                    || track
+                        .as_ref()
+                        .is_some_and(|t| self.tracks.iter().any(|(tns, tt)| tns == ns && tt == t))
+            }
+            Key::Config => self.config,
+            Key::Path(path) => self.paths.iter().any(|p| p == path),
+        }
+    }
+}
+
+/// The clock when a request started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// A watch event did not follow the last one: the scope was reset and must
+/// resync from a new hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub expected: u64,
+    pub got: u64,
+}
+
+/// Counts for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: usize,
+    pub up_scopes: usize,
+    pub hits: u64,
+    /// Invalidations received in sequence on watch channels.
+    pub events: u64,
+    /// Worker calls started for misses that could be stored (identical
+    /// misses meanwhile share them).
+    pub flights: u64,
+    /// Entries dropped by invalidations (pushed or local).
+    pub invalidated: u64,
+    /// Entries dropped because the bound was reached.
+    pub evicted: u64,
+    /// Answers not stored because an event may have made them stale.
+    pub refused: u64,
+}
+
+struct ScopeState<V> {
+    /// Clock at the hello of the live channel; `None` while down.
+    up_since: Option<u64>,
+    seq: u64,
+    /// The key is shared with `recency` (one allocation per entry).
+    entries: BTreeMap<Arc<Key>, (V, u64)>,
+    /// Invalidations after `log_floor`, oldest first, with their clock.
+    log: VecDeque<(u64, Invalidation)>,
+    /// Events at or before this clock are not in `log`.
+    log_floor: u64,
+}
+
+impl<V> ScopeState<V> {
+    fn new(clock: u64) -> Self {
+        Self {
+            up_since: None,
+            seq: 0,
+            entries: BTreeMap::new(),
+            log: VecDeque::new(),
+            log_floor: clock,
+        }
+    }
+}
+
+/// Bounded cache of answers per scope, with least-recently-used eviction,
+/// plus the in-flight requests (`F`) that identical misses share.
+pub struct Cache<V, F> {
+    clock: u64,
+    capacity: usize,
+    log_capacity: usize,
+    scopes: HashMap<Scope, ScopeState<V>>,
+    /// Last use → entry; the first is the eviction victim.
+    recency: BTreeMap<u64, (Scope, Arc<Key>)>,
+    /// Which scope a cached path resolved to.
+    paths: HashMap<String, Scope>,
+    flights: HashMap<(Scope, Key), (u64, F)>,
+    stats: Stats,
+}
+
+impl<V: Clone, F: Clone> Cache<V, F> {
+    /// `capacity` entries at most over all scopes; each scope remembers its
+    /// last `log_capacity` invalidations to judge answers still in flight.
+    pub fn new(capacity: usize, log_capacity: usize) -> Self {
+        Self {
+            clock: 0,
+            capacity: capacity.max(1),
+            log_capacity: log_capacity.max(1),
+            scopes: HashMap::new(),
+            recency: BTreeMap::new(),
+            paths: HashMap::new(),
+            flights: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Take before sending the request whose answer may be stored.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.clock)
+    }
+
+    /// Whether `scope`'s channel has said hello and is not known to be down.
+    pub fn is_up(&self, scope: &Scope) -> bool {
+        self.scopes.get(scope).is_some_and(|s| s.up_since.is_some())
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            entries: self.recency.len(),
+            up_scopes: self
+                .scopes
+                .values()
+                .filter(|s| s.up_since.is_some())
+                .count(),
+            ..self.stats
+        }
+    }
+
+    /// A cached answer, only while the scope's channel is up.
+    pub fn get(&mut self, scope: &Scope, key: &Key) -> Option<V> {
+        let now = self.tick_for_use();
+        let state = self.scopes.get_mut(scope)?;
+        state.up_since?;
+        let (value, used) = state.entries.get_mut(key)?;
+        let old = std::mem::replace(used, now);
+        let value = value.clone();
+        self.stats.hits += 1;
+        let entry = self.recency.remove(&old).expect("recency tracks entries");
+        self.recency.insert(now, entry);
+        Some(value)
+    }
+
+    /// Uses share the event clock so recency stamps are unique; a use is
+    /// not an event, but ticking for it only makes tickets more recent,
+    /// which never lets an answer through that the rules would refuse.
+    fn tick_for_use(&mut self) -> u64 {
+        self.tick()
+    }
+
+    /// The scope of a cached ResolveScope answer for `path`, if any.
+    pub fn path_scope(&self, path: &str) -> Option<Scope> {
+        self.paths.get(path).cloned()
+    }
+
+    /// Store an answer to a request sent at `ticket`, if the rules allow.
+    /// Returns whether it was stored.
+    pub fn insert(&mut self, scope: &Scope, key: Key, ticket: Ticket, value: V) -> bool {
+        let Some(state) = self.scopes.get(scope) else {
+            self.stats.refused += 1;
+            return false;
+        };
+        let current = match state.up_since {
+            // Hello arrived before the request started (rule 1), the log
+            // reaches back to the request, and nothing since covers it (3).
+            Some(hello) => {
+                hello <= ticket.0
+                    && state.log_floor <= ticket.0
+                    && !state
+                        .log
+                        .iter()
+                        .rev()
+                        .take_while(|(at, _)| *at > ticket.0)
+                        .any(|(_, inv)| inv.covers(&key))
+            }
+            None => false,
+        };
+        if !current {
+            self.stats.refused += 1;
+            return false;
+        }
+        let now = self.tick_for_use();
+        let state = self.scopes.get_mut(scope).expect("checked above");
+        if let Key::Path(path) = &key {
+            self.paths.insert(path.clone(), scope.clone());
+        }
+        let key = Arc::new(key);
+        if let Some((_, old)) = state.entries.insert(key.clone(), (value, now)) {
+            self.recency.remove(&old);
+        }
+        self.recency.insert(now, (scope.clone(), key));
+        while self.recency.len() > self.capacity {
+            let (_, (victim_scope, victim)) = self.recency.pop_first().expect("non-empty");
+            self.remove_entry(&victim_scope, &victim);
+            self.stats.evicted += 1;
+        }
+        true
+    }
+
+    /// Removes an entry from its scope and the path index (not from
+    /// `recency`, which the caller handles).
+    fn remove_entry(&mut self, scope: &Scope, key: &Key) {
+        if let Some(state) = self.scopes.get_mut(scope) {
+            state.entries.remove(key);
+        }
+        if let Key::Path(path) = key {
+            if self.paths.get(path) == Some(scope) {
+                self.paths.remove(path);
+            }
+        }
+    }
+
+    /// The first event on a (re)connected channel. Everything cached for the
+    /// scope from before is dropped: changes may have been missed meanwhile.
+    pub fn hello(&mut self, scope: &Scope, seq: u64) {
+        self.reset(scope);
+        let now = self.clock;
+        let state = self.scopes.get_mut(scope).expect("reset creates it");
+        state.up_since = Some(now);
+        state.seq = seq;
+    }
+
+    /// The channel closed, went silent or is not wanted: stop answering.
+    pub fn down(&mut self, scope: &Scope) {
+        self.reset(scope);
+    }
+
+    fn reset(&mut self, scope: &Scope) {
+        let now = self.tick();
+        let state = self
+            .scopes
+            .entry(scope.clone())
+            .or_insert_with(|| ScopeState::new(now));
+        state.up_since = None;
+        state.log.clear();
+        state.log_floor = now;
+        let entries = std::mem::take(&mut state.entries);
+        for (key, (_, used)) in entries {
+            self.recency.remove(&used);
+            if let Key::Path(path) = key.as_ref() {
+                if self.paths.get(path) == Some(scope) {
+                    self.paths.remove(path);
+                }
+            }
+        }
+        self.flights.retain(|(s, _), _| s != scope);
+    }
+
+    /// An invalidation received on `scope`'s channel with sequence `seq`.
+    /// A gap resets the scope (it answers nothing until a new hello).
+    pub fn event(&mut self, scope: &Scope, seq: u64, inv: Invalidation) -> Result<(), Gap> {
+        let Some(state) = self.scopes.get(scope).filter(|s| s.up_since.is_some()) else {
+            // Not after a hello: nothing is cached, nothing to check.
+            return Ok(());
+        };
+        let expected = state.seq + 1;
+        if seq != expected {
+            self.reset(scope);
+            return Err(Gap { expected, got: seq });
+        }
+        self.scopes.get_mut(scope).expect("checked").seq = seq;
+        self.stats.events += 1;
+        self.invalidate(scope, inv);
+        Ok(())
+    }
+
+    /// Drop every answer `inv` covers and remember it for answers in
+    /// flight. Also used for this relay's own writes (read-your-writes).
+    pub fn invalidate(&mut self, scope: &Scope, inv: Invalidation) {
+        let now = self.tick();
+        let state = self
+            .scopes
+            .entry(scope.clone())
+            .or_insert_with(|| ScopeState::new(now));
+        let covered: Vec<Key> = if inv.all {
+            state.entries.keys().map(|k| Key::clone(k)).collect()
+        } else {
+            let mut keys = Vec::new();
+            for prefix in &inv.namespaces {
+                let start = Key::Route {
+                    ns: prefix.clone(),
+                    track: None,
+                };
+                keys.extend(
+                    state
+                        .entries
+                        .range(start..)
+                        .map(|(k, _)| k)
+                        .take_while(
+                            |k| matches!(k.as_ref(), Key::Route { ns, .. } if ns.starts_with(prefix)),
+                        )
+                        .map(|k| Key::clone(k)),
+                );
+            }
+            for (ns, track) in &inv.tracks {
+                keys.push(Key::Route {
+                    ns: ns.clone(),
+                    track: Some(track.clone()),
+                });
+            }
+            if inv.config {
+                keys.push(Key::Config);
+            }
+            keys.extend(inv.paths.iter().cloned().map(Key::Path));
+            keys
+        };
+        for key in covered {
+            if let Some((_, used)) = state.entries.remove(&key) {
+                self.recency.remove(&used);
+                self.stats.invalidated += 1;
+                if let Key::Path(path) = &key {
+                    if self.paths.get(path) == Some(scope) {
+                        self.paths.remove(path);
+                    }
+                }
+            }
+        }
+        // Identical misses from now on must not share an older request.
+        self.flights
+            .retain(|(s, key), _| s != scope || !inv.covers(key));
+        state.log.push_back((now, inv));
+        while state.log.len() > self.log_capacity {
+            let (at, _) = state.log.pop_front().expect("non-empty");
+            state.log_floor = at;
+        }
+    }
+
+    /// The request in flight for this key, to share instead of sending one.
+    pub fn flight(&self, scope: &Scope, key: &Key) -> Option<F> {
+        self.flights
+            .get(&(scope.clone(), key.clone()))
+            .map(|(_, f)| f.clone())
+    }
+
+    /// Record a request in flight; `id` tells it apart from a later one for
+    /// the same key when it ends.
+    pub fn start_flight(&mut self, scope: &Scope, key: Key, id: u64, flight: F) {
+        self.stats.flights += 1;
+        self.flights.insert((scope.clone(), key), (id, flight));
+    }
+
+    pub fn end_flight(&mut self, scope: &Scope, key: &Key, id: u64) {
+        let k = (scope.clone(), key.clone());
+        if self.flights.get(&k).is_some_and(|(i, _)| *i == id) {
+            self.flights.remove(&k);
+        }
+    }
+
+    /// Drop everything (tests, shutdown).
+    pub fn clear(&mut self) {
+        let scopes: Vec<Scope> = self.scopes.keys().cloned().collect();
+        for scope in scopes {
+            self.reset(&scope);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type C = Cache<&'static str, u32>;
+
+    fn s(name: &str) -> Scope {
+        Some(name.to_string())
+    }
+    fn ns(path: &str) -> Fields {
+        path.split('/').map(|f| f.as_bytes().to_vec()).collect()
+    }
+    fn route(path: &str, track: Option<&str>) -> Key {
+        Key::Route {
+            ns: ns(path),
+            track: track.map(str::to_string),
+        }
+    }
+    fn up(c: &mut C, scope: &Scope) {
+        c.hello(scope, 10);
+    }
+
+    #[test]
+    fn nothing_is_cached_before_hello() {
+        let mut c = C::new(10, 10);
+        let t = c.ticket();
+        assert!(!c.insert(&s("a"), route("x", None), t, "A"));
+        c.down(&s("a"));
+        assert!(!c.insert(&s("a"), route("x", None), t, "A"));
+        assert_eq!(c.get(&s("a"), &route("x", None)), None);
+    }
+
+    #[test]
+    fn a_request_sent_before_hello_is_not_cached() {
+        let mut c = C::new(10, 10);
+        let t = c.ticket();
+        up(&mut c, &s("a"));
+        assert!(!c.insert(&s("a"), route("x", None), t, "A"));
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), route("x", None), t, "A"));
+        assert_eq!(c.get(&s("a"), &route("x", None)), Some("A"));
+        // Scopes are separate.
+        assert_eq!(c.get(&None, &route("x", None)), None);
+    }
+
+    #[test]
+    fn seq_gap_resets_and_needs_a_new_hello() {
+        let mut c = C::new(10, 10);
+        up(&mut c, &s("a"));
+        let t = c.ticket();
+        c.insert(&s("a"), route("x", Some("t")), t, "A");
+        assert_eq!(c.event(&s("a"), 11, Invalidation::default()), Ok(()));
+        assert_eq!(c.get(&s("a"), &route("x", Some("t"))), Some("A"));
+        assert_eq!(
+            c.event(&s("a"), 13, Invalidation::default()),
+            Err(Gap {
+                expected: 12,
+                got: 13
+            })
+        );
+        assert!(!c.is_up(&s("a")));
+        assert_eq!(c.get(&s("a"), &route("x", Some("t"))), None);
+        let t = c.ticket();
+        assert!(!c.insert(&s("a"), route("x", Some("t")), t, "A"));
+        c.hello(&s("a"), 13);
+        assert_eq!(
+            c.get(&s("a"), &route("x", Some("t"))),
+            None,
+            "resync drops all"
+        );
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), route("x", Some("t")), t, "A"));
+        assert_eq!(c.event(&s("a"), 14, Invalidation::default()), Ok(()));
+    }
+
+    #[test]
+    fn an_invalidation_during_a_miss_keeps_its_answer_out() {
+        let mut c = C::new(10, 10);
+        up(&mut c, &s("a"));
+        let t = c.ticket();
+        let inv = Invalidation {
+            tracks: vec![(ns("x"), "t".into())],
+            ..Default::default()
+        };
+        c.event(&s("a"), 11, inv).unwrap();
+        assert!(!c.insert(&s("a"), route("x", Some("t")), t, "old"));
+        // An invalidation of something else does not matter.
+        assert!(c.insert(&s("a"), route("x", Some("u")), t, "U"));
+        // A local write counts the same as a pushed one.
+        let t = c.ticket();
+        c.invalidate(
+            &s("a"),
+            Invalidation {
+                namespaces: vec![ns("x")],
+                ..Default::default()
+            },
+        );
+        assert!(!c.insert(&s("a"), route("x/y", None), t, "old"));
+        assert_eq!(c.get(&s("a"), &route("x", Some("u"))), None);
+    }
+
+    #[test]
+    fn an_answer_older_than_the_log_is_not_cached() {
+        let mut c = C::new(10, 2);
+        up(&mut c, &s("a"));
+        let t = c.ticket();
+        for seq in 11..14 {
+            let inv = Invalidation {
+                tracks: vec![(ns("other"), "t".into())],
+                ..Default::default()
+            };
+            c.event(&s("a"), seq, inv).unwrap();
+        }
+        assert!(!c.insert(&s("a"), route("x", None), t, "A"));
+    }
+
+    #[test]
+    fn prefix_invalidation_drops_the_namespace_and_below_only() {
+        let mut c = C::new(100, 10);
+        up(&mut c, &s("a"));
+        let t = c.ticket();
+        for (path, track) in [
+            ("live", None),
+            ("live/room", None),
+            ("live/room", Some("video")),
+            ("live/room/sub", Some("audio")),
+            ("live/roomy", None),
+            ("lives", None),
+            ("other", Some("video")),
+        ] {
+            assert!(c.insert(&s("a"), route(path, track), t, "v"));
+        }
+        c.insert(&s("a"), Key::Config, t, "cfg");
+        c.event(
+            &s("a"),
+            11,
+            Invalidation {
+                namespaces: vec![ns("live/room")],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut left: Vec<Key> = c.scopes[&s("a")]
+            .entries
+            .keys()
+            .map(|k| Key::clone(k))
+            .collect();
+        left.sort();
+        let mut want = vec![
+            route("live", None),
+            route("live/roomy", None),
+            route("lives", None),
+            route("other", Some("video")),
+            Key::Config,
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        c.event(
+            &s("a"),
+            12,
+            Invalidation {
+                config: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.get(&s("a"), &Key::Config), None);
+        c.event(
+            &s("a"),
+            13,
+            Invalidation {
+                all: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.stats().invalidated, 8);
+    }
+
+    #[test]
+    fn the_bound_is_respected_and_least_recently_used_goes_first() {
+        let mut c = C::new(3, 10);
+        up(&mut c, &s("a"));
+        up(&mut c, &None);
+        let t = c.ticket();
+        c.insert(&s("a"), route("1", None), t, "1");
+        c.insert(&None, route("2", None), t, "2");
+        c.insert(&s("a"), route("3", None), t, "3");
+        assert_eq!(c.get(&s("a"), &route("1", None)), Some("1"));
+        c.insert(&s("a"), route("4", None), t, "4");
+        assert_eq!(c.stats().entries, 3);
+        assert_eq!(c.get(&None, &route("2", None)), None, "least recently used");
+        assert_eq!(c.get(&s("a"), &route("1", None)), Some("1"));
+        for i in 0..100 {
+            c.insert(&s("a"), route(&format!("n{i}"), None), t, "n");
+        }
+        assert_eq!(c.stats().entries, 3);
+        assert_eq!(c.scopes[&s("a")].entries.len(), 3);
+        assert_eq!(c.stats().evicted, 1 + 100);
+    }
+
+    #[test]
+    fn paths_are_found_across_scopes_and_dropped_with_them() {
+        let mut c = C::new(10, 10);
+        up(&mut c, &s("a"));
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), Key::Path("/p".into()), t, "a"));
+        assert_eq!(c.path_scope("/p"), Some(s("a")));
+        c.event(
+            &s("a"),
+            11,
+            Invalidation {
+                paths: vec!["/p".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.path_scope("/p"), None);
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), Key::Path("/p".into()), t, "a"));
+        c.down(&s("a"));
+        assert_eq!(c.path_scope("/p"), None);
+    }
+
+    #[test]
+    fn flights_end_on_invalidation_and_reset() {
+        let mut c = C::new(10, 10);
+        up(&mut c, &s("a"));
+        c.start_flight(&s("a"), route("x", Some("t")), 1, 7);
+        c.start_flight(&s("a"), route("y", Some("t")), 2, 8);
+        assert_eq!(c.flight(&s("a"), &route("x", Some("t"))), Some(7));
+        c.invalidate(
+            &s("a"),
+            Invalidation {
+                tracks: vec![(ns("x"), "t".into())],
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.flight(&s("a"), &route("x", Some("t"))), None);
+        assert_eq!(c.flight(&s("a"), &route("y", Some("t"))), Some(8));
+        // An older flight ending does not remove a newer one.
+        c.start_flight(&s("a"), route("x", Some("t")), 3, 9);
+        c.end_flight(&s("a"), &route("x", Some("t")), 1);
+        assert_eq!(c.flight(&s("a"), &route("x", Some("t"))), Some(9));
+        c.down(&s("a"));
+        assert_eq!(c.flight(&s("a"), &route("y", Some("t"))), None);
+    }
+}
