@@ -6,6 +6,10 @@
 Left: Lookup latency in one scope against registered namespaces. Middle:
 LookupNamespaceSubscribers latency against subscribed prefixes. Right:
 throughput of each operation, moq-worker setups next to moq-api + Redis.
+When the results hold `relaySeen`, also relay-seen.png beside it: the lookup
+as the relay makes it (the edge's cached WorkerCoordinator against
+moq-relay-ietf's ApiCoordinator on moq-api + Redis), how fast a moved
+namespace reaches another relay's cache, and Worker calls per 1,000 joins.
 """
 import json
 import sys
@@ -101,3 +105,50 @@ fig.suptitle(
 fig.tight_layout()
 fig.savefig(dst)
 print(dst)
+
+
+def relay_seen(rs, out):
+    """The relaySeen figures: throughput and latency side by side, propagation, joins."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=90)
+    names = ["cached WorkerCoordinator\n(moq-worker edge)", "ApiCoordinator\n(moq-api + Redis)"]
+    colors = ["tab:blue", "tab:gray"]
+    rows = rs["rows"]
+
+    ax = axes[0]
+    ax.bar(names, [x["opsPerSec"] for x in rows], color=colors)
+    ax.set_yscale("log")
+    ax.set_ylim(1000, max(x["opsPerSec"] for x in rows) * 2)
+    ax.set_ylabel("lookup_track calls/s (log)")
+    ax.set_title(f"Relay-seen lookup throughput: {rs['ratio']:.1f}×")
+    plain(ax)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+
+    ax = axes[1]
+    width = 0.38
+    for i, (x, color) in enumerate(zip(rows, colors)):
+        ax.bar([k + i * width for k in range(2)], [x["p50Ms"], x["p99Ms"]], width, color=color, label=names[i].replace("\n", " "))
+    ax.set_xticks([k + width / 2 for k in range(2)])
+    ax.set_xticklabels(["p50", "p99"])
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per call (ms, log)")
+    ax.set_title(f"Relay-seen lookup latency: p50 {rs['p50Ratio']:.3f}×")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+    ax = axes[2]
+    p = rs["propagation"]
+    j = rs["joins"]
+    bars = ax.bar(["propagation p50", "propagation p99", "goal p99"], [p["p50Ms"], p["p99Ms"], 50], color=["tab:green", "tab:green", "tab:red"])
+    bars[2].set_alpha(0.35)
+    ax.set_ylabel("ms until B's cache answers the new host")
+    ax.set_title(f"Moved namespace reaching another relay's cache ({p['trials']} trials)\n{j['per1000']} Worker calls per 1,000 viewer joins (goal ≤ 10)", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+
+    fig.suptitle(f"relay-seen routing ({rs['measuredAt'][:10]}): {rs['method'][:150]}…", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(out)
+
+
+if "relaySeen" in r and "rows" in r["relaySeen"]:
+    relay_seen(r["relaySeen"], dst.with_name("relay-seen.png"))

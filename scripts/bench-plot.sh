@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Renders bench/results/latest.json to bench/results/scale.png with matplotlib,
+# Renders bench/results/latest.json to bench/results/scale.png (and relay-seen.png) with matplotlib,
 # from a virtualenv under ~/.cache (created, with matplotlib from PyPI, on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
