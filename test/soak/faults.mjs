@@ -3,7 +3,7 @@
 // (SIGSTOP) and resumed (SIGCONT). Keeps the timeline the checker needs:
 // when each runtime process started and ended, and when it was frozen.
 import { readFileSync } from "node:fs";
-import { startWorker } from "../e2e/lib/worker.mjs";
+import { commOf, startWorker } from "../e2e/lib/worker.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -16,14 +16,6 @@ function processStartMs(pid) {
     return btime * 1000 + ticks * 10 - 10;
   } catch {
     return undefined;
-  }
-}
-
-function comm(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return "";
   }
 }
 
@@ -51,7 +43,7 @@ export class Runtime {
     this.worker = await this.starting;
     this.starting = undefined;
     // Objects start inside workerd, so its process start bounds their start from below.
-    const workerd = this.worker.pids().find((p) => comm(p) === "workerd");
+    const workerd = this.worker.pids().find((p) => commOf(p) === "workerd");
     const start = (workerd && processStartMs(workerd)) ?? spawned;
     this.lives.push({ start: Math.max(start, spawned - 10), end: Number.POSITIVE_INFINITY });
     return Date.now();

@@ -67,7 +67,8 @@ export function processTree(root) {
   return out;
 }
 
-function commOf(pid) {
+/** A process's command name ("" once it is gone). */
+export function commOf(pid) {
   try {
     return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
   } catch {
