@@ -10,6 +10,7 @@ import { Code } from "@connectrpc/connect";
 import { adminClient, base, freshScope, ns, relay } from "./client.js";
 import { coordinatorAs, errorOf, jwt, RELAY_AUDIENCE, scopeState, snapshot } from "./hardening.js";
 import { scopeFromField } from "../src/objects/scope-name.js";
+import { watch, watchRequest } from "./watch-client.js";
 import { directoryStub, relayStub } from "../src/objects/stubs.js";
 
 const admin = adminClient();
@@ -63,6 +64,24 @@ describe("RevokeRelayToken", () => {
       );
     }
     expect((await bystander.heartbeat({ epoch: "b1" })).stateLost).toBe(false);
+  });
+
+  it("closes the relay's watch sockets, also in scopes it only read", async () => {
+    const scope = freshScope("rev-watch");
+    const url = "https://rev-watcher.example.com/";
+    const victim = await relay(url, "binary", "v1");
+    const bystander = await relay("https://rev-watch-bystander.example.com/", "binary", "b1");
+    await bystander.registerNamespace({ scope, namespace: ns("bystander/live") });
+    const mine = await watch(victim.token, scope);
+    const theirs = await watch(bystander.token, scope);
+    await mine.next();
+    await theirs.next();
+    await admin.revokeRelayToken({ relayUrl: url });
+    expect(await mine.closed).toBe(1008);
+    // The bystander's socket still hears changes.
+    await bystander.registerNamespace({ scope, namespace: ns("bystander/other") });
+    expect((await theirs.next()).event.case).toBe("invalidate");
+    expect((await watchRequest(victim.token, scope)).status).toBe(401);
   });
 
   it("lets a token minted afterwards for the same relay work; the relay is told to re-register", async () => {

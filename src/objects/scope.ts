@@ -287,13 +287,20 @@ export class ScopeObject extends DurableObject<Env> {
 
   putPath(scope: Scope, path: string, permissions: number): void {
     this.remember(scope);
-    const before = this.sql.exec(SCOPE_SQL.pathGet, path).toArray()[0]?.permissions;
     this.sql.exec(SCOPE_SQL.pathPut, path, permissions);
-    if (before !== permissions) this.watch.changed({ paths: [path] });
+    // Told even when this list already says so: ResolveScope answers come from
+    // the PathObject, which an earlier call may have changed before failing here.
+    this.watch.changed({ paths: [path] });
   }
 
   deletePath(path: string): void {
-    if (this.sql.exec(SCOPE_SQL.pathDelete, path).rowsWritten > 0) this.watch.changed({ paths: [path] });
+    this.sql.exec(SCOPE_SQL.pathDelete, path);
+    this.watch.changed({ paths: [path] });
+  }
+
+  /** The relay's tokens were revoked: its watch sockets here are closed (it may not reopen them). */
+  closeWatchers(relay: string): number {
+    return this.watch.closeRelay(relay, "relay token revoked");
   }
 
   /** One page of each list, for DescribeScope (objects/scope-describe.ts), and the open watch sockets; null if never configured or written. */

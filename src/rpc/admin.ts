@@ -67,6 +67,7 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     unwrap(await directoryStub(env).revoke(relayUrl, beforeMs));
     noteRevoked(relayUrl, beforeMs);
     const { removed, purgePending } = await relayStub(env, relayUrl).revoke(beforeMs);
+    await closeWatchers(env, relayUrl);
     // A token minted after this answer must be newer than the cut-off (the runtime's clock moves across I/O).
     if (Date.now() <= beforeMs) await scheduler.wait(1);
     return { revokedBeforeMs: BigInt(beforeMs), rowsRemoved: BigInt(removed), purgePending };
@@ -134,3 +135,22 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     return getNetwork(envOf(ctx), req);
   },
 };
+
+/**
+ * Closes the revoked relay's watch sockets in every scope the directory lists
+ * (a relay may watch scopes it never wrote to, so its own scope list is not
+ * enough), a batch of scopes at a time. A scope nobody ever wrote to or
+ * configured has nothing to tell the socket.
+ */
+async function closeWatchers(env: Env, relay: string): Promise<void> {
+  const BATCH = 25;
+  let after: string | undefined;
+  for (;;) {
+    const { names, more } = await directoryStub(env).listScopes(1000, after);
+    for (let i = 0; i < names.length; i += BATCH) {
+      await Promise.all(names.slice(i, i + BATCH).map((name) => scopeStub(env, name === "" ? null : name).closeWatchers(relay)));
+    }
+    if (!more || names.length === 0) return;
+    after = names[names.length - 1];
+  }
+}

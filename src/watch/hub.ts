@@ -66,6 +66,8 @@ export class WatchHub {
     }
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, relay.length > 0 && relay.length <= MAX_TAG_CHARS ? [relay] : []);
+    // Survives hibernation; closeRelay finds the relay's sockets by it (tags cap the URL's length).
+    server.serializeAttachment({ relay });
     const { stream, seq } = this.sequence();
     server.send(
       toBinary(WatchEventSchema, create(WatchEventSchema, { seq, event: { case: "hello", value: create(WatchHelloSchema, { stream }) } })),
@@ -95,6 +97,21 @@ export class WatchHub {
         // Closing already: its relay resyncs on reconnecting.
       }
     }
+  }
+
+  /** Closes every socket the relay opened (1008, policy violation); how many. */
+  closeRelay(relay: string, reason: string): number {
+    let closed = 0;
+    for (const ws of this.ctx.getWebSockets()) {
+      if ((ws.deserializeAttachment() as { relay?: string } | null)?.relay !== relay) continue;
+      try {
+        ws.close(1008, reason);
+        closed++;
+      } catch {
+        // Closing already.
+      }
+    }
+    return closed;
   }
 
   /**
