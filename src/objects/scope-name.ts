@@ -25,6 +25,11 @@ export function listedScopeName(scope: Scope): string {
   return scope ?? "";
 }
 
+/** From the admin lists' form (listedScopeName): "" is the unscoped space. */
+export function scopeFromListedName(name: string): Scope {
+  return name === "" ? null : name;
+}
+
 /** From a request's optional scope field: absent is the unscoped space. */
 export function scopeFromField(scope: string | undefined): Scope {
   return scope ?? null;

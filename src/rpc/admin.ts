@@ -13,6 +13,7 @@ import { envOf, unwrap } from "./convert.js";
 import { describeScope } from "./describe.js";
 import { getNetwork } from "./network.js";
 import { listRelays, listScopes } from "./relays.js";
+import { scopeFromListedName } from "../objects/scope-name.js";
 import { directoryStub, pathStub, relayStub, scopeStub } from "../objects/stubs.js";
 
 const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
@@ -148,7 +149,7 @@ async function closeWatchers(env: Env, relay: string): Promise<void> {
   for (;;) {
     const { names, more } = await directoryStub(env).listScopes(1000, after);
     for (let i = 0; i < names.length; i += BATCH) {
-      await Promise.all(names.slice(i, i + BATCH).map((name) => scopeStub(env, name === "" ? null : name).closeWatchers(relay)));
+      await Promise.all(names.slice(i, i + BATCH).map((name) => scopeStub(env, scopeFromListedName(name)).closeWatchers(relay)));
     }
     if (!more || names.length === 0) return;
     after = names[names.length - 1];

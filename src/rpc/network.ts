@@ -18,7 +18,7 @@ import { relayOrigin, type UpstreamNote } from "../model/activity.js";
 import { fromBase64Url } from "../model/base64url.js";
 import { checkScopeName } from "../model/validate.js";
 import { FIRST_PAGE } from "../objects/scope-describe.js";
-import { type Scope, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
+import { type Scope, scopeFromListedName, UNSCOPED } from "../objects/scope-name.js";
 import { directoryStub, scopeStub } from "../objects/stubs.js";
 import { namespaceMsg } from "./convert.js";
 import { MAX_RELAYS_PAGE, relayRecord } from "./relays.js";
@@ -55,7 +55,7 @@ export async function getNetwork(env: Env, req: GetNetworkRequest): Promise<GetN
   }
   links.sort((a, b) => a.from.localeCompare(b.from) || a.to.localeCompare(b.to) || (a.scope ?? "").localeCompare(b.scope ?? ""));
 
-  const scopes: Scope[] = scopeList.names.map((n) => (only === undefined ? scopeFromField(n === "" ? undefined : n) : n));
+  const scopes: Scope[] = scopeList.names.map((n) => (only === undefined ? scopeFromListedName(n) : n));
   const described = await Promise.all(scopes.map((s) => scopeStub(env, s).describe(MAX_NETWORK_NAMESPACES, FIRST_PAGE)));
   const namespaces = scopes.flatMap((scope, i) => {
     const d = described[i];
