@@ -3,24 +3,40 @@
 // callers get, what a quiet scope's callers see meanwhile, and how relays
 // following the edge's retry policy bring the hot scope back.
 //
-// For each Worker setting (load shedding on: MAX_INFLIGHT_PER_SCOPE default;
-// off: 0), on the built bundle under Miniflare (as `npm run bench`):
+// Three set-ups, side by side, each on the built bundle on bare workerd:
+//  - one instance, load shedding on (MAX_INFLIGHT_PER_SCOPE default);
+//  - one instance, shedding off (0);
+//  - a cluster of two instances (workerd's experimental cluster mode, its
+//    shared state in a local S3, bench/lib/s3.mjs), shedding on: the hot
+//    scope's Durable Object is owned by instance H and the quiet scope's by
+//    instance Q, as on Cloudflare where each object runs on its own thread
+//    apart from the others. H and the hot callers are pinned to CPU 1, Q and
+//    the quiet callers to CPU 0: two machines, one core each.
+// Locally a single instance runs every object and the Worker itself on one
+// thread, so there a saturated scope slows every other scope whatever the
+// code does; the cluster column is the one the 2x isolation goal is read on.
+//
+// Phases, each scope's callers in a child process of their own
+// (bench/lib/overload-load.mjs):
 //  1. quiet alone: Lookups in scope "quiet", closed loop, --quiet connections;
-//  2. hot flood: --hot connections send Lookups to scope "hot" as fast as
-//     answers come back (no backoff: a misbehaving client), while (1) runs
-//     again; every hot answer is counted by code, with its latency;
-//  3. recovery: --burst relays each make one Lookup in "hot" at the same
-//     instant (a herd after an outage) and retry exactly as the edge's
-//     RetryPolicy does (edge/src/rpc.rs: 5 s per attempt, 15 s deadline, 4
-//     attempts, backoff 100 ms doubling to 2 s, full jitter in [b/2, b],
-//     retrying UNAVAILABLE, timeouts and transport errors), reimplemented here
-//     in Node; requests per second are counted until every relay is served.
-// Prints the numbers side by side. Options: --seconds=N (each measured phase,
-// default 10), --hot=N (default 256), --quiet=N (default 2), --burst=N (default 400).
+//  2. hot saturated: --hot relays send Lookups to scope "hot", each call
+//     retried as the edge does, while (1) runs again;
+//  3. hot flooded: --hot connections with no backoff (a misbehaving client),
+//     while (1) runs again; every hot answer is counted by code;
+//  4. recovery: --burst relays each make one Lookup in "hot" at the same
+//     instant (a herd after an outage), with the edge's retries; requests per
+//     second are counted until every relay is served.
+// Options: --seconds=N (each measured phase, default 10), --hot=N (default
+// 256), --quiet=N (default 2), --burst=N (default 400), --no-cluster.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ns, relayToken } from "../test/e2e/lib/rpc.mjs";
-import { buildBundle, startWorker } from "../test/e2e/lib/worker.mjs";
-import { percentile } from "./lib/load.mjs";
+import { buildBundle, freePort, startWorker } from "../test/e2e/lib/worker.mjs";
+import { startS3 } from "./lib/s3.mjs";
+import { cpuMs } from "./lib/systems.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -28,217 +44,162 @@ const { values: args } = parseArgs({
     hot: { type: "string", default: "256" },
     quiet: { type: "string", default: "2" },
     burst: { type: "string", default: "400" },
+    "no-cluster": { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(args.seconds);
 const HOT = Number(args.hot);
 const QUIET = Number(args.quiet);
 const BURST = Number(args.burst);
-const EDGE_POLICY = { timeoutMs: 5000, deadlineMs: 15_000, maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2000 };
+const CLUSTER = !args["no-cluster"];
+const LOAD = fileURLToPath(new URL("./lib/overload-load.mjs", import.meta.url));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** One Lookup; resolves to {code, ms} ("ok", a Connect code, "http_5xx", "timeout" or "transport"). */
-async function lookup(url, token, scope, timeoutMs) {
-  const t = performance.now();
-  try {
-    const res = await fetch(`${url}/moqworker.v1.CoordinatorService/Lookup`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      body: JSON.stringify({ scope, namespace: ns("live/cam") }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await res.text();
-    let code = "ok";
-    if (!res.ok) {
-      try {
-        code = JSON.parse(text).code;
-      } catch {
-        code = `http_${res.status}`;
-      }
-      if (res.status >= 500 && code !== "unavailable") code = `http_${res.status} ${code}`;
-    }
-    return { code, ms: performance.now() - t };
-  } catch (e) {
-    return { code: e?.name === "TimeoutError" ? "timeout" : "transport", ms: performance.now() - t };
-  }
-}
-
-/** `n` connections in a closed loop until stop(); latency and code of every answer. */
-function closedLoop(n, call) {
-  let running = true;
-  const lat = [];
-  const codes = new Map();
-  const loops = Array.from({ length: n }, async () => {
-    while (running) {
-      const r = await call();
-      codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
-      lat.push(r.ms);
-    }
+/** One role of overload-load.mjs in a child process (pinned to `cpus` when given); resolves to its result. */
+function role(spec, cpus) {
+  const cmd = [process.execPath, LOAD, JSON.stringify(spec)];
+  const [bin, ...argv] = cpus ? ["taskset", "--cpu-list", cpus, ...cmd] : cmd;
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, argv, { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.once("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`overload-load exited ${code}: ${out}`))));
   });
-  const started = performance.now();
-  return async () => {
-    running = false;
-    await Promise.all(loops);
-    const secs = (performance.now() - started) / 1000;
-    const sorted = lat.sort((a, b) => a - b);
-    const total = [...codes.values()].reduce((a, b) => a + b, 0);
-    return { rps: total / secs, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1), codes, total };
-  };
-}
-
-/** One call as the edge makes it: RpcError::retryable for an idempotent call. */
-async function edgeCall(call, onAttempt) {
-  const p = EDGE_POLICY;
-  const start = performance.now();
-  let backoff = p.initialBackoffMs;
-  for (let attempt = 1; ; attempt++) {
-    const left = p.deadlineMs - (performance.now() - start);
-    if (left <= 0) return { ok: false, attempts: attempt - 1 };
-    onAttempt();
-    const r = await call(Math.min(p.timeoutMs, left));
-    if (r.code === "ok") return { ok: true, attempts: attempt, ms: performance.now() - start };
-    const retryable = r.code === "unavailable" || r.code === "timeout" || r.code === "transport";
-    if (!retryable || attempt >= p.maxAttempts) return { ok: false, attempts: attempt, code: r.code };
-    const wait = backoff / 2 + Math.random() * (backoff / 2);
-    if (performance.now() - start + wait >= p.deadlineMs) return { ok: false, attempts: attempt, code: r.code };
-    await sleep(wait);
-    backoff = Math.min(backoff * 2, p.maxBackoffMs);
-  }
 }
 
 /**
- * One relay's attempts, one after another, each call retried as edgeCall
- * does: every attempt is an answer to count (closedLoop counts what this returns).
+ * The Worker(s) of one set-up: { hot: {url, pids, cpus}, quiet: {...}, stop() }.
+ * One instance serves both scopes; a cluster has one instance per scope.
  */
-function edgeLoop(call) {
-  return async () => {
-    let last;
-    await edgeCall(
-      async (timeoutMs) => {
-        last = await call(timeoutMs);
-        return last;
-      },
-      () => {},
-    );
-    return last;
-  };
-}
-
-/** The herd: BURST relays at once, each with the edge's retries; requests per second until all are done. */
-async function herd(url, token) {
-  const t0 = performance.now();
-  const perSecond = [];
-  const results = await Promise.all(
-    Array.from({ length: BURST }, () =>
-      edgeCall(
-        (timeoutMs) => lookup(url, token, "hot", timeoutMs),
-        () => {
-          const s = Math.floor((performance.now() - t0) / 1000);
-          perSecond[s] = (perSecond[s] ?? 0) + 1;
-        },
-      ),
-    ),
-  );
-  const served = results.filter((r) => r.ok);
-  return {
-    served: served.length,
-    failed: results.length - served.length,
-    attempts: results.reduce((a, r) => a + r.attempts, 0),
-    allServedMs: served.length === results.length ? Math.max(...served.map((r) => r.ms)) : undefined,
-    perSecond: Array.from(perSecond, (x) => x ?? 0),
-  };
-}
-
-async function measure(bundle, shedding) {
+async function setUp(bundle, { shedding, cluster }) {
   const vars = { LEASE_TTL_MS: "600000", ...(shedding ? {} : { MAX_INFLIGHT_PER_SCOPE: "0" }) };
-  const w = await startWorker({ mode: "miniflare", bundle, vars });
+  if (!cluster) {
+    const w = await startWorker({ mode: "workerd", bundle, vars });
+    const side = { url: w.url, pids: w.pids };
+    return { hot: side, quiet: side, stop: () => w.stop() };
+  }
+  const s3 = await startS3();
+  const shared = {
+    bucket: `s3://${s3.bucket}/${randomBytes(4).toString("hex")}`,
+    bucketOptions: s3.bucketOptions,
+    key: randomBytes(32).toString("hex"),
+  };
+  const started = [];
   try {
-    const token = await relayToken(w.url, "https://overload.bench:4443/");
-    const call = (method, body) =>
-      fetch(`${w.url}/moqworker.v1.CoordinatorService/${method}`, {
+    for (const cpus of ["0", "1"]) {
+      const cl = { ...shared, address: `127.0.0.1:${await freePort()}` };
+      started.push(await startWorker({ mode: "workerd", bundle, vars, cluster: cl, cpus }));
+    }
+  } catch (e) {
+    for (const w of started) await w.stop();
+    await s3.stop();
+    throw e;
+  }
+  const [q, h] = started;
+  return {
+    quiet: { url: q.url, pids: q.pids, cpus: "0" },
+    hot: { url: h.url, pids: h.pids, cpus: "1" },
+    async stop() {
+      for (const w of started) await w.stop();
+      await s3.stop();
+    },
+  };
+}
+
+async function measure(bundle, setup) {
+  const sys = await setUp(bundle, setup);
+  try {
+    const token = await relayToken(sys.quiet.url, "https://overload.bench:4443/");
+    const call = (url, method, body) =>
+      fetch(`${url}/moqworker.v1.CoordinatorService/${method}`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
         body: JSON.stringify(body),
+      }).then(async (r) => {
+        if (!r.ok) throw new Error(`${method}: ${r.status} ${await r.text()}`);
       });
-    await call("Heartbeat", { epoch: "bench" });
-    for (const scope of ["hot", "quiet"]) await call("RegisterNamespace", { scope, namespace: ns("live/cam") });
-    const quietCall = () => lookup(w.url, token, "quiet", 30_000);
+    // In a cluster an object is owned by the first instance that calls it:
+    // each scope's first call goes to its own instance.
+    await call(sys.quiet.url, "Heartbeat", { epoch: "bench" });
+    await call(sys.hot.url, "RegisterNamespace", { scope: "hot", namespace: ns("live/cam") });
+    await call(sys.quiet.url, "RegisterNamespace", { scope: "quiet", namespace: ns("live/cam") });
+    const hotSpec = (kind) => ({ kind, url: sys.hot.url, token, scope: "hot", connections: HOT, seconds: SECONDS + 1 });
+    const quiet = () =>
+      role({ kind: "closed", url: sys.quiet.url, token, scope: "quiet", connections: QUIET, seconds: SECONDS }, sys.quiet.cpus);
+    /** The quiet callers while `kind` runs on the hot scope (started 1 s before); the hot instance's CPU share meanwhile. */
+    const beside = async (kind) => {
+      const hot = role(hotSpec(kind), sys.hot.cpus);
+      await sleep(1000);
+      const cpu0 = cpuMs(sys.hot.pids());
+      const t0 = performance.now();
+      const q = await quiet();
+      const busy = (cpuMs(sys.hot.pids()) - cpu0) / (performance.now() - t0);
+      return { quiet: q, hot: await hot, busy };
+    };
 
-    let stop = closedLoop(QUIET, quietCall);
-    await sleep(SECONDS * 1000);
-    const alone = await stop();
-
-    // Relays that back off as the edge does: shedding turns into fewer calls.
-    const hotStop = closedLoop(
-      HOT,
-      edgeLoop((timeoutMs) => lookup(w.url, token, "hot", timeoutMs)),
-    );
+    const alone = await quiet();
+    const saturated = await beside("edge");
+    const flooded = await beside("flood");
     await sleep(1000);
-    stop = closedLoop(QUIET, quietCall);
-    await sleep(SECONDS * 1000);
-    const loaded = await stop();
-    const hot = await hotStop();
-
-    // A client that never backs off (what per-token rate limits are for).
-    const floodStop = closedLoop(HOT, () => lookup(w.url, token, "hot", 30_000));
-    await sleep(1000);
-    stop = closedLoop(QUIET, quietCall);
-    await sleep(SECONDS * 1000);
-    const flooded = await stop();
-    const flood = await floodStop();
-    await sleep(1000);
-    const recovery = await herd(w.url, token);
-    return { alone, loaded, hot, flooded, flood, recovery };
+    const recovery = await role({ kind: "herd", url: sys.hot.url, token, scope: "hot", burst: BURST }, sys.hot.cpus);
+    return { alone, saturated, flooded, recovery };
   } finally {
-    await w.stop();
+    await sys.stop();
   }
 }
 
 const fmt = (x) => (x === undefined || Number.isNaN(x) ? "n/a" : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const pct = (x) => `${(x * 100).toFixed(0)} %`;
 const codes = (m) =>
-  [...m]
+  Object.entries(m)
     .sort((a, b) => b[1] - a[1])
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
 
+const SETUPS = [
+  { label: "one instance, shedding on", shedding: true, cluster: false },
+  { label: "one instance, shedding off", shedding: false, cluster: false },
+  ...(CLUSTER && availableParallelism() >= 2 ? [{ label: "cluster: hot and quiet apart", shedding: true, cluster: true }] : []),
+];
+if (CLUSTER && SETUPS.length < 3) console.log("overload: fewer than 2 CPUs, the cluster set-up is skipped");
+
 const bundle = buildBundle();
 try {
   console.log(
-    `overload: ${HOT} hot connections (no backoff), ${QUIET} quiet connections, ${SECONDS} s per phase, herd of ${BURST} relays with the edge's retry policy`,
+    `overload: ${HOT} hot relays, ${QUIET} quiet connections, ${SECONDS} s per phase, herd of ${BURST} relays with the edge's retry policy; bare workerd, built bundle`,
   );
-  const on = await measure(bundle, true);
-  const off = await measure(bundle, false);
+  const runs = [];
+  for (const s of SETUPS) runs.push(await measure(bundle, s));
   const rows = [
-    ["quiet scope alone: req/s", on.alone.rps, off.alone.rps],
-    ["quiet scope alone: p50 ms", on.alone.p50, off.alone.p50],
-    ["quiet scope alone: p99 ms", on.alone.p99, off.alone.p99],
-    ["quiet, hot saturated: req/s", on.loaded.rps, off.loaded.rps],
-    ["quiet, hot saturated: p50 ms", on.loaded.p50, off.loaded.p50],
-    ["quiet, hot saturated: p99 ms", on.loaded.p99, off.loaded.p99],
-    ["quiet p99 loaded / alone", on.loaded.p99 / on.alone.p99, off.loaded.p99 / off.alone.p99],
-    ["hot (edge backoff): calls/s", on.hot.rps, off.hot.rps],
-    ["hot (edge backoff): p99 ms", on.hot.p99, off.hot.p99],
-    ["hot (edge backoff): slowest ms", on.hot.max, off.hot.max],
-    ["quiet, hot flooded: p99 ms", on.flooded.p99, off.flooded.p99],
-    ["quiet p99 flooded / alone", on.flooded.p99 / on.alone.p99, off.flooded.p99 / off.alone.p99],
-    ["flood (no backoff): answers/s", on.flood.rps, off.flood.rps],
-    ["flood (no backoff): slowest ms", on.flood.max, off.flood.max],
-    ["herd: attempts in all", on.recovery.attempts, off.recovery.attempts],
-    ["herd: served / failed", `${on.recovery.served} / ${on.recovery.failed}`, `${off.recovery.served} / ${off.recovery.failed}`],
-    ["herd: all served after ms", on.recovery.allServedMs, off.recovery.allServedMs],
+    ["quiet scope alone: req/s", (r) => r.alone.rps],
+    ["quiet scope alone: p50 ms", (r) => r.alone.p50],
+    ["quiet scope alone: p99 ms", (r) => r.alone.p99],
+    ["quiet, hot saturated: p50 ms", (r) => r.saturated.quiet.p50],
+    ["quiet, hot saturated: p99 ms", (r) => r.saturated.quiet.p99],
+    ["quiet p99 saturated / alone", (r) => `${fmt(r.saturated.quiet.p99 / r.alone.p99)}×`],
+    ["hot's workerd busy (CPU share)", (r) => pct(r.saturated.busy)],
+    ["hot (edge backoff): calls/s", (r) => r.saturated.hot.rps],
+    ["hot (edge backoff): p99 ms", (r) => r.saturated.hot.p99],
+    ["hot (edge backoff): slowest ms", (r) => r.saturated.hot.max],
+    ["quiet, hot flooded: p99 ms", (r) => r.flooded.quiet.p99],
+    ["quiet p99 flooded / alone", (r) => `${fmt(r.flooded.quiet.p99 / r.alone.p99)}×`],
+    ["flood (no backoff): answers/s", (r) => r.flooded.hot.rps],
+    ["flood (no backoff): slowest ms", (r) => r.flooded.hot.max],
+    ["herd: attempts in all", (r) => r.recovery.attempts],
+    ["herd: served / failed", (r) => `${r.recovery.served} / ${r.recovery.failed}`],
+    ["herd: all served after ms", (r) => r.recovery.allServedMs],
   ];
-  console.log(`\n| ${"".padEnd(30)} | shedding on (default) | shedding off (MAX_INFLIGHT_PER_SCOPE=0) |`);
-  console.log(`|${"-".repeat(32)}|----------------------:|----------------------------------------:|`);
-  for (const [k, a, b] of rows)
-    console.log(
-      `| ${k.padEnd(30)} | ${(typeof a === "number" ? fmt(a) : (a ?? "n/a")).padStart(21)} | ${(typeof b === "number" ? fmt(b) : (b ?? "n/a")).padStart(39)} |`,
-    );
-  console.log(`\nhot (edge backoff) answers by code, shedding on:  ${codes(on.hot.codes)}`);
-  console.log(`hot (edge backoff) answers by code, shedding off: ${codes(off.hot.codes)}`);
-  console.log(`flood (no backoff) answers by code, shedding on:  ${codes(on.flood.codes)}`);
-  console.log(`flood (no backoff) answers by code, shedding off: ${codes(off.flood.codes)}`);
-  console.log(`herd requests per second, shedding on:  ${on.recovery.perSecond.join(" ")}`);
-  console.log(`herd requests per second, shedding off: ${off.recovery.perSecond.join(" ")}`);
+  const cell = (v) => (typeof v === "number" ? fmt(v) : (v ?? "n/a"));
+  console.log(`\n| | ${SETUPS.map((s) => s.label).join(" | ")} |`);
+  console.log(`|---|${SETUPS.map(() => "---:").join("|")}|`);
+  for (const [k, f] of rows) console.log(`| ${k} | ${runs.map((r) => cell(f(r))).join(" | ")} |`);
+  console.log();
+  SETUPS.forEach((s, i) => {
+    const r = runs[i];
+    console.log(`${s.label}: hot (edge backoff) answers by code: ${codes(r.saturated.hot.codes)}`);
+    console.log(`${s.label}: flood (no backoff) answers by code: ${codes(r.flooded.hot.codes)}`);
+    console.log(`${s.label}: herd requests per second: ${r.recovery.perSecond.join(" ")}`);
+  });
 } finally {
   bundle.remove();
 }

@@ -14,12 +14,12 @@ import http from "node:http";
  * @typedef {{ name: string, request: (i: number) => Req, expect: number | number[] }} Op
  */
 
-/** Sends one request on the agent; resolves with {status, body}. */
-function send(agent, base, req) {
+/** Sends one request on the agent (aborted by `signal` when given); resolves with {status, body}. */
+export function send(agent, base, req, signal) {
   return new Promise((resolve, reject) => {
     const headers = { ...(req.headers ?? {}) };
     if (req.body) headers["content-length"] = String(req.body.length);
-    const r = http.request({ agent, host: base.hostname, port: base.port, method: req.method, path: req.path, headers }, (res) => {
+    const r = http.request({ agent, host: base.hostname, port: base.port, method: req.method, path: req.path, headers, signal }, (res) => {
       const chunks = [];
       res.on("data", (c) => chunks.push(c));
       res.on("end", () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));

@@ -6,7 +6,9 @@
 // Modes:
 //   wrangler   `wrangler dev` from a source tree (default; what `npm start` runs)
 //   miniflare  the built bundle (`wrangler deploy --dry-run`) under Miniflare
-//   workerd    the built bundle on bare workerd, no Miniflare entry worker
+//   workerd    the built bundle on bare workerd, no Miniflare entry worker;
+//              options `cluster` (instances sharing Durable Objects through an
+//              S3 bucket, see clusterConfig) and `cpus` (pinned with taskset)
 //
 // As a command (used by `npm start`, the edge's Rust tests and shell scripts):
 //   node test/e2e/lib/worker.mjs [--port P] [--persist-to DIR] [--var K:V]...
@@ -188,6 +190,8 @@ async function waitHealthy(url, proc, what, timeoutMs) {
  * @param {object} [o.bundle]     from buildBundle() (miniflare/workerd); default: built from root
  * @param {number} [o.inspectorPort]
  * @param {boolean} [o.log]       pass the runtime's output through
+ * @param {object} [o.cluster]    workerd only: join a cluster (see clusterConfig)
+ * @param {string} [o.cpus]       workerd only: CPU list to pin it to ("0", "1-3")
  */
 export async function startWorker({
   mode = "wrangler",
@@ -199,6 +203,8 @@ export async function startWorker({
   inspectorPort,
   log = false,
   timeoutMs = 120_000,
+  cluster,
+  cpus,
 } = {}) {
   if (!MODES.includes(mode)) throw new Error(`mode must be one of ${MODES.join(", ")}, got ${mode}`);
   port ??= await freePort();
@@ -212,7 +218,8 @@ export async function startWorker({
     if (ownBundle) bundle.remove();
   };
   try {
-    const started = await launchers[mode]({ port, state, vars: devVars(vars), root, bundle, inspectorPort, log, timeoutMs });
+    if ((cluster || cpus) && mode !== "workerd") throw new Error("cluster and cpus need mode workerd");
+    const started = await launchers[mode]({ port, state, vars: devVars(vars), root, bundle, inspectorPort, log, timeoutMs, cluster, cpus });
     return {
       ...started,
       state,
@@ -285,7 +292,7 @@ const launchers = {
     return { kind: "moq-worker (Miniflare, built bundle)", url, pids: () => workerd, output: () => "", stop: () => mf.dispose() };
   },
 
-  async workerd({ port, state, vars, bundle, inspectorPort, log, timeoutMs }) {
+  async workerd({ port, state, vars, bundle, inspectorPort, log, timeoutMs, cluster, cpus }) {
     const cfg = bundle.config;
     const q = JSON.stringify;
     const bindings = [
@@ -300,7 +307,7 @@ const launchers = {
     const config = `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [ (name = "main", worker = .moqWorker), (name = "disk", disk = (path = ${q(state)}, writable = true)) ],
-  sockets = [ (name = "http", address = ${q(`127.0.0.1:${port}`)}, http = (), service = "main") ],
+  sockets = [ (name = "http", address = ${q(`127.0.0.1:${port}`)}, http = (), service = "main") ],${clusterConfig(cluster)}
 );
 const moqWorker :Workerd.Worker = (
   modules = [ ${modules.join(", ")} ],
@@ -314,7 +321,10 @@ const moqWorker :Workerd.Worker = (
     writeFileSync(file, config);
     const bin = join(ROOT, "node_modules", ".bin", "workerd");
     const inspector = inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [];
-    const p = spawnLogged(bin, ["serve", file, "--experimental", ...inspector], { log });
+    const serve = [bin, "serve", file, "--experimental", ...inspector];
+    // Pinned to the given CPUs (taskset), as a stand-in for a machine of its own.
+    const [cmd, ...args] = cpus ? ["taskset", "--cpu-list", cpus, ...serve] : serve;
+    const p = spawnLogged(cmd, args, { log });
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitHealthy(url, p, "workerd", Math.min(timeoutMs, 30_000));
@@ -325,6 +335,20 @@ const moqWorker :Workerd.Worker = (
     return { kind: "moq-worker (bare workerd, built bundle)", url, pids: () => [p.child.pid], output: p.output, stop: p.stop };
   },
 };
+
+/**
+ * The `cluster` stanza of a workerd config: instances that share an
+ * S3-compatible bucket own Durable Objects between them, each object on one
+ * instance's thread (workerd's experimental cluster mode). `cluster`: { bucket
+ * ("s3://name/prefix"), bucketOptions (["aws_endpoint=...", ...]), address
+ * (this instance's peer port, loopback), key (>= 32 bytes, shared) }.
+ */
+function clusterConfig(cluster) {
+  if (!cluster) return "";
+  const q = JSON.stringify;
+  const options = cluster.bucketOptions.map(q).join(", ");
+  return `\n  cluster = (bucket = ${q(cluster.bucket)}, bucketOptions = [ ${options} ], address = ${q(cluster.address)}, key = ${q(cluster.key)}),`;
+}
 
 /** The command-line face: see the top of this file. */
 async function main(argv) {
