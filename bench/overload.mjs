@@ -124,17 +124,23 @@ async function measure(bundle, setup) {
     await call(sys.hot.url, "RegisterNamespace", { scope: "hot", namespace: ns("live/cam") });
     await call(sys.quiet.url, "RegisterNamespace", { scope: "quiet", namespace: ns("live/cam") });
     const hotSpec = (kind) => ({ kind, url: sys.hot.url, token, scope: "hot", connections: HOT, seconds: SECONDS + 1 });
-    const quiet = () =>
-      role({ kind: "closed", url: sys.quiet.url, token, scope: "quiet", connections: QUIET, seconds: SECONDS }, sys.quiet.cpus);
-    /** The quiet callers while `kind` runs on the hot scope (started 1 s before); the hot instance's CPU share meanwhile. */
+    /** The quiet callers for SECONDS, with the CPU share each instance used meanwhile (one instance: both the same). */
+    const quiet = async () => {
+      const cpu = [cpuMs(sys.hot.pids()), cpuMs(sys.quiet.pids())];
+      const t0 = performance.now();
+      const r = await role(
+        { kind: "closed", url: sys.quiet.url, token, scope: "quiet", connections: QUIET, seconds: SECONDS },
+        sys.quiet.cpus,
+      );
+      const ms = performance.now() - t0;
+      return { ...r, hotBusy: (cpuMs(sys.hot.pids()) - cpu[0]) / ms, quietBusy: (cpuMs(sys.quiet.pids()) - cpu[1]) / ms };
+    };
+    /** The quiet callers while `kind` runs on the hot scope (started 1 s before, ended after). */
     const beside = async (kind) => {
       const hot = role(hotSpec(kind), sys.hot.cpus);
       await sleep(1000);
-      const cpu0 = cpuMs(sys.hot.pids());
-      const t0 = performance.now();
       const q = await quiet();
-      const busy = (cpuMs(sys.hot.pids()) - cpu0) / (performance.now() - t0);
-      return { quiet: q, hot: await hot, busy };
+      return { quiet: q, hot: await hot };
     };
 
     const alone = await quiet();
@@ -177,7 +183,8 @@ try {
     ["quiet, hot saturated: p50 ms", (r) => r.saturated.quiet.p50],
     ["quiet, hot saturated: p99 ms", (r) => r.saturated.quiet.p99],
     ["quiet p99 saturated / alone", (r) => `${fmt(r.saturated.quiet.p99 / r.alone.p99)}×`],
-    ["hot's workerd busy (CPU share)", (r) => pct(r.saturated.busy)],
+    ["hot's workerd: CPU share", (r) => pct(r.saturated.quiet.hotBusy)],
+    ["quiet's workerd: CPU share alone / beside", (r) => `${pct(r.alone.quietBusy)} / ${pct(r.saturated.quiet.quietBusy)}`],
     ["hot (edge backoff): calls/s", (r) => r.saturated.hot.rps],
     ["hot (edge backoff): p99 ms", (r) => r.saturated.hot.p99],
     ["hot (edge backoff): slowest ms", (r) => r.saturated.hot.max],
