@@ -335,7 +335,11 @@ export class Checker {
         continue;
       }
       const k = r.keys.get(id);
-      if (r.status !== "live" && from > this.deadline(r)) {
+      const deadline = this.deadline(r);
+      if (k && r.status === "shutdown" && deadline === r.deadFrom && from > deadline) {
+        // An acknowledged Shutdown removed every row at once (no lost call of it could land after): no purge is due.
+        this.violation("stale-row", `${id} of ${r.url} still there at ${iso(from)} though shut down at ${iso(r.deadFrom)}`);
+      } else if (r.status !== "live" && from > deadline) {
         this.violation(
           "late-purge",
           `${id} of ${r.url} still there at ${iso(from)}; dead since ${iso(r.deadFrom)}, deadline ${iso(this.deadline(r))}`,
