@@ -113,8 +113,8 @@ class Timeline {
     return op;
   }
 
-  shutdown(r, t, outcome = "ok") {
-    const op = this.call(r, "Shutdown", {}, t, t + 20, outcome);
+  shutdown(r, t, { outcome = "ok", took = 20 } = {}) {
+    const op = this.call(r, "Shutdown", {}, t, t + took, outcome);
     this.checker.shutdown(r, op);
     return op;
   }
@@ -285,6 +285,17 @@ describe("soak checker: histories that keep the rules", () => {
     // The new life began at 8500: no lapse before 8500 + TTL, so no purge due before 8500 + TTL + bound.
     assert.equal(tl.checker.deadline(r1), T0 + 20_500);
     tl.checkpoint(20_400, [["r1", A, "ns", N]]);
+    tl.assertViolations([]);
+  });
+
+  it("a lost write that could land while a slow Shutdown ran: it re-opens a lease, so its row may stay until the usual deadline", () => {
+    const r1 = owner(2000);
+    tl.write(r1, "RegisterTrack", A, 2100, { outcome: "indeterminate" });
+    // The lost write may land until 7130, after the Shutdown (7100 to 7200) has purged.
+    tl.shutdown(r1, 7100, { took: 100 });
+    // From the last contact, the Shutdown's answer.
+    assert.equal(tl.checker.deadline(r1), T0 + 7200 + TTL + PURGE_BOUND);
+    tl.checkpoint(7300, [["r1", A, "track", `${N}#video`]]);
     tl.assertViolations([]);
   });
 
