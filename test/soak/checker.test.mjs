@@ -113,6 +113,39 @@ class Timeline {
     return op;
   }
 
+  /**
+   * LookupTrack at `t` for N#`track`, answered with `owner`'s relay link. As relays.mjs: the
+   * exact track's certain holders are expected; the namespace's only if no relay may hold the track.
+   */
+  lookupTrack(caller, scope, t, owner, track = "video") {
+    this.at(t);
+    const trackId = `${scope}|track|${N}#${track}`;
+    const trackHolders = this.checker.holders(trackId, Date.now(), Date.now());
+    const expect =
+      trackHolders.length || this.checker.mayBeHeld(trackId, Date.now())
+        ? trackHolders
+        : this.checker.holders(`${scope}|ns|${N}`, Date.now(), Date.now());
+    const op = this.call(caller, "LookupTrack", { scope, namespace: ns(N), track }, t, t + 10, "ok", {
+      answer: { origin: { namespace: ns(N), relay: { url: link(owner, scope) } } },
+    });
+    op.scope = scope;
+    this.checker.lookup(op, scope, N, track, expect);
+    return op;
+  }
+
+  /** LookupTrackSubscribers at `t` for N#in, answered with `names`. */
+  trackSubscribers(caller, scope, t, names) {
+    this.at(t);
+    const key = `${N}#in`;
+    const expect = this.checker.holders(`${scope}|tracksub|${key}`, Date.now(), Date.now());
+    const relays = names.map((name) => ({ url: link(name, scope) }));
+    const op = this.call(caller, "LookupTrackSubscribers", { scope, namespace: ns(N), track: "in" }, t, t + 10, "ok", {
+      answer: { relays },
+    });
+    this.checker.listed(op, scope, "tracksub", [key], op.answer.relays, expect);
+    return op;
+  }
+
   shutdown(r, t, { outcome = "ok", took = 20 } = {}) {
     const op = this.call(r, "Shutdown", {}, t, t + took, outcome);
     this.checker.shutdown(r, op);
@@ -208,6 +241,18 @@ describe("soak checker: histories that keep the rules", () => {
     tl.assertViolations([]);
     assert.equal(tl.checker.counts.answersChecked, 4);
     assert.equal(tl.checker.counts.rowsChecked, 6);
+  });
+
+  it("LookupTrack: the exact track's owner wins; without a track, the namespace's owner answers", () => {
+    owner();
+    const r2 = tl.relay("r2");
+    tl.beat(r2, 200);
+    tl.write(r2, "RegisterTrack", A, 300);
+    tl.lookupTrack(r2, A, 400, "r2");
+    tl.lookupTrack(r2, A, 500, "r1", "audio");
+    tl.write(r2, "SubscribeTrack", A, 600, { track: "in" });
+    tl.trackSubscribers(r2, A, 700, ["r2"]);
+    tl.assertViolations([]);
   });
 
   it("a subscription is held by every relay that subscribed (no one-owner rule)", () => {
@@ -344,6 +389,32 @@ describe("soak checker: each rule fires", () => {
     tl.write(r1, "SubscribeNamespace", A, 100, { n: "room-1" });
     tl.nsSubscribers(tl.relay("r2"), A, 500, "room-1", []);
     tl.assertViolations(["missing"], [url("r1"), `${A}|nssub|room-1`]);
+  });
+
+  it("missing: LookupTrack answering the namespace's owner while another relay certainly holds the exact track", () => {
+    owner();
+    const r2 = tl.relay("r2");
+    tl.beat(r2, 200);
+    tl.write(r2, "RegisterTrack", A, 300);
+    tl.lookupTrack(r2, A, 400, "r1");
+    tl.assertViolations(["missing"], [url("r1"), url("r2"), `${A}|track|${N}#video`]);
+  });
+
+  it("missing: LookupTrack answering another relay while no track is registered and one relay holds the namespace", () => {
+    owner();
+    const r2 = tl.relay("r2");
+    tl.beat(r2, 200);
+    tl.write(r2, "RegisterTrack", A, 300, { outcome: "error", code: "already_exists" });
+    tl.lookupTrack(r2, A, 400, "r2");
+    tl.assertViolations(["missing"], [url("r2"), url("r1"), `${A}|ns|${N}`]);
+  });
+
+  it("missing: LookupTrackSubscribers leaving out a subscriber", () => {
+    const r1 = tl.relay("r1");
+    tl.beat(r1, 0);
+    tl.write(r1, "SubscribeTrack", A, 100, { track: "in" });
+    tl.trackSubscribers(r1, A, 200, []);
+    tl.assertViolations(["missing"], [url("r1"), `${A}|tracksub|${N}#in`]);
   });
 
   it("missing: state_lost = false after a gap, with no reply lost, proves no purge, so the row stays required", () => {
