@@ -66,6 +66,7 @@ export class Checker {
       lastHeard: 0,
       lastSettle: 0,
       deadFrom: undefined,
+      shutdownStart: undefined,
       epochBeats: 0,
     };
     this.relays.set(url, r);
@@ -103,7 +104,8 @@ export class Checker {
   deadline(r) {
     if (r.status === "live") return Number.POSITIVE_INFINITY;
     const last = Math.max(r.lastHeard, r.lastSettle === Number.POSITIVE_INFINITY ? Date.now() : r.lastSettle);
-    if (r.status === "shutdown" && r.lastSettle <= r.deadFrom) return r.deadFrom;
+    // A lost write landing after the Shutdown began re-opens a lease (lifetimes.md): then the usual deadline.
+    if (r.status === "shutdown" && r.lastSettle <= r.shutdownStart) return r.deadFrom;
     let d = last + this.ttl + this.purgeBound;
     // Restart grace: after a restart a lease lapses no sooner than TTL into the new life.
     for (const life of this.runtime.lives.slice(1))
@@ -148,6 +150,7 @@ export class Checker {
     if (op.outcome !== "ok") return;
     for (const k of r.keys.values()) this.set(k, k.settleAt > op.start ? "unknown" : "absent");
     r.status = "shutdown";
+    r.shutdownStart = op.start;
     r.deadFrom = op.end;
   }
 
@@ -335,7 +338,11 @@ export class Checker {
         continue;
       }
       const k = r.keys.get(id);
-      if (r.status !== "live" && from > this.deadline(r)) {
+      const deadline = this.deadline(r);
+      if (k && r.status === "shutdown" && deadline === r.deadFrom && from > deadline) {
+        // An acknowledged Shutdown removed every row at once (no lost call of it could land after): no purge is due.
+        this.violation("stale-row", `${id} of ${r.url} still there at ${iso(from)} though shut down at ${iso(r.deadFrom)}`);
+      } else if (r.status !== "live" && from > deadline) {
         this.violation(
           "late-purge",
           `${id} of ${r.url} still there at ${iso(from)}; dead since ${iso(r.deadFrom)}, deadline ${iso(this.deadline(r))}`,
