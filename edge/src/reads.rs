@@ -2,26 +2,35 @@
 //! LookupTrack, GetScopeConfig and ResolveScope answers served from the
 //! [`Cache`] when it can prove them current, identical misses sharing one
 //! Worker call, and the watch channel of a scope opened on its first
-//! cacheable read.
+//! cacheable read and closed when the scope is released (not read for
+//! `watch_idle`, or the least recently read past `watch_scopes`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, Invalidation, Key, Scope, Stats};
+use crate::cache::{Cache, Invalidation, Key, Release, Scope, ScopeLimits, Stats, Touched};
 use crate::proto;
 use crate::rpc::RpcError;
 use crate::watch::{self, Endpoint, WatchConfig};
 
-/// Cache settings (`--no-cache`, `--cache-entries`, the ping flags).
+/// Cache settings (`--no-cache`, `--cache-entries`, `--watch-scopes`,
+/// `--watch-idle-ms`, the ping flags).
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub enabled: bool,
     /// Most answers kept, over all scopes; the least recently used go first.
     pub entries: usize,
+    /// Most scopes watched at once; past it the least recently read scope's
+    /// channel is closed and its state dropped.
+    pub watch_scopes: usize,
+    /// A scope not read for this long has its channel closed and its state
+    /// dropped (checked every quarter of it, at least every 10 s).
+    pub watch_idle: Duration,
     pub watch: WatchConfig,
     /// Where the watch channels connect, when not the coordinator URL
     /// (e.g. through a proxy of their own).
@@ -33,6 +42,8 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             entries: 100_000,
+            watch_scopes: 1024,
+            watch_idle: Duration::from_secs(300),
             watch: WatchConfig::default(),
             watch_url: None,
         }
@@ -56,23 +67,117 @@ type Flight = Shared<BoxFuture<'static, Outcome>>;
 /// more than can arrive during one call at any realistic change rate.
 const LOG_CAPACITY: usize = 4096;
 
+type SharedCache = Arc<StdMutex<Cache<Answer, Flight>>>;
+
 pub(crate) struct Reads {
     config: CacheConfig,
-    cache: Arc<StdMutex<Cache<Answer, Flight>>>,
-    endpoint: Endpoint,
-    watchers: StdMutex<HashMap<Scope, JoinHandle<()>>>,
+    cache: SharedCache,
+    channels: Arc<Channels>,
+    /// Releases idle scopes.
+    sweeper: StdMutex<Option<JoinHandle<()>>>,
     next_flight: AtomicU64,
 }
 
+/// The watch tasks, one per watched scope, with the channel id the cache
+/// gave each. Changed only with the cache's lock held, so the cache's
+/// watched scopes and these tasks never disagree.
+struct Channels {
+    endpoint: Endpoint,
+    config: WatchConfig,
+    tasks: StdMutex<HashMap<Scope, (u64, JoinHandle<()>)>>,
+}
+
+impl Channels {
+    /// Start the channel a read opened and close the ones it released
+    /// (called with `shared`'s lock held).
+    fn apply(&self, shared: &SharedCache, scope: &Scope, touched: Touched) {
+        self.close(touched.released, Some(Release::Cap));
+        if let Some(channel) = touched.opened {
+            metrics::gauge!("moq_edge_watch_channels").increment(1.0);
+            let task = tokio::spawn(watch::run(
+                shared.clone(),
+                self.endpoint.clone(),
+                scope.clone(),
+                channel,
+                self.config.clone(),
+            ));
+            if let Some((_, old)) = self
+                .tasks
+                .lock()
+                .unwrap()
+                .insert(scope.clone(), (channel, task))
+            {
+                old.abort();
+            }
+        }
+    }
+
+    /// Close the channels of released scopes (`reason` is `None` at stop).
+    fn close(&self, released: Vec<(Scope, u64)>, reason: Option<Release>) {
+        if released.is_empty() {
+            return;
+        }
+        let mut tasks = self.tasks.lock().unwrap();
+        for (scope, channel) in released {
+            metrics::gauge!("moq_edge_watch_channels").decrement(1.0);
+            if let Some(reason) = reason {
+                metrics::counter!("moq_edge_watch_released_total", "reason" => reason.label())
+                    .increment(1);
+            }
+            if tasks.get(&scope).is_some_and(|(id, _)| *id == channel) {
+                let (_, task) = tasks.remove(&scope).expect("checked");
+                task.abort();
+            }
+        }
+    }
+}
+
 impl Reads {
+    /// Must run inside the Tokio runtime (it starts the idle sweeper).
     pub(crate) fn new(config: CacheConfig, endpoint: Endpoint) -> Self {
-        Self {
-            cache: Arc::new(StdMutex::new(Cache::new(config.entries, LOG_CAPACITY))),
-            config,
+        let limits = ScopeLimits {
+            max_scopes: config.watch_scopes,
+            idle: config.watch_idle,
+        };
+        let cache: SharedCache = Arc::new(StdMutex::new(Cache::new(
+            config.entries,
+            LOG_CAPACITY,
+            limits,
+        )));
+        let channels = Arc::new(Channels {
             endpoint,
-            watchers: StdMutex::new(HashMap::new()),
+            config: config.watch.clone(),
+            tasks: StdMutex::new(HashMap::new()),
+        });
+        let sweeper = config.enabled.then(|| {
+            let every =
+                (config.watch_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+            let (cache, channels) = (cache.clone(), channels.clone());
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    let mut cache = cache.lock().unwrap();
+                    let released = cache.release_idle(Instant::now());
+                    channels.close(released, Some(Release::Idle));
+                }
+            })
+        });
+        Self {
+            cache,
+            config,
+            channels,
+            sweeper: StdMutex::new(sweeper),
             next_flight: AtomicU64::new(0),
         }
+    }
+
+    /// Note a read of `scope` (opening its channel if it is not watched),
+    /// with the cache's lock held.
+    fn touch(&self, cache: &mut Cache<Answer, Flight>, scope: &Scope) {
+        let touched = cache.touch(scope, Instant::now());
+        self.channels.apply(&self.cache, scope, touched);
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -98,6 +203,7 @@ impl Reads {
         let mut fetch = Some(fetch);
         let flight = {
             let mut cache = self.cache.lock().unwrap();
+            self.touch(&mut cache, &scope);
             if let Some(answer) = cache.get(&scope, &key) {
                 metrics::counter!("moq_edge_cache_hits_total", "method" => method).increment(1);
                 return Ok(answer);
@@ -144,11 +250,8 @@ impl Reads {
         };
         match flight {
             Some(flight) => flight.await,
-            // Not watched (yet): nothing to share or keep.
-            None => {
-                self.ensure_watch(&scope);
-                fetch.take().expect("not called yet")().await
-            }
+            // Not up (yet): nothing to share or keep.
+            None => fetch.take().expect("not called yet")().await,
         }
     }
 
@@ -172,6 +275,7 @@ impl Reads {
             let mut cache = self.cache.lock().unwrap();
             if let Some(scope) = cache.path_scope(path) {
                 if let Some(answer) = cache.get(&scope, &key) {
+                    self.touch(&mut cache, &scope);
                     metrics::counter!("moq_edge_cache_hits_total", "method" => method).increment(1);
                     return Ok(answer);
                 }
@@ -188,11 +292,9 @@ impl Reads {
                 _ => None,
             };
             if let Some(scope) = scope {
-                self.ensure_watch(&scope);
-                self.cache
-                    .lock()
-                    .unwrap()
-                    .insert(&scope, key, ticket, outcome.clone().unwrap());
+                let mut cache = self.cache.lock().unwrap();
+                self.touch(&mut cache, &scope);
+                cache.insert(&scope, key, ticket, outcome.clone().unwrap());
             }
         }
         outcome
@@ -206,30 +308,17 @@ impl Reads {
         }
     }
 
-    fn ensure_watch(&self, scope: &Scope) {
-        let mut watchers = self.watchers.lock().unwrap();
-        if watchers.contains_key(scope) {
-            return;
-        }
-        metrics::gauge!("moq_edge_watch_channels").increment(1.0);
-        watchers.insert(
-            scope.clone(),
-            tokio::spawn(watch::run(
-                self.cache.clone(),
-                self.endpoint.clone(),
-                scope.clone(),
-                self.config.watch.clone(),
-            )),
-        );
-    }
-
     /// Close every channel and forget every answer.
     pub(crate) fn stop(&self) {
-        for (_, task) in self.watchers.lock().unwrap().drain() {
-            task.abort();
-            metrics::gauge!("moq_edge_watch_channels").decrement(1.0);
+        if let Some(sweeper) = self.sweeper.lock().unwrap().take() {
+            sweeper.abort();
         }
-        self.cache.lock().unwrap().clear();
+        let mut cache = self.cache.lock().unwrap();
+        let released = cache.clear();
+        self.channels.close(released, None);
+        for (_, (_, task)) in self.channels.tasks.lock().unwrap().drain() {
+            task.abort();
+        }
     }
 }
 
