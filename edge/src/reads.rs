@@ -327,3 +327,275 @@ impl Drop for Reads {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::net::TcpListener;
+    use tokio::time::sleep;
+
+    fn config(watch_scopes: usize, watch_idle: Duration) -> CacheConfig {
+        CacheConfig {
+            watch_scopes,
+            watch_idle,
+            watch: WatchConfig {
+                ping_interval: Duration::from_secs(60),
+                ping_timeout: Duration::from_secs(60),
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+            },
+            ..CacheConfig::default()
+        }
+    }
+
+    fn endpoint(listener: &TcpListener) -> Endpoint {
+        let addr = listener.local_addr().unwrap();
+        Endpoint {
+            base: url::Url::parse(&format!("http://{addr}")).unwrap(),
+            token: "t".into(),
+            epoch: "e".into(),
+        }
+    }
+
+    fn s(name: &str) -> Scope {
+        Some(name.to_string())
+    }
+
+    fn key() -> Key {
+        Key::Config
+    }
+
+    /// A Worker call that counts itself and answers NOT_FOUND.
+    fn fetch(calls: &Arc<AtomicUsize>) -> impl FnOnce() -> BoxFuture<'static, Outcome> {
+        let calls = calls.clone();
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Answer::NotFound) }.boxed()
+        }
+    }
+
+    /// Say hello on `scope`'s current channel, as its watch task would
+    /// (the peer in these tests never answers the upgrade).
+    fn hello(reads: &Reads, scope: &Scope) {
+        let channel = reads.channels.tasks.lock().unwrap()[scope].0;
+        assert!(reads.cache.lock().unwrap().hello(scope, channel, 1));
+    }
+
+    fn watched(reads: &Reads) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = reads
+            .channels
+            .tasks
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        scopes.sort();
+        scopes
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let limit = Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(Instant::now() < limit, "timed out waiting for {what}");
+            sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A channel the Worker refuses is retried only while its scope is read:
+    /// once idle, its task is gone and no more connections are made.
+    #[tokio::test]
+    async fn a_refused_channel_stops_retrying_once_its_scope_is_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(10, Duration::from_millis(150)), endpoint(&listener));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = attempts.clone();
+        let refuser = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(tcp);
+            }
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("a")]);
+        until("retries", || attempts.load(Ordering::SeqCst) >= 2).await;
+        until("released when idle", || reads.stats().watched == 0).await;
+        assert!(watched(&reads).is_empty());
+        assert_eq!(reads.stats().released, 1);
+        let after = attempts.load(Ordering::SeqCst);
+        sleep(Duration::from_millis(300)).await;
+        assert!(
+            attempts.load(Ordering::SeqCst) <= after + 1,
+            "still retrying after release"
+        );
+        // The next read opens it again.
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("a")]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        refuser.abort();
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_the_least_recently_read_scope_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(2, Duration::from_secs(3600)), endpoint(&listener));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for scope in ["a", "b", "a", "c"] {
+            reads
+                .read("GetScopeConfig", s(scope), key(), fetch(&calls))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            watched(&reads),
+            vec![s("a"), s("c")],
+            "b was read least recently"
+        );
+        assert_eq!(reads.stats().watched, 2);
+        assert_eq!(reads.stats().released, 1);
+        // A cached hit counts as a read: a up and answering from memory,
+        // then read again, so c goes next.
+        hello(&reads, &s("a"));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        let before = calls.load(Ordering::SeqCst);
+        reads
+            .read("GetScopeConfig", s("c"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), before + 1, "a from memory");
+        reads
+            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("a"), s("b")]);
+    }
+
+    #[tokio::test]
+    async fn after_release_the_next_read_asks_the_worker_and_reopens() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(1, Duration::from_secs(3600)), endpoint(&listener));
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &s("a"));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "stored, then from memory");
+        let old = reads.channels.tasks.lock().unwrap()[&s("a")].0;
+        // b takes the only slot: a's channel and answers go.
+        reads
+            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("b")]);
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "a asked the Worker again");
+        let new = reads.channels.tasks.lock().unwrap()[&s("a")].0;
+        assert_ne!(old, new, "a new channel");
+        // The released channel cannot bring a back up; the new one can.
+        assert!(!reads.cache.lock().unwrap().hello(&s("a"), old, 1));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+        hello(&reads, &s("a"));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    /// A miss whose scope is released (and reopened, up again) while the
+    /// Worker call is in flight: its answer is returned but not stored.
+    #[tokio::test]
+    async fn a_miss_in_flight_across_a_release_is_not_stored() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Arc::new(Reads::new(
+            config(1, Duration::from_secs(3600)),
+            endpoint(&listener),
+        ));
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &s("a"));
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let (reads, calls) = (reads.clone(), calls.clone());
+            tokio::spawn(async move {
+                reads
+                    .read("GetScopeConfig", s("a"), key(), move || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            answered.await.unwrap();
+                            Ok(Answer::NotFound)
+                        }
+                        .boxed()
+                    })
+                    .await
+            })
+        };
+        until("the miss is in flight", || {
+            calls.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        reads
+            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &s("a"));
+        let refused = reads.stats().refused;
+        answer.send(()).unwrap();
+        slow.await.unwrap().unwrap();
+        assert_eq!(reads.stats().refused, refused + 1);
+        assert_eq!(reads.stats().entries, 0);
+        let before = calls.load(Ordering::SeqCst);
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            before + 1,
+            "not served from memory"
+        );
+    }
+}
