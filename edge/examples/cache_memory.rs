@@ -46,6 +46,7 @@ fn main() {
         };
         let ticket = cache.ticket();
         assert!(cache.insert(&scope, key, ticket, origin));
+        cache.settle(ticket);
     }
     let after = rss();
     assert_eq!(cache.stats().entries, entries);

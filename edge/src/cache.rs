@@ -9,6 +9,8 @@
 //! only if the scope's hello came before the ticket and no event after the
 //! ticket covers the answer's key. Each scope keeps a short log of recent
 //! invalidations for that check; an answer older than the log is dropped.
+//! The log keeps only what a ticket still outstanding may need (a request
+//! settles its ticket when it ends), and never more than `log_capacity`.
 //!
 //! A scope has state only while it is watched: its first read opens it
 //! ([`Cache::touch`], which names the channel that may feed it), and it is
@@ -178,6 +180,8 @@ pub struct Cache<V, F> {
     scopes: HashMap<Scope, ScopeState<V>>,
     /// Last read → scope; the first is released first over the cap.
     scope_recency: BTreeMap<u64, Scope>,
+    /// Tickets of requests still in flight (clock → how many).
+    pending: BTreeMap<u64, usize>,
     next_channel: u64,
     /// Last use → entry; the first is the eviction victim.
     recency: BTreeMap<u64, (Scope, Arc<Key>)>,
@@ -202,6 +206,7 @@ impl<V: Clone, F: Clone> Cache<V, F> {
             },
             scopes: HashMap::new(),
             scope_recency: BTreeMap::new(),
+            pending: BTreeMap::new(),
             next_channel: 0,
             recency: BTreeMap::new(),
             paths: HashMap::new(),
@@ -215,9 +220,28 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         self.clock
     }
 
-    /// Take before sending the request whose answer may be stored.
-    pub fn ticket(&self) -> Ticket {
+    /// Take before sending the request whose answer may be stored, and
+    /// [`settle`](Self::settle) when it ended (stored or not): until then
+    /// the invalidation logs keep what judging its answer needs.
+    pub fn ticket(&mut self) -> Ticket {
+        *self.pending.entry(self.clock).or_default() += 1;
         Ticket(self.clock)
+    }
+
+    /// Tickets not settled yet.
+    #[cfg(test)]
+    pub(crate) fn pending_tickets(&self) -> usize {
+        self.pending.values().sum()
+    }
+
+    /// The request of `ticket` ended; its answer will not be offered.
+    pub fn settle(&mut self, ticket: Ticket) {
+        if let Some(n) = self.pending.get_mut(&ticket.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(&ticket.0);
+            }
+        }
     }
 
     /// Whether `scope`'s channel has said hello and is not known to be down.
@@ -516,7 +540,17 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         self.flights
             .retain(|(s, key), _| s != scope || !inv.covers(key));
         state.log.push_back((now, inv));
-        while state.log.len() > self.log_capacity {
+        // An entry matters only to tickets older than it. Dropping one only
+        // raises the floor, which refuses answers: it is always safe.
+        let needed_after = self
+            .pending
+            .first_key_value()
+            .map_or(self.clock, |(oldest, _)| *oldest);
+        while state
+            .log
+            .front()
+            .is_some_and(|(at, _)| *at <= needed_after || state.log.len() > self.log_capacity)
+        {
             let (at, _) = state.log.pop_front().expect("non-empty");
             state.log_floor = at;
         }
@@ -944,5 +978,35 @@ mod tests {
         assert!(!c.insert(&s("a"), route("x", None), t, "stale"), "reopened");
         assert_eq!(c.get(&s("a"), &route("x", None)), None);
         assert_eq!(c.stats().refused, 2);
+    }
+
+    #[test]
+    fn the_log_keeps_only_what_requests_in_flight_need() {
+        let mut c = C::new(10, 100, LIMITS);
+        up(&mut c, &s("a"));
+        let some = |t: &str| Invalidation {
+            tracks: vec![(ns("x"), t.into())],
+            ..Default::default()
+        };
+        for seq in 11..21 {
+            ev(&mut c, &s("a"), seq, some("t")).unwrap();
+        }
+        assert_eq!(c.scopes[&s("a")].log.len(), 0, "nothing in flight");
+        let t1 = c.ticket();
+        ev(&mut c, &s("a"), 21, some("t")).unwrap();
+        let t2 = c.ticket();
+        ev(&mut c, &s("a"), 22, some("u")).unwrap();
+        assert_eq!(c.scopes[&s("a")].log.len(), 2);
+        assert!(!c.insert(&s("a"), route("x", Some("t")), t1, "stale"));
+        c.settle(t1);
+        ev(&mut c, &s("a"), 23, some("v")).unwrap();
+        assert_eq!(c.scopes[&s("a")].log.len(), 2, "t2 needs the last two");
+        assert!(c.insert(&s("a"), route("x", Some("t")), t2, "T"));
+        assert!(!c.insert(&s("a"), route("x", Some("u")), t2, "stale"));
+        c.settle(t2);
+        ev(&mut c, &s("a"), 24, some("w")).unwrap();
+        assert_eq!(c.scopes[&s("a")].log.len(), 0);
+        let t3 = c.ticket();
+        assert!(c.insert(&s("a"), route("x", Some("u")), t3, "U"));
     }
 }

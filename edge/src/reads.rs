@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, Invalidation, Key, Release, Scope, ScopeLimits, Stats, Touched};
+use crate::cache::{Cache, Invalidation, Key, Release, Scope, ScopeLimits, Stats, Ticket, Touched};
 use crate::proto;
 use crate::rpc::RpcError;
 use crate::watch::{self, Endpoint, WatchConfig};
@@ -132,6 +132,40 @@ impl Channels {
     }
 }
 
+/// A ticket taken for a request in flight: settled when the request ends,
+/// or when it is dropped (a cancelled caller), so the invalidation logs
+/// never keep entries for a request that is gone.
+struct Pending {
+    cache: SharedCache,
+    ticket: Option<Ticket>,
+}
+
+impl Pending {
+    fn take(shared: &SharedCache, cache: &mut Cache<Answer, Flight>) -> Self {
+        Self {
+            cache: shared.clone(),
+            ticket: Some(cache.ticket()),
+        }
+    }
+
+    /// Settle it with the lock held (`cache`), to judge the answer.
+    fn settle(mut self, cache: &mut Cache<Answer, Flight>) -> Ticket {
+        let ticket = self.ticket.take().expect("settled once");
+        cache.settle(ticket);
+        ticket
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.settle(ticket);
+            }
+        }
+    }
+}
+
 impl Reads {
     /// Must run inside the Tokio runtime (it starts the idle sweeper).
     pub(crate) fn new(config: CacheConfig, endpoint: Endpoint) -> Self {
@@ -215,7 +249,7 @@ impl Reads {
                 Some(match cache.flight(&scope, &key) {
                     Some(flight) => flight,
                     None => {
-                        let ticket = cache.ticket();
+                        let ticket = Pending::take(&self.cache, &mut cache);
                         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
                         let shared = self.cache.clone();
                         let (s, k) = (scope.clone(), key.clone());
@@ -227,6 +261,7 @@ impl Reads {
                             let outcome = call.await;
                             let mut cache = shared.lock().unwrap();
                             cache.end_flight(&s, &k, id);
+                            let ticket = ticket.settle(&mut cache);
                             if let Ok(answer) = &outcome {
                                 cache.insert(&s, k, ticket, answer.clone());
                             }
@@ -281,9 +316,11 @@ impl Reads {
                 }
             }
             metrics::counter!("moq_edge_cache_misses_total", "method" => method).increment(1);
-            cache.ticket()
+            Pending::take(&self.cache, &mut cache)
         };
         let outcome = fetch().await;
+        let mut cache = self.cache.lock().unwrap();
+        let ticket = ticket.settle(&mut cache);
         if let Ok(Answer::Resolved(resp)) = &outcome {
             let scope = match (&resp.scope, path.is_empty()) {
                 _ if resp.relay_link => None,
@@ -292,7 +329,6 @@ impl Reads {
                 _ => None,
             };
             if let Some(scope) = scope {
-                let mut cache = self.cache.lock().unwrap();
                 self.touch(&mut cache, &scope);
                 cache.insert(&scope, key, ticket, outcome.clone().unwrap());
             }
@@ -597,5 +633,29 @@ mod tests {
             before + 1,
             "not served from memory"
         );
+        assert_eq!(reads.cache.lock().unwrap().pending_tickets(), 0);
+    }
+
+    /// Every ticket is settled, also a cancelled caller's: otherwise the
+    /// invalidation logs would keep entries for it.
+    #[tokio::test]
+    async fn tickets_are_settled_when_requests_end_or_are_cancelled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(10, Duration::from_secs(3600)), endpoint(&listener));
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", None, key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &None);
+        reads
+            .read("GetScopeConfig", None, key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads.resolve("", fetch(&calls)).await.unwrap();
+        let never = || futures::future::pending::<Outcome>().boxed();
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), reads.resolve("/p", never));
+        assert!(cancelled.await.is_err());
+        assert_eq!(reads.cache.lock().unwrap().pending_tickets(), 0);
     }
 }
