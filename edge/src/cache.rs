@@ -297,12 +297,15 @@ impl<V: Clone, F: Clone> Cache<V, F> {
     pub fn release_idle(&mut self, now: Instant) -> Vec<(Scope, u64)> {
         let mut released = Vec::new();
         while let Some((_, scope)) = self.scope_recency.first_key_value() {
-            let state = &self.scopes[scope];
-            if now.saturating_duration_since(state.read_at) < self.limits.idle {
+            let idle = self
+                .scopes
+                .get(scope)
+                .is_none_or(|s| now.saturating_duration_since(s.read_at) >= self.limits.idle);
+            if !idle {
                 // Read order is time order: the rest were read later.
                 break;
             }
-            let scope = scope.clone();
+            let (_, scope) = self.scope_recency.pop_first().expect("non-empty");
             if let Some(channel) = self.release(&scope) {
                 released.push((scope, channel));
             }
