@@ -4,7 +4,7 @@
 //!
 //!   cargo run --release --example cache_memory [-- ENTRIES]
 
-use moq_worker_edge::cache::{Cache, Key};
+use moq_worker_edge::cache::{Cache, Key, ScopeLimits};
 use moq_worker_edge::proto;
 
 /// Resident set size in bytes, from /proc (Linux).
@@ -19,9 +19,17 @@ fn main() {
         .nth(1)
         .map(|n| n.parse().expect("ENTRIES is a number"))
         .unwrap_or(100_000);
-    let mut cache: Cache<proto::NamespaceOrigin, ()> = Cache::new(entries, 4096);
+    let limits = ScopeLimits {
+        max_scopes: 1,
+        idle: std::time::Duration::from_secs(3600),
+    };
+    let mut cache: Cache<proto::NamespaceOrigin, ()> = Cache::new(entries, 4096, limits);
     let scope = Some("customer-42".to_string());
-    cache.hello(&scope, 1);
+    let channel = cache
+        .touch(&scope, std::time::Instant::now())
+        .opened
+        .expect("first read opens the scope");
+    assert!(cache.hello(&scope, channel, 1));
     let before = rss();
     for i in 0..entries {
         let ns = vec![b"live".to_vec(), format!("room-{i:06}").into_bytes()];
@@ -38,6 +46,7 @@ fn main() {
         };
         let ticket = cache.ticket();
         assert!(cache.insert(&scope, key, ticket, origin));
+        cache.settle(ticket);
     }
     let after = rss();
     assert_eq!(cache.stats().entries, entries);

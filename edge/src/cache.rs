@@ -9,9 +9,19 @@
 //! only if the scope's hello came before the ticket and no event after the
 //! ticket covers the answer's key. Each scope keeps a short log of recent
 //! invalidations for that check; an answer older than the log is dropped.
+//! The log keeps only what a ticket still outstanding may need (a request
+//! settles its ticket when it ends), and never more than `log_capacity`.
+//!
+//! A scope has state only while it is watched: its first read opens it
+//! ([`Cache::touch`], which names the channel that may feed it), and it is
+//! released with everything it holds when it has not been read for the idle
+//! period or when more scopes than the cap are watched (least recently read
+//! first). Events from a channel that is not the scope's current one change
+//! nothing, so a released channel's task cannot revive its scope.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `None` is the unscoped space.
 pub type Scope = Option<String>;
@@ -89,9 +99,51 @@ pub struct Stats {
     pub evicted: u64,
     /// Answers not stored because an event may have made them stale.
     pub refused: u64,
+    /// Scopes watched now (each has a channel, up or not).
+    pub watched: usize,
+    /// Scopes released (idle or over the cap) with their channel and state.
+    pub released: u64,
+}
+
+/// Why a watched scope was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Not read for the idle period.
+    Idle,
+    /// More scopes than the cap; this one was read least recently.
+    Cap,
+}
+
+impl Release {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Cap => "cap",
+        }
+    }
+}
+
+/// What noting a read changed: a channel to open (its id), and scopes
+/// released to stay within the cap (their channels to close).
+#[derive(Debug, Default, PartialEq)]
+pub struct Touched {
+    pub opened: Option<u64>,
+    pub released: Vec<(Scope, u64)>,
+}
+
+/// How many scopes may be watched and for how long unread.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeLimits {
+    pub max_scopes: usize,
+    pub idle: Duration,
 }
 
 struct ScopeState<V> {
+    /// The channel (watch task) that feeds this scope.
+    channel: u64,
+    /// Last read: logical stamp (key in `scope_recency`) and time.
+    read_stamp: u64,
+    read_at: Instant,
     /// Clock at the hello of the live channel; `None` while down.
     up_since: Option<u64>,
     seq: u64,
@@ -104,8 +156,11 @@ struct ScopeState<V> {
 }
 
 impl<V> ScopeState<V> {
-    fn new(clock: u64) -> Self {
+    fn new(clock: u64, channel: u64, read_at: Instant) -> Self {
         Self {
+            channel,
+            read_stamp: clock,
+            read_at,
             up_since: None,
             seq: 0,
             entries: BTreeMap::new(),
@@ -121,7 +176,13 @@ pub struct Cache<V, F> {
     clock: u64,
     capacity: usize,
     log_capacity: usize,
+    limits: ScopeLimits,
     scopes: HashMap<Scope, ScopeState<V>>,
+    /// Last read → scope; the first is released first over the cap.
+    scope_recency: BTreeMap<u64, Scope>,
+    /// Tickets of requests still in flight (clock → how many).
+    pending: BTreeMap<u64, usize>,
+    next_channel: u64,
     /// Last use → entry; the first is the eviction victim.
     recency: BTreeMap<u64, (Scope, Arc<Key>)>,
     /// Which scope a cached path resolved to.
@@ -132,13 +193,21 @@ pub struct Cache<V, F> {
 
 impl<V: Clone, F: Clone> Cache<V, F> {
     /// `capacity` entries at most over all scopes; each scope remembers its
-    /// last `log_capacity` invalidations to judge answers still in flight.
-    pub fn new(capacity: usize, log_capacity: usize) -> Self {
+    /// last `log_capacity` invalidations to judge answers still in flight;
+    /// `limits` bounds the scopes watched.
+    pub fn new(capacity: usize, log_capacity: usize, limits: ScopeLimits) -> Self {
         Self {
             clock: 0,
             capacity: capacity.max(1),
             log_capacity: log_capacity.max(1),
+            limits: ScopeLimits {
+                max_scopes: limits.max_scopes.max(1),
+                ..limits
+            },
             scopes: HashMap::new(),
+            scope_recency: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_channel: 0,
             recency: BTreeMap::new(),
             paths: HashMap::new(),
             flights: HashMap::new(),
@@ -151,9 +220,28 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         self.clock
     }
 
-    /// Take before sending the request whose answer may be stored.
-    pub fn ticket(&self) -> Ticket {
+    /// Take before sending the request whose answer may be stored, and
+    /// [`settle`](Self::settle) when it ended (stored or not): until then
+    /// the invalidation logs keep what judging its answer needs.
+    pub fn ticket(&mut self) -> Ticket {
+        *self.pending.entry(self.clock).or_default() += 1;
         Ticket(self.clock)
+    }
+
+    /// Tickets not settled yet.
+    #[cfg(test)]
+    pub(crate) fn pending_tickets(&self) -> usize {
+        self.pending.values().sum()
+    }
+
+    /// The request of `ticket` ended; its answer will not be offered.
+    pub fn settle(&mut self, ticket: Ticket) {
+        if let Some(n) = self.pending.get_mut(&ticket.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(&ticket.0);
+            }
+        }
     }
 
     /// Whether `scope`'s channel has said hello and is not known to be down.
@@ -169,8 +257,76 @@ impl<V: Clone, F: Clone> Cache<V, F> {
                 .values()
                 .filter(|s| s.up_since.is_some())
                 .count(),
+            watched: self.scopes.len(),
             ..self.stats
         }
+    }
+
+    /// Note a read of `scope` at `now`: opens the scope (a new channel id
+    /// for the caller to start) if it is not watched, and releases the least
+    /// recently read scopes beyond the cap.
+    pub fn touch(&mut self, scope: &Scope, now: Instant) -> Touched {
+        let stamp = self.tick_for_use();
+        let mut touched = Touched::default();
+        match self.scopes.get_mut(scope) {
+            Some(state) => {
+                self.scope_recency.remove(&state.read_stamp);
+                state.read_stamp = stamp;
+                state.read_at = now;
+            }
+            None => {
+                self.next_channel += 1;
+                let channel = self.next_channel;
+                self.scopes
+                    .insert(scope.clone(), ScopeState::new(stamp, channel, now));
+                touched.opened = Some(channel);
+            }
+        }
+        self.scope_recency.insert(stamp, scope.clone());
+        while self.scope_recency.len() > self.limits.max_scopes {
+            let (_, victim) = self.scope_recency.pop_first().expect("non-empty");
+            if let Some(channel) = self.release(&victim) {
+                touched.released.push((victim, channel));
+            }
+        }
+        touched
+    }
+
+    /// Release every scope not read for the idle period before `now`;
+    /// returns them with their channel ids (to close).
+    pub fn release_idle(&mut self, now: Instant) -> Vec<(Scope, u64)> {
+        let mut released = Vec::new();
+        while let Some((_, scope)) = self.scope_recency.first_key_value() {
+            let idle = self
+                .scopes
+                .get(scope)
+                .is_none_or(|s| now.saturating_duration_since(s.read_at) >= self.limits.idle);
+            if !idle {
+                // Read order is time order: the rest were read later.
+                break;
+            }
+            let (_, scope) = self.scope_recency.pop_first().expect("non-empty");
+            if let Some(channel) = self.release(&scope) {
+                released.push((scope, channel));
+            }
+        }
+        released
+    }
+
+    /// Forget `scope` entirely (entries, log, flights, channel), as if it had
+    /// never been read. An answer in flight for it is refused when it lands:
+    /// the scope is gone, or reopened with a hello after its ticket.
+    fn release(&mut self, scope: &Scope) -> Option<u64> {
+        self.reset(scope);
+        let state = self.scopes.remove(scope)?;
+        self.scope_recency.remove(&state.read_stamp);
+        self.stats.released += 1;
+        Some(state.channel)
+    }
+
+    /// Whether `channel` is the one feeding `scope` (not released since).
+    pub fn is_current(&self, scope: &Scope, channel: u64) -> bool {
+        self.scopes.get(scope).is_some_and(|s| s.channel == channel)
     }
 
     /// A cached answer, only while the scope's channel is up.
@@ -258,25 +414,35 @@ impl<V: Clone, F: Clone> Cache<V, F> {
 
     /// The first event on a (re)connected channel. Everything cached for the
     /// scope from before is dropped: changes may have been missed meanwhile.
-    pub fn hello(&mut self, scope: &Scope, seq: u64) {
+    /// Returns false (and changes nothing) if `channel` no longer feeds the
+    /// scope: its task should stop.
+    pub fn hello(&mut self, scope: &Scope, channel: u64, seq: u64) -> bool {
+        if !self.is_current(scope, channel) {
+            return false;
+        }
         self.reset(scope);
         let now = self.clock;
-        let state = self.scopes.get_mut(scope).expect("reset creates it");
+        let state = self.scopes.get_mut(scope).expect("checked above");
         state.up_since = Some(now);
         state.seq = seq;
+        true
     }
 
     /// The channel closed, went silent or is not wanted: stop answering.
-    pub fn down(&mut self, scope: &Scope) {
+    /// Returns false if `channel` no longer feeds the scope.
+    pub fn down(&mut self, scope: &Scope, channel: u64) -> bool {
+        if !self.is_current(scope, channel) {
+            return false;
+        }
         self.reset(scope);
+        true
     }
 
     fn reset(&mut self, scope: &Scope) {
         let now = self.tick();
-        let state = self
-            .scopes
-            .entry(scope.clone())
-            .or_insert_with(|| ScopeState::new(now));
+        let Some(state) = self.scopes.get_mut(scope) else {
+            return;
+        };
         state.up_since = None;
         state.log.clear();
         state.log_floor = now;
@@ -294,9 +460,20 @@ impl<V: Clone, F: Clone> Cache<V, F> {
 
     /// An invalidation received on `scope`'s channel with sequence `seq`.
     /// A gap resets the scope (it answers nothing until a new hello).
-    pub fn event(&mut self, scope: &Scope, seq: u64, inv: Invalidation) -> Result<(), Gap> {
-        let Some(state) = self.scopes.get(scope).filter(|s| s.up_since.is_some()) else {
-            // Not after a hello: nothing is cached, nothing to check.
+    pub fn event(
+        &mut self,
+        scope: &Scope,
+        channel: u64,
+        seq: u64,
+        inv: Invalidation,
+    ) -> Result<(), Gap> {
+        let Some(state) = self
+            .scopes
+            .get(scope)
+            .filter(|s| s.up_since.is_some() && s.channel == channel)
+        else {
+            // Not after a hello, or a released channel: nothing is cached
+            // from it, nothing to check.
             return Ok(());
         };
         let expected = state.seq + 1;
@@ -312,12 +489,13 @@ impl<V: Clone, F: Clone> Cache<V, F> {
 
     /// Drop every answer `inv` covers and remember it for answers in
     /// flight. Also used for this relay's own writes (read-your-writes).
+    /// A scope not watched holds nothing, and any answer in flight for it
+    /// is refused (its hello, if it reopens, comes after the ticket).
     pub fn invalidate(&mut self, scope: &Scope, inv: Invalidation) {
         let now = self.tick();
-        let state = self
-            .scopes
-            .entry(scope.clone())
-            .or_insert_with(|| ScopeState::new(now));
+        let Some(state) = self.scopes.get_mut(scope) else {
+            return;
+        };
         let covered: Vec<Key> = if inv.all {
             state.entries.keys().map(|k| Key::clone(k)).collect()
         } else {
@@ -365,7 +543,17 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         self.flights
             .retain(|(s, key), _| s != scope || !inv.covers(key));
         state.log.push_back((now, inv));
-        while state.log.len() > self.log_capacity {
+        // An entry matters only to tickets older than it. Dropping one only
+        // raises the floor, which refuses answers: it is always safe.
+        let needed_after = self
+            .pending
+            .first_key_value()
+            .map_or(self.clock, |(oldest, _)| *oldest);
+        while state
+            .log
+            .front()
+            .is_some_and(|(at, _)| *at <= needed_after || state.log.len() > self.log_capacity)
+        {
             let (at, _) = state.log.pop_front().expect("non-empty");
             state.log_floor = at;
         }
@@ -392,12 +580,13 @@ impl<V: Clone, F: Clone> Cache<V, F> {
         }
     }
 
-    /// Drop everything (tests, shutdown).
-    pub fn clear(&mut self) {
+    /// Release every scope (shutdown); returns their channel ids.
+    pub fn clear(&mut self) -> Vec<(Scope, u64)> {
         let scopes: Vec<Scope> = self.scopes.keys().cloned().collect();
-        for scope in scopes {
-            self.reset(&scope);
-        }
+        scopes
+            .into_iter()
+            .filter_map(|scope| self.release(&scope).map(|channel| (scope, channel)))
+            .collect()
     }
 }
 
@@ -419,23 +608,38 @@ mod tests {
             track: track.map(str::to_string),
         }
     }
-    fn up(c: &mut C, scope: &Scope) {
-        c.hello(scope, 10);
+    const LIMITS: ScopeLimits = ScopeLimits {
+        max_scopes: 100,
+        idle: Duration::from_secs(60),
+    };
+    /// Watch `scope` (a read) and say hello on its channel.
+    fn up(c: &mut C, scope: &Scope) -> u64 {
+        c.touch(scope, Instant::now());
+        let channel = chan(c, scope);
+        assert!(c.hello(scope, channel, 10));
+        channel
+    }
+    fn chan(c: &C, scope: &Scope) -> u64 {
+        c.scopes[scope].channel
+    }
+    fn ev(c: &mut C, scope: &Scope, seq: u64, inv: Invalidation) -> Result<(), Gap> {
+        let channel = chan(c, scope);
+        c.event(scope, channel, seq, inv)
     }
 
     #[test]
     fn nothing_is_cached_before_hello() {
-        let mut c = C::new(10, 10);
+        let mut c = C::new(10, 10, LIMITS);
         let t = c.ticket();
         assert!(!c.insert(&s("a"), route("x", None), t, "A"));
-        c.down(&s("a"));
+        c.touch(&s("a"), Instant::now());
         assert!(!c.insert(&s("a"), route("x", None), t, "A"));
         assert_eq!(c.get(&s("a"), &route("x", None)), None);
     }
 
     #[test]
     fn a_request_sent_before_hello_is_not_cached() {
-        let mut c = C::new(10, 10);
+        let mut c = C::new(10, 10, LIMITS);
         let t = c.ticket();
         up(&mut c, &s("a"));
         assert!(!c.insert(&s("a"), route("x", None), t, "A"));
@@ -448,14 +652,14 @@ mod tests {
 
     #[test]
     fn seq_gap_resets_and_needs_a_new_hello() {
-        let mut c = C::new(10, 10);
+        let mut c = C::new(10, 10, LIMITS);
         up(&mut c, &s("a"));
         let t = c.ticket();
         c.insert(&s("a"), route("x", Some("t")), t, "A");
-        assert_eq!(c.event(&s("a"), 11, Invalidation::default()), Ok(()));
+        assert_eq!(ev(&mut c, &s("a"), 11, Invalidation::default()), Ok(()));
         assert_eq!(c.get(&s("a"), &route("x", Some("t"))), Some("A"));
         assert_eq!(
-            c.event(&s("a"), 13, Invalidation::default()),
+            ev(&mut c, &s("a"), 13, Invalidation::default()),
             Err(Gap {
                 expected: 12,
                 got: 13
@@ -465,7 +669,7 @@ mod tests {
         assert_eq!(c.get(&s("a"), &route("x", Some("t"))), None);
         let t = c.ticket();
         assert!(!c.insert(&s("a"), route("x", Some("t")), t, "A"));
-        c.hello(&s("a"), 13);
+        c.hello(&s("a"), chan(&c, &s("a")), 13);
         assert_eq!(
             c.get(&s("a"), &route("x", Some("t"))),
             None,
@@ -473,19 +677,19 @@ mod tests {
         );
         let t = c.ticket();
         assert!(c.insert(&s("a"), route("x", Some("t")), t, "A"));
-        assert_eq!(c.event(&s("a"), 14, Invalidation::default()), Ok(()));
+        assert_eq!(ev(&mut c, &s("a"), 14, Invalidation::default()), Ok(()));
     }
 
     #[test]
     fn an_invalidation_during_a_miss_keeps_its_answer_out() {
-        let mut c = C::new(10, 10);
+        let mut c = C::new(10, 10, LIMITS);
         up(&mut c, &s("a"));
         let t = c.ticket();
         let inv = Invalidation {
             tracks: vec![(ns("x"), "t".into())],
             ..Default::default()
         };
-        c.event(&s("a"), 11, inv).unwrap();
+        ev(&mut c, &s("a"), 11, inv).unwrap();
         assert!(!c.insert(&s("a"), route("x", Some("t")), t, "old"));
         // An invalidation of something else does not matter.
         assert!(c.insert(&s("a"), route("x", Some("u")), t, "U"));
@@ -504,7 +708,7 @@ mod tests {
 
     #[test]
     fn an_answer_older_than_the_log_is_not_cached() {
-        let mut c = C::new(10, 2);
+        let mut c = C::new(10, 2, LIMITS);
         up(&mut c, &s("a"));
         let t = c.ticket();
         for seq in 11..14 {
@@ -512,14 +716,14 @@ mod tests {
                 tracks: vec![(ns("other"), "t".into())],
                 ..Default::default()
             };
-            c.event(&s("a"), seq, inv).unwrap();
+            ev(&mut c, &s("a"), seq, inv).unwrap();
         }
         assert!(!c.insert(&s("a"), route("x", None), t, "A"));
     }
 
     #[test]
     fn prefix_invalidation_drops_the_namespace_and_below_only() {
-        let mut c = C::new(100, 10);
+        let mut c = C::new(100, 10, LIMITS);
         up(&mut c, &s("a"));
         let t = c.ticket();
         for (path, track) in [
@@ -534,7 +738,8 @@ mod tests {
             assert!(c.insert(&s("a"), route(path, track), t, "v"));
         }
         c.insert(&s("a"), Key::Config, t, "cfg");
-        c.event(
+        ev(
+            &mut c,
             &s("a"),
             11,
             Invalidation {
@@ -558,7 +763,8 @@ mod tests {
         ];
         want.sort();
         assert_eq!(left, want);
-        c.event(
+        ev(
+            &mut c,
             &s("a"),
             12,
             Invalidation {
@@ -568,7 +774,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.get(&s("a"), &Key::Config), None);
-        c.event(
+        ev(
+            &mut c,
             &s("a"),
             13,
             Invalidation {
@@ -583,7 +790,7 @@ mod tests {
 
     #[test]
     fn the_bound_is_respected_and_least_recently_used_goes_first() {
-        let mut c = C::new(3, 10);
+        let mut c = C::new(3, 10, LIMITS);
         up(&mut c, &s("a"));
         up(&mut c, &None);
         let t = c.ticket();
@@ -605,12 +812,13 @@ mod tests {
 
     #[test]
     fn paths_are_found_across_scopes_and_dropped_with_them() {
-        let mut c = C::new(10, 10);
+        let mut c = C::new(10, 10, LIMITS);
         up(&mut c, &s("a"));
         let t = c.ticket();
         assert!(c.insert(&s("a"), Key::Path("/p".into()), t, "a"));
         assert_eq!(c.path_scope("/p"), Some(s("a")));
-        c.event(
+        ev(
+            &mut c,
             &s("a"),
             11,
             Invalidation {
@@ -622,13 +830,13 @@ mod tests {
         assert_eq!(c.path_scope("/p"), None);
         let t = c.ticket();
         assert!(c.insert(&s("a"), Key::Path("/p".into()), t, "a"));
-        c.down(&s("a"));
+        c.down(&s("a"), chan(&c, &s("a")));
         assert_eq!(c.path_scope("/p"), None);
     }
 
     #[test]
     fn flights_end_on_invalidation_and_reset() {
-        let mut c = C::new(10, 10);
+        let mut c = C::new(10, 10, LIMITS);
         up(&mut c, &s("a"));
         c.start_flight(&s("a"), route("x", Some("t")), 1, 7);
         c.start_flight(&s("a"), route("y", Some("t")), 2, 8);
@@ -646,7 +854,162 @@ mod tests {
         c.start_flight(&s("a"), route("x", Some("t")), 3, 9);
         c.end_flight(&s("a"), &route("x", Some("t")), 1);
         assert_eq!(c.flight(&s("a"), &route("x", Some("t"))), Some(9));
-        c.down(&s("a"));
+        c.down(&s("a"), chan(&c, &s("a")));
         assert_eq!(c.flight(&s("a"), &route("y", Some("t"))), None);
+    }
+
+    #[test]
+    fn a_scope_not_read_for_the_idle_period_is_released_whole() {
+        let mut c = C::new(10, 10, LIMITS);
+        let t0 = Instant::now();
+        let a = c.touch(&s("a"), t0).opened.expect("first read opens");
+        assert!(c.hello(&s("a"), a, 10));
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), Key::Path("/p".into()), t, "A"));
+        assert!(c.insert(&s("a"), route("x", None), t, "X"));
+        ev(&mut c, &s("a"), 11, Invalidation::default()).unwrap();
+        c.start_flight(&s("a"), route("y", None), 1, 7);
+        // A read refreshes the idle clock; b is read later.
+        assert_eq!(
+            c.touch(&s("a"), t0 + Duration::from_secs(30)),
+            Touched::default()
+        );
+        c.touch(&s("b"), t0 + Duration::from_secs(50));
+        assert_eq!(c.release_idle(t0 + Duration::from_secs(89)), vec![]);
+        assert_eq!(
+            c.release_idle(t0 + Duration::from_secs(90)),
+            vec![(s("a"), a)],
+            "a was last read 60 s before"
+        );
+        assert_eq!(c.stats().watched, 1);
+        assert_eq!(c.stats().released, 1);
+        assert_eq!(c.stats().entries, 0);
+        assert_eq!(c.path_scope("/p"), None);
+        assert_eq!(c.flight(&s("a"), &route("y", None)), None);
+        assert!(!c.scopes.contains_key(&s("a")), "log and stream state gone");
+        // The released channel's task cannot revive it.
+        assert!(!c.is_current(&s("a"), a));
+        assert!(!c.hello(&s("a"), a, 12));
+        assert!(!c.down(&s("a"), a));
+        assert_eq!(c.event(&s("a"), a, 12, Invalidation::default()), Ok(()));
+        c.invalidate(&s("a"), Invalidation::default());
+        assert!(!c.scopes.contains_key(&s("a")));
+        assert_eq!(c.stats().watched, 1);
+        assert_eq!(
+            c.release_idle(t0 + Duration::from_secs(110)),
+            vec![(s("b"), 2)]
+        );
+        assert_eq!(c.stats().watched, 0);
+    }
+
+    #[test]
+    fn past_the_cap_the_least_recently_read_scope_is_released() {
+        let limits = ScopeLimits {
+            max_scopes: 2,
+            ..LIMITS
+        };
+        let mut c = C::new(10, 10, limits);
+        let now = Instant::now();
+        let a = c.touch(&s("a"), now).opened.unwrap();
+        let b = c.touch(&s("b"), now).opened.unwrap();
+        assert_ne!(a, b);
+        let _ = c.hello(&s("b"), b, 1);
+        let t = c.ticket();
+        assert!(c.insert(&s("b"), route("x", None), t, "B"));
+        // a is read again, so b is now the least recently read.
+        assert_eq!(c.touch(&s("a"), now), Touched::default());
+        let touched = c.touch(&None, now);
+        let unscoped = touched.opened.unwrap();
+        assert_eq!(touched.released, vec![(s("b"), b)]);
+        assert_eq!(c.stats().watched, 2);
+        assert_eq!(c.stats().entries, 0, "b's answers went with it");
+        // A hit counts as a read too: the order follows every touch.
+        assert_eq!(c.touch(&s("a"), now), Touched::default());
+        let touched = c.touch(&s("b"), now);
+        assert_eq!(touched.released, vec![(None, unscoped)]);
+        let reopened = touched.opened.expect("b reopens with a new channel");
+        assert!(reopened != b && c.is_current(&s("b"), reopened));
+        assert!(!c.hello(&s("b"), b, 1), "the old channel is not b's");
+        assert!(!c.is_up(&s("b")));
+        assert_eq!(c.stats().released, 2);
+    }
+
+    #[test]
+    fn after_release_and_reopen_nothing_old_is_served() {
+        let mut c = C::new(10, 10, LIMITS);
+        let t0 = Instant::now();
+        let old = up(&mut c, &s("a"));
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), route("x", None), t, "old"));
+        c.release_idle(t0 + Duration::from_secs(3600));
+        assert_eq!(c.get(&s("a"), &route("x", None)), None);
+        let new = c
+            .touch(&s("a"), t0 + Duration::from_secs(3600))
+            .opened
+            .unwrap();
+        assert_eq!(c.get(&s("a"), &route("x", None)), None, "down until hello");
+        // A late hello from the released channel does not bring it up.
+        assert!(!c.hello(&s("a"), old, 10));
+        assert!(!c.is_up(&s("a")));
+        assert!(c.hello(&s("a"), new, 20));
+        assert_eq!(c.get(&s("a"), &route("x", None)), None);
+        let t = c.ticket();
+        assert!(c.insert(&s("a"), route("x", None), t, "new"));
+        assert_eq!(c.get(&s("a"), &route("x", None)), Some("new"));
+        // The old channel's events are ignored, the new one's apply.
+        assert_eq!(c.event(&s("a"), old, 99, Invalidation::default()), Ok(()));
+        assert!(c.is_up(&s("a")));
+        assert!(c.event(&s("a"), new, 22, Invalidation::default()).is_err());
+    }
+
+    #[test]
+    fn an_answer_in_flight_across_a_release_is_not_stored() {
+        let mut c = C::new(10, 10, LIMITS);
+        let t0 = Instant::now();
+        up(&mut c, &s("a"));
+        let t = c.ticket();
+        c.release_idle(t0 + Duration::from_secs(3600));
+        assert!(!c.insert(&s("a"), route("x", None), t, "stale"), "released");
+        // Released and reopened (up again) while the answer was in flight.
+        let t = c.ticket();
+        c.release_idle(t0 + Duration::from_secs(3600));
+        let new = c
+            .touch(&s("a"), t0 + Duration::from_secs(3600))
+            .opened
+            .unwrap();
+        assert!(c.hello(&s("a"), new, 1));
+        assert!(!c.insert(&s("a"), route("x", None), t, "stale"), "reopened");
+        assert_eq!(c.get(&s("a"), &route("x", None)), None);
+        assert_eq!(c.stats().refused, 2);
+    }
+
+    #[test]
+    fn the_log_keeps_only_what_requests_in_flight_need() {
+        let mut c = C::new(10, 100, LIMITS);
+        up(&mut c, &s("a"));
+        let some = |t: &str| Invalidation {
+            tracks: vec![(ns("x"), t.into())],
+            ..Default::default()
+        };
+        for seq in 11..21 {
+            ev(&mut c, &s("a"), seq, some("t")).unwrap();
+        }
+        assert_eq!(c.scopes[&s("a")].log.len(), 0, "nothing in flight");
+        let t1 = c.ticket();
+        ev(&mut c, &s("a"), 21, some("t")).unwrap();
+        let t2 = c.ticket();
+        ev(&mut c, &s("a"), 22, some("u")).unwrap();
+        assert_eq!(c.scopes[&s("a")].log.len(), 2);
+        assert!(!c.insert(&s("a"), route("x", Some("t")), t1, "stale"));
+        c.settle(t1);
+        ev(&mut c, &s("a"), 23, some("v")).unwrap();
+        assert_eq!(c.scopes[&s("a")].log.len(), 2, "t2 needs the last two");
+        assert!(c.insert(&s("a"), route("x", Some("t")), t2, "T"));
+        assert!(!c.insert(&s("a"), route("x", Some("u")), t2, "stale"));
+        c.settle(t2);
+        ev(&mut c, &s("a"), 24, some("w")).unwrap();
+        assert_eq!(c.scopes[&s("a")].log.len(), 0);
+        let t3 = c.ticket();
+        assert!(c.insert(&s("a"), route("x", Some("u")), t3, "U"));
     }
 }

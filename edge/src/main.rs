@@ -105,6 +105,17 @@ struct Cli {
     #[arg(long, env = "MOQ_EDGE_CACHE_ENTRIES", default_value_t = 100_000)]
     cache_entries: usize,
 
+    /// Most scopes watched at once (one watch channel each); past it the
+    /// least recently read scope's channel is closed and its cached answers
+    /// dropped.
+    #[arg(long, env = "MOQ_EDGE_WATCH_SCOPES", default_value_t = 1024)]
+    watch_scopes: usize,
+
+    /// A scope not read for this many milliseconds has its watch channel
+    /// closed and its cached answers dropped; its next read reopens it.
+    #[arg(long, env = "MOQ_EDGE_WATCH_IDLE_MS", default_value_t = 300_000)]
+    watch_idle_ms: u64,
+
     /// Interval of the "ping" sent on each watch channel, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     watch_ping_interval_ms: u64,
@@ -223,6 +234,8 @@ async fn run() -> anyhow::Result<ExitCode> {
     config.cache = CacheConfig {
         enabled: !cli.no_cache,
         entries: cli.cache_entries.max(1),
+        watch_scopes: cli.watch_scopes.max(1),
+        watch_idle: Duration::from_millis(cli.watch_idle_ms.max(1)),
         watch: WatchConfig {
             ping_interval: Duration::from_millis(cli.watch_ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(cli.watch_ping_timeout_ms.max(1)),

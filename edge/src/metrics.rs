@@ -9,6 +9,9 @@
 //! - `moq_edge_watch_ended_total{reason}`: channels lost (gap, closed,
 //!   silent) or not opened (failed).
 //! - `moq_edge_watch_channels` (scopes watched), `moq_edge_watch_channels_up`.
+//! - `moq_edge_watch_released_total{reason}`: scopes released with their
+//!   channel and cached state (idle, or cap: least recently read past
+//!   `--watch-scopes`).
 
 use std::net::SocketAddr;
 

@@ -2,26 +2,35 @@
 //! LookupTrack, GetScopeConfig and ResolveScope answers served from the
 //! [`Cache`] when it can prove them current, identical misses sharing one
 //! Worker call, and the watch channel of a scope opened on its first
-//! cacheable read.
+//! cacheable read and closed when the scope is released (not read for
+//! `watch_idle`, or the least recently read past `watch_scopes`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, Invalidation, Key, Scope, Stats};
+use crate::cache::{Cache, Invalidation, Key, Release, Scope, ScopeLimits, Stats, Ticket, Touched};
 use crate::proto;
 use crate::rpc::RpcError;
 use crate::watch::{self, Endpoint, WatchConfig};
 
-/// Cache settings (`--no-cache`, `--cache-entries`, the ping flags).
+/// Cache settings (`--no-cache`, `--cache-entries`, `--watch-scopes`,
+/// `--watch-idle-ms`, the ping flags).
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub enabled: bool,
     /// Most answers kept, over all scopes; the least recently used go first.
     pub entries: usize,
+    /// Most scopes watched at once; past it the least recently read scope's
+    /// channel is closed and its state dropped.
+    pub watch_scopes: usize,
+    /// A scope not read for this long has its channel closed and its state
+    /// dropped (checked every quarter of it, at least every 10 s).
+    pub watch_idle: Duration,
     pub watch: WatchConfig,
     /// Where the watch channels connect, when not the coordinator URL
     /// (e.g. through a proxy of their own).
@@ -33,6 +42,8 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             entries: 100_000,
+            watch_scopes: 1024,
+            watch_idle: Duration::from_secs(300),
             watch: WatchConfig::default(),
             watch_url: None,
         }
@@ -56,23 +67,151 @@ type Flight = Shared<BoxFuture<'static, Outcome>>;
 /// more than can arrive during one call at any realistic change rate.
 const LOG_CAPACITY: usize = 4096;
 
+type SharedCache = Arc<StdMutex<Cache<Answer, Flight>>>;
+
 pub(crate) struct Reads {
     config: CacheConfig,
-    cache: Arc<StdMutex<Cache<Answer, Flight>>>,
-    endpoint: Endpoint,
-    watchers: StdMutex<HashMap<Scope, JoinHandle<()>>>,
+    cache: SharedCache,
+    channels: Arc<Channels>,
+    /// Releases idle scopes.
+    sweeper: StdMutex<Option<JoinHandle<()>>>,
     next_flight: AtomicU64,
 }
 
-impl Reads {
-    pub(crate) fn new(config: CacheConfig, endpoint: Endpoint) -> Self {
+/// The watch tasks, one per watched scope, with the channel id the cache
+/// gave each. Changed only with the cache's lock held, so the cache's
+/// watched scopes and these tasks never disagree.
+struct Channels {
+    endpoint: Endpoint,
+    config: WatchConfig,
+    tasks: StdMutex<HashMap<Scope, (u64, JoinHandle<()>)>>,
+}
+
+impl Channels {
+    /// Start the channel a read opened and close the ones it released
+    /// (called with `shared`'s lock held).
+    fn apply(&self, shared: &SharedCache, scope: &Scope, touched: Touched) {
+        self.close(touched.released, Some(Release::Cap));
+        if let Some(channel) = touched.opened {
+            metrics::gauge!("moq_edge_watch_channels").increment(1.0);
+            let task = tokio::spawn(watch::run(
+                shared.clone(),
+                self.endpoint.clone(),
+                scope.clone(),
+                channel,
+                self.config.clone(),
+            ));
+            if let Some((_, old)) = self
+                .tasks
+                .lock()
+                .unwrap()
+                .insert(scope.clone(), (channel, task))
+            {
+                old.abort();
+            }
+        }
+    }
+
+    /// Close the channels of released scopes (`reason` is `None` at stop).
+    fn close(&self, released: Vec<(Scope, u64)>, reason: Option<Release>) {
+        if released.is_empty() {
+            return;
+        }
+        let mut tasks = self.tasks.lock().unwrap();
+        for (scope, channel) in released {
+            metrics::gauge!("moq_edge_watch_channels").decrement(1.0);
+            if let Some(reason) = reason {
+                metrics::counter!("moq_edge_watch_released_total", "reason" => reason.label())
+                    .increment(1);
+            }
+            if tasks.get(&scope).is_some_and(|(id, _)| *id == channel) {
+                let (_, task) = tasks.remove(&scope).expect("checked");
+                task.abort();
+            }
+        }
+    }
+}
+
+/// A ticket taken for a request in flight: settled when the request ends,
+/// or when it is dropped (a cancelled caller), so the invalidation logs
+/// never keep entries for a request that is gone.
+struct Pending {
+    cache: SharedCache,
+    ticket: Option<Ticket>,
+}
+
+impl Pending {
+    fn take(shared: &SharedCache, cache: &mut Cache<Answer, Flight>) -> Self {
         Self {
-            cache: Arc::new(StdMutex::new(Cache::new(config.entries, LOG_CAPACITY))),
-            config,
+            cache: shared.clone(),
+            ticket: Some(cache.ticket()),
+        }
+    }
+
+    /// Settle it with the lock held (`cache`), to judge the answer.
+    fn settle(mut self, cache: &mut Cache<Answer, Flight>) -> Ticket {
+        let ticket = self.ticket.take().expect("settled once");
+        cache.settle(ticket);
+        ticket
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.settle(ticket);
+            }
+        }
+    }
+}
+
+impl Reads {
+    /// Must run inside the Tokio runtime (it starts the idle sweeper).
+    pub(crate) fn new(config: CacheConfig, endpoint: Endpoint) -> Self {
+        let limits = ScopeLimits {
+            max_scopes: config.watch_scopes,
+            idle: config.watch_idle,
+        };
+        let cache: SharedCache = Arc::new(StdMutex::new(Cache::new(
+            config.entries,
+            LOG_CAPACITY,
+            limits,
+        )));
+        let channels = Arc::new(Channels {
             endpoint,
-            watchers: StdMutex::new(HashMap::new()),
+            config: config.watch.clone(),
+            tasks: StdMutex::new(HashMap::new()),
+        });
+        let sweeper = config.enabled.then(|| {
+            let every =
+                (config.watch_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+            let (cache, channels) = (cache.clone(), channels.clone());
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    let mut cache = cache.lock().unwrap();
+                    let released = cache.release_idle(Instant::now());
+                    channels.close(released, Some(Release::Idle));
+                }
+            })
+        });
+        Self {
+            cache,
+            config,
+            channels,
+            sweeper: StdMutex::new(sweeper),
             next_flight: AtomicU64::new(0),
         }
+    }
+
+    /// Note a read of `scope` (opening its channel if it is not watched),
+    /// with the cache's lock held.
+    fn touch(&self, cache: &mut Cache<Answer, Flight>, scope: &Scope) {
+        let touched = cache.touch(scope, Instant::now());
+        self.channels.apply(&self.cache, scope, touched);
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -98,6 +237,7 @@ impl Reads {
         let mut fetch = Some(fetch);
         let flight = {
             let mut cache = self.cache.lock().unwrap();
+            self.touch(&mut cache, &scope);
             if let Some(answer) = cache.get(&scope, &key) {
                 metrics::counter!("moq_edge_cache_hits_total", "method" => method).increment(1);
                 return Ok(answer);
@@ -109,7 +249,7 @@ impl Reads {
                 Some(match cache.flight(&scope, &key) {
                     Some(flight) => flight,
                     None => {
-                        let ticket = cache.ticket();
+                        let ticket = Pending::take(&self.cache, &mut cache);
                         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
                         let shared = self.cache.clone();
                         let (s, k) = (scope.clone(), key.clone());
@@ -121,6 +261,7 @@ impl Reads {
                             let outcome = call.await;
                             let mut cache = shared.lock().unwrap();
                             cache.end_flight(&s, &k, id);
+                            let ticket = ticket.settle(&mut cache);
                             if let Ok(answer) = &outcome {
                                 cache.insert(&s, k, ticket, answer.clone());
                             }
@@ -144,11 +285,8 @@ impl Reads {
         };
         match flight {
             Some(flight) => flight.await,
-            // Not watched (yet): nothing to share or keep.
-            None => {
-                self.ensure_watch(&scope);
-                fetch.take().expect("not called yet")().await
-            }
+            // Not up (yet): nothing to share or keep.
+            None => fetch.take().expect("not called yet")().await,
         }
     }
 
@@ -172,14 +310,17 @@ impl Reads {
             let mut cache = self.cache.lock().unwrap();
             if let Some(scope) = cache.path_scope(path) {
                 if let Some(answer) = cache.get(&scope, &key) {
+                    self.touch(&mut cache, &scope);
                     metrics::counter!("moq_edge_cache_hits_total", "method" => method).increment(1);
                     return Ok(answer);
                 }
             }
             metrics::counter!("moq_edge_cache_misses_total", "method" => method).increment(1);
-            cache.ticket()
+            Pending::take(&self.cache, &mut cache)
         };
         let outcome = fetch().await;
+        let mut cache = self.cache.lock().unwrap();
+        let ticket = ticket.settle(&mut cache);
         if let Ok(Answer::Resolved(resp)) = &outcome {
             let scope = match (&resp.scope, path.is_empty()) {
                 _ if resp.relay_link => None,
@@ -188,11 +329,8 @@ impl Reads {
                 _ => None,
             };
             if let Some(scope) = scope {
-                self.ensure_watch(&scope);
-                self.cache
-                    .lock()
-                    .unwrap()
-                    .insert(&scope, key, ticket, outcome.clone().unwrap());
+                self.touch(&mut cache, &scope);
+                cache.insert(&scope, key, ticket, outcome.clone().unwrap());
             }
         }
         outcome
@@ -206,35 +344,318 @@ impl Reads {
         }
     }
 
-    fn ensure_watch(&self, scope: &Scope) {
-        let mut watchers = self.watchers.lock().unwrap();
-        if watchers.contains_key(scope) {
-            return;
-        }
-        metrics::gauge!("moq_edge_watch_channels").increment(1.0);
-        watchers.insert(
-            scope.clone(),
-            tokio::spawn(watch::run(
-                self.cache.clone(),
-                self.endpoint.clone(),
-                scope.clone(),
-                self.config.watch.clone(),
-            )),
-        );
-    }
-
     /// Close every channel and forget every answer.
     pub(crate) fn stop(&self) {
-        for (_, task) in self.watchers.lock().unwrap().drain() {
-            task.abort();
-            metrics::gauge!("moq_edge_watch_channels").decrement(1.0);
+        if let Some(sweeper) = self.sweeper.lock().unwrap().take() {
+            sweeper.abort();
         }
-        self.cache.lock().unwrap().clear();
+        let mut cache = self.cache.lock().unwrap();
+        let released = cache.clear();
+        self.channels.close(released, None);
+        for (_, (_, task)) in self.channels.tasks.lock().unwrap().drain() {
+            task.abort();
+        }
     }
 }
 
 impl Drop for Reads {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::net::TcpListener;
+    use tokio::time::sleep;
+
+    fn config(watch_scopes: usize, watch_idle: Duration) -> CacheConfig {
+        CacheConfig {
+            watch_scopes,
+            watch_idle,
+            watch: WatchConfig {
+                ping_interval: Duration::from_secs(60),
+                ping_timeout: Duration::from_secs(60),
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+            },
+            ..CacheConfig::default()
+        }
+    }
+
+    fn endpoint(listener: &TcpListener) -> Endpoint {
+        let addr = listener.local_addr().unwrap();
+        Endpoint {
+            base: url::Url::parse(&format!("http://{addr}")).unwrap(),
+            token: "t".into(),
+            epoch: "e".into(),
+        }
+    }
+
+    fn s(name: &str) -> Scope {
+        Some(name.to_string())
+    }
+
+    fn key() -> Key {
+        Key::Config
+    }
+
+    /// A Worker call that counts itself and answers NOT_FOUND.
+    fn fetch(calls: &Arc<AtomicUsize>) -> impl FnOnce() -> BoxFuture<'static, Outcome> {
+        let calls = calls.clone();
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Answer::NotFound) }.boxed()
+        }
+    }
+
+    /// Say hello on `scope`'s current channel, as its watch task would
+    /// (the peer in these tests never answers the upgrade).
+    fn hello(reads: &Reads, scope: &Scope) {
+        let channel = reads.channels.tasks.lock().unwrap()[scope].0;
+        assert!(reads.cache.lock().unwrap().hello(scope, channel, 1));
+    }
+
+    fn watched(reads: &Reads) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = reads
+            .channels
+            .tasks
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        scopes.sort();
+        scopes
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let limit = Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(Instant::now() < limit, "timed out waiting for {what}");
+            sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A channel the Worker refuses is retried only while its scope is read:
+    /// once idle, its task is gone and no more connections are made.
+    #[tokio::test]
+    async fn a_refused_channel_stops_retrying_once_its_scope_is_idle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(10, Duration::from_millis(150)), endpoint(&listener));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = attempts.clone();
+        let refuser = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(tcp);
+            }
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("a")]);
+        until("retries", || attempts.load(Ordering::SeqCst) >= 2).await;
+        until("released when idle", || reads.stats().watched == 0).await;
+        assert!(watched(&reads).is_empty());
+        assert_eq!(reads.stats().released, 1);
+        let after = attempts.load(Ordering::SeqCst);
+        sleep(Duration::from_millis(300)).await;
+        assert!(
+            attempts.load(Ordering::SeqCst) <= after + 1,
+            "still retrying after release"
+        );
+        // The next read opens it again.
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("a")]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        refuser.abort();
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_the_least_recently_read_scope_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(2, Duration::from_secs(3600)), endpoint(&listener));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for scope in ["a", "b", "a", "c"] {
+            reads
+                .read("GetScopeConfig", s(scope), key(), fetch(&calls))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            watched(&reads),
+            vec![s("a"), s("c")],
+            "b was read least recently"
+        );
+        assert_eq!(reads.stats().watched, 2);
+        assert_eq!(reads.stats().released, 1);
+        // A cached hit counts as a read: a up and answering from memory,
+        // then read again, so c goes next.
+        hello(&reads, &s("a"));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        let before = calls.load(Ordering::SeqCst);
+        reads
+            .read("GetScopeConfig", s("c"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), before + 1, "a from memory");
+        reads
+            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("a"), s("b")]);
+    }
+
+    #[tokio::test]
+    async fn after_release_the_next_read_asks_the_worker_and_reopens() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(1, Duration::from_secs(3600)), endpoint(&listener));
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &s("a"));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "stored, then from memory");
+        let old = reads.channels.tasks.lock().unwrap()[&s("a")].0;
+        // b takes the only slot: a's channel and answers go.
+        reads
+            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(watched(&reads), vec![s("b")]);
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "a asked the Worker again");
+        let new = reads.channels.tasks.lock().unwrap()[&s("a")].0;
+        assert_ne!(old, new, "a new channel");
+        // The released channel cannot bring a back up; the new one can.
+        assert!(!reads.cache.lock().unwrap().hello(&s("a"), old, 1));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+        hello(&reads, &s("a"));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    /// A miss whose scope is released (and reopened, up again) while the
+    /// Worker call is in flight: its answer is returned but not stored.
+    #[tokio::test]
+    async fn a_miss_in_flight_across_a_release_is_not_stored() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Arc::new(Reads::new(
+            config(1, Duration::from_secs(3600)),
+            endpoint(&listener),
+        ));
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &s("a"));
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let (reads, calls) = (reads.clone(), calls.clone());
+            tokio::spawn(async move {
+                reads
+                    .read("GetScopeConfig", s("a"), key(), move || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            answered.await.unwrap();
+                            Ok(Answer::NotFound)
+                        }
+                        .boxed()
+                    })
+                    .await
+            })
+        };
+        until("the miss is in flight", || {
+            calls.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        reads
+            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &s("a"));
+        let refused = reads.stats().refused;
+        answer.send(()).unwrap();
+        slow.await.unwrap().unwrap();
+        assert_eq!(reads.stats().refused, refused + 1);
+        assert_eq!(reads.stats().entries, 0);
+        let before = calls.load(Ordering::SeqCst);
+        reads
+            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
+            .await
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            before + 1,
+            "not served from memory"
+        );
+        assert_eq!(reads.cache.lock().unwrap().pending_tickets(), 0);
+    }
+
+    /// Every ticket is settled, also a cancelled caller's: otherwise the
+    /// invalidation logs would keep entries for it.
+    #[tokio::test]
+    async fn tickets_are_settled_when_requests_end_or_are_cancelled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let reads = Reads::new(config(10, Duration::from_secs(3600)), endpoint(&listener));
+        let calls = Arc::new(AtomicUsize::new(0));
+        reads
+            .read("GetScopeConfig", None, key(), fetch(&calls))
+            .await
+            .unwrap();
+        hello(&reads, &None);
+        reads
+            .read("GetScopeConfig", None, key(), fetch(&calls))
+            .await
+            .unwrap();
+        reads.resolve("", fetch(&calls)).await.unwrap();
+        let never = || futures::future::pending::<Outcome>().boxed();
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), reads.resolve("/p", never));
+        assert!(cancelled.await.is_err());
+        assert_eq!(reads.cache.lock().unwrap().pending_tickets(), 0);
     }
 }

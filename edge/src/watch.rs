@@ -90,20 +90,30 @@ impl Ended {
 }
 
 /// Keep `scope`'s channel open for as long as the task lives (it is aborted
-/// when the coordinator stops), reconnecting with backoff.
+/// when its scope is released or the coordinator stops), reconnecting with
+/// backoff. `channel` is the id the cache gave it: once the scope is
+/// released its events change nothing and the loop ends by itself.
 pub(crate) async fn run<V: Clone, F: Clone>(
     cache: Arc<StdMutex<Cache<V, F>>>,
     endpoint: Endpoint,
     scope: Scope,
+    channel: u64,
     config: WatchConfig,
 ) {
     let label = scope.clone().unwrap_or_default();
     let mut backoff = config.initial_backoff;
     let mut said_hello = false;
     let mut reported = false;
+    let me = Channel {
+        scope: &scope,
+        id: channel,
+    };
     loop {
-        let ended = session(&cache, &endpoint, &scope, &config, &mut said_hello).await;
-        cache.lock().unwrap().down(&scope);
+        let ended = session(&cache, &endpoint, me, &config, &mut said_hello).await;
+        if !cache.lock().unwrap().down(&scope, channel) {
+            // Released meanwhile: nobody reads this scope any more.
+            return;
+        }
         metrics::counter!("moq_edge_watch_ended_total", "reason" => ended.label()).increment(1);
         match ended {
             Ended::Failed => {
@@ -144,13 +154,21 @@ impl Drop for UpGauge {
     }
 }
 
+/// A scope's channel as the cache knows it.
+#[derive(Clone, Copy)]
+struct Channel<'a> {
+    scope: &'a Scope,
+    id: u64,
+}
+
 async fn session<V: Clone, F: Clone>(
     cache: &StdMutex<Cache<V, F>>,
     endpoint: &Endpoint,
-    scope: &Scope,
+    channel: Channel<'_>,
     config: &WatchConfig,
     said_hello: &mut bool,
 ) -> Ended {
+    let scope = channel.scope;
     let url = watch_url(&endpoint.base, scope);
     let Ok(mut request) = url.as_str().into_client_request() else {
         return Ended::Failed;
@@ -217,7 +235,9 @@ async fn session<V: Clone, F: Clone>(
                         };
                         match event.event {
                             Some(proto::watch_event::Event::Hello(_)) if !up.0 => {
-                                cache.lock().unwrap().hello(scope, event.seq);
+                                if !cache.lock().unwrap().hello(scope, channel.id, event.seq) {
+                                    return Ended::Closed;
+                                }
                                 if *said_hello {
                                     metrics::counter!("moq_edge_cache_resyncs_total").increment(1);
                                 }
@@ -227,7 +247,7 @@ async fn session<V: Clone, F: Clone>(
                             }
                             Some(proto::watch_event::Event::Invalidate(inv)) if up.0 => {
                                 let inv = invalidation_from(inv);
-                                if let Err(gap) = cache.lock().unwrap().event(scope, event.seq, inv) {
+                                if let Err(gap) = cache.lock().unwrap().event(scope, channel.id, event.seq, inv) {
                                     tracing::info!(?gap, "watch sequence gap");
                                     return Ended::Gap;
                                 }
@@ -273,7 +293,7 @@ pub(crate) fn invalidation_from(inv: proto::WatchInvalidate) -> Invalidation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::Key;
+    use crate::cache::{Key, ScopeLimits};
     use tokio::net::TcpListener;
 
     type Shared = Arc<StdMutex<Cache<u8, u8>>>;
@@ -315,7 +335,14 @@ mod tests {
     async fn gap_and_silence_take_the_scope_down_and_it_resyncs() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-        let cache: Shared = Arc::new(StdMutex::new(Cache::new(10, 10)));
+        let cache: Shared = Arc::new(StdMutex::new(Cache::new(
+            10,
+            10,
+            ScopeLimits {
+                max_scopes: 10,
+                idle: Duration::from_secs(60),
+            },
+        )));
         let config = WatchConfig {
             ping_interval: Duration::from_millis(100),
             ping_timeout: Duration::from_millis(300),
@@ -328,7 +355,13 @@ mod tests {
             epoch: "e".into(),
         };
         let scope: Scope = Some("s".into());
-        let client = tokio::spawn(run(cache.clone(), endpoint, scope.clone(), config));
+        let channel = cache
+            .lock()
+            .unwrap()
+            .touch(&scope, std::time::Instant::now())
+            .opened
+            .unwrap();
+        let client = tokio::spawn(run(cache.clone(), endpoint, scope.clone(), channel, config));
 
         // 1. hello, one event in sequence, then a gap.
         let (tcp, _) = listener.accept().await.unwrap();
@@ -370,7 +403,19 @@ mod tests {
         until(&cache, "up a third time", |c| c.is_up(&scope)).await;
         drop(ws);
         until(&cache, "down when closed", |c| !c.is_up(&scope)).await;
-        client.abort();
+
+        // 4. Released while reconnecting: its hello changes nothing and the
+        // task ends by itself.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        cache.lock().unwrap().clear();
+        ws.send(hello(8)).await.unwrap();
+        timeout(Duration::from_secs(5), client)
+            .await
+            .expect("the task of a released scope ends")
+            .unwrap();
+        assert_eq!(cache.lock().unwrap().stats().watched, 0);
+        assert!(!cache.lock().unwrap().is_up(&scope));
     }
 
     #[test]

@@ -10,7 +10,8 @@ mod cache_cases;
 mod common;
 
 use cache_cases::{
-    cache_serves_repeats, cut_channel_disables_cache_and_resyncs, moved_namespace_is_never_stale,
+    cache_serves_repeats, cut_channel_disables_cache_and_resyncs,
+    idle_scope_closes_its_channel_and_reopens, moved_namespace_is_never_stale,
     moved_path_is_never_stale, read_your_writes,
 };
 
@@ -1105,6 +1106,7 @@ fn main() -> std::process::ExitCode {
         cut_channel_disables_cache_and_resyncs,
         read_your_writes,
         moved_path_is_never_stale,
+        idle_scope_closes_its_channel_and_reopens,
     ];
     let selected: Vec<_> = cases
         .into_iter()

@@ -278,3 +278,54 @@ pub(crate) async fn moved_path_is_never_stale(env: &Env) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A scope nobody reads releases its watch channel after `watch_idle` (the
+/// Worker sees the socket close), and its next read reopens it.
+pub(crate) async fn idle_scope_closes_its_channel_and_reopens(env: &Env) -> anyhow::Result<()> {
+    let scope = env.scope("idle");
+    // DescribeScope reports watchers of a scope that has state.
+    env.admin
+        .put_scope_config(&scope, proto::ScopeConfig::default())
+        .await?;
+    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let url = Url::parse(&format!("https://b-{}.relay.test:{port}", env.run))?;
+    let token = env.admin.relay_token(url.as_str()).await?;
+    let mut config = WorkerCoordinatorConfig::new(env.worker.url.clone(), &token);
+    config.addrs = vec![addr];
+    config.cache.watch_idle = Duration::from_millis(500);
+    let b = Relay {
+        coord: WorkerCoordinator::connect(config).await?,
+        url,
+        addr,
+        token,
+    };
+    for round in 0..2 {
+        watched(env, &b, Some(&scope)).await?;
+        eventually("the Worker sees the watch socket", || async {
+            // Reading keeps it from going idle meanwhile.
+            let _ = b.coord.lookup(Some(&scope), &env.ns("watch-probe")).await;
+            let n = env.admin.watchers(&scope).await?;
+            ensure!(n == 1, "{n} watchers");
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("round {round}"))?;
+        // Nobody reads the scope now.
+        eventually("the idle scope's socket closed", || async {
+            ensure!(b.coord.cache_stats().watched == 0, "still watched");
+            let n = env.admin.watchers(&scope).await?;
+            ensure!(n == 0, "{n} watchers");
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("round {round}"))?;
+        ensure!(!b.coord.cache_is_up(Some(&scope)));
+        ensure!(b.coord.cache_stats().released == round + 1);
+        // The next read goes to the Worker (nothing is kept) and reopens it.
+        let hits = b.coord.cache_stats().hits;
+        assert_not_found(&b, Some(&scope), &env.ns("idle/nobody")).await?;
+        ensure!(b.coord.cache_stats().hits == hits, "answered from memory");
+    }
+    Ok(())
+}

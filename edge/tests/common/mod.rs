@@ -203,6 +203,23 @@ impl Admin {
         Ok(())
     }
 
+    /// Watch sockets open on `scope` now, as DescribeScope reports them.
+    pub async fn watchers(&self, scope: &str) -> anyhow::Result<u32> {
+        let resp: proto::DescribeScopeResponse = self
+            .rpc
+            .call(
+                "DescribeScope",
+                &proto::DescribeScopeRequest {
+                    scope: Some(scope.to_string()),
+                    page_size: 1,
+                    ..Default::default()
+                },
+                true,
+            )
+            .await?;
+        Ok(resp.watchers)
+    }
+
     pub async fn put_scope_config(
         &self,
         scope: &str,
