@@ -15,7 +15,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
-import { decodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../model/tuple.js";
+import { decodeTuple, encodeTupleWithPrefixes, fieldEnds, prefixUpperBound, toBlob } from "../model/tuple.js";
 import { setBounded } from "../auth/bounded-cache.js";
 import { limitsOf } from "../limits.js";
 import { DirectoryListing } from "./directory.js";
@@ -37,9 +37,21 @@ type Lease = Enlisted & { asked: boolean };
 
 const nsKey = (fields: Uint8Array[]) => toBlob(encodeTupleWithPrefixes(fields).key);
 
-export interface NamespaceMatch {
-  fields: Uint8Array[];
-  relay: RelayRef;
+/**
+ * A namespace's encoded tuple key (model/tuple.ts), made by the Worker. The
+ * hot calls (register, lookup) take it instead of the fields: one small
+ * buffer is cheaper to pass through a Durable Object call than an array of
+ * them, and the object needs the key anyway.
+ */
+export type TupleKey = Uint8Array;
+
+/**
+ * A Lookup's answer: the relay, and how many of the asked namespace's fields
+ * its registration covers (the registered namespace is that prefix of the
+ * asked one). Flat, with no fields, so it crosses the call as one small object.
+ */
+export interface RouteMatch extends RelayRef {
+  depth: number;
 }
 
 interface RelayRow {
@@ -132,22 +144,23 @@ export class ScopeObject extends DurableObject<Env> {
 
   // ---- namespaces --------------------------------------------------------
 
-  registerNamespace(scope: Scope, w: Writer, fields: Uint8Array[]): Promise<Outcome<{ id: string }>> {
-    return this.claim("namespaces", scope, w, [nsKey(fields)]);
+  registerNamespace(scope: Scope, w: Writer, key: TupleKey): Promise<Outcome<{ id: string }>> {
+    return this.claim("namespaces", scope, w, [toBlob(key)]);
   }
 
-  unregisterNamespace(relay: string, fields: Uint8Array[]): Outcome<object> {
-    return this.release("namespaces", relay, [nsKey(fields)]);
+  unregisterNamespace(relay: string, key: TupleKey): Outcome<object> {
+    return this.release("namespaces", relay, [toBlob(key)]);
   }
 
-  /** Exact registration first, else the longest registered prefix. */
-  lookup(fields: Uint8Array[]): Outcome<NamespaceMatch> {
-    const { prefixes } = encodeTupleWithPrefixes(fields);
+  /** Exact registration first, else the longest registered prefix; null if none. */
+  lookup(key: TupleKey): RouteMatch | null {
+    const ends = fieldEnds(key);
     // Registered namespaces have >= 1 field, so the empty prefix is never a candidate.
-    const candidates = prefixes.slice(1).map(toBlob);
+    const candidates = ends.map((end) => toBlob(key.subarray(0, end)));
     const row = this.sql.exec(SCOPE_SQL.longestRegistered(candidates.length), ...candidates).toArray()[0];
-    if (!row) return fail(Code.NotFound, "no relay has registered this namespace or a prefix of it");
-    return ok({ fields: decodeTuple(new Uint8Array(row.ns_key as ArrayBuffer)), relay: this.relayRef(row.relay as string) });
+    if (!row) return null;
+    const depth = ends.indexOf((row.ns_key as ArrayBuffer).byteLength) + 1;
+    return { depth, ...this.relayRef(row.relay as string) };
   }
 
   // ---- tracks ------------------------------------------------------------
@@ -160,11 +173,11 @@ export class ScopeObject extends DurableObject<Env> {
     return this.release("tracks", relay, [nsKey(fields), name]);
   }
 
-  /** Exact track registration first, else namespace routing. */
-  lookupTrack(fields: Uint8Array[], name: string): Outcome<NamespaceMatch> {
-    const row = this.sql.exec(SCOPE_SQL.trackOwner, nsKey(fields), name).toArray()[0];
-    if (row) return ok({ fields, relay: this.relayRef(row.relay as string) });
-    return this.lookup(fields);
+  /** Exact track registration first, else namespace routing (lookup); null if neither. */
+  lookupTrack(key: TupleKey, name: string): RouteMatch | null {
+    const row = this.sql.exec(SCOPE_SQL.trackOwner, toBlob(key), name).toArray()[0];
+    if (row) return { depth: fieldEnds(key).length, ...this.relayRef(row.relay as string) };
+    return this.lookup(key);
   }
 
   /** Track names under the namespace; at most `limit` of them when given. */
@@ -415,7 +428,8 @@ export class ScopeObject extends DurableObject<Env> {
 
   /** A namespace or track gained or lost its owner: Lookup/LookupTrack answers for it. */
   private routeChanged(table: OwnedTable, key: SqlStorageValue[]): void {
-    if (table !== "namespaces" && table !== "tracks") return;
+    // Checked first: with nobody watching, the key is not decoded for nothing.
+    if ((table !== "namespaces" && table !== "tracks") || !this.watch.watched) return;
     const fields = decodeTuple(new Uint8Array(key[0] as ArrayBuffer));
     this.watch.changed(table === "namespaces" ? { namespaces: [fields] } : { tracks: [{ fields, name: key[1] as string }] });
   }
