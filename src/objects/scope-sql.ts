@@ -167,9 +167,15 @@ function ownedSql(table: OwnedTable) {
   return {
     /** The row of a key (owners "one"), or of a key and relay (owners "each"): binds key columns[, relay]. */
     find: `SELECT relay, id FROM ${table} WHERE ${byKey}${owners === "each" ? " AND relay = ?" : ""}`,
-    /** A claim: a new row, or the relay's own row relabelled with its current epoch (id and created_at kept). */
+    /**
+     * A claim: a new row, or the relay's own row relabelled with its current
+     * epoch (id and created_at kept); returns the row's id. Another relay's row
+     * is left as it is and nothing is returned, so one statement both checks
+     * and writes.
+     */
     put: `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})
-      ON CONFLICT (${primary.join(", ")}) DO UPDATE SET ${["epoch", ...renewed].map((c) => `${c} = excluded.${c}`).join(", ")}`,
+      ON CONFLICT (${primary.join(", ")}) DO UPDATE SET ${["epoch", ...renewed].map((c) => `${c} = excluded.${c}`).join(", ")}
+      WHERE ${table}.relay = excluded.relay RETURNING id`,
     /** A release: the relay's row of the key, if it has one. */
     remove: `DELETE FROM ${table} WHERE ${byKey} AND relay = ?`,
     /** Rows the relay holds, counted up to the quota (the per-relay index, stopping early). */
