@@ -7,9 +7,9 @@
 // GET /healthz on the same build (the runtime's ceiling, always measured).
 // Each round also measures the runtime's floor for one Durable Object call
 // (bench/floor/worker.js on its own bare workerd: a POST whose body goes to a
-// SQLite Durable Object's no-op method, and the same plus one SQL SELECT),
-// shown as "floor:" rows against B's ceiling: no design making one such call
-// per request can beat them.
+// SQLite Durable Object's no-op method; the same plus one SQL SELECT; plus one
+// SQL INSERT instead), shown as "floor:" rows against B's ceiling: no design
+// making one such call per request can beat them.
 //
 //   npx node bench/ab.mjs --base HEAD~1 --other HEAD [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
 //   npx node bench/ab.mjs --base HEAD --patch my-change.diff
@@ -57,7 +57,7 @@ const srcA = sourceTree(base);
 const srcB = sourceTree(other ?? base);
 if (patch) for (const p of patch.split(",")) execFileSync("git", ["apply", resolve(p)], { cwd: srcB.root, stdio: "inherit" });
 const label = { A: base, B: other ?? `${base} + ${patch}` };
-const FLOOR_OPS = [floor.noop(), floor.sql()];
+const FLOOR_OPS = [floor.noop(), floor.sql(), floor.insert()];
 const results = { A: {}, B: {}, floor: {} };
 const systems = {};
 const bundles = {};

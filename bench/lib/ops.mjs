@@ -162,6 +162,7 @@ const floorOp = (name, path) => ({
 export const floor = {
   noop: () => floorOp("floor: Worker → DO RPC no-op", "/noop"),
   sql: () => floorOp("floor: + one SQL SELECT", "/sql"),
+  insert: () => floorOp("floor: + one SQL INSERT", "/insert"),
 };
 
 // ---- moq-api --------------------------------------------------------------
