@@ -227,10 +227,13 @@ export const SCOPE_SQL = {
   relayAdoptEpoch: "UPDATE relays SET epoch = ? WHERE url = ? AND epoch = ''",
   relayAddrsPut: "UPDATE relays SET addrs = ? WHERE url = ?",
 
-  /** Registrations among the given keys (a namespace's prefixes), longest first. */
-  longestRegistered: perCount(
-    (n) => `SELECT ns_key, relay FROM namespaces WHERE ns_key IN (${marks(n)}) ORDER BY length(ns_key) DESC LIMIT 1`,
-  ),
+  /**
+   * The longest registration among the given keys (a namespace's prefixes).
+   * Each prefix's key is a byte prefix of the longer ones', so it sorts before
+   * them: the longest is the greatest, read from the primary key's order with
+   * no sort (ORDER BY length() made SQLite sort the matches).
+   */
+  longestRegistered: perCount((n) => `SELECT ns_key, relay FROM namespaces WHERE ns_key IN (${marks(n)}) ORDER BY ns_key DESC LIMIT 1`),
   /**
    * Relays hosting namespaces in [lo, hi), the namespaces under a prefix. It
    * walks the distinct relays (a skip scan of namespaces_by_relay_key) and asks
