@@ -5,6 +5,11 @@
 // CPU per request (the least noise-sensitive number on a shared machine, with
 // its spread over the rounds), and each operation's req/s as a fraction of
 // GET /healthz on the same build (the runtime's ceiling, always measured).
+// Each round also measures the runtime's floor for one Durable Object call
+// (bench/floor/worker.js on its own bare workerd: a POST whose body goes to a
+// SQLite Durable Object's no-op method; the same plus one SQL SELECT; plus one
+// SQL INSERT instead), shown as "floor:" rows against B's ceiling: no design
+// making one such call per request can beat them.
 //
 //   npx node bench/ab.mjs --base HEAD~1 --other HEAD [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
 //   npx node bench/ab.mjs --base HEAD --patch my-change.diff
@@ -15,9 +20,9 @@ import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";
 import { benchArgs, positiveNumber } from "./lib/args.mjs";
 import { runLoad } from "./lib/load.mjs";
-import { worker } from "./lib/ops.mjs";
+import { floor, worker } from "./lib/ops.mjs";
 import { RelayPool, WorkerRelay } from "./lib/relay.mjs";
-import { buildBundle, cpuMs, sourceTree, startWorkerd } from "./lib/systems.mjs";
+import { buildBundle, cpuMs, floorBundle, sourceTree, startWorkerd } from "./lib/systems.mjs";
 
 const opts = benchArgs({
   base: { type: "string", default: "HEAD" },
@@ -52,7 +57,8 @@ const srcA = sourceTree(base);
 const srcB = sourceTree(other ?? base);
 if (patch) for (const p of patch.split(",")) execFileSync("git", ["apply", resolve(p)], { cwd: srcB.root, stdio: "inherit" });
 const label = { A: base, B: other ?? `${base} + ${patch}` };
-const results = { A: {}, B: {} };
+const FLOOR_OPS = [floor.noop(), floor.sql(), floor.insert()];
+const results = { A: {}, B: {}, floor: {} };
 const systems = {};
 const bundles = {};
 // A relay whose heartbeat failed throws on stop: rethrown after everything is stopped.
@@ -81,6 +87,9 @@ try {
     }
     systems[k] = { bundle, w, relay, held };
   }
+  bundles.floor = floorBundle();
+  const floorWorkerd = await startWorkerd({ bundle: bundles.floor });
+  systems.floor = { w: floorWorkerd };
   for (let r = 0; r < rounds; r++) {
     for (const name of opNames) {
       for (const k of r % 2 === 0 ? ["A", "B"] : ["B", "A"]) {
@@ -108,6 +117,20 @@ try {
         results[k][name].push(res);
         console.error(`round ${r + 1} ${name} ${k}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
       }
+    }
+    for (const op of FLOOR_OPS) {
+      const w = systems.floor.w;
+      const res = await runLoad({
+        baseUrl: w.url,
+        op,
+        concurrency,
+        warmupMs: 500,
+        durationMs: seconds * 1000,
+        serverCpuMs: () => cpuMs(w.pids()),
+      });
+      results.floor[op.name] ??= [];
+      results.floor[op.name].push(res);
+      console.error(`round ${r + 1} ${op.name}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
     }
   }
 } finally {
@@ -156,5 +179,13 @@ for (const name of opNames) {
   console.log(
     `| ${name} | ${ar} | ${br} | ${(br / ar).toFixed(2)}× | ${(ar / ceiling.A).toFixed(2)}× | ${(br / ceiling.B).toFixed(2)}× | ` +
       `${m("A", name, (x) => x.p50Ms)} | ${m("B", name, (x) => x.p50Ms)} | ${ac} (${range("A", name)}) | ${bc} (${range("B", name)}) | ${(bc / ac).toFixed(2)}× | ${paired(name)} |`,
+  );
+}
+// The floor: measured once per round, shown in the B columns against B's ceiling.
+for (const op of FLOOR_OPS) {
+  const br = m("floor", op.name, (x) => x.rps);
+  const bc = m("floor", op.name, (x) => x.serverCpuUsPerReq);
+  console.log(
+    `| ${op.name} | — | ${br} | — | — | ${(br / ceiling.B).toFixed(2)}× | — | ${m("floor", op.name, (x) => x.p50Ms)} | — | ${bc} (${range("floor", op.name)}) | — | — |`,
   );
 }

@@ -124,11 +124,9 @@ describe("migrating databases the code before versions left (commit 3864184)", (
         sql.exec("INSERT INTO directory_listing (id, told) VALUES (1, 'listed')");
       });
       // The new instance has migrated: the rows answer calls as before.
-      const found = await stub.lookup([utf8("live"), utf8("main"), utf8("cam")]);
-      expect(found).toEqual({
-        ok: true,
-        value: { fields: [utf8("live"), utf8("main")], relay: { url: relayUrl, addr: "192.0.2.1:4443" } },
-      });
+      const found = await stub.lookup(encodeTuple([utf8("live"), utf8("main"), utf8("cam")]));
+      // live/main, the first 2 of the 3 fields asked.
+      expect(found).toEqual({ depth: 2, url: relayUrl, addr: "192.0.2.1:4443" });
       const d = await stub.describe(10, FIRST_PAGE);
       expect(d?.config).toEqual({ originFallback: "https://fallback.example/", lingeringSubscribe: true, rendezvousTimeoutMs: 5000 });
       expect([

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { env, runInDurableObject } from "cloudflare:test";
 import { MAX_PATH_BYTES, normalizeConnectionPath } from "../src/model/path.js";
-import { decodeTuple, encodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../src/model/tuple.js";
+import { decodeTuple, encodeTuple, encodeTupleWithPrefixes, fieldEnds, prefixUpperBound, toBlob } from "../src/model/tuple.js";
 import { scopeStub } from "../src/objects/stubs.js";
 
 const SEED = 0x6d6f71;
@@ -286,8 +286,25 @@ describe("namespace key encoding (property)", () => {
           expect(p).toEqual(encodeTuple(t.slice(0, k)));
         });
         expect(prefixes[t.length]).toEqual(key);
+        // A Durable Object sent the key alone finds the same prefixes.
+        expect(fieldEnds(key)).toEqual(prefixes.slice(1).map((p) => p.length));
       }),
       runs(1000),
+    );
+  });
+
+  it("finds field ends exactly where decoding succeeds", () => {
+    const raw = fc.array(byte, { maxLength: 24 }).map((b) => Uint8Array.from(b));
+    fc.assert(
+      fc.property(raw, (bytes) => {
+        let fields: number | undefined;
+        try {
+          fields = decodeTuple(bytes).length;
+        } catch {}
+        if (fields === undefined) expect(() => fieldEnds(bytes)).toThrow(/bad tuple key/);
+        else expect(fieldEnds(bytes)).toHaveLength(fields);
+      }),
+      runs(5000),
     );
   });
 

@@ -7,7 +7,7 @@ import { env } from "cloudflare:test";
 import { Code } from "@connectrpc/connect";
 import { scopeStub } from "../src/objects/stubs.js";
 import { adminClient, codeOf, freshScope, ns, relay } from "./client.js";
-import { relayNeverWrote, snapshot } from "./hardening.js";
+import { errorOf, relayNeverWrote, snapshot } from "./hardening.js";
 import { tableRows } from "./objects.js";
 
 const relaysOf = async (scope: string) => (await tableRows(scopeStub(env, scope), "relays")).map((r) => r.url);
@@ -31,6 +31,24 @@ describe("refused writes", () => {
     expect(await relaysOf(scope)).toEqual([owner.url]);
     // No lease was opened and no scope recorded for a relay that stored nothing.
     expect(await relayNeverWrote(other.url)).toBe(true);
+  });
+
+  it("ALREADY_EXISTS for a relay already writing in the scope (one statement, no read first): names the owner, changes nothing", async () => {
+    const scope = freshScope("taken-known");
+    const owner = await relay("https://taken-known-owner.example.com");
+    const other = await relay("https://taken-known-other.example.com");
+    await owner.registerNamespace({ scope, namespace: ns("live/main") });
+    // The other relay's lease and quota room are now known to the scope: its next claim takes the one-statement path.
+    const own = await other.registerNamespace({ scope, namespace: ns("live/other") });
+    await expect.poll(async () => (await tableRows(scopeStub(env, scope), "directory_listing")).length).toBe(1);
+    const before = await snapshot([scope]);
+
+    const err = await errorOf(other.registerNamespace({ scope, namespace: ns("live/main") }));
+    expect(err.code).toBe(Code.AlreadyExists);
+    expect(err.rawMessage).toBe("namespace is already registered by https://taken-known-owner.example.com/");
+    expect(await snapshot([scope])).toEqual(before);
+    // Its own namespace again: the same registration, renewed.
+    expect((await other.registerNamespace({ scope, namespace: ns("live/other") })).registrationId).toBe(own.registrationId);
   });
 
   it("a retired epoch: a scope only ever written by refused calls stays unknown", async () => {

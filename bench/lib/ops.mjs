@@ -145,6 +145,26 @@ export const worker = {
   }),
 };
 
+// ---- the floor Worker (bench/floor/worker.js) ------------------------------------
+
+/** The floor's routes, sent the body a lookup-hit sends (the Durable Object gets it as its argument). */
+const floorOp = (name, path) => ({
+  name,
+  expect: 200,
+  request: (i) => ({
+    method: "POST",
+    path,
+    headers: { "content-type": "application/proto" },
+    body: encodeScopedNamespace("ab", nsFields("ab", spread(i, 2000))),
+  }),
+});
+
+export const floor = {
+  noop: () => floorOp("floor: Worker → DO RPC no-op", "/noop"),
+  sql: () => floorOp("floor: + one SQL SELECT", "/sql"),
+  insert: () => floorOp("floor: + one SQL INSERT", "/insert"),
+};
+
 // ---- moq-api --------------------------------------------------------------
 
 /**

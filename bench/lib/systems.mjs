@@ -4,7 +4,7 @@
 //    workerd, or the source under `wrangler dev`;
 //  - moq-api (crates.io) with its own redis-server.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import net from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve as resolvePath } from "node:path";
@@ -67,6 +67,26 @@ export function sourceTree(ref, patches = []) {
   symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"));
   for (const p of patches) execFileSync("git", ["apply", resolvePath(ROOT, p)], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   return { root, commit, patches, remove: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/**
+ * The floor Worker (bench/floor/worker.js: one Durable Object RPC per request,
+ * nothing else) as a bundle startWorkerd serves, with moq-worker's
+ * compatibility date. Plain JS, so nothing is built.
+ */
+export function floorBundle() {
+  const dir = mkdtempSync(join(tmpdir(), "moq-worker-floor-"));
+  copyFileSync(join(ROOT, "bench", "floor", "worker.js"), join(dir, "index.js"));
+  return {
+    dir,
+    config: {
+      compatibilityDate: wranglerConfig().compatibilityDate,
+      durableObjects: { FLOOR: { className: "FloorObject", useSQLite: true } },
+      vars: {},
+    },
+    modules: [{ name: "index.js", type: "ESModule" }],
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** moq-worker's built bundle under Miniflare (workerd, no dev proxy); state in a temp dir. */

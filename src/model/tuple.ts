@@ -66,6 +66,28 @@ export function decodeTuple(key: Uint8Array): Uint8Array[] {
   return fields;
 }
 
+/**
+ * Where each field of an encoded tuple ends: the encoding of its first k
+ * fields is key[0, ends[k-1]). Lets a holder of the key alone (a Durable
+ * Object sent just the key) find its prefixes without decoding it. Throws on
+ * bytes that no tuple encodes to.
+ */
+export function fieldEnds(key: Uint8Array): number[] {
+  const ends: number[] = [];
+  let i = 0;
+  while (i < key.length) {
+    if (key[i++] !== FIELD) throw new Error(`bad tuple key: expected field marker at ${i - 1}`);
+    for (;;) {
+      if (i >= key.length) throw new Error("bad tuple key: unterminated field");
+      if (key[i++] !== END) continue;
+      if (key[i] !== ESCAPE) break;
+      i++;
+    }
+    ends.push(i);
+  }
+  return ends;
+}
+
 /** Exclusive upper bound of the keys at or under `prefix` (see the header). */
 export function prefixUpperBound(prefix: Uint8Array): Uint8Array {
   const out = new Uint8Array(prefix.length + 1);

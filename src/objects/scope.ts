@@ -15,7 +15,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
-import { decodeTuple, encodeTupleWithPrefixes, prefixUpperBound, toBlob } from "../model/tuple.js";
+import { decodeTuple, encodeTupleWithPrefixes, fieldEnds, prefixUpperBound, toBlob } from "../model/tuple.js";
 import { setBounded } from "../auth/bounded-cache.js";
 import { limitsOf } from "../limits.js";
 import { DirectoryListing } from "./directory.js";
@@ -37,9 +37,21 @@ type Lease = Enlisted & { asked: boolean };
 
 const nsKey = (fields: Uint8Array[]) => toBlob(encodeTupleWithPrefixes(fields).key);
 
-export interface NamespaceMatch {
-  fields: Uint8Array[];
-  relay: RelayRef;
+/**
+ * A namespace's encoded tuple key (model/tuple.ts), made by the Worker. The
+ * hot calls (register, lookup) take it instead of the fields: one small
+ * buffer is cheaper to pass through a Durable Object call than an array of
+ * them, and the object needs the key anyway.
+ */
+export type TupleKey = Uint8Array;
+
+/**
+ * A Lookup's answer: the relay, and how many of the asked namespace's fields
+ * its registration covers (the registered namespace is that prefix of the
+ * asked one). Flat, with no fields, so it crosses the call as one small object.
+ */
+export interface RouteMatch extends RelayRef {
+  depth: number;
 }
 
 interface RelayRow {
@@ -132,22 +144,23 @@ export class ScopeObject extends DurableObject<Env> {
 
   // ---- namespaces --------------------------------------------------------
 
-  registerNamespace(scope: Scope, w: Writer, fields: Uint8Array[]): Promise<Outcome<{ id: string }>> {
-    return this.claim("namespaces", scope, w, [nsKey(fields)]);
+  registerNamespace(scope: Scope, w: Writer, key: TupleKey): Promise<Outcome<{ id: string }>> {
+    return this.claim("namespaces", scope, w, [toBlob(key)]);
   }
 
-  unregisterNamespace(relay: string, fields: Uint8Array[]): Outcome<object> {
-    return this.release("namespaces", relay, [nsKey(fields)]);
+  unregisterNamespace(relay: string, key: TupleKey): Outcome<object> {
+    return this.release("namespaces", relay, [toBlob(key)]);
   }
 
-  /** Exact registration first, else the longest registered prefix. */
-  lookup(fields: Uint8Array[]): Outcome<NamespaceMatch> {
-    const { prefixes } = encodeTupleWithPrefixes(fields);
+  /** Exact registration first, else the longest registered prefix; null if none. */
+  lookup(key: TupleKey): RouteMatch | null {
+    const ends = fieldEnds(key);
     // Registered namespaces have >= 1 field, so the empty prefix is never a candidate.
-    const candidates = prefixes.slice(1).map(toBlob);
+    const candidates = ends.map((end) => toBlob(key.subarray(0, end)));
     const row = this.sql.exec(SCOPE_SQL.longestRegistered(candidates.length), ...candidates).toArray()[0];
-    if (!row) return fail(Code.NotFound, "no relay has registered this namespace or a prefix of it");
-    return ok({ fields: decodeTuple(new Uint8Array(row.ns_key as ArrayBuffer)), relay: this.relayRef(row.relay as string) });
+    if (!row) return null;
+    const depth = ends.indexOf((row.ns_key as ArrayBuffer).byteLength) + 1;
+    return { depth, ...this.relayRef(row.relay as string) };
   }
 
   // ---- tracks ------------------------------------------------------------
@@ -160,11 +173,11 @@ export class ScopeObject extends DurableObject<Env> {
     return this.release("tracks", relay, [nsKey(fields), name]);
   }
 
-  /** Exact track registration first, else namespace routing. */
-  lookupTrack(fields: Uint8Array[], name: string): Outcome<NamespaceMatch> {
-    const row = this.sql.exec(SCOPE_SQL.trackOwner, nsKey(fields), name).toArray()[0];
-    if (row) return ok({ fields, relay: this.relayRef(row.relay as string) });
-    return this.lookup(fields);
+  /** Exact track registration first, else namespace routing (lookup); null if neither. */
+  lookupTrack(key: TupleKey, name: string): RouteMatch | null {
+    const row = this.sql.exec(SCOPE_SQL.trackOwner, toBlob(key), name).toArray()[0];
+    if (row) return { depth: fieldEnds(key).length, ...this.relayRef(row.relay as string) };
+    return this.lookup(key);
   }
 
   /** Track names under the namespace; at most `limit` of them when given. */
@@ -324,11 +337,18 @@ export class ScopeObject extends DurableObject<Env> {
     key: SqlStorageValue[],
     renewed: (now: number) => SqlStorageValue[] = () => [],
   ): Promise<Outcome<{ id: string }>> {
+    // The common case, a relay whose lease is known open and that is far from
+    // its quota, is one statement: put() writes unless another relay holds the key.
+    const known = this.knownLease(w);
+    if (known && this.quotaRoomKnown(table, w.relay)) {
+      const stored = this.put(table, w.relay, known.epoch, key, renewed);
+      return stored ? this.claimed(table, scope, key, stored) : this.heldByAnother(table, key, w.relay);
+    }
     // Another relay's row is refused before its RelayObject is asked: asking
     // records this scope there and may open its lease, for a write not made.
     let existing = this.find(table, key, w.relay);
     if (existing && existing.relay !== w.relay) return this.alreadyHeld(table, existing.relay);
-    const lease = await this.lease(scope, w);
+    const lease = known ?? (await this.lease(scope, w));
     if ("ok" in lease) return lease;
     if (lease.asked) {
       // Other calls ran while we awaited the RelayObject: read again. From here on all is synchronous.
@@ -339,13 +359,37 @@ export class ScopeObject extends DurableObject<Env> {
       const full = this.overQuota(table, w.relay);
       if (full) return full;
     }
-    this.enlisted(scope, w.relay, lease);
+    this.enlisted(w.relay, lease);
+    // The key is free or the relay's own (checked above, nothing ran since), so put() writes.
+    const stored = this.put(table, w.relay, lease.epoch, key, renewed);
+    return stored ? this.claimed(table, scope, key, stored) : this.heldByAnother(table, key, w.relay);
+  }
+
+  /** Writes the relay's row of the key (put); undefined, writing nothing, if another relay holds it. */
+  private put(
+    table: OwnedTable,
+    relay: string,
+    epoch: string,
+    key: SqlStorageValue[],
+    renewed: (now: number) => SqlStorageValue[],
+  ): { id: string; added: boolean } | undefined {
     const now = Date.now();
-    const id = existing?.id ?? crypto.randomUUID();
-    this.sql.exec(OWNED_SQL[table].put, ...key, w.relay, lease.epoch, id, now, ...renewed(now));
-    // A new owner changes answers; the same owner again (any epoch) does not.
-    if (!existing) this.routeChanged(table, key);
-    return ok({ id });
+    const fresh = crypto.randomUUID();
+    const row = this.sql.exec(OWNED_SQL[table].put, ...key, relay, epoch, fresh, now, ...renewed(now)).toArray()[0];
+    // A renewed row keeps its id: only a new row has the one just made.
+    return row ? { id: row.id as string, added: row.id === fresh } : undefined;
+  }
+
+  /** A claim was stored: the scope is remembered, and a new owner changes answers (the same owner again, any epoch, does not). */
+  private claimed(
+    table: OwnedTable,
+    scope: Scope,
+    key: SqlStorageValue[],
+    stored: { id: string; added: boolean },
+  ): Outcome<{ id: string }> {
+    this.remember(scope);
+    if (stored.added) this.routeChanged(table, key);
+    return ok({ id: stored.id });
   }
 
   /** Drops the relay's row of the key; another relay's is PERMISSION_DENIED (tables with one owner per key). */
@@ -369,22 +413,32 @@ export class ScopeObject extends DurableObject<Env> {
     return row ? { relay: row.relay as string, id: row.id as string } : undefined;
   }
 
+  /** put() wrote nothing: the key's owner, read now, is named in the refusal. */
+  private heldByAnother(table: OwnedTable, key: SqlStorageValue[], relay: string): Refusal {
+    return this.alreadyHeld(table, this.find(table, key, relay)?.relay ?? "another relay");
+  }
+
   private alreadyHeld(table: OwnedTable, owner: string): Refusal {
     return fail(Code.AlreadyExists, `${OWNED_TABLES[table].noun} is already registered by ${owner}`) as Refusal;
   }
 
-  /**
-   * The writing relay's current epoch, or its RelayObject's refusal. The
-   * RelayObject is asked when the relay is new here, names another epoch, or
-   * its lease may have lapsed since we last asked (that call reopens it): at
-   * most once per relay per lease TTL.
-   */
-  private async lease(scope: Scope, w: Writer): Promise<Lease | Refusal> {
+  /** The writing relay's lease, if this object knows it open and of the epoch the writer names (no need to ask). */
+  private knownLease(w: Writer): Lease | undefined {
     const known = this.relayRow(w.relay);
     const until = this.leaseUntil.get(w.relay) ?? 0;
     if (known && Date.now() < until && (w.epoch === undefined || w.epoch === known.epoch)) {
       return { epoch: known.epoch, addrs: known.addrs, expiresAt: until, asked: false };
     }
+    return undefined;
+  }
+
+  /**
+   * The writing relay's current epoch from its RelayObject, or its refusal.
+   * Asked when the relay is new here, names another epoch, or its lease may
+   * have lapsed since we last asked (that call reopens it): at most once per
+   * relay per lease TTL (knownLease otherwise).
+   */
+  private async lease(scope: Scope, w: Writer): Promise<Lease | Refusal> {
     const answer = await relayStub(this.env, w.relay).enlist(w.relay, scopeObjectName(scope), w.epoch, w.issuedAtMs);
     if (!answer.ok) return answer as Refusal;
     const { epoch } = answer.value;
@@ -400,9 +454,8 @@ export class ScopeObject extends DurableObject<Env> {
     return { ...answer.value, asked: true };
   }
 
-  /** A claim is being stored: the scope is remembered, and the relay with the lease its RelayObject just gave. */
-  private enlisted(scope: Scope, relay: string, lease: Lease): void {
-    this.remember(scope);
+  /** A claim is being stored: the relay with the lease its RelayObject just gave (nothing to do for a known lease). */
+  private enlisted(relay: string, lease: Lease): void {
     if (!lease.asked) return;
     const before = this.relayRow(relay);
     this.sql.exec(SCOPE_SQL.relayPut, relay, lease.epoch, JSON.stringify(lease.addrs));
@@ -415,7 +468,8 @@ export class ScopeObject extends DurableObject<Env> {
 
   /** A namespace or track gained or lost its owner: Lookup/LookupTrack answers for it. */
   private routeChanged(table: OwnedTable, key: SqlStorageValue[]): void {
-    if (table !== "namespaces" && table !== "tracks") return;
+    // Checked first: with nobody watching, the key is not decoded for nothing.
+    if ((table !== "namespaces" && table !== "tracks") || !this.watch.watched) return;
     const fields = decodeTuple(new Uint8Array(key[0] as ArrayBuffer));
     this.watch.changed(table === "namespaces" ? { namespaces: [fields] } : { tracks: [{ fields, name: key[1] as string }] });
   }
@@ -455,15 +509,10 @@ export class ScopeObject extends DurableObject<Env> {
    * rows held (docs/performance.md), a bound check nothing.
    */
   private overQuota(table: OwnedTable, relay: string): Refusal | undefined {
+    if (this.quotaRoomKnown(table, relay)) return undefined;
     const { limit, field, what, variable } = OWNED_TABLES[table].quota;
     const max = limitsOf(this.env)[limit];
-    // Every caller inserts one row right after a pass, so a pass raises the bound.
     const k = `${table}\u0000${relay}`;
-    const bound = this.heldAtMost.get(k);
-    if (bound !== undefined && bound < max) {
-      this.heldAtMost.set(k, bound + 1);
-      return undefined;
-    }
     const held = this.sql.exec(OWNED_SQL[table].held, relay, max).one().n as number;
     this.heldAtMost.set(k, held < max ? held + 1 : held);
     if (held < max) return undefined;
@@ -471,6 +520,21 @@ export class ScopeObject extends DurableObject<Env> {
       Code.ResourceExhausted,
       `${field}: relay ${relay} already holds ${max} ${what} in this scope, the most allowed (${variable})`,
     ) as Refusal;
+  }
+
+  /**
+   * Whether the in-memory bound (heldAtMost) alone shows room for one more row
+   * of the relay, raising it for that row. A pass is followed by at most one
+   * insert, so the bound stays an upper bound (a renewal or a refusal after a
+   * pass only loosens it).
+   */
+  private quotaRoomKnown(table: OwnedTable, relay: string): boolean {
+    const max = limitsOf(this.env)[OWNED_TABLES[table].quota.limit];
+    const k = `${table}\u0000${relay}`;
+    const bound = this.heldAtMost.get(k);
+    if (bound === undefined || bound >= max) return false;
+    this.heldAtMost.set(k, bound + 1);
+    return true;
   }
 
   private relayRow(url: string): RelayRow | undefined {

@@ -20,7 +20,8 @@ import { checkActivity } from "../model/activity.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
 import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
-import type { NamespaceMatch } from "../objects/scope.js";
+import type { RouteMatch } from "../objects/scope.js";
+import { encodeTuple } from "../model/tuple.js";
 import type { Origin, RelayRef } from "../objects/types.js";
 import type { Scope } from "../objects/scope-name.js";
 import { pathStub, relayStub, scopeStub } from "../objects/stubs.js";
@@ -46,8 +47,12 @@ function sourceOf(context: Context | undefined): Origin {
   return origin.sourceUrl === undefined ? origin : { ...origin, sourceUrl: withoutLinkPath(origin.sourceUrl) };
 }
 
-const originMsg = async (env: Env, scope: Scope, m: NamespaceMatch) =>
-  create(NamespaceOriginSchema, { namespace: namespaceMsg(m.fields), relay: (await relayView(env, scope))(m.relay) });
+/** A Lookup/LookupTrack answer: the asked namespace cut to the registration's depth, at its relay; NOT_FOUND for none. */
+async function originMsg(env: Env, scope: Scope, fields: Uint8Array[], m: RouteMatch | null) {
+  if (!m) throw new ConnectError("no relay has registered this namespace or a prefix of it", Code.NotFound);
+  const relay = (await relayView(env, scope))(m.addr === undefined ? { url: m.url } : { url: m.url, addr: m.addr });
+  return create(NamespaceOriginSchema, { namespace: namespaceMsg(fields.slice(0, m.depth)), relay });
+}
 
 /** What every scoped call starts with: the caller, the validated scope and its object. */
 function scoped(req: { scope?: string }, ctx: HandlerContext) {
@@ -88,27 +93,27 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     const { caller, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
     sourceOf(req.context);
-    const { id } = unwrap(await object.registerNamespace(scope, caller, fields));
+    const { id } = unwrap(await object.registerNamespace(scope, caller, encodeTuple(fields)));
     return { registrationId: id };
   },
 
   async unregisterNamespace(req, ctx) {
     const { caller, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    unwrap(await object.unregisterNamespace(caller.relay, fields));
+    unwrap(await object.unregisterNamespace(caller.relay, encodeTuple(fields)));
     return {};
   },
 
   async lookup(req, ctx) {
     const { env, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
-    return { origin: await originMsg(env, scope, unwrap(await object.lookup(fields))) };
+    return { origin: await originMsg(env, scope, fields, await object.lookup(encodeTuple(fields))) };
   },
 
   async lookupTrack(req, ctx) {
     const { env, scope, object } = scoped(req, ctx);
     const { fields, track } = trackOf(req);
-    return { origin: await originMsg(env, scope, unwrap(await object.lookupTrack(fields, track))) };
+    return { origin: await originMsg(env, scope, fields, await object.lookupTrack(encodeTuple(fields), track)) };
   },
 
   async subscribeNamespace(req, ctx) {
