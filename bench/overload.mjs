@@ -34,7 +34,7 @@ import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ns, relayToken } from "../test/e2e/lib/rpc.mjs";
-import { buildBundle, freePort, startWorker } from "../test/e2e/lib/worker.mjs";
+import { buildBundle, freePort, pinned, startWorker } from "../test/e2e/lib/worker.mjs";
 import { startS3 } from "./lib/s3.mjs";
 import { cpuMs } from "./lib/systems.mjs";
 
@@ -58,9 +58,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** One role of overload-load.mjs in a child process (pinned to `cpus` when given); resolves to its result. */
 function role(spec, cpus) {
   const cmd = [process.execPath, LOAD, JSON.stringify(spec)];
-  const [bin, ...argv] = cpus ? ["taskset", "--cpu-list", cpus, ...cmd] : cmd;
+  const [bin, ...argv] = pinned(cpus, cmd);
   return new Promise((resolve, reject) => {
     const child = spawn(bin, argv, { stdio: ["ignore", "pipe", "inherit"] });
+    child.once("error", reject);
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.once("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`overload-load exited ${code}: ${out}`))));
@@ -123,7 +124,7 @@ async function measure(bundle, setup) {
     await call(sys.quiet.url, "Heartbeat", { epoch: "bench" });
     await call(sys.hot.url, "RegisterNamespace", { scope: "hot", namespace: ns("live/cam") });
     await call(sys.quiet.url, "RegisterNamespace", { scope: "quiet", namespace: ns("live/cam") });
-    const hotSpec = (kind) => ({ kind, url: sys.hot.url, token, scope: "hot", connections: HOT, seconds: SECONDS + 1 });
+    const hotSpec = (kind) => ({ kind, url: sys.hot.url, token, scope: "hot", connections: HOT, seconds: SECONDS + 2 });
     /** The quiet callers for SECONDS, with the CPU share each instance used meanwhile (one instance: both the same). */
     const quiet = async () => {
       const cpu = [cpuMs(sys.hot.pids()), cpuMs(sys.quiet.pids())];
@@ -137,10 +138,8 @@ async function measure(bundle, setup) {
     };
     /** The quiet callers while `kind` runs on the hot scope (started 1 s before, ended after). */
     const beside = async (kind) => {
-      const hot = role(hotSpec(kind), sys.hot.cpus);
-      await sleep(1000);
-      const q = await quiet();
-      return { quiet: q, hot: await hot };
+      const [q, hot] = await Promise.all([sleep(1000).then(quiet), role(hotSpec(kind), sys.hot.cpus)]);
+      return { quiet: q, hot };
     };
 
     const alone = await quiet();

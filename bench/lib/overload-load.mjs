@@ -124,8 +124,13 @@ export function runRole({ kind, url, token, scope, connections, seconds, burst }
     case "flood":
       return closedLoop(connections, seconds, () => once(30_000));
     case "edge":
-      // A relay's calls one after another, each counted by its last attempt's answer.
-      return closedLoop(connections, seconds, async () => (await edgeCall(once)).last);
+      // A relay's calls one after another, each counted by its last attempt's
+      // answer and timed from its first attempt (retries and backoff included).
+      return closedLoop(connections, seconds, async () => {
+        const t = performance.now();
+        const { last } = await edgeCall(once);
+        return { code: last.code, ms: performance.now() - t };
+      });
     case "herd":
       return herd(burst, once);
     default:

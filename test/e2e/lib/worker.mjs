@@ -138,6 +138,9 @@ function bundleModules(dir) {
   return mods;
 }
 
+/** A command line run on the given CPUs only (`taskset`; as a stand-in for a machine of its own), or as it is. */
+export const pinned = (cpus, argv) => (cpus ? ["taskset", "--cpu-list", cpus, ...argv] : argv);
+
 /** A child process with the tail of its output kept; `group` puts it in its own process group. */
 export function spawnLogged(cmd, args, { group = false, log = false, ...opts } = {}) {
   const child = spawn(cmd, args, { stdio: ["ignore", log ? "inherit" : "pipe", log ? "inherit" : "pipe"], detached: group, ...opts });
@@ -145,7 +148,16 @@ export function spawnLogged(cmd, args, { group = false, log = false, ...opts } =
   const keep = (d) => (output = (output + d).slice(-16_000));
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
-  const exited = new Promise((r) => child.once("exit", r));
+  // A command that cannot start emits "error" and no "exit": it counts as exited.
+  let failed = false;
+  const exited = new Promise((r) => {
+    child.once("exit", r);
+    child.once("error", (e) => {
+      failed = true;
+      keep(`${cmd}: ${e.message}\n`);
+      r();
+    });
+  });
   const kill = (signal) => {
     try {
       if (group) process.kill(-child.pid, signal);
@@ -155,10 +167,10 @@ export function spawnLogged(cmd, args, { group = false, log = false, ...opts } =
   return {
     child,
     output: () => output,
-    running: () => child.exitCode === null && child.signalCode === null,
+    running: () => !failed && child.exitCode === null && child.signalCode === null,
     /** signal, then SIGKILL after 5 s; resolves when the child has exited. */
     async stop(signal = "SIGTERM") {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (failed || child.exitCode !== null || child.signalCode !== null) return;
       kill(signal);
       const timer = setTimeout(() => kill("SIGKILL"), 5000);
       await exited;
@@ -322,8 +334,7 @@ const moqWorker :Workerd.Worker = (
     const bin = join(ROOT, "node_modules", ".bin", "workerd");
     const inspector = inspectorPort ? [`--inspector-addr=127.0.0.1:${inspectorPort}`] : [];
     const serve = [bin, "serve", file, "--experimental", ...inspector];
-    // Pinned to the given CPUs (taskset), as a stand-in for a machine of its own.
-    const [cmd, ...args] = cpus ? ["taskset", "--cpu-list", cpus, ...serve] : serve;
+    const [cmd, ...args] = pinned(cpus, serve);
     const p = spawnLogged(cmd, args, { log });
     const url = `http://127.0.0.1:${port}`;
     try {
