@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schema");
+    // Read when the script runs, not baked in when it is compiled: a target
+    // dir shared by several checkouts reuses the compiled script, which must
+    // still read this checkout's schema.
+    let schema = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../schema");
     let files = [
         schema.join("moqworker/v1/coordinator.proto"),
         schema.join("moqworker/v1/admin.proto"),

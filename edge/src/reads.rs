@@ -141,10 +141,11 @@ struct Pending {
 }
 
 impl Pending {
-    fn take(shared: &SharedCache, cache: &mut Cache<Answer, Flight>) -> Self {
+    /// Made where the cache's lock is not held: dropping it takes the lock.
+    fn new(cache: SharedCache, ticket: Ticket) -> Self {
         Self {
-            cache: shared.clone(),
-            ticket: Some(cache.ticket()),
+            cache,
+            ticket: Some(ticket),
         }
     }
 
@@ -249,7 +250,7 @@ impl Reads {
                 Some(match cache.flight(&scope, &key) {
                     Some(flight) => flight,
                     None => {
-                        let ticket = Pending::take(&self.cache, &mut cache);
+                        let ticket = cache.ticket();
                         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
                         let shared = self.cache.clone();
                         let (s, k) = (scope.clone(), key.clone());
@@ -258,6 +259,11 @@ impl Reads {
                         // the callers sharing it. It cannot end before
                         // start_flight below: it needs the lock held here.
                         let task = tokio::spawn(async move {
+                            // Wrapped once running, not here: a runtime that is
+                            // shutting down drops the task inside spawn, with the
+                            // lock held, and Pending's drop takes the lock. Such
+                            // a ticket stays unsettled; the log's capacity bounds it.
+                            let ticket = Pending::new(shared.clone(), ticket);
                             let outcome = call.await;
                             let mut cache = shared.lock().unwrap();
                             cache.end_flight(&s, &k, id);
@@ -316,8 +322,9 @@ impl Reads {
                 }
             }
             metrics::counter!("moq_edge_cache_misses_total", "method" => method).increment(1);
-            Pending::take(&self.cache, &mut cache)
+            cache.ticket()
         };
+        let ticket = Pending::new(self.cache.clone(), ticket);
         let outcome = fetch().await;
         let mut cache = self.cache.lock().unwrap();
         let ticket = ticket.settle(&mut cache);
@@ -411,6 +418,14 @@ mod tests {
         }
     }
 
+    /// GetScopeConfig of `scope` through `reads`, answered by `fetch`.
+    async fn get(reads: &Reads, scope: &str, calls: &Arc<AtomicUsize>) {
+        reads
+            .read("GetScopeConfig", s(scope), key(), fetch(calls))
+            .await
+            .unwrap();
+    }
+
     /// Say hello on `scope`'s current channel, as its watch task would
     /// (the peer in these tests never answers the upgrade).
     fn hello(reads: &Reads, scope: &Scope) {
@@ -455,10 +470,7 @@ mod tests {
             }
         });
         let calls = Arc::new(AtomicUsize::new(0));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         assert_eq!(watched(&reads), vec![s("a")]);
         until("retries", || attempts.load(Ordering::SeqCst) >= 2).await;
         until("released when idle", || reads.stats().watched == 0).await;
@@ -471,10 +483,7 @@ mod tests {
             "still retrying after release"
         );
         // The next read opens it again.
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         assert_eq!(watched(&reads), vec![s("a")]);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         refuser.abort();
@@ -501,24 +510,12 @@ mod tests {
         // A cached hit counts as a read: a up and answering from memory,
         // then read again, so c goes next.
         hello(&reads, &s("a"));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         let before = calls.load(Ordering::SeqCst);
-        reads
-            .read("GetScopeConfig", s("c"), key(), fetch(&calls))
-            .await
-            .unwrap();
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "c", &calls).await;
+        get(&reads, "a", &calls).await;
         assert_eq!(calls.load(Ordering::SeqCst), before + 1, "a from memory");
-        reads
-            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "b", &calls).await;
         assert_eq!(watched(&reads), vec![s("a"), s("b")]);
     }
 
@@ -527,50 +524,26 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let reads = Reads::new(config(1, Duration::from_secs(3600)), endpoint(&listener));
         let calls = Arc::new(AtomicUsize::new(0));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         hello(&reads, &s("a"));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
+        get(&reads, "a", &calls).await;
         assert_eq!(calls.load(Ordering::SeqCst), 2, "stored, then from memory");
         let old = reads.channels.tasks.lock().unwrap()[&s("a")].0;
         // b takes the only slot: a's channel and answers go.
-        reads
-            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "b", &calls).await;
         assert_eq!(watched(&reads), vec![s("b")]);
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         assert_eq!(calls.load(Ordering::SeqCst), 4, "a asked the Worker again");
         let new = reads.channels.tasks.lock().unwrap()[&s("a")].0;
         assert_ne!(old, new, "a new channel");
         // The released channel cannot bring a back up; the new one can.
         assert!(!reads.cache.lock().unwrap().hello(&s("a"), old, 1));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         assert_eq!(calls.load(Ordering::SeqCst), 5);
         hello(&reads, &s("a"));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
+        get(&reads, "a", &calls).await;
         assert_eq!(calls.load(Ordering::SeqCst), 6);
     }
 
@@ -584,10 +557,7 @@ mod tests {
             endpoint(&listener),
         ));
         let calls = Arc::new(AtomicUsize::new(0));
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         hello(&reads, &s("a"));
         let (answer, answered) = tokio::sync::oneshot::channel::<()>();
         let slow = {
@@ -609,14 +579,8 @@ mod tests {
             calls.load(Ordering::SeqCst) == 2
         })
         .await;
-        reads
-            .read("GetScopeConfig", s("b"), key(), fetch(&calls))
-            .await
-            .unwrap();
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "b", &calls).await;
+        get(&reads, "a", &calls).await;
         hello(&reads, &s("a"));
         let refused = reads.stats().refused;
         answer.send(()).unwrap();
@@ -624,10 +588,7 @@ mod tests {
         assert_eq!(reads.stats().refused, refused + 1);
         assert_eq!(reads.stats().entries, 0);
         let before = calls.load(Ordering::SeqCst);
-        reads
-            .read("GetScopeConfig", s("a"), key(), fetch(&calls))
-            .await
-            .unwrap();
+        get(&reads, "a", &calls).await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
             before + 1,

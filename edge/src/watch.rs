@@ -92,7 +92,8 @@ impl Ended {
 /// Keep `scope`'s channel open for as long as the task lives (it is aborted
 /// when its scope is released or the coordinator stops), reconnecting with
 /// backoff. `channel` is the id the cache gave it: once the scope is
-/// released its events change nothing and the loop ends by itself.
+/// released its events change nothing, and the loop ends at its next hello
+/// (or is aborted first).
 pub(crate) async fn run<V: Clone, F: Clone>(
     cache: Arc<StdMutex<Cache<V, F>>>,
     endpoint: Endpoint,

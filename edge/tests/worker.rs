@@ -65,13 +65,26 @@ impl Env {
 
     /// A new relay identity (fresh URL and token) with its own coordinator.
     async fn relay(&self, name: &str) -> anyhow::Result<Relay> {
+        self.relay_with(name, &self.worker.url, |_| {}).await
+    }
+
+    /// A relay named `name` whose coordinator reaches the Worker at `via`
+    /// (the Worker itself, or a [`Gate`]), its config adjusted by `tweak`.
+    async fn relay_with(
+        &self,
+        name: &str,
+        via: &Url,
+        tweak: impl FnOnce(&mut WorkerCoordinatorConfig),
+    ) -> anyhow::Result<Relay> {
         let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let url = Url::parse(&format!("https://{name}-{}.relay.test:{port}", self.run))?;
         let token = self.admin.relay_token(url.as_str()).await?;
-        let coord = self.coordinator(&token, addr).await?;
+        let mut config = WorkerCoordinatorConfig::new(via.clone(), &token);
+        config.addrs = vec![addr];
+        tweak(&mut config);
         Ok(Relay {
-            coord,
+            coord: WorkerCoordinator::connect(config).await?,
             url,
             addr,
             token,
@@ -86,24 +99,11 @@ impl Env {
         self.coordinator_via(&self.worker.url, token, addr).await
     }
 
-    /// A coordinator that reaches the Worker at `url` (e.g. through a [`Gate`]).
     /// A relay that reaches the Worker only through a gate the test can cut.
     async fn gated_relay(&self, name: &str) -> anyhow::Result<(Relay, Gate)> {
         let gate = Gate::new(&self.worker.url).await?;
-        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let url = Url::parse(&format!("https://{name}-{}.relay.test:{port}", self.run))?;
-        let token = self.admin.relay_token(url.as_str()).await?;
-        let coord = self.coordinator_via(&gate.url, &token, addr).await?;
-        Ok((
-            Relay {
-                coord,
-                url,
-                addr,
-                token,
-            },
-            gate,
-        ))
+        let relay = self.relay_with(name, &gate.url, |_| {}).await?;
+        Ok((relay, gate))
     }
 
     async fn coordinator_via(

@@ -75,9 +75,10 @@ export class ScopeObject extends DurableObject<Env> {
   private leaseUntil = new Map<string, number>();
   /**
    * Per table and relay, an upper bound of the rows the relay holds here: set
-   * by a count, raised by each insert, never lowered by deletes. While it is
-   * under the quota no count is needed; at the quota, overQuota counts again.
-   * In memory only: a fresh instance counts once per relay.
+   * by a count, raised by each claim that may insert (renewals too), never
+   * lowered by deletes. While it is under the quota no count is needed; at
+   * the quota, overQuota counts again. In memory only: a fresh instance
+   * counts once per relay.
    */
   private heldAtMost = new Map<string, number>();
   /**

@@ -175,21 +175,13 @@ pub(crate) async fn cut_channel_disables_cache_and_resyncs(env: &Env) -> anyhow:
 /// bookkeeping can.
 pub(crate) async fn read_your_writes(env: &Env) -> anyhow::Result<()> {
     let gate = Gate::new(&env.worker.url).await?;
-    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let url = Url::parse(&format!("https://b-{}.relay.test:{port}", env.run))?;
-    let token = env.admin.relay_token(url.as_str()).await?;
-    let mut config = WorkerCoordinatorConfig::new(env.worker.url.clone(), &token);
-    config.addrs = vec![addr];
-    config.cache.watch_url = Some(gate.url.clone());
-    // Held pongs must not take the channel down during the test.
-    config.cache.watch.ping_timeout = Duration::from_secs(60);
-    let b = Relay {
-        coord: WorkerCoordinator::connect(config).await?,
-        url,
-        addr,
-        token,
-    };
+    let b = env
+        .relay_with("b", &env.worker.url, |config| {
+            config.cache.watch_url = Some(gate.url.clone());
+            // Held pongs must not take the channel down during the test.
+            config.cache.watch.ping_timeout = Duration::from_secs(60);
+        })
+        .await?;
     let scope = env.scope("ryw");
     watched(env, &b, Some(&scope)).await?;
     gate.pause();
@@ -287,19 +279,11 @@ pub(crate) async fn idle_scope_closes_its_channel_and_reopens(env: &Env) -> anyh
     env.admin
         .put_scope_config(&scope, proto::ScopeConfig::default())
         .await?;
-    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let url = Url::parse(&format!("https://b-{}.relay.test:{port}", env.run))?;
-    let token = env.admin.relay_token(url.as_str()).await?;
-    let mut config = WorkerCoordinatorConfig::new(env.worker.url.clone(), &token);
-    config.addrs = vec![addr];
-    config.cache.watch_idle = Duration::from_millis(500);
-    let b = Relay {
-        coord: WorkerCoordinator::connect(config).await?,
-        url,
-        addr,
-        token,
-    };
+    let b = env
+        .relay_with("b", &env.worker.url, |config| {
+            config.cache.watch_idle = Duration::from_millis(500);
+        })
+        .await?;
     for round in 0..2 {
         watched(env, &b, Some(&scope)).await?;
         eventually("the Worker sees the watch socket", || async {
