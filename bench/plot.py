@@ -107,7 +107,7 @@ fig.savefig(dst)
 print(dst)
 
 
-def relay_seen(rs, out):
+def relay_seen(rs, started, out):
     """The relaySeen figures: throughput and latency side by side, propagation, joins."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=90)
     names = ["cached WorkerCoordinator\n(moq-worker edge)", "ApiCoordinator\n(moq-api + Redis)"]
@@ -144,11 +144,13 @@ def relay_seen(rs, out):
     ax.set_title(f"Moved namespace reaching another relay's cache ({p['trials']} trials)\n{j['per1000']} Worker calls per 1,000 viewer joins (goal ≤ 10)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
 
-    fig.suptitle(f"relay-seen routing ({rs['measuredAt'][:10]}): {rs['method'][:150]}…", fontsize=8)
+    # A --relay-seen-only run stamps its own time; a full run's is the run's.
+    when = rs.get("measuredAt", started)[:10]
+    fig.suptitle(f"relay-seen routing ({when}): {rs['method'][:150]}…", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
     print(out)
 
 
 if "relaySeen" in r and "rows" in r["relaySeen"]:
-    relay_seen(r["relaySeen"], dst.with_name("relay-seen.png"))
+    relay_seen(r["relaySeen"], r["startedAt"], dst.with_name("relay-seen.png"))
