@@ -33,7 +33,7 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ns, relayToken } from "../test/e2e/lib/rpc.mjs";
+import { call, ns, relayToken } from "../test/e2e/lib/rpc.mjs";
 import { buildBundle, freePort, pinned, startWorker } from "../test/e2e/lib/worker.mjs";
 import { startS3 } from "./lib/s3.mjs";
 import { cpuMs } from "./lib/systems.mjs";
@@ -86,44 +86,33 @@ async function setUp(bundle, { shedding, cluster }) {
     key: randomBytes(32).toString("hex"),
   };
   const started = [];
+  const stop = async () => {
+    for (const w of started) await w.stop();
+    await s3.stop();
+  };
   try {
     for (const cpus of ["0", "1"]) {
       const cl = { ...shared, address: `127.0.0.1:${await freePort()}` };
       started.push(await startWorker({ mode: "workerd", bundle, vars, cluster: cl, cpus }));
     }
   } catch (e) {
-    for (const w of started) await w.stop();
-    await s3.stop();
+    await stop();
     throw e;
   }
   const [q, h] = started;
-  return {
-    quiet: { url: q.url, pids: q.pids, cpus: "0" },
-    hot: { url: h.url, pids: h.pids, cpus: "1" },
-    async stop() {
-      for (const w of started) await w.stop();
-      await s3.stop();
-    },
-  };
+  return { quiet: { url: q.url, pids: q.pids, cpus: "0" }, hot: { url: h.url, pids: h.pids, cpus: "1" }, stop };
 }
 
 async function measure(bundle, setup) {
   const sys = await setUp(bundle, setup);
   try {
     const token = await relayToken(sys.quiet.url, "https://overload.bench:4443/");
-    const call = (url, method, body) =>
-      fetch(`${url}/moqworker.v1.CoordinatorService/${method}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-        body: JSON.stringify(body),
-      }).then(async (r) => {
-        if (!r.ok) throw new Error(`${method}: ${r.status} ${await r.text()}`);
-      });
+    const coordinator = (url, method, body) => call(url, "CoordinatorService", method, body, token);
     // In a cluster an object is owned by the first instance that calls it:
     // each scope's first call goes to its own instance.
-    await call(sys.quiet.url, "Heartbeat", { epoch: "bench" });
-    await call(sys.hot.url, "RegisterNamespace", { scope: "hot", namespace: ns("live/cam") });
-    await call(sys.quiet.url, "RegisterNamespace", { scope: "quiet", namespace: ns("live/cam") });
+    await coordinator(sys.quiet.url, "Heartbeat", { epoch: "bench" });
+    await coordinator(sys.hot.url, "RegisterNamespace", { scope: "hot", namespace: ns("live/cam") });
+    await coordinator(sys.quiet.url, "RegisterNamespace", { scope: "quiet", namespace: ns("live/cam") });
     const hotSpec = (kind) => ({ kind, url: sys.hot.url, token, scope: "hot", connections: HOT, seconds: SECONDS + 2 });
     /** The quiet callers for SECONDS, with the CPU share each instance used meanwhile (one instance: both the same). */
     const quiet = async () => {

@@ -14,7 +14,7 @@ import { ns } from "../../test/e2e/lib/rpc.mjs";
 import { percentile, send } from "./load.mjs";
 
 /** edge/src/rpc.rs RetryPolicy: 5 s per attempt, 15 s per call, 4 attempts, backoff 100 ms doubling to 2 s. */
-export const EDGE_POLICY = { timeoutMs: 5000, deadlineMs: 15_000, maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2000 };
+const EDGE_POLICY = { timeoutMs: 5000, deadlineMs: 15_000, maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2000 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
