@@ -57,7 +57,7 @@ const srcA = sourceTree(base);
 const srcB = sourceTree(other ?? base);
 if (patch) for (const p of patch.split(",")) execFileSync("git", ["apply", resolve(p)], { cwd: srcB.root, stdio: "inherit" });
 const label = { A: base, B: other ?? `${base} + ${patch}` };
-const FLOOR_OPS = [floor.noop(), floor.sql(), floor.insert()];
+const FLOOR_OPS = [floor.noop(), floor.sql(), floor.insert(), floor.claim()];
 const results = { A: {}, B: {}, floor: {} };
 const systems = {};
 const bundles = {};

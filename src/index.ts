@@ -8,7 +8,7 @@ import { AdminService } from "./gen/moqworker/v1/admin_pb.js";
 import { CoordinatorService } from "./gen/moqworker/v1/coordinator_pb.js";
 import { adminService } from "./rpc/admin.js";
 import { adminCaller, relayCaller } from "./rpc/callers.js";
-import { coordinatorService } from "./rpc/coordinator.js";
+import { coordinatorFastPath, coordinatorService } from "./rpc/coordinator.js";
 import { connectErrorResponse, rpcService, serveRpc } from "./rpc/router.js";
 import { rpcMetrics } from "./metrics/registry.js";
 import { dashboardResponse } from "./dashboard/serve.js";
@@ -42,7 +42,7 @@ app.get("/metrics", async (c) => {
 // answers anything but POST with a Connect error (not Hono's plain-text 404)
 // so clients see why. It also counts and times every call (metrics/).
 for (const service of [
-  rpcService(CoordinatorService, coordinatorService, relayCaller),
+  rpcService(CoordinatorService, coordinatorService, relayCaller, coordinatorFastPath),
   rpcService(AdminService, adminService, adminCaller),
 ]) {
   app.all(`${service.prefix}*`, (c) => serveRpc(service, c.req.path, c.req.raw, c.env));

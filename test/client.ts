@@ -53,7 +53,7 @@ export function ns(path: string): Namespace {
   return create(NamespaceSchema, { fields: path === "" ? [] : path.split("/").map((f) => utf8.encode(f)) });
 }
 
-export const text = (n: Namespace | undefined) => (n?.fields ?? []).map((f) => new TextDecoder().decode(f)).join("/");
+export const text = (n: Pick<Namespace, "fields"> | undefined) => (n?.fields ?? []).map((f) => new TextDecoder().decode(f)).join("/");
 
 /** The Connect code a call ends with, or "ok". */
 export async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {

@@ -9,6 +9,11 @@
 //   POST /sql    the same, plus one SELECT by primary key on a one-row table
 //   POST /insert the same, plus one INSERT of a new row (a write: what every
 //                RegisterNamespace makes), instead of the SELECT
+//   POST /claim  the same, but the write is the one RegisterNamespace makes:
+//                a new row of a table shaped like ScopeObject's namespaces
+//                (src/objects/scope-sql.ts: a blob key, relay, epoch, id,
+//                time, and its per-relay index) by the claim's own statement
+//                (OWNED_SQL.namespaces.put), a fresh key and UUID each call
 //   GET /healthz the launcher's readiness probe
 import { DurableObject } from "cloudflare:workers";
 
@@ -19,6 +24,11 @@ export class FloorObject extends DurableObject {
     this.sql.exec("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
     this.sql.exec("INSERT OR IGNORE INTO kv (k, v) VALUES (x'01', 'https://relay.floor.test/')");
     this.sql.exec("CREATE TABLE IF NOT EXISTS writes (id INTEGER PRIMARY KEY, k BLOB NOT NULL)");
+    this.sql.exec(
+      "CREATE TABLE IF NOT EXISTS claims (ns_key BLOB PRIMARY KEY, relay TEXT NOT NULL, epoch TEXT NOT NULL, id TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
+    );
+    this.sql.exec("CREATE INDEX IF NOT EXISTS claims_by_relay_key ON claims (relay, ns_key)");
+    this.claimed = 0;
   }
 
   noop(arg) {
@@ -28,6 +38,25 @@ export class FloorObject extends DurableObject {
   select(arg) {
     const row = this.sql.exec("SELECT v FROM kv WHERE k = ?", new Uint8Array([1]).buffer).toArray()[0];
     return row.v.length + arg.byteLength;
+  }
+
+  claim(arg) {
+    // The argument and a counter: a new key each call, as each benchmarked register is a new namespace.
+    const key = new Uint8Array(arg.byteLength + 4);
+    key.set(arg);
+    new DataView(key.buffer).setUint32(arg.byteLength, ++this.claimed);
+    const row = this.sql
+      .exec(
+        `INSERT INTO claims (ns_key, relay, epoch, id, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (ns_key) DO UPDATE SET epoch = excluded.epoch WHERE claims.relay = excluded.relay RETURNING id`,
+        key.buffer,
+        "https://relay-ab-0.bench.test/",
+        "bench-epoch",
+        crypto.randomUUID(),
+        Date.now(),
+      )
+      .toArray()[0];
+    return row.id.length;
   }
 
   insert(arg) {
@@ -40,7 +69,7 @@ export default {
   async fetch(request, env) {
     const path = new URL(request.url).pathname;
     if (path === "/healthz") return new Response("ok");
-    const method = { "/noop": "noop", "/sql": "select", "/insert": "insert" }[path];
+    const method = { "/noop": "noop", "/sql": "select", "/insert": "insert", "/claim": "claim" }[path];
     if (method === undefined || request.method !== "POST") return new Response("not found", { status: 404 });
     const arg = new Uint8Array(await request.arrayBuffer());
     const stub = env.FLOOR.get(env.FLOOR.idFromName("floor"));

@@ -163,6 +163,7 @@ export const floor = {
   noop: () => floorOp("floor: Worker → DO RPC no-op", "/noop"),
   sql: () => floorOp("floor: + one SQL SELECT", "/sql"),
   insert: () => floorOp("floor: + one SQL INSERT", "/insert"),
+  claim: () => floorOp("floor: + RegisterNamespace's own INSERT", "/claim"),
 };
 
 // ---- moq-api --------------------------------------------------------------

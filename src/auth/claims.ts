@@ -1,10 +1,11 @@
 // Enforces the narrowing claims of a relay token (auth/relay-token.ts) on every
 // CoordinatorService call, in one place, after decoding and before the handler.
 // Tokens without claims pass untouched, so existing relays see no change.
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { CoordinatorService, type ResolveScopeResponse } from "../gen/moqworker/v1/coordinator_pb.js";
 import { type Scope, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
-import { callerKey } from "../rpc/context.js";
+import { type Caller, callerKey } from "../rpc/context.js";
 
 /** The calls that make the caller a publisher. */
 const PUBLISH = new Set<string>([CoordinatorService.method.registerNamespace.name, CoordinatorService.method.registerTrack.name]);
@@ -22,18 +23,36 @@ export function requireScopeAllowed(field: string, scope: Scope, allowed: readon
   }
 }
 
+/**
+ * The claims that apply to a call naming a scope (its `scope` field, absent
+ * for the unscoped space): a read-only token may not publish, and a token
+ * listing scopes may act only in those. The interceptor below and the
+ * pipeline's binary fast path (rpc/router.ts) both call this.
+ */
+export function requireScopedCallAllowed(caller: Caller, method: string, scope: string | undefined): void {
+  requireWritable(caller, method);
+  if (caller.scopes !== undefined) requireScopeAllowed("scope", scopeFromField(scope), caller.scopes);
+}
+
+function requireWritable(caller: Caller, method: string): void {
+  if (caller.readOnly && PUBLISH.has(method)) {
+    throw new ConnectError(`this relay's token is read-only: it may not call ${method}`, Code.PermissionDenied);
+  }
+}
+
+/** Whether a method's request names a scope (its `scope` field). */
+export const namesScope = (method: DescMethod): boolean => method.input.fields.some((f) => f.localName === "scope");
+
 export const enforceTokenClaims: Interceptor = (next) => async (req) => {
   const caller = req.contextValues.get(callerKey);
   if (!caller || req.service.typeName !== CoordinatorService.typeName || req.stream) return next(req);
-  if (caller.readOnly && PUBLISH.has(req.method.name)) {
-    throw new ConnectError(`this relay's token is read-only: it may not call ${req.method.name}`, Code.PermissionDenied);
-  }
-  const allowed = caller.scopes;
-  if (allowed === undefined) return next(req);
-  if (req.method.input.fields.some((f) => f.localName === "scope")) {
-    requireScopeAllowed("scope", scopeFromField((req.message as { scope?: string }).scope), allowed);
+  if (namesScope(req.method)) {
+    requireScopedCallAllowed(caller, req.method.name, (req.message as { scope?: string }).scope);
     return next(req);
   }
+  requireWritable(caller, req.method.name);
+  const allowed = caller.scopes;
+  if (allowed === undefined) return next(req);
   const res = await next(req);
   // ResolveScope carries no scope, its answer does: a session on another tenant's path is refused.
   if (req.method.name === CoordinatorService.method.resolveScope.name && !res.stream) {

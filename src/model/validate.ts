@@ -20,7 +20,11 @@ export function invalid(field: string, problem: string): ConnectError {
 }
 
 /** A namespace (1..32 fields) or, with allowEmpty, a prefix (0..32 fields). */
-export function checkNamespace(field: string, ns: Namespace | undefined, opts: { allowEmpty?: boolean } = {}): Uint8Array[] {
+export function checkNamespace(
+  field: string,
+  ns: Pick<Namespace, "fields"> | undefined,
+  opts: { allowEmpty?: boolean } = {},
+): Uint8Array[] {
   const fields = ns?.fields ?? [];
   if (ns === undefined && !opts.allowEmpty) throw invalid(field, "is required");
   if (fields.length === 0 && !opts.allowEmpty) throw invalid(field, "must have at least 1 field");

@@ -44,7 +44,7 @@ export function unwrap<T>(outcome: Outcome<T>): T {
   throw new ConnectError(outcome.message, outcome.code);
 }
 
-export function originOf(context: Context | undefined): Origin {
+export function originOf(context: Pick<Context, "interface" | "sourceUrl" | "sourceAddr"> | undefined): Origin {
   return {
     internal: context?.interface === Interface.INTERNAL,
     sourceUrl: context?.sourceUrl === undefined ? undefined : checkRelayUrl("context.source_url", context.sourceUrl),

@@ -3,10 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
-  type CoordinatorService,
-  NamespaceOriginSchema,
-  type Context,
-  type RelayInfo,
+  CoordinatorService,
   Permissions,
   ScopeConfigSchema,
   ScopeInfoSchema,
@@ -25,33 +22,49 @@ import { encodeTuple } from "../model/tuple.js";
 import type { Origin, RelayRef } from "../objects/types.js";
 import type { Scope } from "../objects/scope-name.js";
 import { pathStub, relayStub, scopeStub } from "../objects/stubs.js";
-import { callerOf, envOf, namespaceMsg, originOf, relayMsg, scopeOf, unwrap } from "./convert.js";
+import type { Caller } from "./context.js";
+import { callerOf, envOf, namespaceMsg, originOf, scopeOf, unwrap } from "./convert.js";
+import {
+  type OriginAnswer,
+  readScopedNamespaceRequest,
+  type ScopedNamespaceRequest,
+  writeLookupResponse,
+  writeRegisterNamespaceResponse,
+} from "./fast-wire.js";
+import { type FastPath, fastMethod } from "./router.js";
 
-type RelayView = (ref: RelayRef) => RelayInfo;
+type RelayView = (ref: RelayRef) => RelayRef;
+
+const asRegistered: RelayView = (ref) => ref;
 
 /**
  * How relays appear in an answer about `scope`: the one place every RelayInfo
- * of a coordinator answer is made. Unscoped: as registered. Scoped: at the
- * scope's relay-link path, so the relay dialled serves the session from the
- * same scope (auth/relay-link.ts).
+ * of a coordinator answer is made (as plain data: connect-es or the fast path
+ * encodes it). Unscoped: as registered. Scoped: at the scope's relay-link
+ * path, so the relay dialled serves the session from the same scope
+ * (auth/relay-link.ts).
  */
 async function relayView(env: Env, scope: Scope): Promise<RelayView> {
-  if (scope === null) return relayMsg;
+  if (scope === null) return asRegistered;
   const path = await relayLinkPath(tokenSecrets(env), scope);
-  return (ref) => relayMsg({ ...ref, url: linkUrl(ref.url, path) });
+  return (ref) => ({ ...ref, url: linkUrl(ref.url, path) });
 }
 
 /** The call's context; a source named at a relay-link URL is the relay it stands for, so it is excluded as such. */
-function sourceOf(context: Context | undefined): Origin {
+function sourceOf(context: ScopedNamespaceRequest["context"]): Origin {
   const origin = originOf(context);
   return origin.sourceUrl === undefined ? origin : { ...origin, sourceUrl: withoutLinkPath(origin.sourceUrl) };
 }
 
-/** A Lookup/LookupTrack answer: the asked namespace cut to the registration's depth, at its relay; NOT_FOUND for none. */
-async function originMsg(env: Env, scope: Scope, fields: Uint8Array[], m: RouteMatch | null) {
+/**
+ * A Lookup/LookupTrack answer: the asked namespace cut to the registration's
+ * depth, at its relay; NOT_FOUND for none. Plain data (connect-es makes the
+ * message; the binary fast path encodes it directly).
+ */
+async function originOfMatch(env: Env, scope: Scope, fields: Uint8Array[], m: RouteMatch | null): Promise<OriginAnswer> {
   if (!m) throw new ConnectError("no relay has registered this namespace or a prefix of it", Code.NotFound);
   const relay = (await relayView(env, scope))(m.addr === undefined ? { url: m.url } : { url: m.url, addr: m.addr });
-  return create(NamespaceOriginSchema, { namespace: namespaceMsg(fields.slice(0, m.depth)), relay });
+  return { namespace: { fields: fields.slice(0, m.depth) }, relay };
 }
 
 /** What every scoped call starts with: the caller, the validated scope and its object. */
@@ -61,6 +74,46 @@ function scoped(req: { scope?: string }, ctx: HandlerContext) {
   const scope = scopeOf(env, req.scope);
   return { env, caller, scope, object: scopeStub(env, scope) };
 }
+
+/** Lookup: for connect's handler below and the binary fast path (coordinatorFastPath). */
+async function lookup(env: Env, req: ScopedNamespaceRequest): Promise<{ origin: OriginAnswer }> {
+  const scope = scopeOf(env, req.scope);
+  const fields = checkNamespace("namespace", req.namespace);
+  return { origin: await originOfMatch(env, scope, fields, await scopeStub(env, scope).lookup(encodeTuple(fields))) };
+}
+
+/** RegisterNamespace: for connect's handler below and the binary fast path. */
+async function registerNamespace(env: Env, caller: Caller, req: ScopedNamespaceRequest): Promise<{ registrationId: string }> {
+  const scope = scopeOf(env, req.scope);
+  const fields = checkNamespace("namespace", req.namespace);
+  sourceOf(req.context);
+  const { id } = unwrap(await scopeStub(env, scope).registerNamespace(scope, caller, encodeTuple(fields)));
+  return { registrationId: id };
+}
+
+/**
+ * Binary calls of these methods skip protobuf-es's reflection and connect-es's
+ * invocation (rpc/fast-wire.ts says why); the pipeline still applies every
+ * other step, token claims and shedding included.
+ */
+export const coordinatorFastPath: FastPath = new Map([
+  [
+    CoordinatorService.method.lookup.name,
+    fastMethod({
+      read: (bytes) => readScopedNamespaceRequest(bytes, false),
+      serve: (env, _caller, req) => lookup(env, req),
+      write: (answer) => writeLookupResponse(answer.origin),
+    }),
+  ],
+  [
+    CoordinatorService.method.registerNamespace.name,
+    fastMethod({
+      read: (bytes) => readScopedNamespaceRequest(bytes, true),
+      serve: registerNamespace,
+      write: writeRegisterNamespaceResponse,
+    }),
+  ],
+]);
 
 /** A (namespace, track) pair, validated. */
 function trackOf(req: { namespace?: Namespace; track: string }) {
@@ -89,13 +142,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     return { config: create(ScopeConfigSchema, cfg) };
   },
 
-  async registerNamespace(req, ctx) {
-    const { caller, scope, object } = scoped(req, ctx);
-    const fields = checkNamespace("namespace", req.namespace);
-    sourceOf(req.context);
-    const { id } = unwrap(await object.registerNamespace(scope, caller, encodeTuple(fields)));
-    return { registrationId: id };
-  },
+  registerNamespace: (req, ctx) => registerNamespace(envOf(ctx), callerOf(ctx), req),
 
   async unregisterNamespace(req, ctx) {
     const { caller, object } = scoped(req, ctx);
@@ -104,16 +151,15 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     return {};
   },
 
-  async lookup(req, ctx) {
-    const { env, scope, object } = scoped(req, ctx);
-    const fields = checkNamespace("namespace", req.namespace);
-    return { origin: await originMsg(env, scope, fields, await object.lookup(encodeTuple(fields))) };
+  lookup(req, ctx) {
+    callerOf(ctx);
+    return lookup(envOf(ctx), req);
   },
 
   async lookupTrack(req, ctx) {
     const { env, scope, object } = scoped(req, ctx);
     const { fields, track } = trackOf(req);
-    return { origin: await originMsg(env, scope, fields, await object.lookupTrack(encodeTuple(fields), track)) };
+    return { origin: await originOfMatch(env, scope, fields, await object.lookupTrack(encodeTuple(fields), track)) };
   },
 
   async subscribeNamespace(req, ctx) {

@@ -16,6 +16,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { envKey } from "./context.js";
+import { namesScope } from "../auth/claims.js";
 
 /** Calls one isolate lets wait on one scope's object at once (MAX_INFLIGHT_PER_SCOPE). */
 export const DEFAULT_MAX_INFLIGHT_PER_SCOPE = 32;
@@ -39,25 +40,34 @@ function unavailable(message: string): ConnectError {
   return new ConnectError(message, Code.Unavailable, { "retry-after": String(RETRY_AFTER_SECONDS) });
 }
 
-/** Sheds calls on a scope past the isolate's in-flight bound. Calls whose request has no `scope` field pass. */
-export const shedOverload: Interceptor = (next) => async (req) => {
-  if (req.stream || !req.method.input.fields.some((f) => f.localName === "scope")) return next(req);
-  const env = req.contextValues.get(envKey);
+/**
+ * Runs a call on `scope` (a request's scope field; undefined for the unscoped
+ * space) unless the isolate already has its bound of calls waiting on that
+ * scope: then UNAVAILABLE at once. The interceptor below and the pipeline's
+ * binary fast path (rpc/router.ts) both come through here.
+ */
+export async function shedding<T>(env: Env | undefined, scope: string | undefined, call: () => Promise<T>): Promise<T> {
   const max = env ? maxInflightPerScope(env) : DEFAULT_MAX_INFLIGHT_PER_SCOPE;
-  if (max === 0) return next(req);
-  const key = (req.message as { scope?: string }).scope ?? "";
+  if (max === 0) return call();
+  const key = scope ?? "";
   const now = inflight.get(key) ?? 0;
   if (now >= max) {
     throw unavailable(`scope is overloaded: ${now} calls are already waiting on it here (MAX_INFLIGHT_PER_SCOPE); retry with backoff`);
   }
   inflight.set(key, now + 1);
   try {
-    return await next(req);
+    return await call();
   } finally {
     const left = (inflight.get(key) ?? 1) - 1;
     if (left === 0) inflight.delete(key);
     else inflight.set(key, left);
   }
+}
+
+/** Sheds calls on a scope past the isolate's in-flight bound. Calls whose request has no `scope` field pass. */
+export const shedOverload: Interceptor = (next) => (req) => {
+  if (req.stream || !namesScope(req.method)) return next(req);
+  return shedding(req.contextValues.get(envKey), (req.message as { scope?: string }).scope, () => next(req));
 };
 
 /**
