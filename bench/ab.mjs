@@ -8,7 +8,8 @@
 // Each round also measures the runtime's floor for one Durable Object call
 // (bench/floor/worker.js on its own bare workerd: a POST whose body goes to a
 // SQLite Durable Object's no-op method; the same plus one SQL SELECT; plus one
-// SQL INSERT instead), shown as "floor:" rows against B's ceiling: no design
+// SQL INSERT instead; plus RegisterNamespace's own INSERT into a table of its
+// shape instead), shown as "floor:" rows against B's ceiling: no design
 // making one such call per request can beat them.
 //
 //   npx node bench/ab.mjs --base HEAD~1 --other HEAD [--rounds 5] [--seconds 4] [--ops lookup-hit,register]
