@@ -71,7 +71,12 @@ export async function profileWorker({
       log(`profile: ${name}, V8 CPU profile`);
       const { profile, result } = await cpuProfile({ inspectorPort, target: "main", during: load });
       const entry = {
-        v8: { load: pick(result), ...attribute(profile, source), top: topFunctions(profile, source) },
+        v8: {
+          load: pick(result),
+          ...attribute(profile, source),
+          top: topFunctions(profile, source),
+          inclusive: topFunctions(profile, source, 20, { inclusive: true }),
+        },
       };
       if (usePerf) {
         log(`profile: ${name}, perf`);
@@ -153,6 +158,12 @@ export function renderProfile(p) {
     lines.push("| top self-time functions (JS profile) | share |");
     lines.push("|---|---:|");
     for (const f of e.v8.top.slice(0, 12)) lines.push(`| \`${f.fn}\` | ${(f.share * 100).toFixed(1)}% |`);
+    if (e.v8.inclusive) {
+      lines.push("");
+      lines.push("| functions with what they call (JS profile, inclusive) | share |");
+      lines.push("|---|---:|");
+      for (const f of e.v8.inclusive) lines.push(`| \`${f.fn}\` | ${(f.share * 100).toFixed(1)}% |`);
+    }
   }
   return lines.join("\n");
 }

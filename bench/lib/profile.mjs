@@ -159,19 +159,32 @@ export function attribute(profile, bundleSource, bundleName = "index.js") {
   };
 }
 
-/** Top self-time functions, for the report's detail. */
-export function topFunctions(profile, bundleSource, limit = 15) {
+/**
+ * Top functions by self time, or with `inclusive` by time in them or anything
+ * they called (each function counted once per sample, however deep it recurs),
+ * for the report's detail.
+ */
+export function topFunctions(profile, bundleSource, limit = 15, { inclusive = false } = {}) {
   const moduleOf = moduleIndex(bundleSource);
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (f) => `${f.functionName || "(anonymous)"} [${f.url ? moduleOf(f.lineNumber) : "native"}]`;
   const counts = new Map();
+  let busy = 0;
   for (const s of profile.samples) {
-    const f = nodes.get(s).callFrame;
-    if (f.functionName === "(idle)") continue;
-    const where = f.url ? moduleOf(f.lineNumber) : "native";
-    const k = `${f.functionName || "(anonymous)"} [${where}]`;
-    counts.set(k, (counts.get(k) ?? 0) + 1);
+    if (nodes.get(s).callFrame.functionName === "(idle)") continue;
+    busy++;
+    const seen = new Set();
+    for (let id = s; id !== undefined; id = inclusive ? parent.get(id) : undefined) {
+      const f = nodes.get(id).callFrame;
+      if (f.functionName === "(root)") continue;
+      const k = keyOf(f);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
   }
-  const busy = [...counts.values()].reduce((a, b) => a + b, 0);
   return [...counts]
     .sort((a, b) => b[1] - a[1])
     .slice(0, limit)
