@@ -9,15 +9,19 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  CoordinatorService,
   Interface,
   LookupRequestSchema,
   LookupResponseSchema,
   RegisterNamespaceRequestSchema,
   RegisterNamespaceResponseSchema,
 } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { relayCaller } from "../src/rpc/callers.js";
+import { coordinatorFastPath, coordinatorService } from "../src/rpc/coordinator.js";
 import { readScopedNamespaceRequest, writeLookupResponse, writeRegisterNamespaceResponse } from "../src/rpc/fast-wire.js";
+import { rpcService } from "../src/rpc/router.js";
 import { adminClient, expectedLink, freshScope, ns, relay, text } from "./client.js";
-import { coordinatorAs } from "./hardening.js";
+import { coordinatorAs, coordinatorPath, raw } from "./hardening.js";
 
 const SEED = 0x66617374;
 const runs = { seed: SEED, numRuns: 300 };
@@ -131,6 +135,44 @@ describe("the hand-written codec against protobuf-es", () => {
   });
 });
 
+describe("which methods may take the fast path", () => {
+  const some = coordinatorFastPath.get(CoordinatorService.method.lookup.name);
+  const withFast = (name: string) => () =>
+    rpcService(CoordinatorService, coordinatorService, relayCaller, new Map([[name, some as NonNullable<typeof some>]]));
+
+  it("the coordinator's are Lookup and RegisterNamespace", () => {
+    expect([...coordinatorFastPath.keys()].sort()).toEqual(["Lookup", "RegisterNamespace"]);
+    expect(withFast("Lookup")).not.toThrow();
+  });
+
+  it.each([
+    ["a method the service does not have", "Lookups"],
+    ["a method whose request names no scope (shedding and claims go by the scope)", "Heartbeat"],
+  ])("refuses %s", (_why, name) => {
+    expect(withFast(name)).toThrow(`moqworker.v1.CoordinatorService.${name}: a fast method must exist and name a scope`);
+  });
+});
+
+describe("through the Worker: binary Lookup and RegisterNamespace take the fast path", () => {
+  // Namespace (field 2, 2 bytes) holding a field that claims 3 bytes: it runs past its message.
+  const overrun = Uint8Array.of(0x12, 0x02, 0x0a, 0x03, 0x61, 0x62, 0x63);
+
+  it.each(["Lookup", "RegisterNamespace"])("%s: bytes only the fast reader refuses are INVALID_ARGUMENT", async (method) => {
+    // protobuf-es reads them (as namespace "abc"): the general path would not refuse them.
+    expect(fromBinary(LookupRequestSchema, overrun).namespace?.fields.map((f) => [...f])).toEqual([[0x61, 0x62, 0x63]]);
+    const c = await relay(`https://fast-overrun-${method.toLowerCase()}.example.com`, "binary");
+    const res = await raw(coordinatorPath(method), {
+      headers: { authorization: `Bearer ${c.token}`, "content-type": "application/proto" },
+      body: overrun,
+    });
+    expect(res.status).toBe(400);
+    expect(res.code).toBe("invalid_argument");
+    expect(res.message).toMatch(
+      /^request body: cannot decode moqworker\.v1\.\w+Request from binary protobuf: a field runs past the end of its message$/,
+    );
+  });
+});
+
 describe("through the Worker: the fast path (binary) answers as connect's general path (JSON)", () => {
   type Format = "binary" | "json";
   const FORMATS: Format[] = ["binary", "json"];
@@ -139,7 +181,8 @@ describe("through the Worker: the fast path (binary) answers as connect's genera
   const outcome = async (p: Promise<unknown>) => {
     try {
       const res = (await p) as { origin?: { namespace?: { fields: Uint8Array[] }; relay?: { url: string; addr?: string } } };
-      return { ok: res.origin ? { namespace: text(res.origin.namespace), relay: res.origin.relay?.url } : "ok" };
+      const origin = res.origin;
+      return { ok: origin ? { namespace: text(origin.namespace), relay: origin.relay?.url, addr: origin.relay?.addr } : "ok" };
     } catch (e) {
       const err = ConnectError.from(e);
       return { code: err.code, message: err.rawMessage };
@@ -149,6 +192,8 @@ describe("through the Worker: the fast path (binary) answers as connect's genera
   it("Lookup hits (at the scope's relay-link URL), misses, and refuses bad input alike", async () => {
     const s = freshScope("fast");
     const owner = await relay("https://fast-owner.example.com", "binary");
+    // An address, so that the answers carry the optional addr field too.
+    await owner.heartbeat({ epoch: "fast-1", addrs: ["127.0.0.1:4443"] });
     await owner.registerNamespace({ scope: s, namespace: ns("live/a") });
     const seen: Record<Format, unknown[]> = { binary: [], json: [] };
     for (const format of FORMATS) {
@@ -164,7 +209,9 @@ describe("through the Worker: the fast path (binary) answers as connect's genera
       }
     }
     expect(seen.binary).toEqual(seen.json);
-    expect(seen.binary[0]).toEqual({ ok: { namespace: "live/a", relay: new URL(await expectedLink(s), owner.url).href } });
+    expect(seen.binary[0]).toEqual({
+      ok: { namespace: "live/a", relay: new URL(await expectedLink(s), owner.url).href, addr: "127.0.0.1:4443" },
+    });
     expect(seen.binary.slice(1).map((o) => (o as { code: Code }).code)).toEqual([
       Code.NotFound,
       Code.InvalidArgument,

@@ -4,23 +4,34 @@
 // fix are UNAVAILABLE, others INTERNAL.
 import { describe, expect, it } from "vitest";
 import { env, runInDurableObject } from "cloudflare:test";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { LookupRequestSchema } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { DEFAULT_MAX_INFLIGHT_PER_SCOPE, errorOf, maxInflightPerScope, RETRY_AFTER_SECONDS } from "../src/rpc/overload.js";
 import { scopeStub } from "../src/objects/stubs.js";
 import { BASE, freshScope, ns, relay, workerFetch } from "./client.js";
 import { coordinatorPath, raw } from "./hardening.js";
 
-const lookup = (token: string, scope: string, namespace = "live/cam") =>
-  raw(coordinatorPath("Lookup"), {
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ scope, namespace: { fields: namespace.split("/").map((f) => btoa(f)) } }),
-  });
+type Format = "json" | "binary";
 
-describe("load shedding per scope", () => {
+/** A Lookup request: JSON takes connect's general path, binary the pipeline's fast path (rpc/fast-wire.ts). */
+const lookupRequest = (token: string, scope: string, namespace: string, format: Format) => ({
+  method: "POST",
+  headers: { authorization: `Bearer ${token}`, "content-type": format === "json" ? "application/json" : "application/proto" },
+  body:
+    format === "json"
+      ? JSON.stringify({ scope, namespace: { fields: namespace.split("/").map((f) => btoa(f)) } })
+      : toBinary(LookupRequestSchema, create(LookupRequestSchema, { scope, namespace: ns(namespace) })),
+});
+
+const lookup = (token: string, scope: string, namespace = "live/cam", format: Format = "json") =>
+  raw(coordinatorPath("Lookup"), lookupRequest(token, scope, namespace, format));
+
+describe.each<Format>(["json", "binary"])("load shedding per scope (%s)", (format) => {
   it("past MAX_INFLIGHT_PER_SCOPE calls waiting on one scope, more are UNAVAILABLE with Retry-After; the rest, other scopes and heartbeats are served", async () => {
     const hot = freshScope("hot");
     const quiet = freshScope("quiet");
-    const a = await relay("https://overload-a.example.com");
+    const a = await relay(`https://overload-a-${format}.example.com`);
     await a.heartbeat({ epoch: "e1" });
     await a.registerNamespace({ scope: hot, namespace: ns("live/cam") });
     await a.registerNamespace({ scope: quiet, namespace: ns("live/cam") });
@@ -34,7 +45,7 @@ describe("load shedding per scope", () => {
     const total = DEFAULT_MAX_INFLIGHT_PER_SCOPE + extra;
     const answered: Awaited<ReturnType<typeof lookup>>[] = [];
     const calls = Array.from({ length: total }, async () => {
-      const r = await lookup(a.token, hot);
+      const r = await lookup(a.token, hot, "live/cam", format);
       answered.push(r);
       return r;
     });
@@ -47,7 +58,7 @@ describe("load shedding per scope", () => {
       expect(r.message).toMatch(/MAX_INFLIGHT_PER_SCOPE/);
     }
     // Meanwhile another scope answers, and so does a heartbeat (never shed).
-    const other = await lookup(a.token, quiet);
+    const other = await lookup(a.token, quiet, "live/cam", format);
     expect(other.status).toBe(200);
     expect((await a.heartbeat({ epoch: "e1" })).leaseTtlMs).toBeGreaterThan(0);
 
@@ -57,25 +68,21 @@ describe("load shedding per scope", () => {
     expect(all.filter((r) => r.status === 200)).toHaveLength(DEFAULT_MAX_INFLIGHT_PER_SCOPE);
     expect(all.filter((r) => r.code === "unavailable")).toHaveLength(extra);
     // Once drained, the scope answers again.
-    expect((await lookup(a.token, hot)).status).toBe(200);
+    expect((await lookup(a.token, hot, "live/cam", format)).status).toBe(200);
   });
 
   it("a shed call carries the retry hint in Retry-After", async () => {
     const hot = freshScope("hint");
-    const a = await relay("https://overload-hint.example.com");
+    const a = await relay(`https://overload-hint-${format}.example.com`);
     let release = () => {};
     const gate = new Promise<void>((r) => (release = r));
     const blocked = runInDurableObject(scopeStub(env, hot), (_, state) => state.blockConcurrencyWhile(() => gate));
-    const waiting = Array.from({ length: DEFAULT_MAX_INFLIGHT_PER_SCOPE }, () => lookup(a.token, hot));
+    const waiting = Array.from({ length: DEFAULT_MAX_INFLIGHT_PER_SCOPE }, () => lookup(a.token, hot, "live/cam", format));
     let shed: Response | undefined;
     for (let i = 0; i < 100 && !shed; i++) {
       await new Promise((r) => setTimeout(r, 10));
       const res = await Promise.race([
-        workerFetch(`${BASE}${coordinatorPath("Lookup")}`, {
-          method: "POST",
-          headers: { authorization: `Bearer ${a.token}`, "content-type": "application/json" },
-          body: JSON.stringify({ scope: hot, namespace: { fields: [btoa("x")] } }),
-        }),
+        workerFetch(`${BASE}${coordinatorPath("Lookup")}`, lookupRequest(a.token, hot, "x", format)),
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 200)),
       ]);
       if (res?.status === 503) shed = res;
@@ -85,7 +92,9 @@ describe("load shedding per scope", () => {
     await blocked;
     await Promise.all(waiting);
   });
+});
 
+describe("the shedding bound", () => {
   it("MAX_INFLIGHT_PER_SCOPE: a non-negative integer (0 turns shedding off); anything else is the default", () => {
     expect(maxInflightPerScope({})).toBe(DEFAULT_MAX_INFLIGHT_PER_SCOPE);
     expect(maxInflightPerScope({ MAX_INFLIGHT_PER_SCOPE: "5" })).toBe(5);

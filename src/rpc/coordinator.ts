@@ -31,7 +31,7 @@ import {
   writeLookupResponse,
   writeRegisterNamespaceResponse,
 } from "./fast-wire.js";
-import { type FastPath, fastMethod } from "./router.js";
+import { type FastPath, fastMethod } from "./fast-method.js";
 
 type RelayView = (ref: RelayRef) => RelayRef;
 

@@ -11,8 +11,10 @@
 // coordinator tests call these methods through connect-es's own client in
 // binary (this path) and JSON (the general one). Like fromBinary, unknown
 // fields are skipped, a repeated message field merges, and strings must be
-// valid UTF-8 (proto3). Unlike it, a known field sent with the wrong wire type
-// is refused instead of being read as something else.
+// valid UTF-8 (proto3). Stricter than it on two kinds of malformed bytes,
+// which it reads as something the sender did not write: a known field with
+// the wrong wire type, and a field that runs past the end of the message
+// holding it (fromBinary reads on into the outer message). Both are refused.
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Context, Namespace, RelayInfo } from "../gen/moqworker/v1/coordinator_pb.js";
 

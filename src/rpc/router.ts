@@ -20,8 +20,8 @@
 //
 // The two calls relays make most (Lookup, RegisterNamespace) have one more
 // step in binary: a codec written by hand replaces protobuf-es's decode and
-// encode and connect's invocation (FastMethod, serveFast; rpc/fast-wire.ts),
-// the rest of the pipeline unchanged. It cut their Worker CPU by about 10-15%
+// encode and connect's invocation (rpc/fast-method.ts, serveFast; rpc/fast-wire.ts),
+// the rest of the pipeline unchanged. It cut their Worker CPU by about 8-16%
 // (docs/performance.md); test/fast-wire.test.ts holds it to the general path.
 import {
   Code,
@@ -43,10 +43,11 @@ import {
   parseTimeout,
 } from "@connectrpc/connect/protocol-connect";
 import { fromBinary, fromJsonString, toBinary, toJsonString, type DescService } from "@bufbuild/protobuf";
-import { enforceTokenClaims, requireScopedCallAllowed } from "../auth/claims.js";
+import { enforceTokenClaims, namesScope, requireScopedCallAllowed } from "../auth/claims.js";
 import type { Env } from "../env.js";
 import { recordRpc } from "../metrics/record.js";
 import { callerKey, envKey, type Caller } from "./context.js";
+import type { FastMethod, FastPath } from "./fast-method.js";
 import { errorOf, shedOverload, shedding } from "./overload.js";
 
 /** Largest request body accepted, checked once, before authentication and parsing. */
@@ -54,30 +55,12 @@ export const MAX_REQUEST_BYTES = 64 * 1024;
 
 // Token claims (allowed scopes, read-only) apply to every coordinator call;
 // then a scope past its in-flight bound sheds the call (rpc/overload.ts).
+// serveFast applies the same two checks, in this order, itself: a check added
+// here must be added there.
 const interceptors = [enforceTokenClaims, shedOverload];
 const jsonReadOptions = { ignoreUnknownFields: false };
 
 type Spec = Extract<MethodImplSpec, { kind: "unary" }>;
-
-/**
- * A method served in binary without protobuf-es's reflection or connect-es's
- * invocation (rpc/fast-wire.ts): its request names a scope, it sets no
- * response headers, and its codec is written by hand. Only for the hottest
- * calls, where the difference is measured.
- */
-export interface FastMethod<Req extends { scope?: string } = { scope?: string }, Res = unknown> {
-  /** The request, from binary protobuf; throws on bytes that are not one. */
-  read(bytes: Uint8Array): Req;
-  /** The implementation, on a caller whose token claims and scope load were checked. */
-  serve(env: Env, caller: Caller, request: Req): Promise<Res>;
-  /** The answer, as binary protobuf. */
-  write(answer: Res): Uint8Array;
-}
-
-/** A FastMethod checked as one unit (what read gives serve takes, what serve gives write takes), then stored untyped. */
-export const fastMethod = <Req extends { scope?: string }, Res>(m: FastMethod<Req, Res>): FastMethod => m as unknown as FastMethod;
-
-export type FastPath = ReadonlyMap<string, FastMethod>;
 
 /** One Connect service served by the pipeline. */
 export interface RpcService {
@@ -108,6 +91,11 @@ export function rpcService<S extends DescService>(
     // A streaming method would need connect's streaming handler; the contract has none.
     if (spec.kind !== "unary") throw new Error(`${spec.method.parent.typeName}.${spec.method.name}: only unary methods are served`);
     methods.set(spec.method.name, spec as Spec);
+  }
+  for (const name of fast?.keys() ?? []) {
+    const spec = methods.get(name);
+    // serveFast sheds and checks claims by the request's scope: a method without one would be judged as unscoped.
+    if (!spec || !namesScope(spec.method)) throw new Error(`${service.typeName}.${name}: a fast method must exist and name a scope`);
   }
   return { name: service.name, prefix: `/${service.typeName}/`, methods, authenticate, fast };
 }
@@ -178,8 +166,7 @@ const decodeWithProtobufEs = (spec: Spec, binary: boolean, bytes: Uint8Array) =>
  * method's own codec around its implementation.
  */
 async function serveFast(fast: FastMethod, spec: Spec, request: Request, bytes: Uint8Array, caller: Caller | undefined, env: Env) {
-  const timeout = parseTimeout(request.headers.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
-  if (timeout.error) throw timeout.error;
+  deadlineOf(request.headers);
   if (!caller) throw new ConnectError("no relay identity", Code.Unauthenticated);
   const input = decode(spec, true, () => fast.read(bytes));
   requireScopedCallAllowed(caller, spec.method.name, input.scope);
@@ -254,9 +241,7 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
  */
 function handlerContext(spec: Spec, request: Request, caller: Caller | undefined, env: Env): HandlerContext {
   const header = request.headers;
-  const timeout = parseTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
-  if (timeout.error) throw timeout.error;
-  const deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  const deadline = deadlineOf(header);
   return {
     service: spec.method.parent,
     method: spec.method,
@@ -270,6 +255,13 @@ function handlerContext(spec: Spec, request: Request, caller: Caller | undefined
     responseTrailer: new Headers(),
     values: createContextValues().set(envKey, env).set(callerKey, caller),
   };
+}
+
+/** When the call must end (ms since the epoch) if the caller sent connect-timeout-ms; INVALID_ARGUMENT if it is malformed. */
+function deadlineOf(header: Headers): number | undefined {
+  const timeout = parseTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
+  if (timeout.error) throw timeout.error;
+  return timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
 }
 
 /** Headers and trailers the implementation set (unary Connect sends trailers as `trailer-` headers); undefined for none. */
