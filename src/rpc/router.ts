@@ -21,7 +21,7 @@
 // The two calls relays make most (Lookup, RegisterNamespace) have one more
 // step in binary: a codec written by hand replaces protobuf-es's decode and
 // encode and connect's invocation (rpc/fast-method.ts, serveFast; rpc/fast-wire.ts),
-// the rest of the pipeline unchanged. It cut their Worker CPU by about 8-16%
+// the rest of the pipeline unchanged. It cut their Worker CPU by 3-16%
 // (docs/performance.md); test/fast-wire.test.ts holds it to the general path.
 import {
   Code,
