@@ -7,8 +7,9 @@ import type { Caller } from "./context.js";
  * A method whose binary calls skip protobuf-es's reflection and connect-es's
  * invocation. Its request names a scope (rpcService checks), it sets no
  * response headers, and the pipeline applies the interceptors' checks
- * itself (serveFast). Only for the hottest calls, where the difference is
- * measured.
+ * itself (serveFast). Only CoordinatorService's methods qualify: serveFast
+ * requires a calling relay, which only that service's calls have. Only for
+ * the hottest calls, where the difference is measured.
  */
 export interface FastMethod<Req extends { scope?: string } = { scope?: string }, Res = unknown> {
   /** The request, from binary protobuf; throws on bytes that are not one. */
