@@ -13,7 +13,9 @@
 //                a new row of a table shaped like ScopeObject's namespaces
 //                (src/objects/scope-sql.ts: a blob key, relay, epoch, id,
 //                time, and its per-relay index) by the claim's own statement
-//                (OWNED_SQL.namespaces.put), a fresh key and UUID each call
+//                (OWNED_SQL.namespaces.put), a fresh key and UUID each call;
+//                it is sent the namespaces a register sends, so its keys land
+//                across the table as a register's do
 //   GET /healthz the launcher's readiness probe
 import { DurableObject } from "cloudflare:workers";
 
@@ -41,7 +43,7 @@ export class FloorObject extends DurableObject {
   }
 
   claim(arg) {
-    // The argument and a counter: a new key each call, as each benchmarked register is a new namespace.
+    // The argument and a counter: a new key each call (rounds repeat their bodies), as each benchmarked register is a new namespace.
     const key = new Uint8Array(arg.byteLength + 4);
     key.set(arg);
     new DataView(key.buffer).setUint32(arg.byteLength, ++this.claimed);

@@ -147,15 +147,18 @@ export const worker = {
 
 // ---- the floor Worker (bench/floor/worker.js) ------------------------------------
 
-/** The floor's routes, sent the body a lookup-hit sends (the Durable Object gets it as its argument). */
-const floorOp = (name, path) => ({
+/**
+ * The floor's routes, sent the body a lookup-hit sends (the Durable Object gets
+ * it as its argument), or with `fields` another request's namespace.
+ */
+const floorOp = (name, path, fields = (i) => nsFields("ab", spread(i, 2000))) => ({
   name,
   expect: 200,
   request: (i) => ({
     method: "POST",
     path,
     headers: { "content-type": "application/proto" },
-    body: encodeScopedNamespace("ab", nsFields("ab", spread(i, 2000))),
+    body: encodeScopedNamespace("ab", fields(i)),
   }),
 });
 
@@ -163,7 +166,8 @@ export const floor = {
   noop: () => floorOp("floor: Worker → DO RPC no-op", "/noop"),
   sql: () => floorOp("floor: + one SQL SELECT", "/sql"),
   insert: () => floorOp("floor: + one SQL INSERT", "/insert"),
-  claim: () => floorOp("floor: + RegisterNamespace's own INSERT", "/claim"),
+  // The namespaces a register sends (its keys land all over the table, as a register's do).
+  claim: () => floorOp("floor: + RegisterNamespace's own INSERT", "/claim", (i) => nsFields("abr", i)),
 };
 
 // ---- moq-api --------------------------------------------------------------
