@@ -62,6 +62,15 @@ const FLOOR_OPS = [floor.noop(), floor.sql(), floor.insert(), floor.claim()];
 const results = { A: {}, B: {}, floor: {} };
 const systems = {};
 const bundles = {};
+/** `op` on `w` for `seconds` after a short warm-up, with w's CPU per request. */
+const timed = (w, op) =>
+  runLoad({ baseUrl: w.url, op, concurrency, warmupMs: 500, durationMs: seconds * 1000, serverCpuMs: () => cpuMs(w.pids()) });
+/** One round's result of `name` on system `k`, kept and printed. */
+function keep(k, name, res, line) {
+  results[k][name] ??= [];
+  results[k][name].push(res);
+  console.error(`${line}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
+}
 // A relay whose heartbeat failed throws on stop: rethrown after everything is stopped.
 const failures = [];
 try {
@@ -105,34 +114,12 @@ try {
                 start: held.next,
                 serverCpuMs: () => cpuMs(w.pids()),
               })
-            : await runLoad({
-                baseUrl: w.url,
-                op: OPS[name](relay.auth, 2000),
-                concurrency,
-                warmupMs: 500,
-                durationMs: seconds * 1000,
-                serverCpuMs: () => cpuMs(w.pids()),
-              });
+            : await timed(w, OPS[name](relay.auth, 2000));
         if (name === "register-held") held.next += HELD_BATCH;
-        results[k][name] ??= [];
-        results[k][name].push(res);
-        console.error(`round ${r + 1} ${name} ${k}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
+        keep(k, name, res, `round ${r + 1} ${name} ${k}`);
       }
     }
-    for (const op of FLOOR_OPS) {
-      const w = systems.floor.w;
-      const res = await runLoad({
-        baseUrl: w.url,
-        op,
-        concurrency,
-        warmupMs: 500,
-        durationMs: seconds * 1000,
-        serverCpuMs: () => cpuMs(w.pids()),
-      });
-      results.floor[op.name] ??= [];
-      results.floor[op.name].push(res);
-      console.error(`round ${r + 1} ${op.name}: ${res.rps} req/s, p50 ${res.p50Ms} ms, ${res.serverCpuUsPerReq} µs CPU/req`);
-    }
+    for (const op of FLOOR_OPS) keep("floor", op.name, await timed(systems.floor.w, op), `round ${r + 1} ${op.name}`);
   }
 } finally {
   for (const s of Object.values(systems)) {

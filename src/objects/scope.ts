@@ -37,6 +37,9 @@ type Lease = Enlisted & { asked: boolean };
 
 const nsKey = (fields: Uint8Array[]) => toBlob(encodeTupleWithPrefixes(fields).key);
 
+/** heldAtMost's key of a relay's rows in a table. */
+const heldKey = (table: OwnedTable, relay: string) => `${table}\u0000${relay}`;
+
 /**
  * A namespace's encoded tuple key (model/tuple.ts), made by the Worker. The
  * hot calls (register, lookup) take it instead of the fields: one small
@@ -339,11 +342,10 @@ export class ScopeObject extends DurableObject<Env> {
     renewed: (now: number) => SqlStorageValue[] = () => [],
   ): Promise<Outcome<{ id: string }>> {
     // The common case, a relay whose lease is known open and that is far from
-    // its quota, is one statement: put() writes unless another relay holds the key.
+    // its quota, is one statement: store() writes unless another relay holds the key.
     const known = this.knownLease(w);
     if (known && this.quotaRoomKnown(table, w.relay)) {
-      const stored = this.put(table, w.relay, known.epoch, key, renewed);
-      return stored ? this.claimed(table, scope, key, stored) : this.heldByAnother(table, key, w.relay);
+      return this.store(table, scope, w.relay, known.epoch, key, renewed);
     }
     // Another relay's row is refused before its RelayObject is asked: asking
     // records this scope there and may open its lease, for a write not made.
@@ -361,36 +363,33 @@ export class ScopeObject extends DurableObject<Env> {
       if (full) return full;
     }
     this.enlisted(w.relay, lease);
-    // The key is free or the relay's own (checked above, nothing ran since), so put() writes.
-    const stored = this.put(table, w.relay, lease.epoch, key, renewed);
-    return stored ? this.claimed(table, scope, key, stored) : this.heldByAnother(table, key, w.relay);
+    // The key is free or the relay's own (checked above, nothing ran since), so store() writes.
+    return this.store(table, scope, w.relay, lease.epoch, key, renewed);
   }
 
-  /** Writes the relay's row of the key (put); undefined, writing nothing, if another relay holds it. */
-  private put(
+  /**
+   * Writes the relay's row of the key in one statement (OWNED_SQL put): a new
+   * row, or the relay's own renewed, keeping its id. A row of another relay
+   * is left as it is and the claim refused, naming that relay. A stored claim
+   * remembers the scope; a new owner changes answers (the same owner again,
+   * any epoch, does not).
+   */
+  private store(
     table: OwnedTable,
+    scope: Scope,
     relay: string,
     epoch: string,
     key: SqlStorageValue[],
     renewed: (now: number) => SqlStorageValue[],
-  ): { id: string; added: boolean } | undefined {
+  ): Outcome<{ id: string }> {
     const now = Date.now();
     const fresh = crypto.randomUUID();
     const row = this.sql.exec(OWNED_SQL[table].put, ...key, relay, epoch, fresh, now, ...renewed(now)).toArray()[0];
-    // A renewed row keeps its id: only a new row has the one just made.
-    return row ? { id: row.id as string, added: row.id === fresh } : undefined;
-  }
-
-  /** A claim was stored: the scope is remembered, and a new owner changes answers (the same owner again, any epoch, does not). */
-  private claimed(
-    table: OwnedTable,
-    scope: Scope,
-    key: SqlStorageValue[],
-    stored: { id: string; added: boolean },
-  ): Outcome<{ id: string }> {
+    if (!row) return this.alreadyHeld(table, this.find(table, key, relay)?.relay ?? "another relay");
     this.remember(scope);
-    if (stored.added) this.routeChanged(table, key);
-    return ok({ id: stored.id });
+    // Only a new row has the id just made.
+    if (row.id === fresh) this.routeChanged(table, key);
+    return ok({ id: row.id as string });
   }
 
   /** Drops the relay's row of the key; another relay's is PERMISSION_DENIED (tables with one owner per key). */
@@ -412,11 +411,6 @@ export class ScopeObject extends DurableObject<Env> {
     const mine = OWNED_TABLES[table].owners === "each" ? [relay] : [];
     const row = this.sql.exec(OWNED_SQL[table].find, ...key, ...mine).toArray()[0];
     return row ? { relay: row.relay as string, id: row.id as string } : undefined;
-  }
-
-  /** put() wrote nothing: the key's owner, read now, is named in the refusal. */
-  private heldByAnother(table: OwnedTable, key: SqlStorageValue[], relay: string): Refusal {
-    return this.alreadyHeld(table, this.find(table, key, relay)?.relay ?? "another relay");
   }
 
   private alreadyHeld(table: OwnedTable, owner: string): Refusal {
@@ -513,7 +507,7 @@ export class ScopeObject extends DurableObject<Env> {
     if (this.quotaRoomKnown(table, relay)) return undefined;
     const { limit, field, what, variable } = OWNED_TABLES[table].quota;
     const max = limitsOf(this.env)[limit];
-    const k = `${table}\u0000${relay}`;
+    const k = heldKey(table, relay);
     const held = this.sql.exec(OWNED_SQL[table].held, relay, max).one().n as number;
     this.heldAtMost.set(k, held < max ? held + 1 : held);
     if (held < max) return undefined;
@@ -531,7 +525,7 @@ export class ScopeObject extends DurableObject<Env> {
    */
   private quotaRoomKnown(table: OwnedTable, relay: string): boolean {
     const max = limitsOf(this.env)[OWNED_TABLES[table].quota.limit];
-    const k = `${table}\u0000${relay}`;
+    const k = heldKey(table, relay);
     const bound = this.heldAtMost.get(k);
     if (bound === undefined || bound >= max) return false;
     this.heldAtMost.set(k, bound + 1);
