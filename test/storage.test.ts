@@ -218,7 +218,7 @@ describe("query plans: every named statement of every Durable Object", () => {
   it("ScopeObject (and its directory note, and the migration runner): indexes, writes by key, scans only where stated", async () => {
     const results = await plans(scopeStub(env, "plans"), SCOPE_CASES());
     check(results);
-    // DescribeScope's pages, and a Lookup's longest match, come in key order from the primary key, never sorted apart.
+    // DescribeScope's pages come in key order from the primary key, and a Lookup's longest match from one seek per prefix: never sorted apart.
     for (const r of results.filter((r) => r.name.startsWith("PAGE_SQL.") || r.name === "SCOPE_SQL.longestRegistered")) {
       expect(r.plan.join(" | "), r.name).not.toMatch(/TEMP B-TREE/);
     }

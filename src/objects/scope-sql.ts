@@ -228,12 +228,20 @@ export const SCOPE_SQL = {
   relayAddrsPut: "UPDATE relays SET addrs = ? WHERE url = ?",
 
   /**
-   * The longest registration among the given keys (a namespace's prefixes).
-   * Each prefix's key is a byte prefix of the longer ones', so it sorts before
-   * them: the longest is the greatest, read from the primary key's order with
-   * no sort (ORDER BY length() made SQLite sort the matches).
+   * The longest registration among a namespace's n prefixes: ?1 is the
+   * namespace's key, ?2..?(n+1) where each prefix's key ends in it (1 field,
+   * 2 fields, ...). One primary-key seek per prefix, longest first, and the
+   * first hit ends the statement (LIMIT 1 over UNION ALL): an exact
+   * registration costs one seek. Answers the depth, so no key is read back.
+   * (An IN list made SQLite build a temporary index of the keys per call; a
+   * blob bound per prefix cost a copy each.)
    */
-  longestRegistered: perCount((n) => `SELECT ns_key, relay FROM namespaces WHERE ns_key IN (${marks(n)}) ORDER BY ns_key DESC LIMIT 1`),
+  longestRegistered: perCount((n) =>
+    Array.from({ length: n }, (_, i) => n - i)
+      .map((depth) => `SELECT ${depth} AS depth, relay FROM namespaces WHERE ns_key = substr(?1, 1, ?${depth + 1})`)
+      .join(" UNION ALL ")
+      .concat(" LIMIT 1"),
+  ),
   /**
    * Relays hosting namespaces in [lo, hi), the namespaces under a prefix. It
    * walks the distinct relays (a skip scan of namespaces_by_relay_key) and asks

@@ -158,13 +158,13 @@ export class ScopeObject extends DurableObject<Env> {
 
   /** Exact registration first, else the longest registered prefix; null if none. */
   lookup(key: TupleKey): RouteMatch | null {
-    const ends = fieldEnds(key);
     // Registered namespaces have >= 1 field, so the empty prefix is never a candidate.
-    const candidates = ends.map((end) => toBlob(key.subarray(0, end)));
-    const row = this.sql.exec(SCOPE_SQL.longestRegistered(candidates.length), ...candidates).toArray()[0];
-    if (!row) return null;
-    const depth = ends.indexOf((row.ns_key as ArrayBuffer).byteLength) + 1;
-    return { depth, ...this.relayRef(row.relay as string) };
+    const ends = fieldEnds(key);
+    const hit = this.sql
+      .exec<{ depth: number; relay: string }>(SCOPE_SQL.longestRegistered(ends.length), toBlob(key), ...ends)
+      .toArray()[0];
+    if (!hit) return null;
+    return { depth: hit.depth, ...this.relayRef(hit.relay) };
   }
 
   // ---- tracks ------------------------------------------------------------
@@ -384,12 +384,12 @@ export class ScopeObject extends DurableObject<Env> {
   ): Outcome<{ id: string }> {
     const now = Date.now();
     const fresh = crypto.randomUUID();
-    const row = this.sql.exec(OWNED_SQL[table].put, ...key, relay, epoch, fresh, now, ...renewed(now)).toArray()[0];
+    const row = this.sql.exec<{ id: string }>(OWNED_SQL[table].put, ...key, relay, epoch, fresh, now, ...renewed(now)).toArray()[0];
     if (!row) return this.alreadyHeld(table, this.find(table, key, relay)?.relay ?? "another relay");
     this.remember(scope);
     // Only a new row has the id just made.
     if (row.id === fresh) this.routeChanged(table, key);
-    return ok({ id: row.id as string });
+    return ok({ id: row.id });
   }
 
   /** Drops the relay's row of the key; another relay's is PERMISSION_DENIED (tables with one owner per key). */

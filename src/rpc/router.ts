@@ -59,6 +59,8 @@ export const MAX_REQUEST_BYTES = 64 * 1024;
 // here must be added there.
 const interceptors = [enforceTokenClaims, shedOverload];
 const jsonReadOptions = { ignoreUnknownFields: false };
+/** What parseContentType answers for "application/proto". */
+const UNARY_PROTO = { stream: false, binary: true } as const;
 
 type Spec = Extract<MethodImplSpec, { kind: "unary" }>;
 
@@ -196,9 +198,11 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
     // After authentication: without credentials a caller learns nothing about which methods exist.
     if (!spec) throw new ConnectError(`no such method: ${path}`, Code.Unimplemented);
     const header = request.headers;
-    const type = parseContentType(header.get("content-type"));
+    const sentType = header.get("content-type");
+    // The edge's exact content type skips connect's regular expression.
+    const type = sentType === contentTypeUnaryProto ? UNARY_PROTO : parseContentType(sentType);
     if (!type || type.stream) {
-      const sent = (header.get("content-type") ?? "(none)").slice(0, 100);
+      const sent = (sentType ?? "(none)").slice(0, 100);
       code = "invalid_argument";
       return connectErrorResponse(
         new ConnectError(`content-type: '${sent}' is not supported; send application/proto or application/json`, Code.InvalidArgument),
