@@ -6,8 +6,9 @@
 // its spread over the rounds), and each operation's req/s as a fraction of
 // GET /healthz on the same build (the runtime's ceiling, always measured).
 // Each round also measures the runtime's floor for one Durable Object call
-// (bench/floor/worker.js on its own bare workerd: a POST whose body goes to a
-// SQLite Durable Object's no-op method; the same plus one SQL SELECT; plus one
+// (bench/floor/worker.js on its own bare workerd: a POST read and answered
+// with no object; a POST whose body goes to a SQLite Durable Object's no-op
+// method; the same plus one SQL SELECT; plus one
 // SQL INSERT instead; plus RegisterNamespace's own INSERT into a table of its
 // shape instead), shown as "floor:" rows against B's ceiling: no design
 // making one such call per request can beat them.
@@ -58,7 +59,7 @@ const srcA = sourceTree(base);
 const srcB = sourceTree(other ?? base);
 if (patch) for (const p of patch.split(",")) execFileSync("git", ["apply", resolve(p)], { cwd: srcB.root, stdio: "inherit" });
 const label = { A: base, B: other ?? `${base} + ${patch}` };
-const FLOOR_OPS = [floor.noop(), floor.sql(), floor.insert(), floor.claim()];
+const FLOOR_OPS = [floor.post(), floor.noop(), floor.sql(), floor.insert(), floor.claim()];
 const results = { A: {}, B: {}, floor: {} };
 const systems = {};
 const bundles = {};

@@ -5,6 +5,8 @@
 // bundle) to show what one Worker → Durable Object call costs by itself, and so
 // how close to GET /healthz's rate any design with one such call per request can get.
 //
+//   POST /post   no object: the body is read and its length answered (what
+//                any POST costs the runtime before a Durable Object is called)
 //   POST /noop   the object's method returns its argument's length
 //   POST /sql    the same, plus one SELECT by primary key on a one-row table
 //   POST /insert the same, plus one INSERT of a new row (a write: what every
@@ -71,6 +73,7 @@ export default {
   async fetch(request, env) {
     const path = new URL(request.url).pathname;
     if (path === "/healthz") return new Response("ok");
+    if (path === "/post" && request.method === "POST") return new Response(String((await request.arrayBuffer()).byteLength));
     const method = { "/noop": "noop", "/sql": "select", "/insert": "insert", "/claim": "claim" }[path];
     if (method === undefined || request.method !== "POST") return new Response("not found", { status: 404 });
     const arg = new Uint8Array(await request.arrayBuffer());

@@ -163,6 +163,7 @@ const floorOp = (name, path, fields = (i) => nsFields("ab", spread(i, 2000))) =>
 });
 
 export const floor = {
+  post: () => floorOp("floor: POST read and answered, no DO", "/post"),
   noop: () => floorOp("floor: Worker → DO RPC no-op", "/noop"),
   sql: () => floorOp("floor: + one SQL SELECT", "/sql"),
   insert: () => floorOp("floor: + one SQL INSERT", "/insert"),
