@@ -233,8 +233,11 @@ export const SCOPE_SQL = {
    * 2 fields, ...). One primary-key seek per prefix, longest first, and the
    * first hit ends the statement (LIMIT 1 over UNION ALL): an exact
    * registration costs one seek. Answers the depth, so no key is read back.
-   * (An IN list made SQLite build a temporary index of the keys per call; a
-   * blob bound per prefix cost a copy each.)
+   * Longest first relies on SQLite running UNION ALL arms in order (how it is
+   * built, not a documented promise; an ORDER BY would lose the early stop):
+   * test/coordinator.test.ts's longest-prefix test fails if that changes.
+   * (An IN list made SQLite build a temporary index of the keys per call, and
+   * each prefix was a buffer of its own in JavaScript and a binding.)
    */
   longestRegistered: perCount((n) =>
     Array.from({ length: n }, (_, i) => n - i)

@@ -160,6 +160,7 @@ export class ScopeObject extends DurableObject<Env> {
   lookup(key: TupleKey): RouteMatch | null {
     // Registered namespaces have >= 1 field, so the empty prefix is never a candidate.
     const ends = fieldEnds(key);
+    if (ends.length === 0) return null;
     const hit = this.sql
       .exec<{ depth: number; relay: string }>(SCOPE_SQL.longestRegistered(ends.length), toBlob(key), ...ends)
       .toArray()[0];
