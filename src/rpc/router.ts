@@ -102,10 +102,13 @@ export function rpcService<S extends DescService>(
   return { name: service.name, prefix: `/${service.typeName}/`, methods, authenticate, fast };
 }
 
+/** A Connect error answer: its JSON body, the code's HTTP status, `headers` (if any) and the JSON content type. */
 export function connectErrorResponse(err: ConnectError, status = codeToHttpStatus(err.code), headers?: Headers): Response {
-  const h = headers ?? new Headers();
-  h.set("content-type", contentTypeUnaryJson);
-  return new Response(JSON.stringify(errorToJson(err, undefined)), { status, headers: h });
+  // Headers are set on the made Response, as answer() does (no Headers object in the init).
+  const res = new Response(JSON.stringify(errorToJson(err, undefined)), { status });
+  if (headers) for (const [k, v] of headers) res.headers.append(k, v);
+  res.headers.set("content-type", contentTypeUnaryJson);
+  return res;
 }
 
 /**
@@ -238,8 +241,12 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
     // Runtime errors a retry may fix (an overloaded or reset object) are UNAVAILABLE, others INTERNAL.
     const err = errorOf(e);
     code = codeToString(err.code);
-    const headers = (ctx && responseHeaders(ctx)) || new Headers();
-    if (!err.isWireError) mergeNonProtocolHeaders(headers, err.metadata);
+    let headers = ctx && responseHeaders(ctx);
+    // Most errors carry no metadata (a Lookup miss): then no Headers object is made.
+    if (!err.isWireError && !err.metadata.keys().next().done) {
+      headers ??= new Headers();
+      mergeNonProtocolHeaders(headers, err.metadata);
+    }
     return connectErrorResponse(err, codeToHttpStatus(err.code), headers);
   } finally {
     // Workers clocks advance only across I/O, which is what an RPC waits on here.
