@@ -17,7 +17,10 @@
 //                time, and its per-relay index) by the claim's own statement
 //                (OWNED_SQL.namespaces.put), a fresh key and UUID each call;
 //                it is sent the namespaces a register sends, so its keys land
-//                across the table as a register's do
+//                across the table as a register's do. In bench/ab.mjs its
+//                cost falls round by round within a run (docs/performance.md,
+//                "A register's write, looked at"): its first round, or the
+//                route run alone, gives the steady figure
 //   GET /healthz the launcher's readiness probe
 import { DurableObject } from "cloudflare:workers";
 
