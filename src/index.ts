@@ -24,7 +24,7 @@ const app = new Hono<{ Bindings: Env }>();
 app.onError((err) => {
   const e = ConnectError.from(err);
   // With the error's headers: a rate limit's Retry-After.
-  return connectErrorResponse(e, undefined, new Headers(e.metadata));
+  return connectErrorResponse(e, undefined, e.metadata);
 });
 
 app.get("/healthz", (c) => c.text("ok"));
