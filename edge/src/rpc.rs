@@ -259,12 +259,15 @@ impl ConnectClient {
         };
         let mut backoff = self.policy.initial_backoff;
         let mut attempt = 1;
+        // What the last failed attempt said: a deadline that ends the call
+        // names it, whichever attempt the deadline cuts.
+        let mut last: Option<RpcError> = None;
         loop {
             let Some(left) = deadline
                 .checked_sub(start.elapsed())
                 .filter(|d| !d.is_zero())
             else {
-                return Err(expired(None));
+                return Err(expired(last.as_ref()));
             };
             // Each attempt gets the smaller of its own timeout and what is
             // left of the call's, so the last one cannot overrun the deadline.
@@ -274,7 +277,7 @@ impl ConnectClient {
                     .await
                 {
                     Ok(outcome) => outcome,
-                    Err(_) if budget < self.policy.timeout => return Err(expired(None)),
+                    Err(_) if budget < self.policy.timeout => return Err(expired(last.as_ref())),
                     Err(_) => Err(RpcError::Timeout {
                         method,
                         after: budget,
@@ -293,6 +296,7 @@ impl ConnectClient {
                     tokio::time::sleep(sleep).await;
                     backoff = (backoff * 2).min(self.policy.max_backoff);
                     attempt += 1;
+                    last = Some(err);
                 }
                 Err(err) => return Err(err),
             }
@@ -429,6 +433,12 @@ mod tests {
     /// A real HTTP/1.1 server on loopback that answers every request with
     /// 503 + a Connect `unavailable` error, counting requests.
     async fn always_unavailable() -> (String, Arc<AtomicUsize>) {
+        unavailable_then_silent(usize::MAX).await
+    }
+
+    /// Like [`always_unavailable`] for the first `answered` requests; later
+    /// ones are read and never answered (their connection stays open).
+    async fn unavailable_then_silent(answered: usize) -> (String, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -463,7 +473,11 @@ mod tests {
                             }
                         }
                     }
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    if counter.fetch_add(1, Ordering::SeqCst) >= answered {
+                        // Hold the connection until the client gives up on it.
+                        let _ = sock.read(&mut buf).await;
+                        return;
+                    }
                     let body = r#"{"code":"unavailable","message":"try later"}"#;
                     let resp = format!(
                         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -609,6 +623,36 @@ mod tests {
         assert!(err.to_string().contains("try later"), "{err}");
         let sent = hits.load(Ordering::SeqCst);
         assert!((1..10).contains(&sent), "{sent} attempts");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_that_cuts_an_attempt_still_names_the_last_error() {
+        // The first attempt is refused, the second never answered: the
+        // deadline ends the second, and the error says what the first said.
+        let (base, hits) = unavailable_then_silent(1).await;
+        let mut c = client(&base);
+        c.policy.deadline = Duration::from_millis(300);
+        c.policy.initial_backoff = Duration::from_millis(10);
+        let err = c
+            .call_encoded::<crate::proto::LookupResponse>(
+                "Lookup",
+                Bytes::new(),
+                true,
+                c.policy.deadline,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::DeadlineExceeded { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("(last error: Lookup: unavailable: try later)"),
+            "{err}"
+        );
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2,
+            "one refused, one unanswered"
+        );
     }
 
     #[tokio::test]
