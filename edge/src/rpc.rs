@@ -601,6 +601,18 @@ mod tests {
         );
     }
 
+    /// An empty Lookup under the client's own deadline, which must fail.
+    async fn lookup_failing(c: &ConnectClient) -> RpcError {
+        c.call_encoded::<crate::proto::LookupResponse>(
+            "Lookup",
+            Bytes::new(),
+            true,
+            c.policy.deadline,
+        )
+        .await
+        .unwrap_err()
+    }
+
     #[tokio::test]
     async fn the_overall_deadline_cuts_retries_short() {
         // Ten attempts with 100 ms+ backoffs cannot fit in 250 ms: the call
@@ -610,15 +622,7 @@ mod tests {
         c.policy.max_attempts = 10;
         c.policy.deadline = Duration::from_millis(250);
         c.policy.initial_backoff = Duration::from_millis(100);
-        let err = c
-            .call_encoded::<crate::proto::LookupResponse>(
-                "Lookup",
-                Bytes::new(),
-                true,
-                c.policy.deadline,
-            )
-            .await
-            .unwrap_err();
+        let err = lookup_failing(&c).await;
         assert!(matches!(err, RpcError::DeadlineExceeded { .. }), "{err}");
         assert!(err.to_string().contains("try later"), "{err}");
         let sent = hits.load(Ordering::SeqCst);
@@ -633,15 +637,7 @@ mod tests {
         let mut c = client(&base);
         c.policy.deadline = Duration::from_millis(300);
         c.policy.initial_backoff = Duration::from_millis(10);
-        let err = c
-            .call_encoded::<crate::proto::LookupResponse>(
-                "Lookup",
-                Bytes::new(),
-                true,
-                c.policy.deadline,
-            )
-            .await
-            .unwrap_err();
+        let err = lookup_failing(&c).await;
         assert!(matches!(err, RpcError::DeadlineExceeded { .. }), "{err}");
         assert!(
             err.to_string()
