@@ -104,20 +104,18 @@ export function rpcService<S extends DescService>(
 
 /** A Connect error answer: its JSON body, the code's HTTP status, `headers` (if any) and the JSON content type. */
 export function connectErrorResponse(err: ConnectError, status = codeToHttpStatus(err.code), headers?: Headers): Response {
-  // Headers are set on the made Response, as answer() does (no Headers object in the init).
-  const res = new Response(JSON.stringify(errorToJson(err, undefined)), { status });
-  if (headers) for (const [k, v] of headers) res.headers.append(k, v);
-  res.headers.set("content-type", contentTypeUnaryJson);
-  return res;
+  return answer(JSON.stringify(errorToJson(err, undefined)), contentTypeUnaryJson, headers, status);
 }
 
 /**
- * A call's answer. Its content type is set on the made Response: a headers
- * object in the init costs the runtime a conversion, measured at ~35 µs of
- * CPU per call on bare workerd, about 4% of a Lookup.
+ * Every answer of the pipeline, successful or not: the body, `headers` (if
+ * any), then the content type. Headers are set on the made Response: a
+ * headers object in the init costs the runtime a conversion, measured at
+ * ~35 µs of CPU per call on bare workerd, about 4% of a Lookup.
  */
-function answer(body: Uint8Array | string, contentType: string): Response {
-  const res = new Response(body);
+function answer(body: Uint8Array | string, contentType: string, headers?: Headers, status?: number): Response {
+  const res = status === undefined ? new Response(body) : new Response(body, { status });
+  if (headers) for (const [k, v] of headers) res.headers.append(k, v);
   res.headers.set("content-type", contentType);
   return res;
 }
@@ -233,10 +231,7 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
     const output = await invokeUnaryImplementation(spec, ctx, input, interceptors);
     const body = type.binary ? toBinary(spec.method.output, output) : toJsonString(spec.method.output, output);
     const contentType = type.binary ? contentTypeUnaryProto : contentTypeUnaryJson;
-    const headers = responseHeaders(ctx);
-    if (!headers) return answer(body, contentType);
-    headers.set("content-type", contentType);
-    return new Response(body, { headers });
+    return answer(body, contentType, responseHeaders(ctx));
   } catch (e) {
     // Runtime errors a retry may fix (an overloaded or reset object) are UNAVAILABLE, others INTERNAL.
     const err = errorOf(e);
