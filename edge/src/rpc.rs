@@ -377,11 +377,15 @@ mod tests {
     use std::sync::Arc;
 
     fn client(base: &str) -> ConnectClient {
+        client_with(base, RetryPolicy::default())
+    }
+
+    fn client_with(base: &str, policy: RetryPolicy) -> ConnectClient {
         ConnectClient::new(
             Url::parse(base).unwrap(),
             "moqworker.v1.CoordinatorService",
             vec![],
-            RetryPolicy::default(),
+            policy,
         )
         .unwrap()
     }
@@ -527,17 +531,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_server_times_out() {
-        let c = ConnectClient::new(
-            Url::parse(&silent_server().await).unwrap(),
-            "moqworker.v1.CoordinatorService",
-            vec![],
+        let c = client_with(
+            &silent_server().await,
             RetryPolicy {
                 timeout: Duration::from_millis(200),
                 max_attempts: 2,
                 ..RetryPolicy::default()
             },
-        )
-        .unwrap();
+        );
         let start = std::time::Instant::now();
         let err = c
             .call::<_, crate::proto::LookupResponse>(
@@ -571,18 +572,15 @@ mod tests {
     #[tokio::test]
     async fn the_overall_deadline_bounds_a_slow_attempt() {
         // Each attempt may take 10 s, but the call as a whole has 300 ms.
-        let c = ConnectClient::new(
-            Url::parse(&silent_server().await).unwrap(),
-            "moqworker.v1.CoordinatorService",
-            vec![],
+        let c = client_with(
+            &silent_server().await,
             RetryPolicy {
                 timeout: Duration::from_secs(10),
                 deadline: Duration::from_millis(300),
                 max_attempts: 10,
                 ..RetryPolicy::default()
             },
-        )
-        .unwrap();
+        );
         let start = std::time::Instant::now();
         let err = c
             .call::<_, crate::proto::HeartbeatResponse>(
