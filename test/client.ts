@@ -37,11 +37,12 @@ export function adminClient(format: Format = "json", token = ADMIN_TOKEN): Clien
 
 export type Coordinator = Client<typeof CoordinatorService> & { url: string; token: string };
 
-/** A relay identity: mints its token through the admin API. */
-export async function relay(url: string, format: Format = "binary", epoch?: string): Promise<Coordinator> {
+/** A relay identity: mints its token through the admin API. `versions`: its Moq-Relay-Versions header. */
+export async function relay(url: string, format: Format = "binary", epoch?: string, versions?: string): Promise<Coordinator> {
   const { token } = await adminClient().createRelayToken({ relayUrl: url });
   const headers: Record<string, string> = { authorization: `Bearer ${token}` };
   if (epoch !== undefined) headers["moq-relay-epoch"] = epoch;
+  if (versions !== undefined) headers["moq-relay-versions"] = versions;
   const client = createClient(CoordinatorService, transport(headers, format));
   return Object.assign(client, { url: new URL(url).href, token });
 }

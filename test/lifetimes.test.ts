@@ -144,7 +144,7 @@ describe("lease", () => {
     // The spies do see scope calls: a changed address is told once per scope, not per registration
     // (the spies also count the private helpers it runs inside the object, e.g. the watch invalidation).
     await a.heartbeat({ epoch: "e1", addrs: ["10.0.0.2:4443"] });
-    expect(calls.get("updateRelayAddrs")).toBe(3);
+    expect(calls.get("updateRelay")).toBe(3);
   });
 
   it("answers name the relay at its newest address and epoch, after lookups have read the old ones", async () => {

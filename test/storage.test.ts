@@ -61,7 +61,7 @@ const SCOPE_PLANS = {
   relayPut: "write",
   relayDelete: "index",
   relayAdoptEpoch: "index",
-  relayAddrsPut: "index",
+  relayDetailsPut: "index",
   longestRegistered: "index",
   hostsUnder: "index",
   subscribersOf: "index",

@@ -13,8 +13,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use moq_transport::coding::{KeyValuePairs, TrackNamespacePrefix};
+#[cfg(feature = "draft-16")]
 use moq_transport::message::SubscribeOptions;
 use moq_transport::session::{NamespaceEvent, Subscriber};
+use moq_worker_edge::{moq_native_ietf, moq_transport};
 use url::Url;
 
 mod common;
@@ -56,14 +58,16 @@ async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let prefix = TrackNamespacePrefix::from_utf8_path(&cli.prefix);
 
     let watch = async {
-        let subscription = match subscriber
-            .subscribe_namespace(
-                prefix,
-                SubscribeOptions::Namespace,
-                KeyValuePairs::default(),
-            )
-            .await
-        {
+        // draft-18 dropped SUBSCRIBE_NAMESPACE's options (namespaces only).
+        #[cfg(feature = "draft-16")]
+        let request = subscriber.subscribe_namespace(
+            prefix,
+            SubscribeOptions::Namespace,
+            KeyValuePairs::default(),
+        );
+        #[cfg(feature = "draft-18")]
+        let request = subscriber.subscribe_namespace(prefix, KeyValuePairs::default());
+        let subscription = match request.await {
             Ok(subscription) => subscription,
             Err(err) => return Ok(rejected(format!("{err}"))),
         };

@@ -19,6 +19,7 @@ use anyhow::{ensure, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use moq_relay_ietf::{Coordinator, CoordinatorContext, NamespaceOrigin};
 use moq_transport::coding::TrackNamespace;
+use moq_worker_edge::{moq_relay_ietf, moq_transport};
 use moq_worker_edge::{WorkerCoordinator, WorkerCoordinatorConfig};
 use url::Url;
 

@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use moq_transport::coding::TrackNamespace;
 use moq_transport::serve::{self, Subgroup, TrackReaderMode};
 use moq_transport::session::{Publisher, Subscriber};
+use moq_worker_edge::{moq_native_ietf, moq_transport};
 use url::Url;
 
 mod common;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
-use moq_native_ietf::quic;
 use moq_relay_ietf::{
     ConnectionTagger, Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult,
     NamespaceOrigin, NamespaceRegistration, NamespaceSubscription, RelayInfo, ScopeConfig,
@@ -22,6 +21,14 @@ use prost::Message;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use url::Url;
+
+/// What `lookup`/`lookup_track` may hand the relay to dial with (always
+/// `None` here: the relay dials from its own endpoint, so peers recognise its
+/// source address).
+#[cfg(feature = "draft-16")]
+type UpstreamClient = crate::moq_native_ietf::quic::Client;
+#[cfg(feature = "draft-18")]
+type UpstreamClient = crate::moq_native_ietf::Client;
 
 use crate::cache::{Invalidation, Key, Stats};
 use crate::fatal::Fatal;
@@ -359,6 +366,7 @@ impl WorkerCoordinator {
             vec![
                 ("Authorization", format!("Bearer {}", config.token)),
                 (EPOCH_HEADER, epoch.clone()),
+                (crate::version::HEADER, crate::version::header_value()),
             ],
             config.retry.clone(),
         )?;
@@ -635,9 +643,16 @@ impl Coordinator for WorkerCoordinator {
             Ok(Answer::Resolved(resp)) => resp,
             Ok(_) => return Err(other("coordinator cache returned a wrong answer kind")),
             Err(err) => {
+                // Logged here too: moq-relay-ietf 0.8 redacts paths in its own line.
+                tracing::warn!(
+                    path = ?connection_path.unwrap_or(""),
+                    error = %err,
+                    "edge: session refused at scope resolution"
+                );
+                metrics::counter!("moq_edge_sessions_refused_total").increment(1);
                 return Err(other(format!(
                     "connection path {connection_path:?} rejected: {err}"
-                )))
+                )));
             }
         };
         if let Some(path) = connection_path {
@@ -729,7 +744,7 @@ impl Coordinator for WorkerCoordinator {
         &self,
         scope: Option<&str>,
         namespace: &TrackNamespace,
-    ) -> CoordinatorResult<(NamespaceOrigin, Option<quic::Client>)> {
+    ) -> CoordinatorResult<(NamespaceOrigin, Option<UpstreamClient>)> {
         let req = proto::LookupRequest {
             scope: scope_of(scope),
             namespace: Some(proto::Namespace {
@@ -766,7 +781,7 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         namespace: &TrackNamespace,
         track: &str,
-    ) -> CoordinatorResult<(NamespaceOrigin, Option<quic::Client>)> {
+    ) -> CoordinatorResult<(NamespaceOrigin, Option<UpstreamClient>)> {
         let req = proto::LookupTrackRequest {
             scope: scope_of(scope),
             namespace: Some(proto::Namespace {
@@ -832,6 +847,11 @@ impl Coordinator for WorkerCoordinator {
             .map(relay_from)
             .collect::<CoordinatorResult<Vec<_>>>()?;
         for relay in &upstream {
+            tracing::info!(
+                prefix = %prefix.to_utf8_path(),
+                upstream = %relay.url,
+                "edge: SUBSCRIBE_NAMESPACE routed upstream"
+            );
             self.inner.upstreams.used(scope, &relay.url, None);
         }
         Ok(NamespaceSubscription::new(upstream, lease))

@@ -12,6 +12,28 @@
 //! - `upstreams` keeps the relay-to-relay links it reports in heartbeats.
 //! - [`Fatal`] is how the coordinator tells its embedder to stop.
 
+#[cfg(all(feature = "draft-18", feature = "draft-16"))]
+compile_error!("features \"draft-18\" and \"draft-16\" are exclusive: build with --no-default-features --features draft-16 for moq-relay-ietf 0.7");
+#[cfg(not(any(feature = "draft-18", feature = "draft-16")))]
+compile_error!(
+    "enable feature \"draft-18\" (moq-relay-ietf 0.8, the default) or \"draft-16\" (0.7)"
+);
+
+// The relay crates of the chosen draft, under the names the rest of the
+// crate (and the binary, examples and tests) use.
+#[cfg(feature = "draft-16")]
+pub extern crate native_10 as moq_native_ietf;
+#[cfg(feature = "draft-18")]
+pub extern crate native_11 as moq_native_ietf;
+#[cfg(feature = "draft-16")]
+pub extern crate relay_07 as moq_relay_ietf;
+#[cfg(feature = "draft-18")]
+pub extern crate relay_08 as moq_relay_ietf;
+#[cfg(feature = "draft-16")]
+pub extern crate transport_16 as moq_transport;
+#[cfg(feature = "draft-18")]
+pub extern crate transport_17 as moq_transport;
+
 pub mod cache;
 pub mod coordinator;
 mod fatal;
@@ -23,6 +45,7 @@ mod reads;
 pub mod rpc;
 pub mod tls;
 mod upstreams;
+pub mod version;
 pub mod watch;
 
 /// Messages of `moqworker.v1`, generated from `schema/` by build.rs.

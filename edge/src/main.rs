@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use moq_relay_ietf::{Coordinator, Relay, RelayConfig, SessionConfig, Web, WebConfig};
+use moq_worker_edge::moq_relay_ietf::{
+    Coordinator, Relay, RelayConfig, SessionConfig, Web, WebConfig,
+};
 use moq_worker_edge::{
-    CacheConfig, Fatal, RetryPolicy, WatchConfig, WorkerCoordinator, WorkerCoordinatorConfig,
+    moq_native_ietf, CacheConfig, Fatal, RetryPolicy, WatchConfig, WorkerCoordinator,
+    WorkerCoordinatorConfig,
 };
 use url::Url;
 
@@ -86,9 +89,11 @@ struct Cli {
     #[arg(long = "internal-peer", value_delimiter = ',')]
     internal_peers: Vec<SocketAddr>,
 
-    /// Maximum request ID plus one advertised in MoQT setup.
-    #[arg(long, default_value_t = 100)]
-    max_request_id: u64,
+    /// Maximum request ID plus one advertised in MoQT setup (draft-16
+    /// builds; default 100). Deprecated on draft-18 builds, which have no
+    /// MAX_REQUEST_ID: accepted, ignored, and warned about.
+    #[arg(long)]
+    max_request_id: Option<u64>,
 
     /// Seconds to keep a cached upstream track with no subscribers before
     /// releasing it (0 keeps it for the life of the upstream session).
@@ -141,6 +146,21 @@ struct Cli {
     dev: bool,
 }
 
+/// MAX_REQUEST_ID advertised when --max-request-id is not given (draft-16).
+const DEFAULT_MAX_REQUEST_ID: u64 = 100;
+
+/// What to tell an operator about flags this build accepts but does not use.
+fn deprecation_warnings(cli: &Cli) -> Vec<&'static str> {
+    let mut warnings = vec![];
+    if cfg!(feature = "draft-18") && cli.max_request_id.is_some() {
+        warnings.push(
+            "--max-request-id is deprecated and ignored: MoQT draft-18 (moq-relay-ietf 0.8) has \
+             no MAX_REQUEST_ID; remove the flag",
+        );
+    }
+    warnings
+}
+
 /// Names a generated certificate covers: localhost, 127.0.0.1 and the
 /// public URL's host, each once, in that order.
 fn self_signed_names(public_url: &Url) -> Vec<String> {
@@ -184,6 +204,9 @@ async fn run() -> anyhow::Result<ExitCode> {
         .init();
 
     let mut cli = Cli::parse();
+    for warning in deprecation_warnings(&cli) {
+        tracing::warn!("{warning}");
+    }
 
     let public_url = match &cli.public_url {
         Some(url) => url.clone(),
@@ -262,12 +285,14 @@ async fn run() -> anyhow::Result<ExitCode> {
             announce: None,
             coordinator: coordinator.clone() as Arc<dyn Coordinator>,
             session: SessionConfig {
-                max_request_id: cli.max_request_id,
+                max_request_id: cli.max_request_id.unwrap_or(DEFAULT_MAX_REQUEST_ID),
             },
             connection_tagger,
         },
         Duration::from_secs(cli.cache_idle_timeout),
     )?;
+    // Relay::new has bound the QUIC socket: sessions queue from here on.
+    tracing::info!(bind = %cli.bind, "edge: relay listening");
 
     if cli.dev {
         let web = Web::new(WebConfig {
@@ -283,7 +308,15 @@ async fn run() -> anyhow::Result<ExitCode> {
         });
     }
 
-    tracing::info!(%public_url, bind = %cli.bind, coordinator = %cli.coordinator_url, epoch = coordinator.epoch(), "relay starting");
+    tracing::info!(
+        %public_url,
+        bind = %cli.bind,
+        coordinator = %cli.coordinator_url,
+        epoch = coordinator.epoch(),
+        relay = moq_worker_edge::version::RELAY_LINE,
+        moqt = %moq_worker_edge::version::header_value(),
+        "relay starting"
+    );
 
     let result = tokio::select! {
         res = relay.run() => res.context("relay stopped"),
@@ -344,6 +377,28 @@ mod tests {
         assert_eq!(cli.internal_peers.len(), 2);
         assert!(cli.tls_self_signed);
         assert_eq!(cli.coordinator_token, "t");
+    }
+
+    #[test]
+    fn max_request_id_is_deprecated_on_draft_18_only() {
+        let base = [
+            "moq-worker-edge",
+            "--coordinator-url",
+            "http://127.0.0.1:8787",
+            "--coordinator-token",
+            "t",
+        ];
+        let without = Cli::try_parse_from(base).unwrap();
+        assert!(deprecation_warnings(&without).is_empty());
+        let with = Cli::try_parse_from(base.iter().chain(&["--max-request-id", "50"])).unwrap();
+        let warnings = deprecation_warnings(&with);
+        if cfg!(feature = "draft-18") {
+            assert_eq!(warnings.len(), 1);
+            assert!(warnings[0].contains("--max-request-id is deprecated"));
+        } else {
+            assert!(warnings.is_empty());
+            assert_eq!(with.max_request_id, Some(50));
+        }
     }
 
     #[test]

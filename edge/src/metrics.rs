@@ -9,6 +9,11 @@
 //! - `moq_edge_watch_ended_total{reason}`: channels lost (gap, closed,
 //!   silent) or not opened (failed).
 //! - `moq_edge_watch_channels` (scopes watched), `moq_edge_watch_channels_up`.
+//! - `moq_edge_sessions_accepted_total{interface}` (internal: a relay peer;
+//!   public: a client) and `moq_edge_sessions_refused_total` (scope resolution
+//!   refused the connection path): every inbound session.
+//! - `moq_edge_upstream_links_opened_total`: upstream relays (per scope)
+//!   first handed to the relay to dial.
 //! - `moq_edge_watch_released_total{reason}`: scopes released with their
 //!   channel and cached state (idle, or cap: least recently read past
 //!   `--watch-scopes`).

@@ -108,8 +108,22 @@ impl Peers {
 pub struct PeerTagger(pub std::sync::Arc<Peers>);
 
 impl ConnectionTagger for PeerTagger {
+    /// Also the edge's record of every accepted session (the relay's own log
+    /// lines differ between its versions): logged with its remote address,
+    /// connection path and interface, and counted in
+    /// `moq_edge_sessions_accepted_total{interface}`.
     fn tag(&self, meta: &ConnectionMeta) -> ConnectionTags {
-        if self.0.is_peer(meta) {
+        let internal = self.0.is_peer(meta);
+        let interface = if internal { "internal" } else { "public" };
+        tracing::info!(
+            remote_addr = %meta.remote_addr.map(|a| a.to_string()).unwrap_or_default(),
+            path = ?meta.path.as_deref().unwrap_or(""),
+            internal,
+            "edge: session accepted"
+        );
+        metrics::counter!("moq_edge_sessions_accepted_total", "interface" => interface)
+            .increment(1);
+        if internal {
             ConnectionTags::new().with_interface(SessionInterface::Internal)
         } else {
             ConnectionTags::new()

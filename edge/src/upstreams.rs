@@ -57,7 +57,9 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// An answer handed the relay `upstream` for `scope`; with a track, one
-    /// SUBSCRIBE for it is routed there.
+    /// SUBSCRIBE for it is routed there. A link new to the table is logged
+    /// and counted (`moq_edge_upstream_links_opened_total`): the relay dials
+    /// exactly the URL it was handed, pooling one connection per URL.
     pub(crate) fn used(
         &self,
         scope: Option<&str>,
@@ -67,6 +69,10 @@ impl Upstreams {
         let now = Instant::now();
         let key = (relay_origin(upstream), scope.map(str::to_string));
         let mut links = self.links.lock().unwrap();
+        if !links.contains_key(&key) {
+            tracing::info!(upstream = %upstream, scope = scope.unwrap_or(""), "edge: upstream link opened");
+            metrics::counter!("moq_edge_upstream_links_opened_total").increment(1);
+        }
         if !links.contains_key(&key) && links.len() >= MAX_UPSTREAMS {
             // Full: the link used longest ago makes room.
             if let Some(oldest) = links

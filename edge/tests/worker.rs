@@ -28,6 +28,7 @@ use moq_relay_ietf::{
     Coordinator, CoordinatorContext, CoordinatorError, RelayInfo, ScopePermissions,
 };
 use moq_transport::coding::{TrackNamespace, TrackNamespacePrefix};
+use moq_worker_edge::{moq_relay_ietf, moq_transport};
 use moq_worker_edge::{proto, Fatal, WorkerCoordinator, WorkerCoordinatorConfig};
 use url::Url;
 

@@ -48,17 +48,22 @@ CREATE TABLE IF NOT EXISTS revoked_version (id INTEGER PRIMARY KEY CHECK (id = 1
     about: "activity: the relay's reported upstream links as last noted (JSON; NULL = none), for GetNetwork",
     up: "ALTER TABLE relays ADD COLUMN activity TEXT",
   },
+  {
+    version: 5,
+    about: "versions: the MoQT versions the relay speaks as last noted (JSON; '[]' = never said), for ListRelays",
+    up: "ALTER TABLE relays ADD COLUMN versions TEXT NOT NULL DEFAULT '[]'",
+  },
 ]);
 
 export const DIRECTORY_SQL = {
   /** `name` is the listed form of the scope (objects/scope-name.ts): "" for the unscoped space. */
   scopeNote: "INSERT OR IGNORE INTO scopes (name, first_seen_at) VALUES (?, ?)",
   /** The whole entry as of changed_at; an older note than the stored one changes nothing. */
-  relayNote: `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at, addrs, expires_at, last_beat_at, scopes, scope_count, activity)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  relayNote: `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at, addrs, expires_at, last_beat_at, scopes, scope_count, activity, versions)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, up = excluded.up, changed_at = excluded.changed_at,
       addrs = excluded.addrs, expires_at = excluded.expires_at, last_beat_at = excluded.last_beat_at,
-      scopes = excluded.scopes, scope_count = excluded.scope_count, activity = excluded.activity
+      scopes = excluded.scopes, scope_count = excluded.scope_count, activity = excluded.activity, versions = excluded.versions
     WHERE excluded.changed_at >= relays.changed_at`,
   /** Live = up and its noted lease expiry (plus slack) not yet past; the caller excluded. */
   livePeers: "SELECT url, addrs FROM relays WHERE up = 1 AND expires_at > ? AND url <> ? ORDER BY url LIMIT ?",

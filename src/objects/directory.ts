@@ -44,6 +44,8 @@ export interface DirectoryRelay {
   /** Up and its lease (as last noted, plus slack) not expired. */
   alive: boolean;
   addrs: string[];
+  /** MoQT versions it speaks (empty: never said). */
+  versions: string[];
   /** The lease expiry as last noted (0 = never noted since the directory learned expiries). */
   expiresAt: number;
   lastBeatAt: number | null;
@@ -70,6 +72,8 @@ export interface RelayNote {
   scopeCount: number;
   /** HeartbeatRequest.activity as the relay object keeps it; null once the lease ended. Optional for notes from older code. */
   activity?: ActivityNote | null;
+  /** The MoQT versions it speaks (Moq-Relay-Versions); optional for notes from older code. */
+  versions?: string[];
 }
 
 /** A live relay, as a heartbeat reply lists it. */
@@ -122,6 +126,7 @@ export class DirectoryObject extends DurableObject<Env> {
       JSON.stringify(note.scopes),
       note.scopeCount,
       note.activity ? JSON.stringify(note.activity) : null,
+      JSON.stringify(note.versions ?? []),
     );
     await this.schedulePrune();
   }
@@ -159,6 +164,7 @@ export class DirectoryObject extends DurableObject<Env> {
         epoch: r.epoch as string,
         alive,
         addrs: JSON.parse(r.addrs as string) as string[],
+        versions: JSON.parse(r.versions as string) as string[],
         expiresAt: r.expires_at as number,
         lastBeatAt: r.last_beat_at as number | null,
         scopes: JSON.parse(r.scopes as string) as string[],

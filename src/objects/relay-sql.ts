@@ -44,15 +44,20 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     about: "activity: the relay's last reported upstream links (HeartbeatRequest.activity), JSON; NULL = none",
     up: "ALTER TABLE lease ADD COLUMN activity TEXT",
   },
+  {
+    version: 5,
+    about: "versions: the MoQT versions the relay said it speaks (Moq-Relay-Versions), JSON; '[]' = never said",
+    up: "ALTER TABLE lease ADD COLUMN versions TEXT NOT NULL DEFAULT '[]'",
+  },
 ]);
 
 export const RELAY_SQL = {
-  leaseGet: "SELECT url, epoch, addrs, expires_at, last_beat_at, state_lost, activity FROM lease WHERE id = 1",
+  leaseGet: "SELECT url, epoch, addrs, versions, expires_at, last_beat_at, state_lost, activity FROM lease WHERE id = 1",
   /** Replaced by every heartbeat; cleared when the lease ends (lapse, shutdown). */
   activityPut: "UPDATE lease SET activity = ? WHERE id = 1",
   /** A renewal keeps the last heartbeat's time unless this call is one. */
-  leasePut: `INSERT INTO lease (id, url, epoch, addrs, expires_at, last_beat_at, state_lost) VALUES (1, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs,
+  leasePut: `INSERT INTO lease (id, url, epoch, addrs, versions, expires_at, last_beat_at, state_lost) VALUES (1, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs, versions = excluded.versions,
       expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at),
       state_lost = excluded.state_lost`,
   leaseExpiresPut: "UPDATE lease SET expires_at = ? WHERE id = 1",

@@ -61,6 +61,7 @@ export interface LeaseView {
   url: string;
   epoch: string;
   addrs: string[];
+  versions: string[];
   expiresAt: number;
   lastBeatAt: number | null;
   alive: boolean;
@@ -77,6 +78,8 @@ export interface Revoked {
 export interface Enlisted {
   epoch: string;
   addrs: string[];
+  /** The MoQT versions it speaks (empty: never said). */
+  versions: string[];
   /** The lease is open until then (later heartbeats may extend it). */
   expiresAt: number;
 }
@@ -85,6 +88,7 @@ interface Lease {
   url: string;
   epoch: string;
   addrs: string[];
+  versions: string[];
   expiresAt: number;
   lastBeatAt: number | null;
   stateLost: boolean;
@@ -126,11 +130,17 @@ export class RelayObject extends DurableObject<Env> {
    * the lease if it is not open (a write proves the relay alive). An open
    * lease is not extended: only heartbeats keep a relay alive.
    */
-  enlist(url: string, scopeName: string, epoch: string | undefined, issuedAtMs: number): Promise<Outcome<Enlisted>> {
+  enlist(
+    url: string,
+    scopeName: string,
+    epoch: string | undefined,
+    issuedAtMs: number,
+    versions?: string[],
+  ): Promise<Outcome<Enlisted>> {
     return this.serial(async () => {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
-      const { lease, changed } = await this.touch(url, epoch, undefined, false);
+      const { lease, changed } = await this.touch(url, epoch, { versions }, false);
       const added = this.sql.exec(RELAY_SQL.scopeAdd, scopeName).rowsWritten > 0;
       // The directory lists the relay with its scopes; it hears of changes in the background.
       if (changed || added) this.noteInBackground();
@@ -144,12 +154,19 @@ export class RelayObject extends DurableObject<Env> {
    * notes this relay there, at most every peerRefreshMs (or at once when the
    * relay appears, changes epoch or addresses); otherwise from memory.
    */
-  async heartbeat(url: string, epoch: string, addrs: string[], issuedAtMs: number, activity?: ActivityNote): Promise<Outcome<BeatReply>> {
+  async heartbeat(
+    url: string,
+    epoch: string,
+    addrs: string[],
+    issuedAtMs: number,
+    activity?: ActivityNote,
+    versions?: string[],
+  ): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
       const before = this.lease();
-      const { changed } = await this.touch(url, epoch, addrs, true);
+      const { changed } = await this.touch(url, epoch, { addrs, versions }, true);
       // Kept with the lease; the directory hears of it with the next periodic note.
       this.sql.exec(RELAY_SQL.activityPut, activity === undefined ? null : JSON.stringify(activity));
       // No record at all, or this epoch's rows purged since its last beat.
@@ -221,8 +238,8 @@ export class RelayObject extends DurableObject<Env> {
   view(): LeaseView | null {
     const lease = this.lease();
     if (!lease) return null;
-    const { url, epoch, addrs, expiresAt, lastBeatAt } = lease;
-    return { url, epoch, addrs, expiresAt, lastBeatAt, alive: expiresAt > Date.now(), scopes: this.scopeNames() };
+    const { url, epoch, addrs, versions, expiresAt, lastBeatAt } = lease;
+    return { url, epoch, addrs, versions, expiresAt, lastBeatAt, alive: expiresAt > Date.now(), scopes: this.scopeNames() };
   }
 
   async alarm(): Promise<void> {
@@ -264,27 +281,43 @@ export class RelayObject extends DurableObject<Env> {
    * Renews the lease (a heartbeat always; any call when the lease is not open
    * or a new epoch starts) and applies an epoch change: from "" (unknown) it
    * is adopted, rows kept; otherwise the old epoch is retired and its rows go.
+   * Addresses and versions the call did not name stay as they were.
    */
   private async touch(
     url: string,
     epoch: string | undefined,
-    addrs: string[] | undefined,
+    said: { addrs?: string[]; versions?: string[] },
     beat: boolean,
   ): Promise<{ lease: Enlisted; changed: boolean }> {
     const now = Date.now();
     const { leaseTtlMs } = leaseSettings(this.env);
     const current = this.lease();
-    const next = { epoch: epoch ?? current?.epoch ?? "", addrs: addrs ?? current?.addrs ?? [] };
+    const { addrs, versions } = said;
+    const next = {
+      epoch: epoch ?? current?.epoch ?? "",
+      addrs: addrs ?? current?.addrs ?? [],
+      versions: versions ?? current?.versions ?? [],
+    };
     const newEpoch = current !== undefined && current.epoch !== next.epoch;
     const renew = beat || newEpoch || current === undefined || current.expiresAt <= now;
     const expiresAt = renew ? now + leaseTtlMs : current.expiresAt;
     // Lost state belongs to an epoch: a new process starts with nothing to re-register
     // (an unknown relay is told once, see heartbeat). A write never clears it.
     const stateLost = current === undefined ? !beat : newEpoch && current.epoch !== "" ? false : current.stateLost;
-    this.sql.exec(RELAY_SQL.leasePut, url, next.epoch, JSON.stringify(next.addrs), expiresAt, beat ? now : null, stateLost ? 1 : 0);
+    this.sql.exec(
+      RELAY_SQL.leasePut,
+      url,
+      next.epoch,
+      JSON.stringify(next.addrs),
+      JSON.stringify(next.versions),
+      expiresAt,
+      beat ? now : null,
+      stateLost ? 1 : 0,
+    );
     const addrsChanged = current !== undefined && addrs !== undefined && JSON.stringify(current.addrs) !== JSON.stringify(addrs);
-    // What the directory must hear of at once: the relay (re)appeared, or changed epoch or addresses.
-    const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged;
+    const versionsChanged = current !== undefined && versions !== undefined && JSON.stringify(current.versions) !== JSON.stringify(versions);
+    // What the directory must hear of at once: the relay (re)appeared, or changed epoch, addresses or versions.
+    const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged || versionsChanged;
     // A purge still to retry keeps its earlier alarm.
     if (renew) await this.ctx.storage.setAlarm(this.purgePending() ? Math.min(expiresAt, now + PURGE_RETRY_MS) : expiresAt);
     if (current && newEpoch && current.epoch === "") {
@@ -293,8 +326,8 @@ export class RelayObject extends DurableObject<Env> {
     } else if (current && newEpoch) {
       this.retire(current.epoch);
       await this.purgeStale(url, next.epoch);
-    } else if (addrsChanged) {
-      await this.eachScope((s) => s.updateRelayAddrs(url, addrs));
+    } else if (addrsChanged || versionsChanged) {
+      await this.eachScope((s) => s.updateRelay(url, next.addrs, next.versions));
     }
     return { lease: { ...next, expiresAt }, changed };
   }
@@ -372,6 +405,7 @@ export class RelayObject extends DurableObject<Env> {
       url: row.url as string,
       epoch: row.epoch as string,
       addrs: JSON.parse(row.addrs as string) as string[],
+      versions: JSON.parse(row.versions as string) as string[],
       expiresAt: row.expires_at as number,
       lastBeatAt: row.last_beat_at as number | null,
       stateLost: row.state_lost === 1,
@@ -392,6 +426,7 @@ export class RelayObject extends DurableObject<Env> {
       up: lease.expiresAt > now,
       at: now,
       addrs: lease.addrs,
+      versions: lease.versions,
       expiresAt: lease.expiresAt,
       lastBeatAt: lease.lastBeatAt,
       scopes: this.sql

@@ -102,6 +102,11 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     // sequence, seq counts the changes sent since.
     up: "CREATE TABLE IF NOT EXISTS watch (id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, seq INTEGER NOT NULL)",
   },
+  {
+    version: 4,
+    about: "the MoQT versions each relay speaks (JSON; '[]' = never said): answers leave out relays of another draft",
+    up: "ALTER TABLE relays ADD COLUMN versions TEXT NOT NULL DEFAULT '[]'",
+  },
 ]);
 
 // ---- relay-owned tables ------------------------------------------------------
@@ -220,12 +225,12 @@ export const SCOPE_SQL = {
   metaScopeGet: "SELECT 1 FROM meta WHERE k = 'scope'",
   metaScopePut: "INSERT OR IGNORE INTO meta (k, v) VALUES ('scope', ?)",
 
-  relayGet: "SELECT epoch, addrs FROM relays WHERE url = ?",
-  relayPut: `INSERT INTO relays (url, epoch, addrs) VALUES (?, ?, ?)
-    ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs`,
+  relayGet: "SELECT epoch, addrs, versions FROM relays WHERE url = ?",
+  relayPut: `INSERT INTO relays (url, epoch, addrs, versions) VALUES (?, ?, ?, ?)
+    ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs, versions = excluded.versions`,
   relayDelete: "DELETE FROM relays WHERE url = ?",
   relayAdoptEpoch: "UPDATE relays SET epoch = ? WHERE url = ? AND epoch = ''",
-  relayAddrsPut: "UPDATE relays SET addrs = ? WHERE url = ?",
+  relayDetailsPut: "UPDATE relays SET addrs = ?, versions = ? WHERE url = ?",
 
   /**
    * The longest registration among a namespace's n prefixes: ?1 is the

@@ -27,6 +27,7 @@ import { OWNED_SQL, OWNED_TABLES, type OwnedTable, RELAY_OWNED_TABLES, SCOPE_MIG
 import { directoryStub, relayStub } from "./stubs.js";
 import { type Invalidation, WatchHub } from "../watch/hub.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
+import { speakTogether } from "../model/moqt-version.js";
 
 export type { ScopeDescription };
 
@@ -55,11 +56,18 @@ export type TupleKey = Uint8Array;
  */
 export interface RouteMatch extends RelayRef {
   depth: number;
+  /**
+   * Set when the host shares no MoQT version with the asking relay: the MoQT
+   * versions it speaks. The route exists but cannot be used (an answer of
+   * NOT_FOUND, saying why).
+   */
+  otherDraft?: string[];
 }
 
 interface RelayRow {
   epoch: string;
   addrs: string[];
+  versions: string[];
 }
 
 /** Relay rows kept in memory per scope object (a row is ~100 bytes). */
@@ -156,8 +164,12 @@ export class ScopeObject extends DurableObject<Env> {
     return this.release("namespaces", relay, [toBlob(key)]);
   }
 
-  /** Exact registration first, else the longest registered prefix; null if none. */
-  lookup(key: TupleKey): RouteMatch | null {
+  /**
+   * Exact registration first, else the longest registered prefix; null if
+   * none. `versions`: the asking relay's MoQT versions (a host sharing none
+   * is named in otherDraft).
+   */
+  lookup(key: TupleKey, versions?: string[]): RouteMatch | null {
     // Registered namespaces have >= 1 field, so the empty prefix is never a candidate.
     const ends = fieldEnds(key);
     if (ends.length === 0) return null;
@@ -165,7 +177,7 @@ export class ScopeObject extends DurableObject<Env> {
       .exec<{ depth: number; relay: string }>(SCOPE_SQL.longestRegistered(ends.length), toBlob(key), ...ends)
       .toArray()[0];
     if (!hit) return null;
-    return { depth: hit.depth, ...this.relayRef(hit.relay) };
+    return this.routeTo(hit.relay, hit.depth, versions);
   }
 
   // ---- tracks ------------------------------------------------------------
@@ -179,10 +191,10 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   /** Exact track registration first, else namespace routing (lookup); null if neither. */
-  lookupTrack(key: TupleKey, name: string): RouteMatch | null {
+  lookupTrack(key: TupleKey, name: string, versions?: string[]): RouteMatch | null {
     const row = this.sql.exec(SCOPE_SQL.trackOwner, toBlob(key), name).toArray()[0];
-    if (row) return { depth: fieldEnds(key).length, ...this.relayRef(row.relay as string) };
-    return this.lookup(key);
+    if (row) return this.routeTo(row.relay as string, fieldEnds(key).length, versions);
+    return this.lookup(key, versions);
   }
 
   /** Track names under the namespace; at most `limit` of them when given. */
@@ -210,21 +222,21 @@ export class ScopeObject extends DurableObject<Env> {
       .exec(SCOPE_SQL.hostsUnder, toBlob(key), toBlob(prefixUpperBound(key)))
       .toArray()
       .map((r) => r.relay as string);
-    return ok({ id, upstream: this.excluding(hosts, w.relay, origin) });
+    return ok({ id, upstream: this.excluding(hosts, w.relay, origin, w.versions) });
   }
 
   unsubscribeNamespace(relay: string, prefix: Uint8Array[]): Outcome<object> {
     return this.release("namespace_subscriptions", relay, [nsKey(prefix)]);
   }
 
-  /** Relays whose subscribed prefixes match the namespace, minus caller and source. */
-  lookupNamespaceSubscribers(caller: string, fields: Uint8Array[], origin: Origin): RelayRef[] {
+  /** Relays whose subscribed prefixes match the namespace, minus caller, source and relays of another draft. */
+  lookupNamespaceSubscribers(caller: string, fields: Uint8Array[], origin: Origin, versions?: string[]): RelayRef[] {
     const candidates = encodeTupleWithPrefixes(fields).prefixes.map(toBlob);
     const relays = this.sql
       .exec(SCOPE_SQL.subscribersOf(candidates.length), ...candidates)
       .toArray()
       .map((r) => r.relay as string);
-    return this.excluding(relays, caller, origin);
+    return this.excluding(relays, caller, origin, versions);
   }
 
   // ---- lingering track subscriptions (rendezvous) --------------------------
@@ -245,11 +257,14 @@ export class ScopeObject extends DurableObject<Env> {
     return this.release("track_subscriptions", relay, [nsKey(fields), name]);
   }
 
-  lookupTrackSubscribers(fields: Uint8Array[], name: string): RelayRef[] {
+  /** Relays with lingering subscribers of the track, minus relays of another draft than `versions`. */
+  lookupTrackSubscribers(fields: Uint8Array[], name: string, versions?: string[]): RelayRef[] {
     return this.sql
       .exec(SCOPE_SQL.liveTrackSubscribers, nsKey(fields), name, Date.now())
       .toArray()
-      .map((r) => this.relayRef(r.relay as string));
+      .map((r) => r.relay as string)
+      .filter((url) => speakTogether(this.relayRow(url)?.versions, versions))
+      .map((url) => this.relayRef(url));
   }
 
   // ---- relay lifetimes -----------------------------------------------------
@@ -286,12 +301,12 @@ export class ScopeObject extends DurableObject<Env> {
     this.relayRows.delete(relay);
   }
 
-  /** New socket addresses of a relay (from its heartbeat). */
-  updateRelayAddrs(relay: string, addrs: string[]): void {
-    const before = this.relayRow(relay)?.addrs[0];
-    this.sql.exec(SCOPE_SQL.relayAddrsPut, JSON.stringify(addrs), relay);
+  /** New socket addresses or MoQT versions of a relay (from its heartbeat). */
+  updateRelay(relay: string, addrs: string[], versions: string[]): void {
+    const before = this.relayRow(relay);
+    this.sql.exec(SCOPE_SQL.relayDetailsPut, JSON.stringify(addrs), JSON.stringify(versions), relay);
     this.relayRows.delete(relay);
-    this.addrMoved(relay, before, addrs[0]);
+    if (before) this.relayMoved(relay, before, addrs, versions);
   }
 
   async alarm(): Promise<void> {
@@ -423,7 +438,7 @@ export class ScopeObject extends DurableObject<Env> {
     const known = this.relayRow(w.relay);
     const until = this.leaseUntil.get(w.relay) ?? 0;
     if (known && Date.now() < until && (w.epoch === undefined || w.epoch === known.epoch)) {
-      return { epoch: known.epoch, addrs: known.addrs, expiresAt: until, asked: false };
+      return { epoch: known.epoch, addrs: known.addrs, versions: known.versions, expiresAt: until, asked: false };
     }
     return undefined;
   }
@@ -435,7 +450,7 @@ export class ScopeObject extends DurableObject<Env> {
    * relay per lease TTL (knownLease otherwise).
    */
   private async lease(scope: Scope, w: Writer): Promise<Lease | Refusal> {
-    const answer = await relayStub(this.env, w.relay).enlist(w.relay, scopeObjectName(scope), w.epoch, w.issuedAtMs);
+    const answer = await relayStub(this.env, w.relay).enlist(w.relay, scopeObjectName(scope), w.epoch, w.issuedAtMs, w.versions);
     if (!answer.ok) return answer as Refusal;
     const { epoch } = answer.value;
     // The RelayObject has already purged or relabelled this scope (it calls
@@ -454,10 +469,10 @@ export class ScopeObject extends DurableObject<Env> {
   private enlisted(relay: string, lease: Lease): void {
     if (!lease.asked) return;
     const before = this.relayRow(relay);
-    this.sql.exec(SCOPE_SQL.relayPut, relay, lease.epoch, JSON.stringify(lease.addrs));
+    this.sql.exec(SCOPE_SQL.relayPut, relay, lease.epoch, JSON.stringify(lease.addrs), JSON.stringify(lease.versions));
     this.relayRows.delete(relay);
     this.leaseUntil.set(relay, lease.expiresAt);
-    if (before) this.addrMoved(relay, before.addrs[0], lease.addrs[0]);
+    if (before) this.relayMoved(relay, before, lease.addrs, lease.versions);
   }
 
   // ---- what a change invalidates (watch/hub.ts) -----------------------------
@@ -470,9 +485,12 @@ export class ScopeObject extends DurableObject<Env> {
     this.watch.changed(table === "namespaces" ? { namespaces: [fields] } : { tracks: [{ fields, name: key[1] as string }] });
   }
 
-  /** Answers name a relay with its first address: when that moves, every route to the relay. */
-  private addrMoved(relay: string, before: string | undefined, after: string | undefined): void {
-    if (before === after) return;
+  /**
+   * Answers name a relay with its first address, and depend on its MoQT
+   * versions: when either changes, every route to the relay.
+   */
+  private relayMoved(relay: string, before: RelayRow, addrs: string[], versions: string[]): void {
+    if (before.addrs[0] === addrs[0] && JSON.stringify(before.versions) === JSON.stringify(versions)) return;
     const routes = this.routesOf(relay);
     if (routes) this.watch.changed(routes);
   }
@@ -537,7 +555,13 @@ export class ScopeObject extends DurableObject<Env> {
     const cached = this.relayRows.get(url);
     if (cached !== undefined) return cached ?? undefined;
     const row = this.sql.exec(SCOPE_SQL.relayGet, url).toArray()[0];
-    const read = row ? { epoch: row.epoch as string, addrs: JSON.parse(row.addrs as string) as string[] } : null;
+    const read = row
+      ? {
+          epoch: row.epoch as string,
+          addrs: JSON.parse(row.addrs as string) as string[],
+          versions: JSON.parse(row.versions as string) as string[],
+        }
+      : null;
     setBounded(this.relayRows, url, read, MAX_CACHED_RELAY_ROWS);
     return read ?? undefined;
   }
@@ -547,13 +571,23 @@ export class ScopeObject extends DurableObject<Env> {
     return addr === undefined ? { url } : { url, addr };
   }
 
-  /** Deduplicates and drops the caller and the session's source peer. */
-  private excluding(urls: string[], caller: string, origin: Origin): RelayRef[] {
+  /** A route to `relay` at `depth`, as the asking relay (speaking `versions`) may use it. */
+  private routeTo(relay: string, depth: number, versions: string[] | undefined): RouteMatch {
+    const row = this.relayRow(relay);
+    const match: RouteMatch = { depth, ...this.relayRef(relay, row?.addrs) };
+    if (row && !speakTogether(row.versions, versions)) match.otherDraft = row.versions;
+    return match;
+  }
+
+  /** Deduplicates and drops the caller, the session's source peer and relays sharing no MoQT version with `versions`. */
+  private excluding(urls: string[], caller: string, origin: Origin, versions: string[] | undefined): RelayRef[] {
     const sourceAuthority = origin.sourceUrl ? authority(origin.sourceUrl) : undefined;
     const out: RelayRef[] = [];
     for (const url of new Set(urls)) {
       if (url === caller || url === origin.sourceUrl) continue;
-      const addrs = this.relayRow(url)?.addrs ?? [];
+      const row = this.relayRow(url);
+      if (!speakTogether(row?.versions, versions)) continue;
+      const addrs = row?.addrs ?? [];
       if (origin.sourceAddr !== undefined && addrs.includes(origin.sourceAddr)) continue;
       // moq-rs names an internal peer https://{ip:port}: match that against addresses too.
       if (sourceAuthority !== undefined && addrs.includes(sourceAuthority)) continue;

@@ -10,6 +10,8 @@ export interface RelayRef {
 export interface Writer {
   relay: string;
   epoch?: string;
+  /** The MoQT versions it speaks, if it said (model/moqt-version.ts). */
+  versions?: string[];
   /** When the caller's token was made (ms): its RelayObject refuses a revoked one. */
   issuedAtMs: number;
 }

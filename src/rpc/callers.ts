@@ -8,6 +8,7 @@ import { tokenSecrets, verifyRelayClaims } from "../auth/relay-token.js";
 import { enforceRateLimit, relayBucket } from "../auth/rate-limit.js";
 import { requireNotRevoked } from "../auth/revocation.js";
 import { MAX_EPOCH_CHARS } from "../model/validate.js";
+import { parseVersions, VERSIONS_HEADER } from "../model/moqt-version.js";
 import type { Caller } from "./context.js";
 
 const EPOCH_HEADER = "moq-relay-epoch";
@@ -22,9 +23,10 @@ export async function relayCaller(request: Request, env: Env, method: string): P
   if (epoch !== undefined && (epoch === "" || epoch.length > MAX_EPOCH_CHARS)) {
     throw new ConnectError(`${EPOCH_HEADER} header must be 1 to ${MAX_EPOCH_CHARS} characters`, Code.InvalidArgument);
   }
+  const versions = parseVersions(request.headers.get(VERSIONS_HEADER));
   await requireNotRevoked(env, relay, issuedAtMs);
   await enforceRateLimit(env, relayBucket(method), relay, `relay ${relay}`);
-  return { relay, epoch, scopes, readOnly, issuedAtMs };
+  return { relay, epoch, versions, scopes, readOnly, issuedAtMs };
 }
 
 export async function adminCaller(request: Request, env: Env): Promise<undefined> {

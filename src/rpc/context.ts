@@ -9,6 +9,8 @@ export interface Caller {
   relay: string;
   /** Boot epoch from the Moq-Relay-Epoch header, when the relay sent one. */
   epoch?: string;
+  /** MoQT versions from the Moq-Relay-Versions header, when the relay sent it (model/moqt-version.ts). */
+  versions?: string[];
   /** From the token: the only scopes this caller may act in (absent = any). */
   scopes?: readonly string[];
   /** From the token: the caller may not publish. */

@@ -61,8 +61,15 @@ function sourceOf(context: ScopedNamespaceRequest["context"]): Origin {
  * depth, at its relay; NOT_FOUND for none. Plain data (connect-es makes the
  * message; the binary fast path encodes it directly).
  */
-async function originOfMatch(env: Env, scope: Scope, fields: Uint8Array[], m: RouteMatch | null): Promise<OriginAnswer> {
+async function originOfMatch(env: Env, scope: Scope, fields: Uint8Array[], m: RouteMatch | null, caller: Caller): Promise<OriginAnswer> {
   if (!m) throw new ConnectError("no relay has registered this namespace or a prefix of it", Code.NotFound);
+  if (m.otherDraft) {
+    // Drafts do not interoperate: dialling the host would hang or be refused.
+    throw new ConnectError(
+      `the relay hosting this namespace speaks MoQT ${m.otherDraft.join(", ")}, which this relay (${caller.versions?.join(", ")}) cannot reach`,
+      Code.NotFound,
+    );
+  }
   const relay = (await relayView(env, scope))(m.addr === undefined ? { url: m.url } : { url: m.url, addr: m.addr });
   return { namespace: { fields: fields.slice(0, m.depth) }, relay };
 }
@@ -76,10 +83,11 @@ function scoped(req: { scope?: string }, ctx: HandlerContext) {
 }
 
 /** Lookup: for connect's handler below and the binary fast path (coordinatorFastPath). */
-async function lookup(env: Env, req: ScopedNamespaceRequest): Promise<{ origin: OriginAnswer }> {
+async function lookup(env: Env, caller: Caller, req: ScopedNamespaceRequest): Promise<{ origin: OriginAnswer }> {
   const scope = scopeOf(env, req.scope);
   const fields = checkNamespace("namespace", req.namespace);
-  return { origin: await originOfMatch(env, scope, fields, await scopeStub(env, scope).lookup(encodeTuple(fields))) };
+  const match = await scopeStub(env, scope).lookup(encodeTuple(fields), caller.versions);
+  return { origin: await originOfMatch(env, scope, fields, match, caller) };
 }
 
 /** RegisterNamespace: for connect's handler below and the binary fast path. */
@@ -101,7 +109,7 @@ export const coordinatorFastPath: FastPath = new Map([
     CoordinatorService.method.lookup.name,
     fastMethod({
       read: (bytes) => readScopedNamespaceRequest(bytes, false),
-      serve: (env, _caller, req) => lookup(env, req),
+      serve: lookup,
       write: (answer) => writeLookupResponse(answer.origin),
     }),
   ],
@@ -151,15 +159,13 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     return {};
   },
 
-  lookup(req, ctx) {
-    callerOf(ctx);
-    return lookup(envOf(ctx), req);
-  },
+  lookup: (req, ctx) => lookup(envOf(ctx), callerOf(ctx), req),
 
   async lookupTrack(req, ctx) {
-    const { env, scope, object } = scoped(req, ctx);
+    const { env, caller, scope, object } = scoped(req, ctx);
     const { fields, track } = trackOf(req);
-    return { origin: await originOfMatch(env, scope, fields, await object.lookupTrack(encodeTuple(fields), track)) };
+    const match = await object.lookupTrack(encodeTuple(fields), track, caller.versions);
+    return { origin: await originOfMatch(env, scope, fields, match, caller) };
   },
 
   async subscribeNamespace(req, ctx) {
@@ -181,7 +187,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     const { env, caller, scope, object } = scoped(req, ctx);
     const fields = checkNamespace("namespace", req.namespace);
     const origin = sourceOf(req.context);
-    const relays = await object.lookupNamespaceSubscribers(caller.relay, fields, origin);
+    const relays = await object.lookupNamespaceSubscribers(caller.relay, fields, origin, caller.versions);
     return { relays: relays.map(await relayView(env, scope)) };
   },
 
@@ -230,9 +236,9 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async lookupTrackSubscribers(req, ctx) {
-    const { env, scope, object } = scoped(req, ctx);
+    const { env, caller, scope, object } = scoped(req, ctx);
     const { fields, track } = trackOf(req);
-    const relays = await object.lookupTrackSubscribers(fields, track);
+    const relays = await object.lookupTrackSubscribers(fields, track, caller.versions);
     return { relays: relays.map(await relayView(env, scope)) };
   },
 
@@ -249,7 +255,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     }
     const activity = checkActivity(req.activity);
     const relay = relayStub(env, caller.relay);
-    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs, activity));
+    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs, activity, caller.versions));
   },
 
   async shutdown(_req, ctx) {

@@ -53,6 +53,7 @@ export function relayRecord(r: DirectoryRelay): RelayRecord {
     scopes: r.scopes.map((s) => listedScopeName(scopeFromObjectName(s))).sort(),
     scopeCount: r.scopeCount,
     addrs: r.addrs,
+    moqtVersions: r.versions,
     lastHeartbeatAtMs: r.lastBeatAt === null ? undefined : BigInt(r.lastBeatAt),
   });
 }

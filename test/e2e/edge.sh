@@ -129,8 +129,8 @@ while [ "$PB" = "$PA" ]; do PB=$(free_port udp); done
 MB=$(free_port tcp)
 start_relay a "$PA" "$PB"
 start_relay b "$PB" "$PA" --metrics-bind "127.0.0.1:$MB"
-wait_for_log relay-a "listening on" 30
-wait_for_log relay-b "listening on" 30
+wait_for_log relay-a "edge: relay listening" 30
+wait_for_log relay-b "edge: relay listening" 30
 log "relay A https://127.0.0.1:$PA, relay B https://127.0.0.1:$PB"
 
 TICKOPTS=(--tls-disable-verify --bind 127.0.0.1:0)
@@ -144,9 +144,9 @@ timeout 45 "$TICK" "${TICKOPTS[@]}" subscribe --url "https://127.0.0.1:$PB/" --n
   --count 5 --timeout 30 >"$WORK/sub-b.log" 2>&1 \
   || fail "subscriber on relay B did not receive 5 objects"
 [ "$(grep -c '^received tick-' "$WORK/sub-b.log")" -ge 5 ] || fail "subscriber output lacks ticks"
-grep -q "connecting to remote relay.*127.0.0.1:$PA" "$WORK/relay-b.log" \
-  || fail "relay B did not dial relay A"
-grep -q "session accepted.*interface=Internal.*remote_addr=127.0.0.1:$PB" "$WORK/relay-a.log" \
+grep -q "edge: upstream link opened.*upstream=https://127.0.0.1:$PA/" "$WORK/relay-b.log" \
+  || fail "relay B was not handed relay A as its upstream"
+grep -q "edge: session accepted remote_addr=127.0.0.1:$PB .*internal=true" "$WORK/relay-a.log" \
   || fail "relay A did not see relay B as an internal peer"
 log "ok: 5 objects from a publisher on A reached a subscriber on B via the Worker ($(( $(date +%s) - S0 ))s)"
 
@@ -175,7 +175,8 @@ timeout 20 "$TICK" "${TICKOPTS[@]}" subscribe --url "https://127.0.0.1:$PA/$RUN/
 unknown_status=$?
 set -e
 [ "$unknown_status" != 0 ] || fail "a session on an unknown path received objects"
-grep -q "scope resolution failed" "$WORK/relay-a.log" || fail "relay A did not reject the unknown path"
+grep -q "edge: session refused at scope resolution path=\"/$RUN/nobody\"" "$WORK/relay-a.log" \
+  || fail "relay A did not reject the unknown path"
 log "ok: unknown path refused (client exit $unknown_status)"
 
 # --- 4. Viewers joining a track B already pulls: answered by B's cache.
@@ -199,6 +200,8 @@ C1=$(worker_calls)
 [ "$((C1 - C0))" = 0 ] || fail "$VIEWERS viewer joins on B made $((C1 - C0)) Worker calls (want 0)"
 HITS=$(curl -fsS -m 5 "http://127.0.0.1:$MB/metrics" | awk '/^moq_edge_cache_hits_total/ {s += $NF} END {print s + 0}')
 [ "$HITS" -ge "$VIEWERS" ] || fail "relay B's /metrics shows $HITS cache hits for $VIEWERS viewers"
+PUBLIC=$(curl -fsS -m 5 "http://127.0.0.1:$MB/metrics" | awk '/^moq_edge_sessions_accepted_total[{].*interface="public"/ {s += $NF} END {print s + 0}')
+[ "$PUBLIC" -ge "$((VIEWERS + 1))" ] || fail "relay B's /metrics counts $PUBLIC public sessions for $((VIEWERS + 1)) viewers"
 log "ok: $VIEWERS more viewers on B made no Worker call ($HITS cache hits on B's /metrics)"
 
 log "PASS in $(( $(date +%s) - START ))s"

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use moq_native_ietf::quic;
+use moq_worker_edge::{moq_native_ietf, moq_transport};
 use url::Url;
 
 /// Logs to stderr at RUST_LOG, or warnings only.
@@ -18,13 +18,20 @@ pub fn init_tracing() {
         .init();
 }
 
+/// The WebTransport session type the build's native crate hands out.
+#[cfg(feature = "draft-16")]
+pub type Session = web_transport::Session;
+#[cfg(feature = "draft-18")]
+pub type Session = moq_transport::session::transport::Session;
+
 /// A MoQT transport session to `url` from a client socket bound at `bind`,
 /// given up after 10 s.
 pub async fn connect(
     url: &Url,
     bind: SocketAddr,
     tls: &moq_native_ietf::tls::Args,
-) -> anyhow::Result<(web_transport::Session, moq_transport::session::Transport)> {
+) -> anyhow::Result<(Session, moq_transport::session::Transport)> {
+    use moq_native_ietf::quic;
     let endpoint = quic::Endpoint::new(quic::Config::new(bind, None, tls.load()?)?)?;
     let (session, _cid, transport) =
         tokio::time::timeout(Duration::from_secs(10), endpoint.client.connect(url, None))

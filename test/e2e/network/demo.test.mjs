@@ -1,3 +1,4 @@
+// network-e2e: once (the demo runs on the default draft-18 build)
 // `npm run demo` as a newcomer runs it, and the dashboard's network view in
 // headless Chromium: the demo starts three relays in two scopes with clock
 // publishers and subscribers, media flows in both scopes (the subscribers'

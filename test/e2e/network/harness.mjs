@@ -19,8 +19,26 @@ import { DEV_ADMIN_TOKEN, DEV_TOKEN_SECRET, freePort, ROOT, startWorker } from "
 export { DEV_TOKEN_SECRET };
 
 const CACHE = join(homedir(), ".cache", "moq-worker");
-export const CLOCK_BIN = process.env.MOQ_CLOCK_BIN ?? join(CACHE, "cargo-bin", "bin", "moq-clock-ietf");
 const CARGO_TARGET_DIR = process.env.CARGO_TARGET_DIR ?? join(CACHE, "target");
+
+/**
+ * The MoQT drafts the edge builds for: its cargo features, and the
+ * moq-clock-ietf release that speaks the same draft (scripts/e2e-deps.sh
+ * installs each). Drafts do not interoperate, so every client a test starts
+ * speaks its relay's draft.
+ */
+export const DRAFTS = {
+  "draft-18": { features: [], clock: "0.6.25", relay: "moq-relay-ietf 0.8" },
+  "draft-16": { features: ["--no-default-features", "--features", "draft-16"], clock: "0.6.24", relay: "moq-relay-ietf 0.7" },
+};
+/** The draft a suite's relays are built for unless a test names another (MOQ_DRAFT). */
+export const DRAFT = process.env.MOQ_DRAFT ?? "draft-18";
+if (!DRAFTS[DRAFT]) throw new Error(`MOQ_DRAFT=${DRAFT}: expected one of ${Object.keys(DRAFTS).join(", ")}`);
+
+/** The moq-clock-ietf binary that speaks `draft`. */
+export function clockBin(draft = DRAFT) {
+  return join(CACHE, "cargo-bin", `moq-clock-${DRAFTS[draft].clock}`, "bin", "moq-clock-ietf");
+}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const now = () => performance.now();
@@ -43,6 +61,31 @@ export async function waitFor(what, probe, { timeoutMs, intervalMs = 100 }) {
   }
 }
 
+/**
+ * The edge's line for a session it accepted from `peer` (a relay of the stack:
+ * relays dial from their bound socket), optionally at `path` and tagged
+ * internal or not. Read from the edge's own log line, whatever the relay version.
+ */
+export function acceptedFrom(peer, { path, internal } = {}) {
+  const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const p = path === undefined ? '"[^"]*"' : `"${esc(path)}"`;
+  const i = internal === undefined ? "(true|false)" : String(internal);
+  return new RegExp(`edge: session accepted remote_addr=127\\.0\\.0\\.1:${peer.port} path=${p} internal=${i}\\b`);
+}
+
+/** `promise`, or an error naming `what` after `ms`. */
+export async function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A UDP port on 127.0.0.1 that nothing is bound to right now (QUIC listens on UDP). */
 export async function freeUdpPort() {
   const socket = createSocket("udp4");
@@ -59,33 +102,34 @@ export function relayLinkPath(scope, secret = DEV_TOKEN_SECRET) {
 }
 
 /**
- * Builds moq-worker-edge and the `announced` example from this tree and copies
- * them into `dir`: the cargo target dir is shared with other checkouts, so the
- * copies are what this run tested. MOQ_EDGE_BIN and MOQ_ANNOUNCED_BIN skip the build.
+ * Builds moq-worker-edge and the `announced` example for `draft` from this
+ * tree and copies them into `dir`: the cargo target dir is shared with other
+ * checkouts and builds, so the copies are what this run tested.
+ * MOQ_E2E_BINS (JSON: draft → {edge, announced}, as run.mjs sets it) skips the build.
  */
-export function edgeBinaries(dir) {
-  if (process.env.MOQ_EDGE_BIN && process.env.MOQ_ANNOUNCED_BIN) {
-    return { edge: process.env.MOQ_EDGE_BIN, announced: process.env.MOQ_ANNOUNCED_BIN };
-  }
+export function edgeBinaries(dir, draft = DRAFT) {
+  const prebuilt = process.env.MOQ_E2E_BINS ? JSON.parse(process.env.MOQ_E2E_BINS)[draft] : undefined;
+  if (prebuilt) return prebuilt;
   try {
-    execFileSync("cargo", ["build", "--quiet", "--bin", "moq-worker-edge", "--example", "announced"], {
+    execFileSync("cargo", ["build", "--quiet", ...DRAFTS[draft].features, "--bin", "moq-worker-edge", "--example", "announced"], {
       cwd: join(ROOT, "edge"),
       env: { ...process.env, CARGO_TARGET_DIR },
       stdio: ["ignore", "pipe", "pipe"],
     });
   } catch (e) {
-    throw new Error(`building moq-worker-edge failed:\n${e.stderr ?? e.message}`);
+    throw new Error(`building moq-worker-edge (${draft}) failed:\n${e.stderr ?? e.message}`);
   }
-  const edge = join(dir, "moq-worker-edge");
-  const announced = join(dir, "announced");
+  mkdirSync(join(dir, draft), { recursive: true });
+  const edge = join(dir, draft, "moq-worker-edge");
+  const announced = join(dir, draft, "announced");
   copyFileSync(join(CARGO_TARGET_DIR, "debug", "moq-worker-edge"), edge);
   copyFileSync(join(CARGO_TARGET_DIR, "debug", "examples", "announced"), announced);
   return { edge, announced };
 }
 
-function requireClock() {
-  if (!existsSync(CLOCK_BIN)) {
-    throw new Error(`moq-clock-ietf not found at ${CLOCK_BIN}: run scripts/e2e-deps.sh (or set MOQ_CLOCK_BIN)`);
+function requireClock(draft) {
+  if (!existsSync(clockBin(draft))) {
+    throw new Error(`moq-clock-ietf ${DRAFTS[draft].clock} (${draft}) not found at ${clockBin(draft)}: run scripts/e2e-deps.sh`);
   }
 }
 
@@ -186,8 +230,8 @@ export class Stack {
     const stack = new Stack(mkdtempSync(join(tmpdir(), `moq-e2e-${name}-`)), keepLogs);
     installExitHandlers(stack);
     try {
-      requireClock();
-      ({ edge: stack.edgeBin, announced: stack.announcedBin } = edgeBinaries(stack.dir));
+      requireClock(DRAFT);
+      stack.binaries(DRAFT);
       stack.vars = vars;
       stack.workerPort = port ?? (await freePort());
       await stack.startWorker();
@@ -206,6 +250,13 @@ export class Stack {
     this.procs = [];
     this.relays = [];
     this.counter = 0;
+    this.bins = {};
+  }
+
+  /** The edge and `announced` binaries for `draft`, built once per stack. */
+  binaries(draft) {
+    this.bins[draft] ??= edgeBinaries(this.dir, draft);
+    return this.bins[draft];
   }
 
   /** The Worker on its port and state directory (also used to restart it on the same state). */
@@ -235,14 +286,19 @@ export class Stack {
     return (res.namespaceSubscriptions ?? []).map((r) => `${nsText(r.prefix)}@${new URL(r.relay.url).host}`).sort();
   }
 
-  /** A moq-worker-edge relay on its own UDP port with its own token; resolves once it listens. */
-  async relay(name, { scopes, args = [], port } = {}) {
+  /**
+   * A moq-worker-edge relay on its own UDP port with its own token, built for
+   * `draft` (the suite's by default); resolves once it listens. Clients the
+   * stack starts on it speak the same draft.
+   */
+  async relay(name, { scopes, args = [], port, draft = DRAFT } = {}) {
+    requireClock(draft);
     port ??= await freeUdpPort();
     const url = `https://127.0.0.1:${port}`;
     const { token } = await this.admin("CreateRelayToken", { relayUrl: url, ...(scopes ? { scopes } : {}) });
     const proc = this.spawn(
       `relay-${name}`,
-      this.edgeBin,
+      this.binaries(draft).edge,
       [
         "--bind",
         `127.0.0.1:${port}`,
@@ -256,13 +312,13 @@ export class Stack {
       ],
       { MOQ_COORDINATOR_TOKEN: token, RUST_LOG: process.env.RUST_LOG ?? "info,quinn=warn" },
     );
-    const relay = { name, port, url, host: `127.0.0.1:${port}`, proc };
+    const relay = { name, port, url, host: `127.0.0.1:${port}`, proc, draft };
     this.relays.push(relay);
     await waitFor(
       `relay ${name} listening`,
       () => {
         if (!proc.running) throw new Error(`relay ${name} exited: ${JSON.stringify(proc.exit)}`);
-        return proc.log().includes("listening on");
+        return proc.log().includes("edge: relay listening");
       },
       { timeoutMs: 30_000 },
     );
@@ -287,16 +343,17 @@ export class Stack {
       relay.url + path,
     ];
     name ??= `pub-${relay.name}-${++this.counter}`;
-    if (!clock) return this.spawn(name, CLOCK_BIN, args);
+    const bin = clockBin(relay.draft);
+    if (!clock) return this.spawn(name, bin, args);
     // Only the wall clock moves: QUIC timers run on the monotonic clock.
-    return this.spawn(name, "faketime", [clock, CLOCK_BIN, ...args], { FAKETIME_DONT_FAKE_MONOTONIC: "1" });
+    return this.spawn(name, "faketime", [clock, bin, ...args], { FAKETIME_DONT_FAKE_MONOTONIC: "1" });
   }
 
   /** A moq-clock-ietf subscriber (one attempt: it exits if the SUBSCRIBE is refused). */
   subscribe(relay, path, { namespace, track = "now", name } = {}) {
     name ??= `sub-${relay.name}-${++this.counter}`;
     return new Subscriber(
-      this.spawn(name, CLOCK_BIN, [
+      this.spawn(name, clockBin(relay.draft), [
         "--bind",
         "127.0.0.1:0",
         "--tls-disable-verify",
@@ -315,7 +372,7 @@ export class Stack {
    */
   announced(relay, path, { prefix, name }) {
     name ??= `announced-${relay.name}-${++this.counter}`;
-    return this.spawn(name, this.announcedBin, ["--tls-disable-verify", "--url", relay.url + path, "--prefix", prefix]);
+    return this.spawn(name, this.binaries(relay.draft).announced, ["--tls-disable-verify", "--url", relay.url + path, "--prefix", prefix]);
   }
 
   /**
