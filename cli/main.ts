@@ -293,7 +293,7 @@ export function buildProgram(): Command {
 
   program
     .command("relays")
-    .description("relays with their epoch, lease, liveness and the scopes they wrote to")
+    .description("relays with their MoQT versions, epoch, lease, liveness and the scopes they wrote to")
     .addOption(pageSizeOption(200))
     .action(async (o: { pageSize: number }, cmd: Command) => {
       const opts = globals(cmd);
@@ -309,10 +309,11 @@ export function buildProgram(): Command {
           res.relays.length === 0
             ? "no relays"
             : table(
-                ["URL", "ALIVE", "EPOCH", "LEASE", "HEARTBEAT", "ADDRS", "SCOPES"],
+                ["URL", "ALIVE", "MOQT", "EPOCH", "LEASE", "HEARTBEAT", "ADDRS", "SCOPES"],
                 res.relays.map((r) => [
                   r.url,
                   r.alive ? "yes" : "no",
+                  r.moqtVersions.join(",") || "-",
                   r.epoch || "-",
                   relative(r.leaseExpiresAtMs, now),
                   r.lastHeartbeatAtMs === undefined ? "-" : `${age(r.lastHeartbeatAtMs, now)} ago`,

@@ -159,7 +159,8 @@ describe("migrating databases the code before versions left (commit 3864184)", (
           expires_at: 99999999999999,
         },
       ]);
-      expect(after.relays).toEqual([{ url: relayUrl, epoch: "e1", addrs: '["192.0.2.1:4443"]' }]);
+      // Step 4: the relay has not said its MoQT versions yet.
+      expect(after.relays).toEqual([{ url: relayUrl, epoch: "e1", addrs: '["192.0.2.1:4443"]', versions: "[]" }]);
       expect(after.paths).toEqual([{ path: "/old", permissions: 1 }]);
       expect(after.directory_listing).toEqual([{ id: 1, told: "listed" }]);
     });
@@ -180,6 +181,8 @@ describe("migrating databases the code before versions left (commit 3864184)", (
       url: relayUrl,
       epoch: "e2",
       addrs: ["192.0.2.1:4443"],
+      // Step 5: no MoQT versions said yet.
+      versions: [],
       expiresAt,
       lastBeatAt: 1234,
       alive: true,
@@ -216,6 +219,8 @@ describe("migrating databases the code before versions left (commit 3864184)", (
           epoch: "e2",
           alive: false,
           addrs: [],
+          // Step 5: no MoQT versions noted yet.
+          versions: [],
           expiresAt: 0,
           lastBeatAt: null,
           scopes: [],

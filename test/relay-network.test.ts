@@ -121,6 +121,7 @@ describe("state_lost", () => {
       // What later versions add goes too, so the migrations replay onto a true version-1 database.
       state.storage.sql.exec("DROP TABLE revocation");
       state.storage.sql.exec("ALTER TABLE lease DROP COLUMN activity");
+      state.storage.sql.exec("ALTER TABLE lease DROP COLUMN versions");
       state.storage.sql.exec("UPDATE schema_version SET version = 1");
     });
     await evictDurableObject(relayStub(a.url));

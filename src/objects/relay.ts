@@ -130,13 +130,7 @@ export class RelayObject extends DurableObject<Env> {
    * the lease if it is not open (a write proves the relay alive). An open
    * lease is not extended: only heartbeats keep a relay alive.
    */
-  enlist(
-    url: string,
-    scopeName: string,
-    epoch: string | undefined,
-    issuedAtMs: number,
-    versions?: string[],
-  ): Promise<Outcome<Enlisted>> {
+  enlist(url: string, scopeName: string, epoch: string | undefined, issuedAtMs: number, versions?: string[]): Promise<Outcome<Enlisted>> {
     return this.serial(async () => {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
@@ -315,7 +309,8 @@ export class RelayObject extends DurableObject<Env> {
       stateLost ? 1 : 0,
     );
     const addrsChanged = current !== undefined && addrs !== undefined && JSON.stringify(current.addrs) !== JSON.stringify(addrs);
-    const versionsChanged = current !== undefined && versions !== undefined && JSON.stringify(current.versions) !== JSON.stringify(versions);
+    const versionsChanged =
+      current !== undefined && versions !== undefined && JSON.stringify(current.versions) !== JSON.stringify(versions);
     // What the directory must hear of at once: the relay (re)appeared, or changed epoch, addresses or versions.
     const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged || versionsChanged;
     // A purge still to retry keeps its earlier alarm.

@@ -162,8 +162,10 @@ function resolveFailures(relay, path, code) {
   return relay.proc
     .log()
     .split("\n")
-    .filter((l) => l.includes("edge: session refused at scope resolution") && l.includes(`path="${path}"`) && l.includes(`${code}: connection_path`))
-    .length;
+    .filter(
+      (l) =>
+        l.includes("edge: session refused at scope resolution") && l.includes(`path="${path}"`) && l.includes(`${code}: connection_path`),
+    ).length;
 }
 
 /** How many sessions `relay` accepted from `peer`'s socket at connection path `path` (moq-relay-ietf pools one per URL and address). */

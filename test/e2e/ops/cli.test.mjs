@@ -46,12 +46,15 @@ describe("moq-worker CLI", () => {
     assert.equal(res.code, 0, res.stderr);
     const token = res.stdout.trim();
     assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
-    const beat = await call(w.url, "CoordinatorService", "Heartbeat", { epoch: "cli-epoch" }, token);
+    const beat = await call(w.url, "CoordinatorService", "Heartbeat", { epoch: "cli-epoch" }, token, { "moq-relay-versions": "moqt-18" });
     assert.ok(beat.leaseTtlMs > 0);
     const relays = JSON.parse((await admin(["--json", "relays"])).stdout).relays;
     const me = relays.find((r) => r.url === "https://relay-cli.example.com/");
     assert.equal(me?.epoch, "cli-epoch");
     assert.equal(me?.alive, true);
+    assert.deepEqual(me?.moqtVersions, ["moqt-18"]);
+    const row = (await admin(["relays"])).stdout.split("\n").find((l) => l.includes("relay-cli.example.com"));
+    assert.match(row ?? "", /\syes\s+moqt-18\s+cli-epoch\s/, "the relays table shows its MoQT version");
 
     const json = JSON.parse((await admin(["--json", "token", "create", "https://relay-cli.example.com", "--ttl", "60"])).stdout);
     assert.ok(Number(json.expiresAtMs) > Date.now());
@@ -179,15 +182,15 @@ describe("moq-worker CLI", () => {
       table = (await admin(["relays", "--page-size", "1"])).stdout;
       if (!table.includes("relay-b.cli")) await new Promise((r) => setTimeout(r, 100));
     }
-    assert.match(table, /^URL\s+ALIVE\s+EPOCH\s+LEASE\s+HEARTBEAT\s+ADDRS\s+SCOPES$/m);
+    assert.match(table, /^URL\s+ALIVE\s+MOQT\s+EPOCH\s+LEASE\s+HEARTBEAT\s+ADDRS\s+SCOPES$/m);
     assert.match(
       table,
       new RegExp(
-        `^https://relay-a\\.cli\\.example\\.com/\\s+yes\\s+boot-1\\s+in \\d+s\\s+\\d+s ago\\s+127\\.0\\.0\\.1:4443\\s+${scope}$`,
+        `^https://relay-a\\.cli\\.example\\.com/\\s+yes\\s+-\\s+boot-1\\s+in \\d+s\\s+\\d+s ago\\s+127\\.0\\.0\\.1:4443\\s+${scope}$`,
         "m",
       ),
     );
-    assert.match(table, new RegExp(`^https://relay-b\\.cli\\.example\\.com/\\s+yes\\s+-\\s+in \\d+s\\s+-\\s+-\\s+${scope}$`, "m"));
+    assert.match(table, new RegExp(`^https://relay-b\\.cli\\.example\\.com/\\s+yes\\s+-\\s+-\\s+in \\d+s\\s+-\\s+-\\s+${scope}$`, "m"));
 
     const scopes = await admin(["scopes", "--page-size", "1"]);
     assert.match(scopes.stdout, new RegExp(`^${scope}$`, "m"));

@@ -84,8 +84,8 @@ describe("dashboard", () => {
       { path: "/tenant-demo/publish", scope, permissions: "PERMISSIONS_READ_WRITE" },
       DEV_ADMIN_TOKEN,
     );
-    const a = await relay(w.url, "https://relay-eu.example.com/", "2026-11-25T10:00Z");
-    const b = await relay(w.url, "https://relay-us.example.com/", "2026-11-25T09:12Z");
+    const a = await relay(w.url, "https://relay-eu.example.com/", "2026-11-25T10:00Z", "moqt-18");
+    const b = await relay(w.url, "https://relay-us.example.com/", "2026-11-25T09:12Z", "moqt-16");
     await a.heartbeat(["192.0.2.10:4443"]);
     await b.heartbeat(["192.0.2.11:4443"]);
     await a.call("RegisterNamespace", { scope, namespace: ns("sports/football/match-42") });
@@ -109,6 +109,9 @@ describe("dashboard", () => {
     const relayRow = (url) => page.locator("#relays tr", { hasText: url });
     await relayRow("https://relay-eu.example.com/").locator(".pill", { hasText: "alive" }).waitFor();
     await relayRow("https://relay-us.example.com/").locator(".pill", { hasText: "alive" }).waitFor();
+    // Each relay's MoQT draft, as it said it (relays of different drafts are never routed to each other).
+    await relayRow("https://relay-eu.example.com/").locator("td", { hasText: "moqt-18" }).waitFor();
+    await relayRow("https://relay-us.example.com/").locator("td", { hasText: "moqt-16" }).waitFor();
 
     // Live: registered after the page loaded, shown without a reload.
     await a.call("RegisterNamespace", { scope, namespace: ns("sports/tennis/final") });

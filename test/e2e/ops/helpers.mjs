@@ -29,13 +29,14 @@ export function cli(args, { env = {}, command = [process.execPath, join(ROOT, "b
   });
 }
 
-/** A relay identity calling the coordinator over Connect JSON. */
-export async function relay(baseUrl, url, epoch = "boot-1") {
+/** A relay identity calling the coordinator over Connect JSON; `versions`: its Moq-Relay-Versions header. */
+export async function relay(baseUrl, url, epoch = "boot-1", versions) {
   const token = await relayToken(baseUrl, url);
+  const headers = versions === undefined ? {} : { "moq-relay-versions": versions };
   return {
     token,
     url,
-    call: (method, body = {}) => call(baseUrl, "CoordinatorService", method, body, token),
-    heartbeat: (addrs = []) => call(baseUrl, "CoordinatorService", "Heartbeat", { epoch, addrs }, token),
+    call: (method, body = {}) => call(baseUrl, "CoordinatorService", method, body, token, headers),
+    heartbeat: (addrs = []) => call(baseUrl, "CoordinatorService", "Heartbeat", { epoch, addrs }, token, headers),
   };
 }
