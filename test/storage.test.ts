@@ -52,9 +52,19 @@ const FIRST_PAGE = "the first page walks the table in key order and LIMIT stops 
 
 // `satisfies` makes each list name every statement of its module: a new
 // statement does not compile until its plan is stated here.
+/** A scope's Worker keys: at most AuthLimit.MAX_KEYS in its policy, plus the few replaced ones retiring. */
+const SIGNING_KEYS_SMALL = "a scope's signing keys: at most 5 in the policy and the few retiring";
+
 const SCOPE_PLANS = {
   configGet: "index",
   configPut: "write",
+  authEnable: "write",
+  signingKeys: { scan: SIGNING_KEYS_SMALL },
+  signingKeyPut: "write",
+  signingKeysReplace: { scan: SIGNING_KEYS_SMALL },
+  signingKeyCurrent: { scan: SIGNING_KEYS_SMALL },
+  signingKeyIssued: "index",
+  signingKeyDelete: "index",
   metaScopeGet: "index",
   metaScopePut: "write",
   relayGet: "index",

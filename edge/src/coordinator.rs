@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) upstreams: Upstreams,
     /// Lookup answers kept exact by the watch channels.
     pub(crate) reads: Reads,
+    /// Scopes the relay may hold "no policy" for (policy.rs).
+    pub(crate) opening: crate::policy::Opening,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -353,6 +355,58 @@ impl Inner {
 }
 
 impl WorkerCoordinator {
+    /// The scope's config as the Worker answers it (from the cache when it can).
+    async fn config_answer(&self, scope: Option<&str>) -> CoordinatorResult<proto::ScopeConfig> {
+        let req = proto::GetScopeConfigRequest {
+            scope: scope_of(scope),
+        };
+        let inner = self.inner.clone();
+        let outcome = self
+            .inner
+            .reads
+            .read("GetScopeConfig", scope_of(scope), Key::Config, move || {
+                async move {
+                    inner
+                        .call_msg::<_, proto::GetScopeConfigResponse>("GetScopeConfig", &req)
+                        .await
+                        .map(|resp| Answer::Config(resp.config.unwrap_or_default()))
+                        .map_err(Arc::new)
+                }
+                .boxed()
+            })
+            .await;
+        match outcome {
+            Ok(Answer::Config(config)) => Ok(config),
+            Ok(_) => Err(other("coordinator cache returned a wrong answer kind")),
+            Err(err) => Err(CoordinatorError::Other(anyhow::Error::new(err))),
+        }
+    }
+
+    /// Refuses a client session in a scope whose token policy was turned on
+    /// while the relay may still hold "no policy" for it (policy.rs): such a
+    /// session would be admitted without a token.
+    async fn refuse_while_policy_opens(&self, scope: &str) -> CoordinatorResult<()> {
+        let Some(until) = self.inner.opening.cached_none_until(Some(scope)) else {
+            return Ok(());
+        };
+        if self.config_answer(Some(scope)).await?.auth.is_none() {
+            return Ok(());
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        tracing::warn!(
+            scope,
+            refused_for_s = left.as_secs(),
+            "edge: session refused: the scope's token policy was turned on while this relay \
+             held \"no policy\" for it; new sessions are refused until that expires"
+        );
+        metrics::counter!("moq_edge_sessions_refused_total").increment(1);
+        Err(other(format!(
+            "scope {scope:?} turned token authorization on; this relay refuses new sessions \
+             in it for {}s more, until its cached \"no policy\" expires",
+            left.as_secs()
+        )))
+    }
+
     /// Build the coordinator, send the first Heartbeat (so a wrong URL or
     /// token fails here, loudly, rather than on the first publisher), and
     /// start the background heartbeat and recovery tasks. A [`Fatal`] answer
@@ -382,6 +436,7 @@ impl WorkerCoordinator {
             recover: Notify::new(),
             recoveries: StdMutex::new(Vec::new()),
             upstreams: Upstreams::default(),
+            opening: crate::policy::Opening::default(),
             reads: Reads::new(
                 config.cache.clone(),
                 Endpoint {
@@ -673,37 +728,32 @@ impl Coordinator for WorkerCoordinator {
                 )))
             }
         };
+        if !resp.relay_link {
+            self.refuse_while_policy_opens(&scope.scope_id).await?;
+        }
         Ok(Some(ScopeInfo {
             scope_id: scope.scope_id,
             permissions,
         }))
     }
 
+    /// Kept on (the relay's default): answers come from the push-kept cache,
+    /// so a failed fetch means the Worker is unreachable and the channel is
+    /// down; an enforced scope then keeps its last policy for 12 of its TTLs
+    /// (one minute at the Worker's 5 s) before refusing new sessions, rather
+    /// than refusing them at once on a blip. A key removed meanwhile cannot be
+    /// learnt either way until the Worker is back (SECURITY.md).
+    fn reuse_scope_config_on_error(&self) -> bool {
+        true
+    }
+
     async fn get_scope_config(&self, scope: Option<&str>) -> CoordinatorResult<ScopeConfig> {
-        let req = proto::GetScopeConfigRequest {
-            scope: scope_of(scope),
-        };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("GetScopeConfig", scope_of(scope), Key::Config, move || {
-                async move {
-                    inner
-                        .call_msg::<_, proto::GetScopeConfigResponse>("GetScopeConfig", &req)
-                        .await
-                        .map(|resp| Answer::Config(resp.config.unwrap_or_default()))
-                        .map_err(Arc::new)
-                }
-                .boxed()
-            })
-            .await;
-        let wire = match outcome {
-            Ok(Answer::Config(config)) => config,
-            Ok(_) => return Err(other("coordinator cache returned a wrong answer kind")),
-            Err(err) => return Err(CoordinatorError::Other(anyhow::Error::new(err))),
-        };
+        let wire = self.config_answer(scope).await?;
         let mut config = ScopeConfig::default();
+        config.auth = crate::policy::auth_config(wire.auth);
+        if config.auth.is_none() {
+            self.inner.opening.answered_none(scope);
+        }
         config.lingering_subscribe = wire.lingering_subscribe;
         config.origin_fallback = match wire.origin_fallback.filter(|s| !s.is_empty()) {
             None => None,

@@ -41,6 +41,7 @@ mod lease;
 mod liveness;
 pub mod metrics;
 pub mod peers;
+pub mod policy;
 mod reads;
 pub mod rpc;
 pub mod tls;

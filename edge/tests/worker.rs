@@ -6,9 +6,11 @@
 //! `cargo test --test worker -- <filter>` runs the cases whose name contains
 //! <filter>. Set MOQ_WORKER_URL to use a Worker that is already running.
 
+mod auth_cases;
 mod cache_cases;
 mod common;
 
+use auth_cases::{issued_tokens_pass_the_relays_verifier, removed_keys_and_expired_tokens_are_refused};
 use cache_cases::{
     cache_serves_repeats, cut_channel_disables_cache_and_resyncs,
     idle_scope_closes_its_channel_and_reopens, moved_namespace_is_never_stale,
@@ -1108,6 +1110,8 @@ fn main() -> std::process::ExitCode {
         read_your_writes,
         moved_path_is_never_stale,
         idle_scope_closes_its_channel_and_reopens,
+        issued_tokens_pass_the_relays_verifier,
+        removed_keys_and_expired_tokens_are_refused,
     ];
     let selected: Vec<_> = cases
         .into_iter()

@@ -107,6 +107,26 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     about: "the MoQT versions each relay speaks (JSON; '[]' = never said): answers leave out relays of another draft",
     up: "ALTER TABLE relays ADD COLUMN versions TEXT NOT NULL DEFAULT '[]'",
   },
+  {
+    version: 5,
+    about: "token policy: the operator's part (config.auth, JSON; NULL = no policy) and the Worker's signing keys",
+    // sealed: the PKCS#8 private key, AES-GCM encrypted (auth/scope-keys.ts).
+    // signs_from: IssueToken signs with the newest key past it. replaced_at:
+    // when a newer key took over; the key then leaves the policy at
+    // max(max_exp, replaced_at) + the clock skew (max_exp: the latest exp it signed).
+    up: `
+ALTER TABLE config ADD COLUMN auth TEXT;
+CREATE TABLE IF NOT EXISTS signing_keys (
+  kid TEXT PRIMARY KEY,
+  pem TEXT NOT NULL,
+  sealed BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  signs_from INTEGER NOT NULL,
+  replaced_at INTEGER,
+  max_exp INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+`,
+  },
 ]);
 
 // ---- relay-owned tables ------------------------------------------------------
@@ -218,9 +238,23 @@ function perCount(make: (n: number) => string): (n: number) => string {
 
 export const SCOPE_SQL = {
   configGet: "SELECT * FROM config WHERE id = 1",
-  configPut: `INSERT INTO config (id, origin_fallback, lingering_subscribe, rendezvous_timeout_ms) VALUES (1, ?, ?, ?)
+  configPut: `INSERT INTO config (id, origin_fallback, lingering_subscribe, rendezvous_timeout_ms, auth) VALUES (1, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET origin_fallback = excluded.origin_fallback,
-      lingering_subscribe = excluded.lingering_subscribe, rendezvous_timeout_ms = excluded.rendezvous_timeout_ms`,
+      lingering_subscribe = excluded.lingering_subscribe, rendezvous_timeout_ms = excluded.rendezvous_timeout_ms,
+      auth = excluded.auth`,
+  /** Turns the policy on with no operator keys, keeping the rest of the config (the first Worker key). */
+  authEnable: `INSERT INTO config (id, auth) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET auth = coalesce(config.auth, excluded.auth)`,
+
+  /** The Worker's signing keys, newest first. */
+  signingKeys: "SELECT kid, pem, created_at, signs_from, replaced_at, max_exp FROM signing_keys ORDER BY created_at DESC, kid",
+  signingKeyPut: "INSERT INTO signing_keys (kid, pem, sealed, created_at, signs_from) VALUES (?, ?, ?, ?, ?)",
+  /** Every key still signing (no replaced_at) is replaced by the new one, from when it signs. */
+  signingKeysReplace: "UPDATE signing_keys SET replaced_at = ? WHERE replaced_at IS NULL AND kid <> ?",
+  /** The key IssueToken signs with at `?`: the newest whose warm-up ended. */
+  signingKeyCurrent: "SELECT kid, sealed FROM signing_keys WHERE signs_from <= ? ORDER BY signs_from DESC, created_at DESC LIMIT 1",
+  /** A token signed with the key expires then: the key stays in the policy at least as long. */
+  signingKeyIssued: "UPDATE signing_keys SET max_exp = max(max_exp, ?) WHERE kid = ?",
+  signingKeyDelete: "DELETE FROM signing_keys WHERE kid = ?",
   /** Whether the scope was ever configured or written to. */
   metaScopeGet: "SELECT 1 FROM meta WHERE k = 'scope'",
   metaScopePut: "INSERT OR IGNORE INTO meta (k, v) VALUES ('scope', ?)",

@@ -28,6 +28,9 @@ import { directoryStub, relayStub } from "./stubs.js";
 import { type Invalidation, WatchHub } from "../watch/hub.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
 import { speakTogether } from "../model/moqt-version.js";
+import { type OperatorPolicy, type PolicyKey, skewOf, ttlOf } from "../model/auth-policy.js";
+import { AuthLimit } from "../gen/moqworker/v1/coordinator_pb.js";
+import { ScopeKeys } from "./scope-keys.js";
 
 export type { ScopeDescription };
 
@@ -100,6 +103,8 @@ export class ScopeObject extends DurableObject<Env> {
   private relayRows = new Map<string, RelayRow | null>();
   /** The relays watching this scope (GET /v1/watch), told of every change that may alter an answer. */
   private watch: WatchHub;
+  /** The Worker's signing keys of the scope's token policy. */
+  private keys: ScopeKeys;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -107,6 +112,7 @@ export class ScopeObject extends DurableObject<Env> {
     migrate(ctx.storage, SCOPE_MIGRATIONS);
     this.listing = new DirectoryListing(this.sql);
     this.watch = new WatchHub(ctx, this.sql, () => limitsOf(env).watchersPerScope);
+    this.keys = new ScopeKeys(this.sql);
   }
 
   // ---- watch channel -------------------------------------------------------
@@ -130,17 +136,37 @@ export class ScopeObject extends DurableObject<Env> {
 
   // ---- config ------------------------------------------------------------
 
+  /** The config as relays get it: the token policy with the Worker's keys joined, newest first. */
   getConfig(): ScopeSettings {
     const row = this.sql.exec(SCOPE_SQL.configGet).toArray()[0];
     if (!row) return { lingeringSubscribe: false };
+    const operator = this.operatorPolicy(row);
     return {
       originFallback: (row.origin_fallback as string | null) ?? undefined,
       lingeringSubscribe: row.lingering_subscribe === 1,
       rendezvousTimeoutMs: (row.rendezvous_timeout_ms as number | null) ?? undefined,
+      auth: operator && {
+        ...operator,
+        keys: [...this.workerKeys(operator), ...operator.keys].sort((a, b) => b.addedAtMs - a.addedAtMs),
+      },
     };
   }
 
-  async putConfig(scope: Scope, config: ScopeSettings): Promise<void> {
+  /**
+   * Replaces the config; `config.auth` is the operator's part of the policy,
+   * checked by the caller (model/auth-policy.ts) against workerKids(). Refused
+   * if a key made since breaks the budget or a kid.
+   */
+  async putConfig(scope: Scope, config: ScopeSettings): Promise<Outcome<object>> {
+    if (config.auth) {
+      const workers = this.workerKids();
+      const total = config.auth.keys.length + workers.length;
+      if (total === 0 || total > AuthLimit.MAX_KEYS) {
+        return fail(Code.FailedPrecondition, `config.auth.keys: the policy would hold ${total} keys; 1 to ${AuthLimit.MAX_KEYS}`);
+      }
+      const clash = config.auth.keys.find((k) => workers.includes(k.kid));
+      if (clash) return fail(Code.InvalidArgument, `config.auth.keys: kid '${clash.kid}' is a Worker key of the scope`);
+    }
     this.remember(scope);
     const previous = this.getConfig();
     const previousTimeout = previous.rendezvousTimeoutMs;
@@ -149,9 +175,101 @@ export class ScopeObject extends DurableObject<Env> {
       config.originFallback ?? null,
       config.lingeringSubscribe ? 1 : 0,
       config.rendezvousTimeoutMs ?? null,
+      config.auth ? JSON.stringify(config.auth) : null,
     );
-    if (!sameSettings(previous, this.getConfig())) this.watch.changed({ config: true });
+    this.configChanged(previous);
     if (config.rendezvousTimeoutMs !== previousTimeout) await this.rebaseRendezvous(config.rendezvousTimeoutMs);
+    return ok({});
+  }
+
+  /** The operator's policy as stored (PutScopeConfig), for checking a new one against. */
+  operatorAuth(): OperatorPolicy | undefined {
+    return this.operatorPolicy(this.sql.exec(SCOPE_SQL.configGet).toArray()[0]);
+  }
+
+  /** Kids of the Worker's keys in the policy now. */
+  workerKids(): string[] {
+    return this.keys.inPolicy(Date.now(), this.skewMs()).map((k) => k.kid);
+  }
+
+  // ---- token policy: the Worker's signing keys (objects/scope-keys.ts) -------
+
+  /**
+   * Adds a Worker key (made and sealed by the caller) and rotates to it. It
+   * signs at once if no key signed before; else once every relay can verify
+   * it: the policy TTL plus KEY_WARMUP_MARGIN_MS. Turns the policy on.
+   */
+  async addSigningKey(
+    scope: Scope,
+    key: { kid: string; pem: string; sealed: Uint8Array },
+  ): Promise<Outcome<{ key: PolicyKey; signsFrom: number; replaces?: string }>> {
+    const now = Date.now();
+    const before = this.getConfig();
+    const inPolicy = before.auth?.keys.length ?? this.workerKids().length;
+    if (inPolicy >= AuthLimit.MAX_KEYS) {
+      return fail(
+        Code.FailedPrecondition,
+        `scope: its policy already holds ${AuthLimit.MAX_KEYS} keys, the most a relay takes; remove one (PutScopeConfig, RemoveScopeKey) or wait for a replaced key to retire`,
+      );
+    }
+    this.remember(scope);
+    const signing = this.keys.inPolicy(now, this.skewMs()).some((k) => k.worker?.signing);
+    const signsFrom = signing ? now + ttlOf(before.auth ?? {}) * 1000 + KEY_WARMUP_MARGIN_MS : now;
+    const replaces = this.keys.add(key, now, signsFrom);
+    this.sql.exec(SCOPE_SQL.authEnable, JSON.stringify({ keys: [], issuers: [], audiences: [] } satisfies OperatorPolicy));
+    this.configChanged(before);
+    await this.scheduleAlarm();
+    const added = this.getConfig().auth?.keys.find((k) => k.kid === key.kid) as PolicyKey;
+    return ok({ key: added, signsFrom, ...(replaces ? { replaces } : {}) });
+  }
+
+  /** The key to sign a token expiring at `expSeconds` with, and the policy's issuers and audiences. */
+  async signingKey(
+    expSeconds: number,
+  ): Promise<Outcome<{ kid: string; sealed: Uint8Array; issuers: string[]; audiences: string[] }>> {
+    const auth = this.operatorAuth();
+    if (!auth) return fail(Code.FailedPrecondition, "scope: has no token policy (RotateScopeKey makes one with a Worker key)");
+    const key = this.keys.signWith(Date.now(), expSeconds);
+    if (!key) return fail(Code.FailedPrecondition, "scope: has no Worker signing key (make one with RotateScopeKey)");
+    if ("signsFrom" in key) {
+      return fail(
+        Code.FailedPrecondition,
+        `scope: no Worker key signs yet: ${key.kid} signs from ${new Date(key.signsFrom).toISOString()}, once every relay has it`,
+      );
+    }
+    // The key now stays in the policy at least until this token expires.
+    await this.scheduleAlarm();
+    return ok({ ...key, issuers: auth.issuers, audiences: auth.audiences });
+  }
+
+  /** Takes a Worker key out of the policy at once. */
+  removeSigningKey(kid: string): Outcome<object> {
+    const before = this.getConfig();
+    if (!this.workerKids().includes(kid)) return fail(Code.NotFound, `kid: '${kid}' is not a Worker key of this scope's policy`);
+    if ((before.auth?.keys.length ?? 0) <= 1) {
+      return fail(Code.FailedPrecondition, `kid: '${kid}' is the policy's last key; add another first, or turn the policy off (PutScopeConfig without auth)`);
+    }
+    this.keys.remove(kid);
+    this.configChanged(before);
+    return ok({});
+  }
+
+  private operatorPolicy(row: Record<string, SqlStorageValue> | undefined): OperatorPolicy | undefined {
+    const auth = row?.auth as string | null | undefined;
+    return auth ? (JSON.parse(auth) as OperatorPolicy) : undefined;
+  }
+
+  private workerKeys(operator: OperatorPolicy): PolicyKey[] {
+    return this.keys.inPolicy(Date.now(), skewOf(operator) * 1000);
+  }
+
+  private skewMs(): number {
+    return skewOf(this.operatorAuth() ?? {}) * 1000;
+  }
+
+  /** Relays hear of a config that answers differently now. */
+  private configChanged(previous: ScopeSettings): void {
+    if (!sameSettings(previous, this.getConfig())) this.watch.changed({ config: true });
   }
 
   // ---- namespaces --------------------------------------------------------
@@ -312,8 +430,19 @@ export class ScopeObject extends DurableObject<Env> {
   async alarm(): Promise<void> {
     const now = Date.now();
     this.sql.exec(SCOPE_SQL.expireTrackSubscriptions, now);
-    const next = this.sql.exec(SCOPE_SQL.nextTrackExpiry).one().t as number | null;
-    if (next !== null) await this.ctx.storage.setAlarm(next);
+    const before = this.getConfig();
+    if (this.keys.retire(now, this.skewMs()) > 0) this.configChanged(before);
+    await this.scheduleAlarm(true);
+  }
+
+  /** The alarm at the next lingering subscription's expiry or replaced key's retirement, whichever is first. */
+  private async scheduleAlarm(replace = false): Promise<void> {
+    const track = this.sql.exec(SCOPE_SQL.nextTrackExpiry).one().t as number | null;
+    const key = this.keys.nextRetirement(this.skewMs());
+    const next = [track, key].filter((t): t is number => t !== null).sort((a, b) => a - b)[0];
+    if (next === undefined) return;
+    if (replace) await this.ctx.storage.setAlarm(next);
+    else await this.scheduleExpiry(next);
   }
 
   // ---- admin -------------------------------------------------------------
@@ -632,11 +761,15 @@ export class ScopeObject extends DurableObject<Env> {
  */
 const ROUTES_LISTED = 256;
 
+/** After a rotation, how long past the policy TTL before the new key signs: the edge's watch staleness bound, rounded up. */
+const KEY_WARMUP_MARGIN_MS = 5_000;
+
 function sameSettings(a: ScopeSettings, b: ScopeSettings): boolean {
   return (
     a.originFallback === b.originFallback &&
     a.lingeringSubscribe === b.lingeringSubscribe &&
-    a.rendezvousTimeoutMs === b.rendezvousTimeoutMs
+    a.rendezvousTimeoutMs === b.rendezvousTimeoutMs &&
+    JSON.stringify(a.auth) === JSON.stringify(b.auth)
   );
 }
 

@@ -1,5 +1,6 @@
 // Plain data passed between the Worker and its Durable Objects (structured clone).
 import type { Code } from "@connectrpc/connect";
+import type { Policy } from "../model/auth-policy.js";
 
 export interface RelayRef {
   url: string;
@@ -27,6 +28,8 @@ export interface ScopeSettings {
   originFallback?: string;
   lingeringSubscribe: boolean;
   rendezvousTimeoutMs?: number;
+  /** The token policy: absent = none (model/auth-policy.ts). In answers the Worker's keys are joined in. */
+  auth?: Policy;
 }
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; code: Code; message: string };

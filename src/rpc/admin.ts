@@ -11,6 +11,8 @@ import { checkRelayUrl, checkScopeName, invalid } from "../model/validate.js";
 import type { Env } from "../env.js";
 import { envOf, unwrap } from "./convert.js";
 import { describeScope } from "./describe.js";
+import { checkPolicy } from "../model/auth-policy.js";
+import { scopeTokenHandlers } from "./scope-tokens.js";
 import { getNetwork } from "./network.js";
 import { listRelays, listScopes } from "./relays.js";
 import { scopeFromListedName } from "../objects/scope-name.js";
@@ -44,6 +46,8 @@ async function tellLeft(env: Env, mapping: ReturnType<typeof pathStub>, path: st
 }
 
 export const adminService: ServiceImpl<typeof AdminService> = {
+  ...scopeTokenHandlers,
+
   async createRelayToken(req, ctx) {
     const env = envOf(ctx);
     const relayUrl = checkRelayUrl("relay_url", req.relayUrl);
@@ -83,11 +87,17 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     if (timeout !== undefined && (timeout < 1 || timeout > MAX_RENDEZVOUS_MS)) {
       throw invalid("config.rendezvous_timeout_ms", `must be between 1 and ${MAX_RENDEZVOUS_MS}`);
     }
-    await scopeStub(env, scope).putConfig(scope, {
-      originFallback,
-      lingeringSubscribe: config.lingeringSubscribe,
-      rendezvousTimeoutMs: timeout,
-    });
+    const object = scopeStub(env, scope);
+    // The policy is checked against the scope's Worker keys, which share its kids and key budget.
+    const auth = config.auth && (await checkPolicy(config.auth, await object.workerKids(), await object.operatorAuth(), Date.now()));
+    unwrap(
+      await object.putConfig(scope, {
+        originFallback,
+        lingeringSubscribe: config.lingeringSubscribe,
+        rendezvousTimeoutMs: timeout,
+        auth,
+      }),
+    );
     await directoryStub(env).noteScope(scope, Date.now());
     return {};
   },

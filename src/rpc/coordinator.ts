@@ -23,6 +23,7 @@ import type { Origin, RelayRef } from "../objects/types.js";
 import type { Scope } from "../objects/scope-name.js";
 import { pathStub, relayStub, scopeStub } from "../objects/stubs.js";
 import type { Caller } from "./context.js";
+import { scopeConfigMsg } from "./scope-config.js";
 import { callerOf, envOf, namespaceMsg, originOf, scopeOf, unwrap } from "./convert.js";
 import {
   type OriginAnswer,
@@ -146,8 +147,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async getScopeConfig(req, ctx) {
-    const cfg = await scoped(req, ctx).object.getConfig();
-    return { config: create(ScopeConfigSchema, cfg) };
+    return { config: scopeConfigMsg(await scoped(req, ctx).object.getConfig()) };
   },
 
   registerNamespace: (req, ctx) => registerNamespace(envOf(ctx), callerOf(ctx), req),

@@ -12,7 +12,8 @@ import {
   type DescribeScopeRequest,
   type DescribeScopeResponse,
 } from "../gen/moqworker/v1/admin_pb.js";
-import { ScopeConfigSchema, type Permissions } from "../gen/moqworker/v1/coordinator_pb.js";
+import type { Permissions } from "../gen/moqworker/v1/coordinator_pb.js";
+import { scopeConfigMsg } from "./scope-config.js";
 import type { Env } from "../env.js";
 import { checkScopeName } from "../model/validate.js";
 import { DESCRIBE_LISTS, FIRST_PAGE, type DescribeCursor, type DescribeList } from "../objects/scope-describe.js";
@@ -65,7 +66,7 @@ export async function describeScope(env: Env, req: DescribeScopeRequest): Promis
   }
   const ms = (t: number) => BigInt(t);
   return create(DescribeScopeResponseSchema, {
-    config: create(ScopeConfigSchema, d.config),
+    config: scopeConfigMsg(d.config),
     paths: d.paths.map((p) => create(PathEntrySchema, { path: p.path, permissions: p.permissions as Permissions })),
     namespaces: d.namespaces.map((n) =>
       create(NamespaceRecordSchema, { namespace: namespaceMsg(n.fields), relay: relayMsg(n.relay), registeredAtMs: ms(n.createdAt) }),

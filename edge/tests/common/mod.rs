@@ -220,6 +220,15 @@ impl Admin {
         Ok(resp.watchers)
     }
 
+    /// Any AdminService call (not retried).
+    pub async fn call<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        method: &'static str,
+        req: &Req,
+    ) -> anyhow::Result<Resp> {
+        Ok(self.rpc.call(method, req, false).await?)
+    }
+
     pub async fn put_scope_config(
         &self,
         scope: &str,

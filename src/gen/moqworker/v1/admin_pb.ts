@@ -19,7 +19,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Namespace, Permissions, PulledTrack, RelayInfo, ScopeConfig } from "./coordinator_pb.js";
+import type { AuthKey, Namespace, Permissions, PulledTrack, RelayInfo, ScopeConfig } from "./coordinator_pb.js";
 import { file_moqworker_v1_coordinator } from "./coordinator_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -27,7 +27,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/admin.proto.
  */
 export const file_moqworker_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIiwKF1Jldm9rZVJlbGF5VG9rZW5SZXF1ZXN0EhEKCXJlbGF5X3VybBgBIAEoCSJiChhSZXZva2VSZWxheVRva2VuUmVzcG9uc2USGQoRcmV2b2tlZF9iZWZvcmVfbXMYASABKAQSFAoMcm93c19yZW1vdmVkGAIgASgEEhUKDXB1cmdlX3BlbmRpbmcYAyABKAgiUQoVUHV0U2NvcGVDb25maWdSZXF1ZXN0Eg0KBXNjb3BlGAEgASgJEikKBmNvbmZpZxgCIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZyIYChZQdXRTY29wZUNvbmZpZ1Jlc3BvbnNlIl0KDlB1dFBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkSDQoFc2NvcGUYAiABKAkSLgoLcGVybWlzc2lvbnMYAyABKA4yGS5tb3F3b3JrZXIudjEuUGVybWlzc2lvbnMiHwoPUHV0UGF0aFJlc3BvbnNlEgwKBHBhdGgYASABKAkiIQoRRGVsZXRlUGF0aFJlcXVlc3QSDAoEcGF0aBgBIAEoCSIUChJEZWxldGVQYXRoUmVzcG9uc2UiSQoJUGF0aEVudHJ5EgwKBHBhdGgYASABKAkSLgoLcGVybWlzc2lvbnMYAiABKA4yGS5tb3F3b3JrZXIudjEuUGVybWlzc2lvbnMifwoPTmFtZXNwYWNlUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYAyABKAQiiQEKC1RyYWNrUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDAoEbmFtZRgCIAEoCRImCgVyZWxheRgDIAEoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8SGAoQcmVnaXN0ZXJlZF9hdF9tcxgEIAEoBCKFAQobTmFtZXNwYWNlU3Vic2NyaXB0aW9uUmVjb3JkEicKBnByZWZpeBgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhUKDWNyZWF0ZWRfYXRfbXMYAyABKAQiwQEKF1RyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhUKDWNyZWF0ZWRfYXRfbXMYBCABKAQSGgoNZXhwaXJlc19hdF9tcxgFIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlsKFERlc2NyaWJlU2NvcGVSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAlCCAoGX3Njb3BlIoMDChVEZXNjcmliZVNjb3BlUmVzcG9uc2USKQoGY29uZmlnGAEgASgLMhkubW9xd29ya2VyLnYxLlNjb3BlQ29uZmlnEiYKBXBhdGhzGAIgAygLMhcubW9xd29ya2VyLnYxLlBhdGhFbnRyeRIxCgpuYW1lc3BhY2VzGAMgAygLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZVJlY29yZBIpCgZ0cmFja3MYBCADKAsyGS5tb3F3b3JrZXIudjEuVHJhY2tSZWNvcmQSSgoXbmFtZXNwYWNlX3N1YnNjcmlwdGlvbnMYBSADKAsyKS5tb3F3b3JrZXIudjEuTmFtZXNwYWNlU3Vic2NyaXB0aW9uUmVjb3JkEkIKE3RyYWNrX3N1YnNjcmlwdGlvbnMYBiADKAsyJS5tb3F3b3JrZXIudjEuVHJhY2tTdWJzY3JpcHRpb25SZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAcgASgJEhAKCHdhdGNoZXJzGAggASgNItwBCgtSZWxheVJlY29yZBILCgN1cmwYASABKAkSDQoFZXBvY2gYAiABKAkSGwoTbGVhc2VfZXhwaXJlc19hdF9tcxgDIAEoBBINCgVhbGl2ZRgEIAEoCBIOCgZzY29wZXMYBSADKAkSDQoFYWRkcnMYBiADKAkSIQoUbGFzdF9oZWFydGJlYXRfYXRfbXMYByABKARIAIgBARITCgtzY29wZV9jb3VudBgIIAEoDRIVCg1tb3F0X3ZlcnNpb25zGAkgAygJQhcKFV9sYXN0X2hlYXJ0YmVhdF9hdF9tcyI6ChFMaXN0UmVsYXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJnChJMaXN0UmVsYXlzUmVzcG9uc2USKQoGcmVsYXlzGAEgAygLMhkubW9xd29ya2VyLnYxLlJlbGF5UmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDSI6ChFMaXN0U2NvcGVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJMChJMaXN0U2NvcGVzUmVzcG9uc2USDgoGc2NvcGVzGAEgAygJEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDSIxChFHZXROZXR3b3JrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBQggKBl9zY29wZSKxAQoLTmV0d29ya0xpbmsSEAoIZnJvbV91cmwYASABKAkSDgoGdG9fdXJsGAIgASgJEhIKBXNjb3BlGAMgASgJSACIAQESJgoFc3RhdGUYBCABKA4yFy5tb3F3b3JrZXIudjEuTGlua1N0YXRlEikKBnRyYWNrcxgFIAMoCzIZLm1vcXdvcmtlci52MS5QdWxsZWRUcmFjaxIPCgdpZGxlX21zGAYgASgEQggKBl9zY29wZSKBAQoQTmV0d29ya05hbWVzcGFjZRISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USEAoIaG9zdF91cmwYAyABKAkSEQoJcHVsbGVkX2J5GAQgAygJQggKBl9zY29wZSK/AQoSR2V0TmV0d29ya1Jlc3BvbnNlEikKBnJlbGF5cxgBIAMoCzIZLm1vcXdvcmtlci52MS5SZWxheVJlY29yZBIoCgVsaW5rcxgCIAMoCzIZLm1vcXdvcmtlci52MS5OZXR3b3JrTGluaxIyCgpuYW1lc3BhY2VzGAMgAygLMh4ubW9xd29ya2VyLnYxLk5ldHdvcmtOYW1lc3BhY2USEQoJdHJ1bmNhdGVkGAQgASgIEg0KBWF0X21zGAUgASgEKlgKCUxpbmtTdGF0ZRIaChZMSU5LX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTElOS19TVEFURV9VUBABEhwKGExJTktfU1RBVEVfVVBTVFJFQU1fRE9XThACMpcGCgxBZG1pblNlcnZpY2USYQoQQ3JlYXRlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5DcmVhdGVSZWxheVRva2VuUmVzcG9uc2USYQoQUmV2b2tlUmVsYXlUb2tlbhIlLm1vcXdvcmtlci52MS5SZXZva2VSZWxheVRva2VuUmVxdWVzdBomLm1vcXdvcmtlci52MS5SZXZva2VSZWxheVRva2VuUmVzcG9uc2USWwoOUHV0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlB1dFNjb3BlQ29uZmlnUmVzcG9uc2USRgoHUHV0UGF0aBIcLm1vcXdvcmtlci52MS5QdXRQYXRoUmVxdWVzdBodLm1vcXdvcmtlci52MS5QdXRQYXRoUmVzcG9uc2USTwoKRGVsZXRlUGF0aBIfLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVxdWVzdBogLm1vcXdvcmtlci52MS5EZWxldGVQYXRoUmVzcG9uc2USWAoNRGVzY3JpYmVTY29wZRIiLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVxdWVzdBojLm1vcXdvcmtlci52MS5EZXNjcmliZVNjb3BlUmVzcG9uc2USTwoKTGlzdFJlbGF5cxIfLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0UmVsYXlzUmVzcG9uc2USTwoKTGlzdFNjb3BlcxIfLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0U2NvcGVzUmVzcG9uc2USTwoKR2V0TmV0d29yaxIfLm1vcXdvcmtlci52MS5HZXROZXR3b3JrUmVxdWVzdBogLm1vcXdvcmtlci52MS5HZXROZXR3b3JrUmVzcG9uc2ViBnByb3RvMw", [file_moqworker_v1_coordinator]);
+  fileDesc("Chhtb3F3b3JrZXIvdjEvYWRtaW4ucHJvdG8SDG1vcXdvcmtlci52MSJ5ChdDcmVhdGVSZWxheVRva2VuUmVxdWVzdBIRCglyZWxheV91cmwYASABKAkSGAoLdHRsX3NlY29uZHMYAiABKA1IAIgBARIOCgZzY29wZXMYAyADKAkSEQoJcmVhZF9vbmx5GAQgASgIQg4KDF90dGxfc2Vjb25kcyJXChhDcmVhdGVSZWxheVRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGgoNZXhwaXJlc19hdF9tcxgCIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIiwKF1Jldm9rZVJlbGF5VG9rZW5SZXF1ZXN0EhEKCXJlbGF5X3VybBgBIAEoCSJiChhSZXZva2VSZWxheVRva2VuUmVzcG9uc2USGQoRcmV2b2tlZF9iZWZvcmVfbXMYASABKAQSFAoMcm93c19yZW1vdmVkGAIgASgEEhUKDXB1cmdlX3BlbmRpbmcYAyABKAgiUQoVUHV0U2NvcGVDb25maWdSZXF1ZXN0Eg0KBXNjb3BlGAEgASgJEikKBmNvbmZpZxgCIAEoCzIZLm1vcXdvcmtlci52MS5TY29wZUNvbmZpZyIYChZQdXRTY29wZUNvbmZpZ1Jlc3BvbnNlIiYKFVJvdGF0ZVNjb3BlS2V5UmVxdWVzdBINCgVzY29wZRgBIAEoCSJ/ChZSb3RhdGVTY29wZUtleVJlc3BvbnNlEiIKA2tleRgBIAEoCzIVLm1vcXdvcmtlci52MS5BdXRoS2V5EhUKDXNpZ25zX2Zyb21fbXMYAiABKAQSGQoMcmVwbGFjZXNfa2lkGAMgASgJSACIAQFCDwoNX3JlcGxhY2VzX2tpZCIzChVSZW1vdmVTY29wZUtleVJlcXVlc3QSDQoFc2NvcGUYASABKAkSCwoDa2lkGAIgASgJIhgKFlJlbW92ZVNjb3BlS2V5UmVzcG9uc2UiiwIKEUlzc3VlVG9rZW5SZXF1ZXN0Eg0KBXNjb3BlGAEgASgJEigKBmdyYW50cxgCIAMoDjIYLm1vcXdvcmtlci52MS5Ub2tlbkdyYW50EjEKEG5hbWVzcGFjZV9wcmVmaXgYAyABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEhIKBXRyYWNrGAQgASgJSACIAQESGAoLdHRsX3NlY29uZHMYBSABKA1IAYgBARITCgZpc3N1ZXIYBiABKAlIAogBARIVCghhdWRpZW5jZRgHIAEoCUgDiAEBQggKBl90cmFja0IOCgxfdHRsX3NlY29uZHNCCQoHX2lzc3VlckILCglfYXVkaWVuY2UiRwoSSXNzdWVUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEgsKA2tpZBgCIAEoCRIVCg1leHBpcmVzX2F0X21zGAMgASgEIl0KDlB1dFBhdGhSZXF1ZXN0EgwKBHBhdGgYASABKAkSDQoFc2NvcGUYAiABKAkSLgoLcGVybWlzc2lvbnMYAyABKA4yGS5tb3F3b3JrZXIudjEuUGVybWlzc2lvbnMiHwoPUHV0UGF0aFJlc3BvbnNlEgwKBHBhdGgYASABKAkiIQoRRGVsZXRlUGF0aFJlcXVlc3QSDAoEcGF0aBgBIAEoCSIUChJEZWxldGVQYXRoUmVzcG9uc2UiSQoJUGF0aEVudHJ5EgwKBHBhdGgYASABKAkSLgoLcGVybWlzc2lvbnMYAiABKA4yGS5tb3F3b3JrZXIudjEuUGVybWlzc2lvbnMifwoPTmFtZXNwYWNlUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhgKEHJlZ2lzdGVyZWRfYXRfbXMYAyABKAQiiQEKC1RyYWNrUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDAoEbmFtZRgCIAEoCRImCgVyZWxheRgDIAEoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8SGAoQcmVnaXN0ZXJlZF9hdF9tcxgEIAEoBCKFAQobTmFtZXNwYWNlU3Vic2NyaXB0aW9uUmVjb3JkEicKBnByZWZpeBgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhUKDWNyZWF0ZWRfYXRfbXMYAyABKAQiwQEKF1RyYWNrU3Vic2NyaXB0aW9uUmVjb3JkEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAiABKAkSJgoFcmVsYXkYAyABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvEhUKDWNyZWF0ZWRfYXRfbXMYBCABKAQSGgoNZXhwaXJlc19hdF9tcxgFIAEoBEgAiAEBQhAKDl9leHBpcmVzX2F0X21zIlsKFERlc2NyaWJlU2NvcGVSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAlCCAoGX3Njb3BlIoMDChVEZXNjcmliZVNjb3BlUmVzcG9uc2USKQoGY29uZmlnGAEgASgLMhkubW9xd29ya2VyLnYxLlNjb3BlQ29uZmlnEiYKBXBhdGhzGAIgAygLMhcubW9xd29ya2VyLnYxLlBhdGhFbnRyeRIxCgpuYW1lc3BhY2VzGAMgAygLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZVJlY29yZBIpCgZ0cmFja3MYBCADKAsyGS5tb3F3b3JrZXIudjEuVHJhY2tSZWNvcmQSSgoXbmFtZXNwYWNlX3N1YnNjcmlwdGlvbnMYBSADKAsyKS5tb3F3b3JrZXIudjEuTmFtZXNwYWNlU3Vic2NyaXB0aW9uUmVjb3JkEkIKE3RyYWNrX3N1YnNjcmlwdGlvbnMYBiADKAsyJS5tb3F3b3JrZXIudjEuVHJhY2tTdWJzY3JpcHRpb25SZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAcgASgJEhAKCHdhdGNoZXJzGAggASgNItwBCgtSZWxheVJlY29yZBILCgN1cmwYASABKAkSDQoFZXBvY2gYAiABKAkSGwoTbGVhc2VfZXhwaXJlc19hdF9tcxgDIAEoBBINCgVhbGl2ZRgEIAEoCBIOCgZzY29wZXMYBSADKAkSDQoFYWRkcnMYBiADKAkSIQoUbGFzdF9oZWFydGJlYXRfYXRfbXMYByABKARIAIgBARITCgtzY29wZV9jb3VudBgIIAEoDRIVCg1tb3F0X3ZlcnNpb25zGAkgAygJQhcKFV9sYXN0X2hlYXJ0YmVhdF9hdF9tcyI6ChFMaXN0UmVsYXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJnChJMaXN0UmVsYXlzUmVzcG9uc2USKQoGcmVsYXlzGAEgAygLMhkubW9xd29ya2VyLnYxLlJlbGF5UmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDSI6ChFMaXN0U2NvcGVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJMChJMaXN0U2NvcGVzUmVzcG9uc2USDgoGc2NvcGVzGAEgAygJEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDSIxChFHZXROZXR3b3JrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBQggKBl9zY29wZSKxAQoLTmV0d29ya0xpbmsSEAoIZnJvbV91cmwYASABKAkSDgoGdG9fdXJsGAIgASgJEhIKBXNjb3BlGAMgASgJSACIAQESJgoFc3RhdGUYBCABKA4yFy5tb3F3b3JrZXIudjEuTGlua1N0YXRlEikKBnRyYWNrcxgFIAMoCzIZLm1vcXdvcmtlci52MS5QdWxsZWRUcmFjaxIPCgdpZGxlX21zGAYgASgEQggKBl9zY29wZSKBAQoQTmV0d29ya05hbWVzcGFjZRISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USEAoIaG9zdF91cmwYAyABKAkSEQoJcHVsbGVkX2J5GAQgAygJQggKBl9zY29wZSK/AQoSR2V0TmV0d29ya1Jlc3BvbnNlEikKBnJlbGF5cxgBIAMoCzIZLm1vcXdvcmtlci52MS5SZWxheVJlY29yZBIoCgVsaW5rcxgCIAMoCzIZLm1vcXdvcmtlci52MS5OZXR3b3JrTGluaxIyCgpuYW1lc3BhY2VzGAMgAygLMh4ubW9xd29ya2VyLnYxLk5ldHdvcmtOYW1lc3BhY2USEQoJdHJ1bmNhdGVkGAQgASgIEg0KBWF0X21zGAUgASgEKl0KClRva2VuR3JhbnQSGwoXVE9LRU5fR1JBTlRfVU5TUEVDSUZJRUQQABIXChNUT0tFTl9HUkFOVF9QVUJMSVNIEAESGQoVVE9LRU5fR1JBTlRfU1VCU0NSSUJFEAIqWAoJTGlua1N0YXRlEhoKFkxJTktfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1MSU5LX1NUQVRFX1VQEAESHAoYTElOS19TVEFURV9VUFNUUkVBTV9ET1dOEAIyoggKDEFkbWluU2VydmljZRJhChBDcmVhdGVSZWxheVRva2VuEiUubW9xd29ya2VyLnYxLkNyZWF0ZVJlbGF5VG9rZW5SZXF1ZXN0GiYubW9xd29ya2VyLnYxLkNyZWF0ZVJlbGF5VG9rZW5SZXNwb25zZRJhChBSZXZva2VSZWxheVRva2VuEiUubW9xd29ya2VyLnYxLlJldm9rZVJlbGF5VG9rZW5SZXF1ZXN0GiYubW9xd29ya2VyLnYxLlJldm9rZVJlbGF5VG9rZW5SZXNwb25zZRJbCg5QdXRTY29wZUNvbmZpZxIjLm1vcXdvcmtlci52MS5QdXRTY29wZUNvbmZpZ1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuUHV0U2NvcGVDb25maWdSZXNwb25zZRJbCg5Sb3RhdGVTY29wZUtleRIjLm1vcXdvcmtlci52MS5Sb3RhdGVTY29wZUtleVJlcXVlc3QaJC5tb3F3b3JrZXIudjEuUm90YXRlU2NvcGVLZXlSZXNwb25zZRJbCg5SZW1vdmVTY29wZUtleRIjLm1vcXdvcmtlci52MS5SZW1vdmVTY29wZUtleVJlcXVlc3QaJC5tb3F3b3JrZXIudjEuUmVtb3ZlU2NvcGVLZXlSZXNwb25zZRJPCgpJc3N1ZVRva2VuEh8ubW9xd29ya2VyLnYxLklzc3VlVG9rZW5SZXF1ZXN0GiAubW9xd29ya2VyLnYxLklzc3VlVG9rZW5SZXNwb25zZRJGCgdQdXRQYXRoEhwubW9xd29ya2VyLnYxLlB1dFBhdGhSZXF1ZXN0Gh0ubW9xd29ya2VyLnYxLlB1dFBhdGhSZXNwb25zZRJPCgpEZWxldGVQYXRoEh8ubW9xd29ya2VyLnYxLkRlbGV0ZVBhdGhSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkRlbGV0ZVBhdGhSZXNwb25zZRJYCg1EZXNjcmliZVNjb3BlEiIubW9xd29ya2VyLnYxLkRlc2NyaWJlU2NvcGVSZXF1ZXN0GiMubW9xd29ya2VyLnYxLkRlc2NyaWJlU2NvcGVSZXNwb25zZRJPCgpMaXN0UmVsYXlzEh8ubW9xd29ya2VyLnYxLkxpc3RSZWxheXNSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RSZWxheXNSZXNwb25zZRJPCgpMaXN0U2NvcGVzEh8ubW9xd29ya2VyLnYxLkxpc3RTY29wZXNSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RTY29wZXNSZXNwb25zZRJPCgpHZXROZXR3b3JrEh8ubW9xd29ya2VyLnYxLkdldE5ldHdvcmtSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkdldE5ldHdvcmtSZXNwb25zZWIGcHJvdG8z", [file_moqworker_v1_coordinator]);
 
 /**
  * CreateRelayToken's request.
@@ -207,6 +207,207 @@ export const PutScopeConfigResponseSchema: GenMessage<PutScopeConfigResponse> = 
   messageDesc(file_moqworker_v1_admin, 5);
 
 /**
+ * RotateScopeKey's request.
+ *
+ * @generated from message moqworker.v1.RotateScopeKeyRequest
+ */
+export type RotateScopeKeyRequest = Message<"moqworker.v1.RotateScopeKeyRequest"> & {
+  /**
+   * A scope name.
+   *
+   * @generated from field: string scope = 1;
+   */
+  scope: string;
+};
+
+/**
+ * Describes the message moqworker.v1.RotateScopeKeyRequest.
+ * Use `create(RotateScopeKeyRequestSchema)` to create a new message.
+ */
+export const RotateScopeKeyRequestSchema: GenMessage<RotateScopeKeyRequest> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 6);
+
+/**
+ * RotateScopeKey's answer.
+ *
+ * @generated from message moqworker.v1.RotateScopeKeyResponse
+ */
+export type RotateScopeKeyResponse = Message<"moqworker.v1.RotateScopeKeyResponse"> & {
+  /**
+   * The new key (public half), as the policy lists it.
+   *
+   * @generated from field: moqworker.v1.AuthKey key = 1;
+   */
+  key?: AuthKey | undefined;
+
+  /**
+   * Unix milliseconds from when IssueToken signs with it: at once for a
+   * scope's first Worker key, else once every relay has it (the policy's
+   * TTL plus the watch channel's staleness bound).
+   *
+   * @generated from field: uint64 signs_from_ms = 2;
+   */
+  signsFromMs: bigint;
+
+  /**
+   * The key it replaces, if any: signing until signs_from_ms, then kept in the
+   * policy until its last token expires (plus the clock skew).
+   *
+   * @generated from field: optional string replaces_kid = 3;
+   */
+  replacesKid?: string | undefined;
+};
+
+/**
+ * Describes the message moqworker.v1.RotateScopeKeyResponse.
+ * Use `create(RotateScopeKeyResponseSchema)` to create a new message.
+ */
+export const RotateScopeKeyResponseSchema: GenMessage<RotateScopeKeyResponse> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 7);
+
+/**
+ * RemoveScopeKey's request.
+ *
+ * @generated from message moqworker.v1.RemoveScopeKeyRequest
+ */
+export type RemoveScopeKeyRequest = Message<"moqworker.v1.RemoveScopeKeyRequest"> & {
+  /**
+   * @generated from field: string scope = 1;
+   */
+  scope: string;
+
+  /**
+   * A Worker key of the scope (AuthKey.worker_held).
+   *
+   * @generated from field: string kid = 2;
+   */
+  kid: string;
+};
+
+/**
+ * Describes the message moqworker.v1.RemoveScopeKeyRequest.
+ * Use `create(RemoveScopeKeyRequestSchema)` to create a new message.
+ */
+export const RemoveScopeKeyRequestSchema: GenMessage<RemoveScopeKeyRequest> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 8);
+
+/**
+ * RemoveScopeKey's answer (empty).
+ *
+ * @generated from message moqworker.v1.RemoveScopeKeyResponse
+ */
+export type RemoveScopeKeyResponse = Message<"moqworker.v1.RemoveScopeKeyResponse"> & {
+};
+
+/**
+ * Describes the message moqworker.v1.RemoveScopeKeyResponse.
+ * Use `create(RemoveScopeKeyResponseSchema)` to create a new message.
+ */
+export const RemoveScopeKeyResponseSchema: GenMessage<RemoveScopeKeyResponse> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 9);
+
+/**
+ * IssueToken's request.
+ *
+ * @generated from message moqworker.v1.IssueTokenRequest
+ */
+export type IssueTokenRequest = Message<"moqworker.v1.IssueTokenRequest"> & {
+  /**
+   * A scope whose policy holds a Worker signing key (RotateScopeKey).
+   *
+   * @generated from field: string scope = 1;
+   */
+  scope: string;
+
+  /**
+   * At least one; repeats are ignored.
+   *
+   * @generated from field: repeated moqworker.v1.TokenGrant grants = 2;
+   */
+  grants: TokenGrant[];
+
+  /**
+   * The namespaces the token is for: this tuple and every namespace under it
+   * (each of its fields must match exactly). 0 fields = any namespace.
+   *
+   * @generated from field: moqworker.v1.Namespace namespace_prefix = 3;
+   */
+  namespacePrefix?: Namespace | undefined;
+
+  /**
+   * Only this track (1..MAX_TRACK_BYTES); absent = any track.
+   *
+   * @generated from field: optional string track = 4;
+   */
+  track?: string | undefined;
+
+  /**
+   * Lifetime in seconds, 1..AuthLimit.MAX_TOKEN_SECONDS (7 days); absent = 600.
+   *
+   * @generated from field: optional uint32 ttl_seconds = 5;
+   */
+  ttlSeconds?: number | undefined;
+
+  /**
+   * The `iss` claim: one of the policy's issuers; absent = its first (none
+   * when the policy lists none).
+   *
+   * @generated from field: optional string issuer = 6;
+   */
+  issuer?: string | undefined;
+
+  /**
+   * The `aud` claim, likewise from the policy's audiences.
+   *
+   * @generated from field: optional string audience = 7;
+   */
+  audience?: string | undefined;
+};
+
+/**
+ * Describes the message moqworker.v1.IssueTokenRequest.
+ * Use `create(IssueTokenRequestSchema)` to create a new message.
+ */
+export const IssueTokenRequestSchema: GenMessage<IssueTokenRequest> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 10);
+
+/**
+ * IssueToken's answer.
+ *
+ * @generated from message moqworker.v1.IssueTokenResponse
+ */
+export type IssueTokenResponse = Message<"moqworker.v1.IssueTokenResponse"> & {
+  /**
+   * "1:<base64url of the COSE_Sign1>": token type 1 (CAT) and the token, the
+   * form clients take (moq-clock-ietf --auth-token).
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * The signing key.
+   *
+   * @generated from field: string kid = 2;
+   */
+  kid: string;
+
+  /**
+   * Unix milliseconds when it expires (its exp claim).
+   *
+   * @generated from field: uint64 expires_at_ms = 3;
+   */
+  expiresAtMs: bigint;
+};
+
+/**
+ * Describes the message moqworker.v1.IssueTokenResponse.
+ * Use `create(IssueTokenResponseSchema)` to create a new message.
+ */
+export const IssueTokenResponseSchema: GenMessage<IssueTokenResponse> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_admin, 11);
+
+/**
  * PutPath's request.
  *
  * @generated from message moqworker.v1.PutPathRequest
@@ -238,7 +439,7 @@ export type PutPathRequest = Message<"moqworker.v1.PutPathRequest"> & {
  * Use `create(PutPathRequestSchema)` to create a new message.
  */
 export const PutPathRequestSchema: GenMessage<PutPathRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 6);
+  messageDesc(file_moqworker_v1_admin, 12);
 
 /**
  * PutPath's answer.
@@ -259,7 +460,7 @@ export type PutPathResponse = Message<"moqworker.v1.PutPathResponse"> & {
  * Use `create(PutPathResponseSchema)` to create a new message.
  */
 export const PutPathResponseSchema: GenMessage<PutPathResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 7);
+  messageDesc(file_moqworker_v1_admin, 13);
 
 /**
  * DeletePath's request.
@@ -278,7 +479,7 @@ export type DeletePathRequest = Message<"moqworker.v1.DeletePathRequest"> & {
  * Use `create(DeletePathRequestSchema)` to create a new message.
  */
 export const DeletePathRequestSchema: GenMessage<DeletePathRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 8);
+  messageDesc(file_moqworker_v1_admin, 14);
 
 /**
  * DeletePath's answer (empty).
@@ -293,7 +494,7 @@ export type DeletePathResponse = Message<"moqworker.v1.DeletePathResponse"> & {
  * Use `create(DeletePathResponseSchema)` to create a new message.
  */
 export const DeletePathResponseSchema: GenMessage<DeletePathResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 9);
+  messageDesc(file_moqworker_v1_admin, 15);
 
 /**
  * A connection path mapped to a scope.
@@ -317,7 +518,7 @@ export type PathEntry = Message<"moqworker.v1.PathEntry"> & {
  * Use `create(PathEntrySchema)` to create a new message.
  */
 export const PathEntrySchema: GenMessage<PathEntry> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 10);
+  messageDesc(file_moqworker_v1_admin, 16);
 
 /**
  * A namespace registration, as DescribeScope lists it.
@@ -348,7 +549,7 @@ export type NamespaceRecord = Message<"moqworker.v1.NamespaceRecord"> & {
  * Use `create(NamespaceRecordSchema)` to create a new message.
  */
 export const NamespaceRecordSchema: GenMessage<NamespaceRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 11);
+  messageDesc(file_moqworker_v1_admin, 17);
 
 /**
  * A track registration, as DescribeScope lists it.
@@ -384,7 +585,7 @@ export type TrackRecord = Message<"moqworker.v1.TrackRecord"> & {
  * Use `create(TrackRecordSchema)` to create a new message.
  */
 export const TrackRecordSchema: GenMessage<TrackRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 12);
+  messageDesc(file_moqworker_v1_admin, 18);
 
 /**
  * A namespace subscription, as DescribeScope lists it.
@@ -415,7 +616,7 @@ export type NamespaceSubscriptionRecord = Message<"moqworker.v1.NamespaceSubscri
  * Use `create(NamespaceSubscriptionRecordSchema)` to create a new message.
  */
 export const NamespaceSubscriptionRecordSchema: GenMessage<NamespaceSubscriptionRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 13);
+  messageDesc(file_moqworker_v1_admin, 19);
 
 /**
  * A lingering track subscription, as DescribeScope lists it.
@@ -458,7 +659,7 @@ export type TrackSubscriptionRecord = Message<"moqworker.v1.TrackSubscriptionRec
  * Use `create(TrackSubscriptionRecordSchema)` to create a new message.
  */
 export const TrackSubscriptionRecordSchema: GenMessage<TrackSubscriptionRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 14);
+  messageDesc(file_moqworker_v1_admin, 20);
 
 /**
  * DescribeScope's request.
@@ -495,7 +696,7 @@ export type DescribeScopeRequest = Message<"moqworker.v1.DescribeScopeRequest"> 
  * Use `create(DescribeScopeRequestSchema)` to create a new message.
  */
 export const DescribeScopeRequestSchema: GenMessage<DescribeScopeRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 15);
+  messageDesc(file_moqworker_v1_admin, 21);
 
 /**
  * DescribeScope's answer: one page of each list.
@@ -555,7 +756,7 @@ export type DescribeScopeResponse = Message<"moqworker.v1.DescribeScopeResponse"
  * Use `create(DescribeScopeResponseSchema)` to create a new message.
  */
 export const DescribeScopeResponseSchema: GenMessage<DescribeScopeResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 16);
+  messageDesc(file_moqworker_v1_admin, 22);
 
 /**
  * A relay as the directory last heard of it. Its RelayObject notes changes
@@ -637,7 +838,7 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
  * Use `create(RelayRecordSchema)` to create a new message.
  */
 export const RelayRecordSchema: GenMessage<RelayRecord> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 17);
+  messageDesc(file_moqworker_v1_admin, 23);
 
 /**
  * ListRelays's request. Relays are listed from when they first write or
@@ -667,7 +868,7 @@ export type ListRelaysRequest = Message<"moqworker.v1.ListRelaysRequest"> & {
  * Use `create(ListRelaysRequestSchema)` to create a new message.
  */
 export const ListRelaysRequestSchema: GenMessage<ListRelaysRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 18);
+  messageDesc(file_moqworker_v1_admin, 24);
 
 /**
  * ListRelays's answer.
@@ -701,7 +902,7 @@ export type ListRelaysResponse = Message<"moqworker.v1.ListRelaysResponse"> & {
  * Use `create(ListRelaysResponseSchema)` to create a new message.
  */
 export const ListRelaysResponseSchema: GenMessage<ListRelaysResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 19);
+  messageDesc(file_moqworker_v1_admin, 25);
 
 /**
  * ListScopes's request: every scope ever configured (PutScopeConfig, PutPath)
@@ -730,7 +931,7 @@ export type ListScopesRequest = Message<"moqworker.v1.ListScopesRequest"> & {
  * Use `create(ListScopesRequestSchema)` to create a new message.
  */
 export const ListScopesRequestSchema: GenMessage<ListScopesRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 20);
+  messageDesc(file_moqworker_v1_admin, 26);
 
 /**
  * ListScopes's answer.
@@ -765,7 +966,7 @@ export type ListScopesResponse = Message<"moqworker.v1.ListScopesResponse"> & {
  * Use `create(ListScopesResponseSchema)` to create a new message.
  */
 export const ListScopesResponseSchema: GenMessage<ListScopesResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 21);
+  messageDesc(file_moqworker_v1_admin, 27);
 
 /**
  * GetNetwork's request.
@@ -787,7 +988,7 @@ export type GetNetworkRequest = Message<"moqworker.v1.GetNetworkRequest"> & {
  * Use `create(GetNetworkRequestSchema)` to create a new message.
  */
 export const GetNetworkRequestSchema: GenMessage<GetNetworkRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 22);
+  messageDesc(file_moqworker_v1_admin, 28);
 
 /**
  * A relay-to-relay link: `from` pulls media from `to` in a scope.
@@ -837,7 +1038,7 @@ export type NetworkLink = Message<"moqworker.v1.NetworkLink"> & {
  * Use `create(NetworkLinkSchema)` to create a new message.
  */
 export const NetworkLinkSchema: GenMessage<NetworkLink> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 23);
+  messageDesc(file_moqworker_v1_admin, 29);
 
 /**
  * A namespace placed on the relay that hosts it.
@@ -875,7 +1076,7 @@ export type NetworkNamespace = Message<"moqworker.v1.NetworkNamespace"> & {
  * Use `create(NetworkNamespaceSchema)` to create a new message.
  */
 export const NetworkNamespaceSchema: GenMessage<NetworkNamespace> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 24);
+  messageDesc(file_moqworker_v1_admin, 30);
 
 /**
  * GetNetwork's answer: the relays, their links and where namespaces live.
@@ -924,7 +1125,39 @@ export type GetNetworkResponse = Message<"moqworker.v1.GetNetworkResponse"> & {
  * Use `create(GetNetworkResponseSchema)` to create a new message.
  */
 export const GetNetworkResponseSchema: GenMessage<GetNetworkResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_admin, 25);
+  messageDesc(file_moqworker_v1_admin, 31);
+
+/**
+ * What an issued token allows, besides opening a session (CLIENT_SETUP).
+ *
+ * @generated from enum moqworker.v1.TokenGrant
+ */
+export enum TokenGrant {
+  /**
+   * @generated from enum value: TOKEN_GRANT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * PUBLISH_NAMESPACE and PUBLISH.
+   *
+   * @generated from enum value: TOKEN_GRANT_PUBLISH = 1;
+   */
+  PUBLISH = 1,
+
+  /**
+   * SUBSCRIBE, FETCH, TRACK_STATUS and SUBSCRIBE_NAMESPACE.
+   *
+   * @generated from enum value: TOKEN_GRANT_SUBSCRIBE = 2;
+   */
+  SUBSCRIBE = 2,
+}
+
+/**
+ * Describes the enum moqworker.v1.TokenGrant.
+ */
+export const TokenGrantSchema: GenEnum<TokenGrant> = /*@__PURE__*/
+  enumDesc(file_moqworker_v1_admin, 0);
 
 /**
  * The state of a relay-to-relay link, as GetNetwork sees it.
@@ -957,7 +1190,7 @@ export enum LinkState {
  * Describes the enum moqworker.v1.LinkState.
  */
 export const LinkStateSchema: GenEnum<LinkState> = /*@__PURE__*/
-  enumDesc(file_moqworker_v1_admin, 0);
+  enumDesc(file_moqworker_v1_admin, 1);
 
 /**
  * Relay credentials, scope settings, connection paths, and read-only views of
@@ -1014,6 +1247,51 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof PutScopeConfigRequestSchema;
     output: typeof PutScopeConfigResponseSchema;
+  },
+  /**
+   * Makes a new ES256 signing key for the scope, held by the Worker (its
+   * private half is stored encrypted and never leaves the Worker), and
+   * rotates to it: the key joins the policy at once (the policy is turned on
+   * if the scope had none), IssueToken signs with it once every relay can
+   * verify it, and the key it replaces leaves the policy when the last token
+   * it signed expires, plus the clock skew. Errors: INVALID_ARGUMENT for a
+   * bad scope; FAILED_PRECONDITION when the policy already holds MAX_KEYS keys
+   * or the Worker has no TOKEN_SECRET. Not idempotent: each call makes a key.
+   *
+   * @generated from rpc moqworker.v1.AdminService.RotateScopeKey
+   */
+  rotateScopeKey: {
+    methodKind: "unary";
+    input: typeof RotateScopeKeyRequestSchema;
+    output: typeof RotateScopeKeyResponseSchema;
+  },
+  /**
+   * Removes a Worker key from the scope's policy at once (a key that must
+   * not be trusted any more): relays refuse new sessions with its tokens
+   * within the policy TTL. Sessions already admitted keep running (the relay
+   * cannot end them; SECURITY.md). Errors: INVALID_ARGUMENT for a bad scope;
+   * NOT_FOUND for a kid that is not a Worker key of the scope; FAILED_PRECONDITION
+   * when it is the policy's last key. Idempotent but for that NOT_FOUND.
+   *
+   * @generated from rpc moqworker.v1.AdminService.RemoveScopeKey
+   */
+  removeScopeKey: {
+    methodKind: "unary";
+    input: typeof RemoveScopeKeyRequestSchema;
+    output: typeof RemoveScopeKeyResponseSchema;
+  },
+  /**
+   * Issues a token for the scope, signed with its current Worker key.
+   * Errors: INVALID_ARGUMENT for a bad scope, grants, namespace_prefix,
+   * track, ttl_seconds, or an issuer or audience the policy does not list;
+   * FAILED_PRECONDITION when the scope has no Worker signing key.
+   *
+   * @generated from rpc moqworker.v1.AdminService.IssueToken
+   */
+  issueToken: {
+    methodKind: "unary";
+    input: typeof IssueTokenRequestSchema;
+    output: typeof IssueTokenResponseSchema;
   },
   /**
    * Maps a connection path to a scope with permissions, replacing any previous

@@ -58,7 +58,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file moqworker/v1/coordinator.proto.
  */
 export const file_moqworker_v1_coordinator: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tb3F3b3JrZXIvdjEvY29vcmRpbmF0b3IucHJvdG8SDG1vcXdvcmtlci52MSIbCglOYW1lc3BhY2USDgoGZmllbGRzGAEgAygMIjQKCVJlbGF5SW5mbxILCgN1cmwYASABKAkSEQoEYWRkchgCIAEoCUgAiAEBQgcKBV9hZGRyIocBCgdDb250ZXh0EioKCWludGVyZmFjZRgBIAEoDjIXLm1vcXdvcmtlci52MS5JbnRlcmZhY2USFwoKc291cmNlX3VybBgCIAEoCUgAiAEBEhgKC3NvdXJjZV9hZGRyGAMgASgJSAGIAQFCDQoLX3NvdXJjZV91cmxCDgoMX3NvdXJjZV9hZGRyIk0KCVNjb3BlSW5mbxIQCghzY29wZV9pZBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyKaAQoLU2NvcGVDb25maWcSHAoPb3JpZ2luX2ZhbGxiYWNrGAEgASgJSACIAQESGwoTbGluZ2VyaW5nX3N1YnNjcmliZRgCIAEoCBIiChVyZW5kZXp2b3VzX3RpbWVvdXRfbXMYAyABKA1IAYgBAUISChBfb3JpZ2luX2ZhbGxiYWNrQhgKFl9yZW5kZXp2b3VzX3RpbWVvdXRfbXMiZQoPTmFtZXNwYWNlT3JpZ2luEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIkYKClRyYWNrRW50cnkSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJIkcKE1Jlc29sdmVTY29wZVJlcXVlc3QSHAoPY29ubmVjdGlvbl9wYXRoGAEgASgJSACIAQFCEgoQX2Nvbm5lY3Rpb25fcGF0aCJhChRSZXNvbHZlU2NvcGVSZXNwb25zZRIrCgVzY29wZRgBIAEoCzIXLm1vcXdvcmtlci52MS5TY29wZUluZm9IAIgBARISCgpyZWxheV9saW5rGAIgASgIQggKBl9zY29wZSI1ChVHZXRTY29wZUNvbmZpZ1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBAUIICgZfc2NvcGUiQwoWR2V0U2NvcGVDb25maWdSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWcijAEKGFJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoHY29udGV4dBgDIAEoCzIVLm1vcXdvcmtlci52MS5Db250ZXh0QggKBl9zY29wZSI0ChlSZWdpc3Rlck5hbWVzcGFjZVJlc3BvbnNlEhcKD3JlZ2lzdHJhdGlvbl9pZBgBIAEoCSJmChpVbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIh0KG1VucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZSJZCg1Mb29rdXBSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPwoOTG9va3VwUmVzcG9uc2USLQoGb3JpZ2luGAEgASgLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZU9yaWdpbiJtChJMb29rdXBUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSJEChNMb29rdXBUcmFja1Jlc3BvbnNlEi0KBm9yaWdpbhgBIAEoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VPcmlnaW4iigEKGVN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARInCgZwcmVmaXgYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKB2NvbnRleHQYAyABKAsyFS5tb3F3b3JrZXIudjEuQ29udGV4dEIICgZfc2NvcGUiZwoaU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEjAKD3Vwc3RyZWFtX3JlbGF5cxgCIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iZAobVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESJwoGcHJlZml4GAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiHgocVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZSKVAQohTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgdjb250ZXh0GAMgASgLMhUubW9xd29ya2VyLnYxLkNvbnRleHRCCAoGX3Njb3BlIk0KIkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USJwoGcmVsYXlzGAEgAygLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbyJvChRSZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjAKFVJlZ2lzdGVyVHJhY2tSZXNwb25zZRIXCg9yZWdpc3RyYXRpb25faWQYASABKAkicQoWVW5yZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIhkKF1VucmVnaXN0ZXJUcmFja1Jlc3BvbnNlIl0KEUxpc3RUcmFja3NSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPgoSTGlzdFRyYWNrc1Jlc3BvbnNlEigKBnRyYWNrcxgBIAMoCzIYLm1vcXdvcmtlci52MS5UcmFja0VudHJ5InAKFVN1YnNjcmliZVRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjEKFlN1YnNjcmliZVRyYWNrUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJInIKF1Vuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiGgoYVW5zdWJzY3JpYmVUcmFja1Jlc3BvbnNlIngKHUxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiSQoeTG9va3VwVHJhY2tTdWJzY3JpYmVyc1Jlc3BvbnNlEicKBnJlbGF5cxgBIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iXwoQSGVhcnRiZWF0UmVxdWVzdBINCgVlcG9jaBgBIAEoCRINCgVhZGRycxgCIAMoCRItCghhY3Rpdml0eRgDIAEoCzIbLm1vcXdvcmtlci52MS5SZWxheUFjdGl2aXR5Ij4KDVJlbGF5QWN0aXZpdHkSLQoJdXBzdHJlYW1zGAEgAygLMhoubW9xd29ya2VyLnYxLlVwc3RyZWFtTGluayJ7CgxVcHN0cmVhbUxpbmsSEQoJcmVsYXlfdXJsGAEgASgJEhIKBXNjb3BlGAIgASgJSACIAQESKQoGdHJhY2tzGAMgAygLMhkubW9xd29ya2VyLnYxLlB1bGxlZFRyYWNrEg8KB2lkbGVfbXMYBCABKARCCAoGX3Njb3BlIlwKC1B1bGxlZFRyYWNrEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAiABKAkSEgoKc3Vic2NyaWJlcxgDIAEoDSJ6ChFIZWFydGJlYXRSZXNwb25zZRIUCgxsZWFzZV90dGxfbXMYASABKA0SEwoLaW50ZXJ2YWxfbXMYAiABKA0SEgoKc3RhdGVfbG9zdBgDIAEoCBImCgVwZWVycxgEIAMoCzIXLm1vcXdvcmtlci52MS5QZWVyUmVsYXkiJwoJUGVlclJlbGF5EgsKA3VybBgBIAEoCRINCgVhZGRycxgCIAMoCSIRCg9TaHV0ZG93blJlcXVlc3QiEgoQU2h1dGRvd25SZXNwb25zZSpxCg5OYW1lc3BhY2VMaW1pdBIfChtOQU1FU1BBQ0VfTElNSVRfVU5TUEVDSUZJRUQQABIeChpOQU1FU1BBQ0VfTElNSVRfTUFYX0ZJRUxEUxAgEh4KGU5BTUVTUEFDRV9MSU1JVF9NQVhfQllURVMQgCAqsgMKDFJlcXVlc3RMaW1pdBIdChlSRVFVRVNUX0xJTUlUX1VOU1BFQ0lGSUVEEAASIgodUkVRVUVTVF9MSU1JVF9NQVhfVFJBQ0tfQllURVMQgCASIgodUkVRVUVTVF9MSU1JVF9NQVhfU0NPUEVfQllURVMQgAISIAobUkVRVUVTVF9MSU1JVF9NQVhfVVJMX0NIQVJTEIAQEiEKHFJFUVVFU1RfTElNSVRfTUFYX1BBVEhfQllURVMQgAgSIgodUkVRVUVTVF9MSU1JVF9NQVhfRVBPQ0hfQ0hBUlMQgAESGwoXUkVRVUVTVF9MSU1JVF9NQVhfQUREUlMQEBIiChxSRVFVRVNUX0xJTUlUX01BWF9CT0RZX0JZVEVTEICABBIfChtSRVFVRVNUX0xJTUlUX01BWF9VUFNUUkVBTVMQQBIhCh1SRVFVRVNUX0xJTUlUX01BWF9MSU5LX1RSQUNLUxAgEiMKH1JFUVVFU1RfTElNSVRfTUFYX01PUVRfVkVSU0lPTlMQCBIoCiRSRVFVRVNUX0xJTUlUX01BWF9NT1FUX1ZFUlNJT05fQ0hBUlMQHypUCglJbnRlcmZhY2USGQoVSU5URVJGQUNFX1VOU1BFQ0lGSUVEEAASFAoQSU5URVJGQUNFX1BVQkxJQxABEhYKEklOVEVSRkFDRV9JTlRFUk5BTBACKmEKC1Blcm1pc3Npb25zEhsKF1BFUk1JU1NJT05TX1VOU1BFQ0lGSUVEEAASGgoWUEVSTUlTU0lPTlNfUkVBRF9XUklURRABEhkKFVBFUk1JU1NJT05TX1JFQURfT05MWRACMuUMChJDb29yZGluYXRvclNlcnZpY2USVQoMUmVzb2x2ZVNjb3BlEiEubW9xd29ya2VyLnYxLlJlc29sdmVTY29wZVJlcXVlc3QaIi5tb3F3b3JrZXIudjEuUmVzb2x2ZVNjb3BlUmVzcG9uc2USWwoOR2V0U2NvcGVDb25maWcSIy5tb3F3b3JrZXIudjEuR2V0U2NvcGVDb25maWdSZXF1ZXN0GiQubW9xd29ya2VyLnYxLkdldFNjb3BlQ29uZmlnUmVzcG9uc2USZAoRUmVnaXN0ZXJOYW1lc3BhY2USJi5tb3F3b3JrZXIudjEuUmVnaXN0ZXJOYW1lc3BhY2VSZXF1ZXN0GicubW9xd29ya2VyLnYxLlJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2USagoTVW5yZWdpc3Rlck5hbWVzcGFjZRIoLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBopLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyTmFtZXNwYWNlUmVzcG9uc2USQwoGTG9va3VwEhsubW9xd29ya2VyLnYxLkxvb2t1cFJlcXVlc3QaHC5tb3F3b3JrZXIudjEuTG9va3VwUmVzcG9uc2USUgoLTG9va3VwVHJhY2sSIC5tb3F3b3JrZXIudjEuTG9va3VwVHJhY2tSZXF1ZXN0GiEubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrUmVzcG9uc2USZwoSU3Vic2NyaWJlTmFtZXNwYWNlEicubW9xd29ya2VyLnYxLlN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QaKC5tb3F3b3JrZXIudjEuU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USbQoUVW5zdWJzY3JpYmVOYW1lc3BhY2USKS5tb3F3b3JrZXIudjEuVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0GioubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USfwoaTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnMSLy5tb3F3b3JrZXIudjEuTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0GjAubW9xd29ya2VyLnYxLkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USWAoNUmVnaXN0ZXJUcmFjaxIiLm1vcXdvcmtlci52MS5SZWdpc3RlclRyYWNrUmVxdWVzdBojLm1vcXdvcmtlci52MS5SZWdpc3RlclRyYWNrUmVzcG9uc2USXgoPVW5yZWdpc3RlclRyYWNrEiQubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJUcmFja1JlcXVlc3QaJS5tb3F3b3JrZXIudjEuVW5yZWdpc3RlclRyYWNrUmVzcG9uc2USTwoKTGlzdFRyYWNrcxIfLm1vcXdvcmtlci52MS5MaXN0VHJhY2tzUmVxdWVzdBogLm1vcXdvcmtlci52MS5MaXN0VHJhY2tzUmVzcG9uc2USWwoOU3Vic2NyaWJlVHJhY2sSIy5tb3F3b3JrZXIudjEuU3Vic2NyaWJlVHJhY2tSZXF1ZXN0GiQubW9xd29ya2VyLnYxLlN1YnNjcmliZVRyYWNrUmVzcG9uc2USYQoQVW5zdWJzY3JpYmVUcmFjaxIlLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZVRyYWNrUmVxdWVzdBomLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZVRyYWNrUmVzcG9uc2UScwoWTG9va3VwVHJhY2tTdWJzY3JpYmVycxIrLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVxdWVzdBosLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1N1YnNjcmliZXJzUmVzcG9uc2USTAoJSGVhcnRiZWF0Eh4ubW9xd29ya2VyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHy5tb3F3b3JrZXIudjEuSGVhcnRiZWF0UmVzcG9uc2USSQoIU2h1dGRvd24SHS5tb3F3b3JrZXIudjEuU2h1dGRvd25SZXF1ZXN0Gh4ubW9xd29ya2VyLnYxLlNodXRkb3duUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Ch5tb3F3b3JrZXIvdjEvY29vcmRpbmF0b3IucHJvdG8SDG1vcXdvcmtlci52MSIbCglOYW1lc3BhY2USDgoGZmllbGRzGAEgAygMIjQKCVJlbGF5SW5mbxILCgN1cmwYASABKAkSEQoEYWRkchgCIAEoCUgAiAEBQgcKBV9hZGRyIocBCgdDb250ZXh0EioKCWludGVyZmFjZRgBIAEoDjIXLm1vcXdvcmtlci52MS5JbnRlcmZhY2USFwoKc291cmNlX3VybBgCIAEoCUgAiAEBEhgKC3NvdXJjZV9hZGRyGAMgASgJSAGIAQFCDQoLX3NvdXJjZV91cmxCDgoMX3NvdXJjZV9hZGRyIk0KCVNjb3BlSW5mbxIQCghzY29wZV9pZBgBIAEoCRIuCgtwZXJtaXNzaW9ucxgCIAEoDjIZLm1vcXdvcmtlci52MS5QZXJtaXNzaW9ucyLPAQoLU2NvcGVDb25maWcSHAoPb3JpZ2luX2ZhbGxiYWNrGAEgASgJSACIAQESGwoTbGluZ2VyaW5nX3N1YnNjcmliZRgCIAEoCBIiChVyZW5kZXp2b3VzX3RpbWVvdXRfbXMYAyABKA1IAYgBARIqCgRhdXRoGAQgASgLMhcubW9xd29ya2VyLnYxLlNjb3BlQXV0aEgCiAEBQhIKEF9vcmlnaW5fZmFsbGJhY2tCGAoWX3JlbmRlenZvdXNfdGltZW91dF9tc0IHCgVfYXV0aCK2AQoJU2NvcGVBdXRoEiMKBGtleXMYASADKAsyFS5tb3F3b3JrZXIudjEuQXV0aEtleRIPCgdpc3N1ZXJzGAIgAygJEhEKCWF1ZGllbmNlcxgDIAMoCRIfChJjbG9ja19za2V3X3NlY29uZHMYBCABKA1IAIgBARIYCgt0dGxfc2Vjb25kcxgFIAEoDUgBiAEBQhUKE19jbG9ja19za2V3X3NlY29uZHNCDgoMX3R0bF9zZWNvbmRzIqEBCgdBdXRoS2V5EgsKA2tpZBgBIAEoCRILCgNwZW0YAiABKAkSGAoLYWRkZWRfYXRfbXMYAyABKARIAIgBARITCgt3b3JrZXJfaGVsZBgEIAEoCBIPCgdzaWduaW5nGAUgASgIEhoKDXJldGlyZXNfYXRfbXMYBiABKARIAYgBAUIOCgxfYWRkZWRfYXRfbXNCEAoOX3JldGlyZXNfYXRfbXMiZQoPTmFtZXNwYWNlT3JpZ2luEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoFcmVsYXkYAiABKAsyFy5tb3F3b3JrZXIudjEuUmVsYXlJbmZvIkYKClRyYWNrRW50cnkSKgoJbmFtZXNwYWNlGAEgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRIMCgRuYW1lGAIgASgJIkcKE1Jlc29sdmVTY29wZVJlcXVlc3QSHAoPY29ubmVjdGlvbl9wYXRoGAEgASgJSACIAQFCEgoQX2Nvbm5lY3Rpb25fcGF0aCJhChRSZXNvbHZlU2NvcGVSZXNwb25zZRIrCgVzY29wZRgBIAEoCzIXLm1vcXdvcmtlci52MS5TY29wZUluZm9IAIgBARISCgpyZWxheV9saW5rGAIgASgIQggKBl9zY29wZSI1ChVHZXRTY29wZUNvbmZpZ1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBAUIICgZfc2NvcGUiQwoWR2V0U2NvcGVDb25maWdSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5tb3F3b3JrZXIudjEuU2NvcGVDb25maWcijAEKGFJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USJgoHY29udGV4dBgDIAEoCzIVLm1vcXdvcmtlci52MS5Db250ZXh0QggKBl9zY29wZSI0ChlSZWdpc3Rlck5hbWVzcGFjZVJlc3BvbnNlEhcKD3JlZ2lzdHJhdGlvbl9pZBgBIAEoCSJmChpVbnJlZ2lzdGVyTmFtZXNwYWNlUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2VCCAoGX3Njb3BlIh0KG1VucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZSJZCg1Mb29rdXBSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPwoOTG9va3VwUmVzcG9uc2USLQoGb3JpZ2luGAEgASgLMh0ubW9xd29ya2VyLnYxLk5hbWVzcGFjZU9yaWdpbiJtChJMb29rdXBUcmFja1JlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARIqCgluYW1lc3BhY2UYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEg0KBXRyYWNrGAMgASgJQggKBl9zY29wZSJEChNMb29rdXBUcmFja1Jlc3BvbnNlEi0KBm9yaWdpbhgBIAEoCzIdLm1vcXdvcmtlci52MS5OYW1lc3BhY2VPcmlnaW4iigEKGVN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QSEgoFc2NvcGUYASABKAlIAIgBARInCgZwcmVmaXgYAiABKAsyFy5tb3F3b3JrZXIudjEuTmFtZXNwYWNlEiYKB2NvbnRleHQYAyABKAsyFS5tb3F3b3JrZXIudjEuQ29udGV4dEIICgZfc2NvcGUiZwoaU3Vic2NyaWJlTmFtZXNwYWNlUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEjAKD3Vwc3RyZWFtX3JlbGF5cxgCIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iZAobVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESJwoGcHJlZml4GAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiHgocVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZSKVAQohTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRImCgdjb250ZXh0GAMgASgLMhUubW9xd29ya2VyLnYxLkNvbnRleHRCCAoGX3Njb3BlIk0KIkxvb2t1cE5hbWVzcGFjZVN1YnNjcmliZXJzUmVzcG9uc2USJwoGcmVsYXlzGAEgAygLMhcubW9xd29ya2VyLnYxLlJlbGF5SW5mbyJvChRSZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjAKFVJlZ2lzdGVyVHJhY2tSZXNwb25zZRIXCg9yZWdpc3RyYXRpb25faWQYASABKAkicQoWVW5yZWdpc3RlclRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIhkKF1VucmVnaXN0ZXJUcmFja1Jlc3BvbnNlIl0KEUxpc3RUcmFja3NSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZUIICgZfc2NvcGUiPgoSTGlzdFRyYWNrc1Jlc3BvbnNlEigKBnRyYWNrcxgBIAMoCzIYLm1vcXdvcmtlci52MS5UcmFja0VudHJ5InAKFVN1YnNjcmliZVRyYWNrUmVxdWVzdBISCgVzY29wZRgBIAEoCUgAiAEBEioKCW5hbWVzcGFjZRgCIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAyABKAlCCAoGX3Njb3BlIjEKFlN1YnNjcmliZVRyYWNrUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJInIKF1Vuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiGgoYVW5zdWJzY3JpYmVUcmFja1Jlc3BvbnNlIngKHUxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0EhIKBXNjb3BlGAEgASgJSACIAQESKgoJbmFtZXNwYWNlGAIgASgLMhcubW9xd29ya2VyLnYxLk5hbWVzcGFjZRINCgV0cmFjaxgDIAEoCUIICgZfc2NvcGUiSQoeTG9va3VwVHJhY2tTdWJzY3JpYmVyc1Jlc3BvbnNlEicKBnJlbGF5cxgBIAMoCzIXLm1vcXdvcmtlci52MS5SZWxheUluZm8iXwoQSGVhcnRiZWF0UmVxdWVzdBINCgVlcG9jaBgBIAEoCRINCgVhZGRycxgCIAMoCRItCghhY3Rpdml0eRgDIAEoCzIbLm1vcXdvcmtlci52MS5SZWxheUFjdGl2aXR5Ij4KDVJlbGF5QWN0aXZpdHkSLQoJdXBzdHJlYW1zGAEgAygLMhoubW9xd29ya2VyLnYxLlVwc3RyZWFtTGluayJ7CgxVcHN0cmVhbUxpbmsSEQoJcmVsYXlfdXJsGAEgASgJEhIKBXNjb3BlGAIgASgJSACIAQESKQoGdHJhY2tzGAMgAygLMhkubW9xd29ya2VyLnYxLlB1bGxlZFRyYWNrEg8KB2lkbGVfbXMYBCABKARCCAoGX3Njb3BlIlwKC1B1bGxlZFRyYWNrEioKCW5hbWVzcGFjZRgBIAEoCzIXLm1vcXdvcmtlci52MS5OYW1lc3BhY2USDQoFdHJhY2sYAiABKAkSEgoKc3Vic2NyaWJlcxgDIAEoDSJ6ChFIZWFydGJlYXRSZXNwb25zZRIUCgxsZWFzZV90dGxfbXMYASABKA0SEwoLaW50ZXJ2YWxfbXMYAiABKA0SEgoKc3RhdGVfbG9zdBgDIAEoCBImCgVwZWVycxgEIAMoCzIXLm1vcXdvcmtlci52MS5QZWVyUmVsYXkiJwoJUGVlclJlbGF5EgsKA3VybBgBIAEoCRINCgVhZGRycxgCIAMoCSIRCg9TaHV0ZG93blJlcXVlc3QiEgoQU2h1dGRvd25SZXNwb25zZSpxCg5OYW1lc3BhY2VMaW1pdBIfChtOQU1FU1BBQ0VfTElNSVRfVU5TUEVDSUZJRUQQABIeChpOQU1FU1BBQ0VfTElNSVRfTUFYX0ZJRUxEUxAgEh4KGU5BTUVTUEFDRV9MSU1JVF9NQVhfQllURVMQgCAqsgMKDFJlcXVlc3RMaW1pdBIdChlSRVFVRVNUX0xJTUlUX1VOU1BFQ0lGSUVEEAASIgodUkVRVUVTVF9MSU1JVF9NQVhfVFJBQ0tfQllURVMQgCASIgodUkVRVUVTVF9MSU1JVF9NQVhfU0NPUEVfQllURVMQgAISIAobUkVRVUVTVF9MSU1JVF9NQVhfVVJMX0NIQVJTEIAQEiEKHFJFUVVFU1RfTElNSVRfTUFYX1BBVEhfQllURVMQgAgSIgodUkVRVUVTVF9MSU1JVF9NQVhfRVBPQ0hfQ0hBUlMQgAESGwoXUkVRVUVTVF9MSU1JVF9NQVhfQUREUlMQEBIiChxSRVFVRVNUX0xJTUlUX01BWF9CT0RZX0JZVEVTEICABBIfChtSRVFVRVNUX0xJTUlUX01BWF9VUFNUUkVBTVMQQBIhCh1SRVFVRVNUX0xJTUlUX01BWF9MSU5LX1RSQUNLUxAgEiMKH1JFUVVFU1RfTElNSVRfTUFYX01PUVRfVkVSU0lPTlMQCBIoCiRSRVFVRVNUX0xJTUlUX01BWF9NT1FUX1ZFUlNJT05fQ0hBUlMQHypUCglJbnRlcmZhY2USGQoVSU5URVJGQUNFX1VOU1BFQ0lGSUVEEAASFAoQSU5URVJGQUNFX1BVQkxJQxABEhYKEklOVEVSRkFDRV9JTlRFUk5BTBACKmEKC1Blcm1pc3Npb25zEhsKF1BFUk1JU1NJT05TX1VOU1BFQ0lGSUVEEAASGgoWUEVSTUlTU0lPTlNfUkVBRF9XUklURRABEhkKFVBFUk1JU1NJT05TX1JFQURfT05MWRACKoQCCglBdXRoTGltaXQSGgoWQVVUSF9MSU1JVF9VTlNQRUNJRklFRBAAEhcKE0FVVEhfTElNSVRfTUFYX0tFWVMQBRIcChhBVVRIX0xJTUlUX01BWF9LSURfQ0hBUlMQQBIYChRBVVRIX0xJTUlUX01BWF9OQU1FUxAQEh4KGUFVVEhfTElNSVRfTUFYX05BTUVfQ0hBUlMQgAISJgohQVVUSF9MSU1JVF9NQVhfQ0xPQ0tfU0tFV19TRUNPTkRTEKwCEh4KGkFVVEhfTElNSVRfTUFYX1RUTF9TRUNPTkRTEDwSIgocQVVUSF9MSU1JVF9NQVhfVE9LRU5fU0VDT05EUxCA9SQy5QwKEkNvb3JkaW5hdG9yU2VydmljZRJVCgxSZXNvbHZlU2NvcGUSIS5tb3F3b3JrZXIudjEuUmVzb2x2ZVNjb3BlUmVxdWVzdBoiLm1vcXdvcmtlci52MS5SZXNvbHZlU2NvcGVSZXNwb25zZRJbCg5HZXRTY29wZUNvbmZpZxIjLm1vcXdvcmtlci52MS5HZXRTY29wZUNvbmZpZ1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuR2V0U2NvcGVDb25maWdSZXNwb25zZRJkChFSZWdpc3Rlck5hbWVzcGFjZRImLm1vcXdvcmtlci52MS5SZWdpc3Rlck5hbWVzcGFjZVJlcXVlc3QaJy5tb3F3b3JrZXIudjEuUmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRJqChNVbnJlZ2lzdGVyTmFtZXNwYWNlEigubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJOYW1lc3BhY2VSZXF1ZXN0GikubW9xd29ya2VyLnYxLlVucmVnaXN0ZXJOYW1lc3BhY2VSZXNwb25zZRJDCgZMb29rdXASGy5tb3F3b3JrZXIudjEuTG9va3VwUmVxdWVzdBocLm1vcXdvcmtlci52MS5Mb29rdXBSZXNwb25zZRJSCgtMb29rdXBUcmFjaxIgLm1vcXdvcmtlci52MS5Mb29rdXBUcmFja1JlcXVlc3QaIS5tb3F3b3JrZXIudjEuTG9va3VwVHJhY2tSZXNwb25zZRJnChJTdWJzY3JpYmVOYW1lc3BhY2USJy5tb3F3b3JrZXIudjEuU3Vic2NyaWJlTmFtZXNwYWNlUmVxdWVzdBooLm1vcXdvcmtlci52MS5TdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZRJtChRVbnN1YnNjcmliZU5hbWVzcGFjZRIpLm1vcXdvcmtlci52MS5VbnN1YnNjcmliZU5hbWVzcGFjZVJlcXVlc3QaKi5tb3F3b3JrZXIudjEuVW5zdWJzY3JpYmVOYW1lc3BhY2VSZXNwb25zZRJ/ChpMb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVycxIvLm1vcXdvcmtlci52MS5Mb29rdXBOYW1lc3BhY2VTdWJzY3JpYmVyc1JlcXVlc3QaMC5tb3F3b3JrZXIudjEuTG9va3VwTmFtZXNwYWNlU3Vic2NyaWJlcnNSZXNwb25zZRJYCg1SZWdpc3RlclRyYWNrEiIubW9xd29ya2VyLnYxLlJlZ2lzdGVyVHJhY2tSZXF1ZXN0GiMubW9xd29ya2VyLnYxLlJlZ2lzdGVyVHJhY2tSZXNwb25zZRJeCg9VbnJlZ2lzdGVyVHJhY2sSJC5tb3F3b3JrZXIudjEuVW5yZWdpc3RlclRyYWNrUmVxdWVzdBolLm1vcXdvcmtlci52MS5VbnJlZ2lzdGVyVHJhY2tSZXNwb25zZRJPCgpMaXN0VHJhY2tzEh8ubW9xd29ya2VyLnYxLkxpc3RUcmFja3NSZXF1ZXN0GiAubW9xd29ya2VyLnYxLkxpc3RUcmFja3NSZXNwb25zZRJbCg5TdWJzY3JpYmVUcmFjaxIjLm1vcXdvcmtlci52MS5TdWJzY3JpYmVUcmFja1JlcXVlc3QaJC5tb3F3b3JrZXIudjEuU3Vic2NyaWJlVHJhY2tSZXNwb25zZRJhChBVbnN1YnNjcmliZVRyYWNrEiUubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlVHJhY2tSZXF1ZXN0GiYubW9xd29ya2VyLnYxLlVuc3Vic2NyaWJlVHJhY2tSZXNwb25zZRJzChZMb29rdXBUcmFja1N1YnNjcmliZXJzEisubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXF1ZXN0GiwubW9xd29ya2VyLnYxLkxvb2t1cFRyYWNrU3Vic2NyaWJlcnNSZXNwb25zZRJMCglIZWFydGJlYXQSHi5tb3F3b3JrZXIudjEuSGVhcnRiZWF0UmVxdWVzdBofLm1vcXdvcmtlci52MS5IZWFydGJlYXRSZXNwb25zZRJJCghTaHV0ZG93bhIdLm1vcXdvcmtlci52MS5TaHV0ZG93blJlcXVlc3QaHi5tb3F3b3JrZXIudjEuU2h1dGRvd25SZXNwb25zZWIGcHJvdG8z");
 
 /**
  * A namespace tuple as MoQ carries it: 1..MAX_FIELDS fields of arbitrary
@@ -202,6 +202,14 @@ export type ScopeConfig = Message<"moqworker.v1.ScopeConfig"> & {
    * @generated from field: optional uint32 rendezvous_timeout_ms = 3;
    */
   rendezvousTimeoutMs?: number | undefined;
+
+  /**
+   * Who may publish and watch: absent = anyone the connection path admits;
+   * present = every public session must also hold a token this policy accepts.
+   *
+   * @generated from field: optional moqworker.v1.ScopeAuth auth = 4;
+   */
+  auth?: ScopeAuth | undefined;
 };
 
 /**
@@ -210,6 +218,130 @@ export type ScopeConfig = Message<"moqworker.v1.ScopeConfig"> & {
  */
 export const ScopeConfigSchema: GenMessage<ScopeConfig> = /*@__PURE__*/
   messageDesc(file_moqworker_v1_coordinator, 4);
+
+/**
+ * A scope's token policy (moq-relay-ietf's ScopeConfig.auth). Public sessions
+ * must present a Common Access Token (CAT, draft-ietf-moq-c4m: a COSE_Sign1
+ * signed with ES256, in CLIENT_SETUP's AUTHORIZATION TOKEN parameter) that one
+ * of `keys` verifies, and every request is checked against the token's claims
+ * (actions, namespaces, track) for as long as the session lasts. Relay-to-relay
+ * sessions skip the check. Set with AdminService.PutScopeConfig (an operator's
+ * own public keys) and AdminService.RotateScopeKey (keys the Worker holds and
+ * issues tokens with, AdminService.IssueToken).
+ *
+ * @generated from message moqworker.v1.ScopeAuth
+ */
+export type ScopeAuth = Message<"moqworker.v1.ScopeAuth"> & {
+  /**
+   * Verification keys, 1..MAX_KEYS, kids unique. In answers: the operator's
+   * keys and the Worker's (worker_held), newest first.
+   *
+   * @generated from field: repeated moqworker.v1.AuthKey keys = 1;
+   */
+  keys: AuthKey[];
+
+  /**
+   * Accepted `iss` values (1..256 characters each, at most MAX_NAMES);
+   * empty = any issuer.
+   *
+   * @generated from field: repeated string issuers = 2;
+   */
+  issuers: string[];
+
+  /**
+   * Accepted `aud` values, as issuers; empty = any audience.
+   *
+   * @generated from field: repeated string audiences = 3;
+   */
+  audiences: string[];
+
+  /**
+   * Tolerance when checking exp and nbf, 0..MAX_CLOCK_SKEW_SECONDS; absent =
+   * 60 (the relay's default).
+   *
+   * @generated from field: optional uint32 clock_skew_seconds = 4;
+   */
+  clockSkewSeconds?: number | undefined;
+
+  /**
+   * How long a relay reuses the policy before asking again,
+   * 1..MAX_TTL_SECONDS; absent = 5. The edge answers from its push-kept
+   * cache, so a short TTL costs no Worker call and a removed key stops
+   * admitting within about TTL plus the watch channel's staleness bound.
+   *
+   * @generated from field: optional uint32 ttl_seconds = 5;
+   */
+  ttlSeconds?: number | undefined;
+};
+
+/**
+ * Describes the message moqworker.v1.ScopeAuth.
+ * Use `create(ScopeAuthSchema)` to create a new message.
+ */
+export const ScopeAuthSchema: GenMessage<ScopeAuth> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_coordinator, 5);
+
+/**
+ * An ES256 verification key of a scope's token policy.
+ *
+ * @generated from message moqworker.v1.AuthKey
+ */
+export type AuthKey = Message<"moqworker.v1.AuthKey"> & {
+  /**
+   * Key identifier, matched against a token's `kid` header: 1..MAX_KID_CHARS
+   * printable ASCII characters without spaces, unique in the scope.
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * The public key: P-256 SubjectPublicKeyInfo in PEM
+   * ("-----BEGIN PUBLIC KEY-----"). Private keys, other curves and anything
+   * else are INVALID_ARGUMENT.
+   *
+   * @generated from field: string pem = 2;
+   */
+  pem: string;
+
+  /**
+   * In answers: Unix milliseconds when the key joined the policy. Ignored in requests.
+   *
+   * @generated from field: optional uint64 added_at_ms = 3;
+   */
+  addedAtMs?: bigint | undefined;
+
+  /**
+   * In answers: the Worker made this key and holds its private half
+   * (encrypted; it never leaves the Worker). Such keys are managed with
+   * RotateScopeKey and RemoveScopeKey; PutScopeConfig skips them.
+   *
+   * @generated from field: bool worker_held = 4;
+   */
+  workerHeld: boolean;
+
+  /**
+   * In answers, Worker keys: IssueToken signs with this one.
+   *
+   * @generated from field: bool signing = 5;
+   */
+  signing: boolean;
+
+  /**
+   * In answers, a Worker key being retired after a rotation: Unix
+   * milliseconds when it leaves the policy (its last token's exp plus skew).
+   *
+   * @generated from field: optional uint64 retires_at_ms = 6;
+   */
+  retiresAtMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message moqworker.v1.AuthKey.
+ * Use `create(AuthKeySchema)` to create a new message.
+ */
+export const AuthKeySchema: GenMessage<AuthKey> = /*@__PURE__*/
+  messageDesc(file_moqworker_v1_coordinator, 6);
 
 /**
  * The registration a lookup matched, and the relay that hosts it.
@@ -235,7 +367,7 @@ export type NamespaceOrigin = Message<"moqworker.v1.NamespaceOrigin"> & {
  * Use `create(NamespaceOriginSchema)` to create a new message.
  */
 export const NamespaceOriginSchema: GenMessage<NamespaceOrigin> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 5);
+  messageDesc(file_moqworker_v1_coordinator, 7);
 
 /**
  * A registered track.
@@ -259,7 +391,7 @@ export type TrackEntry = Message<"moqworker.v1.TrackEntry"> & {
  * Use `create(TrackEntrySchema)` to create a new message.
  */
 export const TrackEntrySchema: GenMessage<TrackEntry> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 6);
+  messageDesc(file_moqworker_v1_coordinator, 8);
 
 /**
  * ResolveScope's request.
@@ -280,7 +412,7 @@ export type ResolveScopeRequest = Message<"moqworker.v1.ResolveScopeRequest"> & 
  * Use `create(ResolveScopeRequestSchema)` to create a new message.
  */
 export const ResolveScopeRequestSchema: GenMessage<ResolveScopeRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 7);
+  messageDesc(file_moqworker_v1_coordinator, 9);
 
 /**
  * ResolveScope's answer.
@@ -321,7 +453,7 @@ export type ResolveScopeResponse = Message<"moqworker.v1.ResolveScopeResponse"> 
  * Use `create(ResolveScopeResponseSchema)` to create a new message.
  */
 export const ResolveScopeResponseSchema: GenMessage<ResolveScopeResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 8);
+  messageDesc(file_moqworker_v1_coordinator, 10);
 
 /**
  * GetScopeConfig's request.
@@ -343,7 +475,7 @@ export type GetScopeConfigRequest = Message<"moqworker.v1.GetScopeConfigRequest"
  * Use `create(GetScopeConfigRequestSchema)` to create a new message.
  */
 export const GetScopeConfigRequestSchema: GenMessage<GetScopeConfigRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 9);
+  messageDesc(file_moqworker_v1_coordinator, 11);
 
 /**
  * GetScopeConfig's answer.
@@ -362,7 +494,7 @@ export type GetScopeConfigResponse = Message<"moqworker.v1.GetScopeConfigRespons
  * Use `create(GetScopeConfigResponseSchema)` to create a new message.
  */
 export const GetScopeConfigResponseSchema: GenMessage<GetScopeConfigResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 10);
+  messageDesc(file_moqworker_v1_coordinator, 12);
 
 /**
  * RegisterNamespace's request.
@@ -391,7 +523,7 @@ export type RegisterNamespaceRequest = Message<"moqworker.v1.RegisterNamespaceRe
  * Use `create(RegisterNamespaceRequestSchema)` to create a new message.
  */
 export const RegisterNamespaceRequestSchema: GenMessage<RegisterNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 11);
+  messageDesc(file_moqworker_v1_coordinator, 13);
 
 /**
  * RegisterNamespace's answer.
@@ -412,7 +544,7 @@ export type RegisterNamespaceResponse = Message<"moqworker.v1.RegisterNamespaceR
  * Use `create(RegisterNamespaceResponseSchema)` to create a new message.
  */
 export const RegisterNamespaceResponseSchema: GenMessage<RegisterNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 12);
+  messageDesc(file_moqworker_v1_coordinator, 14);
 
 /**
  * UnregisterNamespace's request.
@@ -436,7 +568,7 @@ export type UnregisterNamespaceRequest = Message<"moqworker.v1.UnregisterNamespa
  * Use `create(UnregisterNamespaceRequestSchema)` to create a new message.
  */
 export const UnregisterNamespaceRequestSchema: GenMessage<UnregisterNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 13);
+  messageDesc(file_moqworker_v1_coordinator, 15);
 
 /**
  * UnregisterNamespace's answer (empty).
@@ -451,7 +583,7 @@ export type UnregisterNamespaceResponse = Message<"moqworker.v1.UnregisterNamesp
  * Use `create(UnregisterNamespaceResponseSchema)` to create a new message.
  */
 export const UnregisterNamespaceResponseSchema: GenMessage<UnregisterNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 14);
+  messageDesc(file_moqworker_v1_coordinator, 16);
 
 /**
  * Lookup's request.
@@ -475,7 +607,7 @@ export type LookupRequest = Message<"moqworker.v1.LookupRequest"> & {
  * Use `create(LookupRequestSchema)` to create a new message.
  */
 export const LookupRequestSchema: GenMessage<LookupRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 15);
+  messageDesc(file_moqworker_v1_coordinator, 17);
 
 /**
  * Lookup's answer.
@@ -494,7 +626,7 @@ export type LookupResponse = Message<"moqworker.v1.LookupResponse"> & {
  * Use `create(LookupResponseSchema)` to create a new message.
  */
 export const LookupResponseSchema: GenMessage<LookupResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 16);
+  messageDesc(file_moqworker_v1_coordinator, 18);
 
 /**
  * LookupTrack's request.
@@ -523,7 +655,7 @@ export type LookupTrackRequest = Message<"moqworker.v1.LookupTrackRequest"> & {
  * Use `create(LookupTrackRequestSchema)` to create a new message.
  */
 export const LookupTrackRequestSchema: GenMessage<LookupTrackRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 17);
+  messageDesc(file_moqworker_v1_coordinator, 19);
 
 /**
  * LookupTrack's answer.
@@ -544,7 +676,7 @@ export type LookupTrackResponse = Message<"moqworker.v1.LookupTrackResponse"> & 
  * Use `create(LookupTrackResponseSchema)` to create a new message.
  */
 export const LookupTrackResponseSchema: GenMessage<LookupTrackResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 18);
+  messageDesc(file_moqworker_v1_coordinator, 20);
 
 /**
  * SubscribeNamespace's request.
@@ -575,7 +707,7 @@ export type SubscribeNamespaceRequest = Message<"moqworker.v1.SubscribeNamespace
  * Use `create(SubscribeNamespaceRequestSchema)` to create a new message.
  */
 export const SubscribeNamespaceRequestSchema: GenMessage<SubscribeNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 19);
+  messageDesc(file_moqworker_v1_coordinator, 21);
 
 /**
  * SubscribeNamespace's answer.
@@ -604,7 +736,7 @@ export type SubscribeNamespaceResponse = Message<"moqworker.v1.SubscribeNamespac
  * Use `create(SubscribeNamespaceResponseSchema)` to create a new message.
  */
 export const SubscribeNamespaceResponseSchema: GenMessage<SubscribeNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 20);
+  messageDesc(file_moqworker_v1_coordinator, 22);
 
 /**
  * UnsubscribeNamespace's request.
@@ -628,7 +760,7 @@ export type UnsubscribeNamespaceRequest = Message<"moqworker.v1.UnsubscribeNames
  * Use `create(UnsubscribeNamespaceRequestSchema)` to create a new message.
  */
 export const UnsubscribeNamespaceRequestSchema: GenMessage<UnsubscribeNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 21);
+  messageDesc(file_moqworker_v1_coordinator, 23);
 
 /**
  * UnsubscribeNamespace's answer (empty).
@@ -643,7 +775,7 @@ export type UnsubscribeNamespaceResponse = Message<"moqworker.v1.UnsubscribeName
  * Use `create(UnsubscribeNamespaceResponseSchema)` to create a new message.
  */
 export const UnsubscribeNamespaceResponseSchema: GenMessage<UnsubscribeNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 22);
+  messageDesc(file_moqworker_v1_coordinator, 24);
 
 /**
  * LookupNamespaceSubscribers's request.
@@ -672,7 +804,7 @@ export type LookupNamespaceSubscribersRequest = Message<"moqworker.v1.LookupName
  * Use `create(LookupNamespaceSubscribersRequestSchema)` to create a new message.
  */
 export const LookupNamespaceSubscribersRequestSchema: GenMessage<LookupNamespaceSubscribersRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 23);
+  messageDesc(file_moqworker_v1_coordinator, 25);
 
 /**
  * LookupNamespaceSubscribers's answer.
@@ -693,7 +825,7 @@ export type LookupNamespaceSubscribersResponse = Message<"moqworker.v1.LookupNam
  * Use `create(LookupNamespaceSubscribersResponseSchema)` to create a new message.
  */
 export const LookupNamespaceSubscribersResponseSchema: GenMessage<LookupNamespaceSubscribersResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 24);
+  messageDesc(file_moqworker_v1_coordinator, 26);
 
 /**
  * RegisterTrack's request.
@@ -722,7 +854,7 @@ export type RegisterTrackRequest = Message<"moqworker.v1.RegisterTrackRequest"> 
  * Use `create(RegisterTrackRequestSchema)` to create a new message.
  */
 export const RegisterTrackRequestSchema: GenMessage<RegisterTrackRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 25);
+  messageDesc(file_moqworker_v1_coordinator, 27);
 
 /**
  * RegisterTrack's answer.
@@ -743,7 +875,7 @@ export type RegisterTrackResponse = Message<"moqworker.v1.RegisterTrackResponse"
  * Use `create(RegisterTrackResponseSchema)` to create a new message.
  */
 export const RegisterTrackResponseSchema: GenMessage<RegisterTrackResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 26);
+  messageDesc(file_moqworker_v1_coordinator, 28);
 
 /**
  * UnregisterTrack's request.
@@ -772,7 +904,7 @@ export type UnregisterTrackRequest = Message<"moqworker.v1.UnregisterTrackReques
  * Use `create(UnregisterTrackRequestSchema)` to create a new message.
  */
 export const UnregisterTrackRequestSchema: GenMessage<UnregisterTrackRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 27);
+  messageDesc(file_moqworker_v1_coordinator, 29);
 
 /**
  * UnregisterTrack's answer (empty).
@@ -787,7 +919,7 @@ export type UnregisterTrackResponse = Message<"moqworker.v1.UnregisterTrackRespo
  * Use `create(UnregisterTrackResponseSchema)` to create a new message.
  */
 export const UnregisterTrackResponseSchema: GenMessage<UnregisterTrackResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 28);
+  messageDesc(file_moqworker_v1_coordinator, 30);
 
 /**
  * ListTracks's request.
@@ -811,7 +943,7 @@ export type ListTracksRequest = Message<"moqworker.v1.ListTracksRequest"> & {
  * Use `create(ListTracksRequestSchema)` to create a new message.
  */
 export const ListTracksRequestSchema: GenMessage<ListTracksRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 29);
+  messageDesc(file_moqworker_v1_coordinator, 31);
 
 /**
  * ListTracks's answer.
@@ -832,7 +964,7 @@ export type ListTracksResponse = Message<"moqworker.v1.ListTracksResponse"> & {
  * Use `create(ListTracksResponseSchema)` to create a new message.
  */
 export const ListTracksResponseSchema: GenMessage<ListTracksResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 30);
+  messageDesc(file_moqworker_v1_coordinator, 32);
 
 /**
  * SubscribeTrack's request.
@@ -861,7 +993,7 @@ export type SubscribeTrackRequest = Message<"moqworker.v1.SubscribeTrackRequest"
  * Use `create(SubscribeTrackRequestSchema)` to create a new message.
  */
 export const SubscribeTrackRequestSchema: GenMessage<SubscribeTrackRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 31);
+  messageDesc(file_moqworker_v1_coordinator, 33);
 
 /**
  * SubscribeTrack's answer.
@@ -882,7 +1014,7 @@ export type SubscribeTrackResponse = Message<"moqworker.v1.SubscribeTrackRespons
  * Use `create(SubscribeTrackResponseSchema)` to create a new message.
  */
 export const SubscribeTrackResponseSchema: GenMessage<SubscribeTrackResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 32);
+  messageDesc(file_moqworker_v1_coordinator, 34);
 
 /**
  * UnsubscribeTrack's request.
@@ -911,7 +1043,7 @@ export type UnsubscribeTrackRequest = Message<"moqworker.v1.UnsubscribeTrackRequ
  * Use `create(UnsubscribeTrackRequestSchema)` to create a new message.
  */
 export const UnsubscribeTrackRequestSchema: GenMessage<UnsubscribeTrackRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 33);
+  messageDesc(file_moqworker_v1_coordinator, 35);
 
 /**
  * UnsubscribeTrack's answer (empty).
@@ -926,7 +1058,7 @@ export type UnsubscribeTrackResponse = Message<"moqworker.v1.UnsubscribeTrackRes
  * Use `create(UnsubscribeTrackResponseSchema)` to create a new message.
  */
 export const UnsubscribeTrackResponseSchema: GenMessage<UnsubscribeTrackResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 34);
+  messageDesc(file_moqworker_v1_coordinator, 36);
 
 /**
  * LookupTrackSubscribers's request.
@@ -955,7 +1087,7 @@ export type LookupTrackSubscribersRequest = Message<"moqworker.v1.LookupTrackSub
  * Use `create(LookupTrackSubscribersRequestSchema)` to create a new message.
  */
 export const LookupTrackSubscribersRequestSchema: GenMessage<LookupTrackSubscribersRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 35);
+  messageDesc(file_moqworker_v1_coordinator, 37);
 
 /**
  * LookupTrackSubscribers's answer.
@@ -974,7 +1106,7 @@ export type LookupTrackSubscribersResponse = Message<"moqworker.v1.LookupTrackSu
  * Use `create(LookupTrackSubscribersResponseSchema)` to create a new message.
  */
 export const LookupTrackSubscribersResponseSchema: GenMessage<LookupTrackSubscribersResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 36);
+  messageDesc(file_moqworker_v1_coordinator, 38);
 
 /**
  * Heartbeat's request.
@@ -1015,7 +1147,7 @@ export type HeartbeatRequest = Message<"moqworker.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 37);
+  messageDesc(file_moqworker_v1_coordinator, 39);
 
 /**
  * A relay's view of its own traffic, reported with each Heartbeat.
@@ -1039,7 +1171,7 @@ export type RelayActivity = Message<"moqworker.v1.RelayActivity"> & {
  * Use `create(RelayActivitySchema)` to create a new message.
  */
 export const RelayActivitySchema: GenMessage<RelayActivity> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 38);
+  messageDesc(file_moqworker_v1_coordinator, 40);
 
 /**
  * One relay-to-relay link: this relay pulls from relay_url in a scope.
@@ -1083,7 +1215,7 @@ export type UpstreamLink = Message<"moqworker.v1.UpstreamLink"> & {
  * Use `create(UpstreamLinkSchema)` to create a new message.
  */
 export const UpstreamLinkSchema: GenMessage<UpstreamLink> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 39);
+  messageDesc(file_moqworker_v1_coordinator, 41);
 
 /**
  * A track a relay pulls from an upstream relay.
@@ -1116,7 +1248,7 @@ export type PulledTrack = Message<"moqworker.v1.PulledTrack"> & {
  * Use `create(PulledTrackSchema)` to create a new message.
  */
 export const PulledTrackSchema: GenMessage<PulledTrack> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 40);
+  messageDesc(file_moqworker_v1_coordinator, 42);
 
 /**
  * Heartbeat's answer: the lease terms.
@@ -1170,7 +1302,7 @@ export type HeartbeatResponse = Message<"moqworker.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 41);
+  messageDesc(file_moqworker_v1_coordinator, 43);
 
 /**
  * Another relay of the network, as its heartbeats describe it.
@@ -1198,7 +1330,7 @@ export type PeerRelay = Message<"moqworker.v1.PeerRelay"> & {
  * Use `create(PeerRelaySchema)` to create a new message.
  */
 export const PeerRelaySchema: GenMessage<PeerRelay> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 42);
+  messageDesc(file_moqworker_v1_coordinator, 44);
 
 /**
  * Shutdown's request (empty: the token names the relay).
@@ -1213,7 +1345,7 @@ export type ShutdownRequest = Message<"moqworker.v1.ShutdownRequest"> & {
  * Use `create(ShutdownRequestSchema)` to create a new message.
  */
 export const ShutdownRequestSchema: GenMessage<ShutdownRequest> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 43);
+  messageDesc(file_moqworker_v1_coordinator, 45);
 
 /**
  * Shutdown's answer (empty).
@@ -1228,7 +1360,7 @@ export type ShutdownResponse = Message<"moqworker.v1.ShutdownResponse"> & {
  * Use `create(ShutdownResponseSchema)` to create a new message.
  */
 export const ShutdownResponseSchema: GenMessage<ShutdownResponse> = /*@__PURE__*/
-  messageDesc(file_moqworker_v1_coordinator, 44);
+  messageDesc(file_moqworker_v1_coordinator, 46);
 
 /**
  * Limits of a Namespace. Protobuf has no constants, so the contract's limits
@@ -1426,6 +1558,74 @@ export enum Permissions {
  */
 export const PermissionsSchema: GenEnum<Permissions> = /*@__PURE__*/
   enumDesc(file_moqworker_v1_coordinator, 3);
+
+/**
+ * Limits of a ScopeAuth and of issued tokens (see NamespaceLimit for why an
+ * enum). Beyond a limit a call is INVALID_ARGUMENT.
+ *
+ * @generated from enum moqworker.v1.AuthLimit
+ */
+export enum AuthLimit {
+  /**
+   * @generated from enum value: AUTH_LIMIT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Most keys in a policy (the relay's MAX_SCOPE_AUTH_KEYS).
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_KEYS = 5;
+   */
+  MAX_KEYS = 5,
+
+  /**
+   * Most characters of a kid.
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_KID_CHARS = 64;
+   */
+  MAX_KID_CHARS = 64,
+
+  /**
+   * Most issuers, or audiences, in a policy.
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_NAMES = 16;
+   */
+  MAX_NAMES = 16,
+
+  /**
+   * Most characters of an issuer or audience.
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_NAME_CHARS = 256;
+   */
+  MAX_NAME_CHARS = 256,
+
+  /**
+   * Largest clock skew the relay honours.
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_CLOCK_SKEW_SECONDS = 300;
+   */
+  MAX_CLOCK_SKEW_SECONDS = 300,
+
+  /**
+   * Longest policy TTL.
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_TTL_SECONDS = 60;
+   */
+  MAX_TTL_SECONDS = 60,
+
+  /**
+   * Longest token lifetime the relay honours (7 days).
+   *
+   * @generated from enum value: AUTH_LIMIT_MAX_TOKEN_SECONDS = 604800;
+   */
+  MAX_TOKEN_SECONDS = 604800,
+}
+
+/**
+ * Describes the enum moqworker.v1.AuthLimit.
+ */
+export const AuthLimitSchema: GenEnum<AuthLimit> = /*@__PURE__*/
+  enumDesc(file_moqworker_v1_coordinator, 4);
 
 /**
  * What relays ask the coordinator. Every call is safe to retry. Writes are
