@@ -8,12 +8,13 @@
 import { sign, verify } from "hono/jwt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setBounded } from "./bounded-cache.js";
+import { secretSetting } from "../settings.js";
 
 const AUDIENCE = "moq-worker:relay";
 
 /** The secrets relay tokens and relay links are made and checked with: the current one first. */
 export function tokenSecrets(env: { TOKEN_SECRET?: string; TOKEN_SECRET_PREVIOUS?: string }): string[] {
-  return [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS].filter((s): s is string => typeof s === "string" && s !== "");
+  return [secretSetting(env, "TOKEN_SECRET"), secretSetting(env, "TOKEN_SECRET_PREVIOUS")].filter((s) => s !== undefined);
 }
 
 export interface MintedToken {
