@@ -67,7 +67,7 @@ export async function verifyRelayToken(secret: string, token: string): Promise<s
 
 // Tokens this isolate has verified. A relay sends the same token on every
 // call, and verifying it (HMAC key import and check, base64 and JSON) is a
-// large share of a small request's CPU (docs/performance.md). An entry goes
+// large share of a small request's CPU (docs/performance.md "Pipeline"). An entry goes
 // when the secrets change (rotation still revokes at once), at the token's
 // exp, and after MAX_CACHE_MS; the map is bounded, oldest entry out first.
 const MAX_CACHED_TOKENS = 1024;
