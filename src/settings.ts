@@ -1,5 +1,5 @@
 // Every variable the Worker reads, in one table: its name, default, accepted
-// values and meaning. The code reads variables only through this module;
+// values and meaning. Code reads the variables through this module;
 // env.ts types them from the table, wrangler.toml [vars] deploys the defaults,
 // and the README's table of variables is made from this one
 // (scripts/settings-table.mjs, which `npm run lint` runs to check both).
