@@ -3,9 +3,14 @@ import type { RelayObject } from "./objects/relay.js";
 import type { PathObject } from "./objects/path.js";
 import type { DirectoryObject } from "./objects/directory.js";
 import type { RateLimitEnv } from "./auth/rate-limit.js";
+import type { Variables } from "./settings.js";
 
-/** Bindings and variables; the rate-limit ones are in auth/rate-limit.ts. */
-export interface Env extends RateLimitEnv {
+/**
+ * The Worker's bindings and variables. Variables (strings, secrets included)
+ * are listed, with their defaults and meaning, in settings.ts and read only
+ * through it; the rate-limit bindings are in auth/rate-limit.ts.
+ */
+export interface Env extends RateLimitEnv, Variables {
   SCOPES: DurableObjectNamespace<ScopeObject>;
   RELAYS: DurableObjectNamespace<RelayObject>;
   PATHS: DurableObjectNamespace<PathObject>;
@@ -13,27 +18,4 @@ export interface Env extends RateLimitEnv {
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
   /** Workers Analytics Engine dataset for per-RPC metrics; optional (see docs/operating.md). */
   METRICS?: AnalyticsEngineDataset;
-  /** Bearer token of the AdminService. Unset = admin calls refused. */
-  ADMIN_TOKEN?: string;
-  /** The admin token ADMIN_TOKEN replaced: still accepted until it is removed (rotation, SECURITY.md). */
-  ADMIN_TOKEN_PREVIOUS?: string;
-  /** HMAC secret that signs relay tokens. Unset = relay calls refused. */
-  TOKEN_SECRET?: string;
-  /** The secret TOKEN_SECRET replaced: its tokens still verify until it is removed (rotation, SECURITY.md). */
-  TOKEN_SECRET_PREVIOUS?: string;
-  /** "true" lets relays make calls without a scope. */
-  ALLOW_UNSCOPED?: string;
-  /** Relay lease TTL in milliseconds (default 10000). */
-  LEASE_TTL_MS?: string;
-  /** Quotas per relay per scope and the ListTracks cap (src/limits.ts; defaults 10000, 10000, 10000, 1000). */
-  MAX_NAMESPACES_PER_RELAY?: string;
-  MAX_TRACKS_PER_RELAY?: string;
-  MAX_SUBSCRIPTIONS_PER_RELAY?: string;
-  MAX_LIST_TRACKS?: string;
-  /** Watch sockets open at once per scope (default 10000). */
-  MAX_WATCHERS_PER_SCOPE?: string;
-  /** How stale an isolate's copy of the revoked relay tokens may be, in ms (auth/revocation.ts; default 10000). */
-  REVOCATION_REFRESH_MS?: string;
-  /** Calls one isolate lets wait on one scope's object before shedding with UNAVAILABLE (src/rpc/overload.ts; default 32, 0 = off). */
-  MAX_INFLIGHT_PER_SCOPE?: string;
 }

@@ -13,6 +13,7 @@ import { connectErrorResponse, rpcService, serveRpc } from "./rpc/router.js";
 import { rpcMetrics } from "./metrics/registry.js";
 import { dashboardResponse } from "./dashboard/serve.js";
 import { watchRoute } from "./watch/route.js";
+import { reportSettingProblems } from "./settings.js";
 
 export { ScopeObject } from "./objects/scope.js";
 export { RelayObject } from "./objects/relay.js";
@@ -51,4 +52,15 @@ for (const service of [
 // The watch channel (schema/moqworker/v1/watch.proto): one WebSocket per relay per scope.
 app.all("/v1/watch", (c) => watchRoute(c.req.raw, c.env));
 
-export default app;
+/** Whether this isolate has checked the variables (a bad one is logged, then its default applies). */
+let settingsChecked = false;
+
+export default {
+  fetch(request: Request, env: Env, ctx?: ExecutionContext) {
+    if (!settingsChecked) {
+      settingsChecked = true;
+      reportSettingProblems(env);
+    }
+    return app.fetch(request, env, ctx);
+  },
+} satisfies ExportedHandler<Env>;

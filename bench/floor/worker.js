@@ -19,7 +19,7 @@
 //                it is sent the namespaces a register sends, so its keys land
 //                across the table as a register's do. In bench/ab.mjs its
 //                cost falls round by round within a run (docs/performance.md,
-//                "A register's write, looked at"): the route run alone gives
+//                "The runtime's floor"): the route run alone gives
 //                the steady figure
 //   GET /healthz the launcher's readiness probe
 import { DurableObject } from "cloudflare:workers";

@@ -1,5 +1,6 @@
 // Bearer credentials from request headers, compared in constant time.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { secretSetting } from "../settings.js";
 
 export function bearerToken(headers: Headers): string {
   const value = headers.get("authorization");
@@ -26,13 +27,14 @@ export type AdminIdentity = "current" | "previous";
  * one matched. Both are compared every time, so timing tells nothing either.
  */
 export async function requireAdmin(headers: Headers, env: { ADMIN_TOKEN?: string; ADMIN_TOKEN_PREVIOUS?: string }): Promise<AdminIdentity> {
-  if (!env.ADMIN_TOKEN) {
+  const current = secretSetting(env, "ADMIN_TOKEN");
+  if (current === undefined) {
     throw new ConnectError("admin API disabled: set the ADMIN_TOKEN secret (wrangler secret put ADMIN_TOKEN)", Code.PermissionDenied);
   }
   const presented = bearerToken(headers);
-  const previous = env.ADMIN_TOKEN_PREVIOUS;
+  const previous = secretSetting(env, "ADMIN_TOKEN_PREVIOUS");
   const [isCurrent, isPrevious] = await Promise.all([
-    secretsEqual(presented, env.ADMIN_TOKEN),
+    secretsEqual(presented, current),
     previous ? secretsEqual(presented, previous) : Promise.resolve(false),
   ]);
   if (isCurrent) return "current";

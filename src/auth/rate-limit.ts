@@ -12,13 +12,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CoordinatorService } from "../gen/moqworker/v1/coordinator_pb.js";
 import { rpcMetrics } from "../metrics/registry.js";
+import { integerSetting, type Variables } from "../settings.js";
 
-export interface RateLimitEnv {
+export interface RateLimitEnv extends Pick<Variables, "RATE_LIMIT_PERIOD_SECONDS"> {
   RELAY_RATE_LIMIT?: RateLimit;
   HEARTBEAT_RATE_LIMIT?: RateLimit;
   ADMIN_RATE_LIMIT?: RateLimit;
-  /** The bindings' simple.period, in seconds: the retry hint (default 10). */
-  RATE_LIMIT_PERIOD_SECONDS?: string;
 }
 
 /** Which bucket a call is counted in. */
@@ -26,10 +25,9 @@ export type Bucket = "relay" | "heartbeat" | "admin";
 
 const HEARTBEAT = CoordinatorService.method.heartbeat.name;
 
-/** The retry hint: RATE_LIMIT_PERIOD_SECONDS, a positive integer, else 10. */
+/** The retry hint, in seconds: RATE_LIMIT_PERIOD_SECONDS, the bindings' period. */
 export function periodSeconds(env: RateLimitEnv): number {
-  const n = Number(env.RATE_LIMIT_PERIOD_SECONDS);
-  return Number.isInteger(n) && n > 0 ? n : 10;
+  return integerSetting(env, "RATE_LIMIT_PERIOD_SECONDS");
 }
 
 /** The bucket of a relay's call to `method` (a method name, or anything a caller sent). */

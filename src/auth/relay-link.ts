@@ -21,7 +21,7 @@ const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // Per isolate: imported keys (by secret) and derived paths (by scope). A
 // scoped answer needs its scope's path every time, and an HMAC per answer would
-// be a visible share of a Lookup's CPU. Both maps reset when the secrets change.
+// cost every scoped call. Both maps reset when the secrets change.
 const MAX_CACHED_PATHS = 4096;
 let cachedFor: string | undefined;
 const keys = new Map<string, Promise<CryptoKey>>();
@@ -114,7 +114,7 @@ export async function verifyRelayLinkPath(secrets: readonly string[], path: stri
   return scope;
 }
 
-/** linkUrl's answers, so a scoped answer does not parse its relay's URL each time (~1.5% of a Lookup's CPU). */
+/** linkUrl's answers, so a scoped answer does not parse its relay's URL each time (docs/performance.md "Pipeline"). */
 const MAX_CACHED_LINK_URLS = 4096;
 const linkUrls = new Map<string, string>();
 

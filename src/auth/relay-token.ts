@@ -8,12 +8,13 @@
 import { sign, verify } from "hono/jwt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setBounded } from "./bounded-cache.js";
+import { secretSetting } from "../settings.js";
 
 const AUDIENCE = "moq-worker:relay";
 
 /** The secrets relay tokens and relay links are made and checked with: the current one first. */
 export function tokenSecrets(env: { TOKEN_SECRET?: string; TOKEN_SECRET_PREVIOUS?: string }): string[] {
-  return [env.TOKEN_SECRET, env.TOKEN_SECRET_PREVIOUS].filter((s): s is string => typeof s === "string" && s !== "");
+  return [secretSetting(env, "TOKEN_SECRET"), secretSetting(env, "TOKEN_SECRET_PREVIOUS")].filter((s) => s !== undefined);
 }
 
 export interface MintedToken {
@@ -66,7 +67,7 @@ export async function verifyRelayToken(secret: string, token: string): Promise<s
 
 // Tokens this isolate has verified. A relay sends the same token on every
 // call, and verifying it (HMAC key import and check, base64 and JSON) is a
-// large share of a small request's CPU (docs/performance.md). An entry goes
+// large share of a small request's CPU (docs/performance.md "Pipeline"). An entry goes
 // when the secrets change (rotation still revokes at once), at the token's
 // exp, and after MAX_CACHE_MS; the map is bounded, oldest entry out first.
 const MAX_CACHED_TOKENS = 1024;

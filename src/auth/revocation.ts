@@ -17,16 +17,15 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { directoryStub } from "../objects/stubs.js";
+import { integerSetting, SETTINGS } from "../settings.js";
 
-/** Default REVOCATION_REFRESH_MS. */
-export const DEFAULT_REVOCATION_REFRESH_MS = 10_000;
+export const DEFAULT_REVOCATION_REFRESH_MS = SETTINGS.REVOCATION_REFRESH_MS.default;
 /** A refresh waits this long for the directory, then the call goes on with the copy it has. */
 const REFRESH_TIMEOUT_MS = 1000;
 
-/** REVOCATION_REFRESH_MS: a whole number of ms (0 = re-read before every call), else the default. */
-export function revocationRefreshMs(env: { REVOCATION_REFRESH_MS?: string }): number {
-  const v = env.REVOCATION_REFRESH_MS;
-  return v !== undefined && /^\d{1,9}$/.test(v) ? Number(v) : DEFAULT_REVOCATION_REFRESH_MS;
+/** REVOCATION_REFRESH_MS (0: re-read before every call). */
+export function revocationRefreshMs(env: Pick<Env, "REVOCATION_REFRESH_MS">): number {
+  return integerSetting(env, "REVOCATION_REFRESH_MS");
 }
 
 export function revokedMessage(relay: string, beforeMs: number): string {

@@ -226,7 +226,7 @@ const marks = (n: number) => Array.from({ length: n }, () => "?").join(",");
 
 /**
  * A statement whose text depends on how many values it binds, each text built
- * once: built per call, it was ~2% of a Lookup's CPU.
+ * once: built per call it was a visible share of a Lookup's CPU (docs/performance.md, "Storage").
  */
 function perCount(make: (n: number) => string): (n: number) => string {
   const made: string[] = [];

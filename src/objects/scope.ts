@@ -648,8 +648,8 @@ export class ScopeObject extends DurableObject<Env> {
    * A RESOURCE_EXHAUSTED outcome if the relay already holds its quota of rows
    * in the table (src/limits.ts), else undefined. Counts over the table's
    * per-relay index, stopping at the quota, only when the in-memory bound
-   * (heldAtMost) has reached the quota: a count costs about 0.1 ms per 1,000
-   * rows held (docs/performance.md), a bound check nothing.
+   * (heldAtMost) has reached the quota: a count grows with the rows held
+   * (docs/performance.md, "Storage"), a bound check costs nothing.
    */
   private overQuota(table: OwnedTable, relay: string): Refusal | undefined {
     if (this.quotaRoomKnown(table, relay)) return undefined;

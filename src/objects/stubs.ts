@@ -10,7 +10,8 @@ const ids = new WeakMap<object, Map<string, DurableObjectId>>();
 
 /**
  * The object named `name`, its id made once per isolate: idFromName hashes
- * the name every time (about 2% of a Lookup's CPU), and a name's id never
+ * the name every time (a visible share of a Lookup's CPU: docs/performance.md,
+ * "Pipeline"), and a name's id never
  * changes. Stubs are made per call, as a stub belongs to its request.
  */
 function stubOf<T extends Rpc.DurableObjectBranded | undefined>(ns: DurableObjectNamespace<T>, name: string): DurableObjectStub<T> {

@@ -16,6 +16,7 @@ import { scopeTokenHandlers } from "./scope-tokens.js";
 import { getNetwork } from "./network.js";
 import { listRelays, listScopes } from "./relays.js";
 import { scopeFromListedName } from "../objects/scope-name.js";
+import { secretSetting } from "../settings.js";
 import { directoryStub, pathStub, relayStub, scopeStub } from "../objects/stubs.js";
 
 const MAX_TOKEN_TTL_SECONDS = 10 * 365 * 24 * 3600;
@@ -57,10 +58,11 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     // Scope claims ride in every request header: keep the token small.
     if (req.scopes.length > MAX_TOKEN_SCOPES) throw invalid("scopes", `has ${req.scopes.length} entries, more than ${MAX_TOKEN_SCOPES}`);
     const scopes = [...new Set(req.scopes.map((s, i) => checkScopeName(`scopes[${i}]`, s)))];
-    if (!env.TOKEN_SECRET) {
+    const secret = secretSetting(env, "TOKEN_SECRET");
+    if (secret === undefined) {
       throw new ConnectError("TOKEN_SECRET is not set (wrangler secret put TOKEN_SECRET)", Code.FailedPrecondition);
     }
-    const minted = await mintRelayToken(env.TOKEN_SECRET, relayUrl, req.ttlSeconds, { scopes, readOnly: req.readOnly });
+    const minted = await mintRelayToken(secret, relayUrl, req.ttlSeconds, { scopes, readOnly: req.readOnly });
     return { token: minted.token, expiresAtMs: minted.expiresAtMs === undefined ? undefined : BigInt(minted.expiresAtMs) };
   },
 

@@ -8,6 +8,7 @@ import { tokenSecrets, verifyRelayClaims } from "../auth/relay-token.js";
 import { enforceRateLimit, relayBucket } from "../auth/rate-limit.js";
 import { requireNotRevoked } from "../auth/revocation.js";
 import { MAX_EPOCH_CHARS } from "../model/validate.js";
+import { secretSetting } from "../settings.js";
 import { parseVersions, VERSIONS_HEADER } from "../model/moqt-version.js";
 import type { Caller } from "./context.js";
 
@@ -15,7 +16,7 @@ const EPOCH_HEADER = "moq-relay-epoch";
 
 /** `method` is the method name the path asks for (rate limits count Heartbeat apart). */
 export async function relayCaller(request: Request, env: Env, method: string): Promise<Caller> {
-  if (!env.TOKEN_SECRET) {
+  if (!secretSetting(env, "TOKEN_SECRET")) {
     throw new ConnectError("relay tokens cannot be verified: TOKEN_SECRET is not set", Code.Unavailable);
   }
   const { relay, scopes, readOnly, issuedAtMs } = await verifyRelayClaims(tokenSecrets(env), bearerToken(request.headers));

@@ -14,6 +14,7 @@ import type { Origin, Outcome, RelayRef } from "../objects/types.js";
 import { type Scope, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
 import { checkRelayUrl, checkScopeName, checkSocketAddr } from "../model/validate.js";
 import { callerKey, envKey, type Caller } from "./context.js";
+import { flagSetting } from "../settings.js";
 
 export function envOf(ctx: HandlerContext): Env {
   const env = ctx.values.get(envKey);
@@ -31,7 +32,7 @@ export function callerOf(ctx: HandlerContext): Caller {
 export function scopeOf(env: Env, scope: string | undefined): Scope {
   const field = scopeFromField(scope);
   if (field === UNSCOPED) {
-    if (env.ALLOW_UNSCOPED !== "true") {
+    if (!flagSetting(env, "ALLOW_UNSCOPED")) {
       throw new ConnectError("scope: required (unscoped sessions are disabled by ALLOW_UNSCOPED)", Code.PermissionDenied);
     }
     return UNSCOPED;

@@ -9,7 +9,7 @@ import type { Caller } from "./context.js";
  * response headers, and the pipeline applies the interceptors' checks
  * itself (serveFast). Only CoordinatorService's methods qualify: serveFast
  * requires a calling relay, which only that service's calls have. Only for
- * the hottest calls, where the difference is measured.
+ * the hottest calls, where the difference shows (docs/performance.md "Fast path").
  */
 export interface FastMethod<Req extends { scope?: string } = { scope?: string }, Res = unknown> {
   /** The request, from binary protobuf; throws on bytes that are not one. */

@@ -4,7 +4,7 @@
 // (rpc/router.ts) uses these for binary calls of those two methods instead of
 // protobuf-es's reflection-driven fromBinary/toBinary and connect-es's
 // invocation. Why it is worth a hand-written codec is measured in
-// docs/performance.md ("the binary fast path").
+// docs/performance.md "Fast path".
 //
 // The bytes are exactly protobuf-es's: test/fast-wire.test.ts checks both
 // directions against fromBinary/toBinary on generated messages, and the

@@ -17,17 +17,16 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { envKey } from "./context.js";
 import { namesScope } from "../auth/claims.js";
+import { integerSetting, SETTINGS } from "../settings.js";
 
-/** Calls one isolate lets wait on one scope's object at once (MAX_INFLIGHT_PER_SCOPE). */
-export const DEFAULT_MAX_INFLIGHT_PER_SCOPE = 32;
+/** Calls one isolate lets wait on one scope's object at once, unless MAX_INFLIGHT_PER_SCOPE says otherwise. */
+export const DEFAULT_MAX_INFLIGHT_PER_SCOPE = SETTINGS.MAX_INFLIGHT_PER_SCOPE.default;
 /** What the Retry-After header of a shed call says, in seconds. */
 export const RETRY_AFTER_SECONDS = 1;
 
-/** MAX_INFLIGHT_PER_SCOPE: a positive integer, or 0 for no shedding; unset or invalid means the default. */
+/** MAX_INFLIGHT_PER_SCOPE (0: no shedding). */
 export function maxInflightPerScope(env: Pick<Env, "MAX_INFLIGHT_PER_SCOPE">): number {
-  const v = env.MAX_INFLIGHT_PER_SCOPE;
-  const n = Number(v);
-  return v !== undefined && v !== "" && Number.isSafeInteger(n) && n >= 0 ? n : DEFAULT_MAX_INFLIGHT_PER_SCOPE;
+  return integerSetting(env, "MAX_INFLIGHT_PER_SCOPE");
 }
 
 /** Calls in flight per scope in this isolate ("" is not a valid scope name: it keys the unscoped space). */

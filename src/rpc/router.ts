@@ -4,7 +4,7 @@
 //
 // Why not connect-es's own server handler (createConnectRouter)? Every method
 // of both services is unary, and for a small unary call its universal handler
-// was most of the Worker's CPU (docs/performance.md): the fetch body became an
+// was most of the Worker's CPU (docs/performance.md "Pipeline"): the fetch body became an
 // async iterable and the answer a JS ReadableStream, headers were copied, two
 // AbortControllers made per call, and an undecodable binary body came back as
 // INTERNAL, so the Worker decoded it a second time to answer INVALID_ARGUMENT
@@ -21,8 +21,9 @@
 // The two calls relays make most (Lookup, RegisterNamespace) have one more
 // step in binary: a codec written by hand replaces protobuf-es's decode and
 // encode and connect's invocation (rpc/fast-method.ts, serveFast; rpc/fast-wire.ts),
-// the rest of the pipeline unchanged. It cut their Worker CPU by 3-16%
-// (docs/performance.md); test/fast-wire.test.ts holds it to the general path.
+// the rest of the pipeline unchanged, because those two are where a call's
+// CPU counts most (docs/performance.md "Fast path"); test/fast-wire.test.ts
+// holds it to the general path.
 import {
   Code,
   ConnectError,
@@ -110,8 +111,8 @@ export function connectErrorResponse(err: ConnectError, status = codeToHttpStatu
 /**
  * Every answer of the pipeline, successful or not: the body, `headers` (if
  * any), then the content type. Headers are set on the made Response: a
- * headers object in the init costs the runtime a conversion, measured at
- * ~35 µs of CPU per call on bare workerd, about 4% of a Lookup.
+ * headers object in the init costs the runtime a conversion on every call
+ * (docs/performance.md "Pipeline").
  */
 function answer(body: Uint8Array | string, contentType: string, headers?: Headers, status?: number): Response {
   const res = status === undefined ? new Response(body) : new Response(body, { status });
@@ -251,8 +252,8 @@ export async function serveRpc(service: RpcService, path: string, request: Reque
 
 /**
  * The handler context connect-es would build, without its per-call abort
- * controllers (two AbortControllers, three listeners and an abort per call
- * were ~7% of a Lookup's CPU plus their garbage): the signal is the request's
+ * controllers (a visible cost on every call, docs/performance.md "Pipeline"):
+ * the signal is the request's
  * own, which fires when the client goes away, joined with the deadline when
  * the caller sent connect-timeout-ms. Nothing here listens to it today.
  */
