@@ -51,7 +51,12 @@ async function open(token: string, pem: string) {
   const bytes = fromBase64Url(token.slice(2));
   if (!bytes) throw new Error("not base64url");
   expect(bytes[0]).toBe(0xd2); // COSE_Sign1, tag 18
-  const [prot, unprot, payload, sig] = decode(bytes.subarray(1), { useMaps: true }) as [Uint8Array, Map<number, unknown>, Uint8Array, Uint8Array];
+  const [prot, unprot, payload, sig] = decode(bytes.subarray(1), { useMaps: true }) as [
+    Uint8Array,
+    Map<number, unknown>,
+    Uint8Array,
+    Uint8Array,
+  ];
   const header = decode(prot, { useMaps: true }) as Map<number, unknown>;
   const claims = decode(payload, { useMaps: true }) as Map<number, unknown>;
   const { encode } = await import("cborg");
@@ -96,7 +101,11 @@ describe("PutScopeConfig's auth", () => {
       ["duplicate kids", { keys: [good.keys[0], { kid: "k1", pem: six[0].pem }] }, /^config\.auth\.keys\[1\]\.kid: 'k1' is used/],
       ["a private key", { keys: [{ kid: "p", pem: await pkcs8Pem() }] }, /^config\.auth\.keys\[0\]\.pem: is a private key/],
       ["junk", { keys: [{ kid: "j", pem: "hello" }] }, /^config\.auth\.keys\[0\]\.pem: is not a PEM block/],
-      ["junk in a PEM block", { keys: [{ kid: "j", pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----" }] }, /pem: is not a P-256/],
+      [
+        "junk in a PEM block",
+        { keys: [{ kid: "j", pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----" }] },
+        /pem: is not a P-256/,
+      ],
       ["another curve", { keys: [{ kid: "c", pem: p384 }] }, /^config\.auth\.keys\[0\]\.pem: is not a P-256 \(ES256\) public key/],
       ["an empty kid", { keys: [{ kid: "", pem }] }, /^config\.auth\.keys\[0\]\.kid: must be 1 to 64/],
       ["skew over 300 s", { ...good, clockSkewSeconds: 301 }, /^config\.auth\.clock_skew_seconds: must be at most 300/],
@@ -124,7 +133,9 @@ describe("the Worker's keys and IssueToken", () => {
     const auth = await policyOf(scope);
     expect(auth?.keys.map((k) => k.kid)).toEqual([rotated.key?.kid]);
     // The private half is never shown.
-    expect(JSON.stringify(await admin.describeScope({ scope }), (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toMatch(/PRIVATE|sealed/);
+    expect(JSON.stringify(await admin.describeScope({ scope }), (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toMatch(
+      /PRIVATE|sealed/,
+    );
 
     const issued = await admin.issueToken({
       scope,
@@ -157,7 +168,10 @@ describe("the Worker's keys and IssueToken", () => {
     const scope = freshScope("auth-iss");
     await admin.rotateScopeKey({ scope });
     const { pem } = await es256Pem();
-    await admin.putScopeConfig({ scope, config: { auth: { keys: [{ kid: "byo", pem }], issuers: ["https://a.example", "https://b.example"], audiences: ["moq"] } } });
+    await admin.putScopeConfig({
+      scope,
+      config: { auth: { keys: [{ kid: "byo", pem }], issuers: ["https://a.example", "https://b.example"], audiences: ["moq"] } },
+    });
     const t = await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE], issuer: "https://b.example" });
     const worker = (await policyOf(scope))?.keys.find((k) => k.workerHeld);
     const opened = await open(t.token, worker?.pem ?? "");
@@ -188,7 +202,12 @@ describe("the Worker's keys and IssueToken", () => {
 
   it("rotation: the new key joins at once, signs after the warm-up; the old one retires after its last token expires", async () => {
     const scope = freshScope("auth-rotate");
-    await admin.putScopeConfig({ scope, config: { auth: { keys: [{ kid: "byo", pem: (await es256Pem()).pem }], issuers: [], audiences: [], clockSkewSeconds: 0, ttlSeconds: 2 } } });
+    await admin.putScopeConfig({
+      scope,
+      config: {
+        auth: { keys: [{ kid: "byo", pem: (await es256Pem()).pem }], issuers: [], audiences: [], clockSkewSeconds: 0, ttlSeconds: 2 },
+      },
+    });
     const first = await admin.rotateScopeKey({ scope });
     const old = first.key?.kid ?? "";
     const t1 = await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE], ttlSeconds: 30 });
@@ -241,7 +260,12 @@ describe("the Worker's keys and IssueToken", () => {
     const err = await errorOf(admin.rotateScopeKey({ scope }));
     expect(err.code).toBe(Code.FailedPrecondition);
     expect((await policyOf(scope))?.keys.length).toBe(5);
-    const more = await errorOf(admin.putScopeConfig({ scope, config: { auth: { keys: [...keys, { kid: "k9", pem: (await es256Pem()).pem }], issuers: [], audiences: [] } } }));
+    const more = await errorOf(
+      admin.putScopeConfig({
+        scope,
+        config: { auth: { keys: [...keys, { kid: "k9", pem: (await es256Pem()).pem }], issuers: [], audiences: [] } },
+      }),
+    );
     expect(more.code).toBe(Code.InvalidArgument);
     expect(more.rawMessage).toMatch(/holds 6 keys with the Worker's 1/);
   });

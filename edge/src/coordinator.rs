@@ -34,7 +34,7 @@ use crate::cache::{Invalidation, Key, Stats};
 use crate::fatal::Fatal;
 use crate::lease::{Holders, Kind, LeaseKey, Release};
 use crate::liveness;
-use crate::peers::{PeerTagger, Peers};
+use crate::peers::{PathNote, PeerTagger, Peers};
 use crate::proto;
 use crate::reads::{Answer, CacheConfig, Outcome, Reads};
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     pub(crate) reads: Reads,
     /// Scopes the relay may hold "no policy" for (policy.rs).
     pub(crate) opening: crate::policy::Opening,
+    /// When a heartbeat last asked for fresh peers (refresh_peers).
+    fresh_peers_at: StdMutex<Option<std::time::Instant>>,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -344,15 +346,49 @@ impl Inner {
         &self,
         deadline: Duration,
     ) -> Result<proto::HeartbeatResponse, RpcError> {
+        self.beat(deadline, false).await
+    }
+
+    /// One heartbeat; `fresh_peers`: ask for the network's peer list as it is now.
+    async fn beat(
+        &self,
+        deadline: Duration,
+        fresh_peers: bool,
+    ) -> Result<proto::HeartbeatResponse, RpcError> {
         let req = proto::HeartbeatRequest {
             epoch: self.epoch.clone(),
             addrs: self.addrs.clone(),
             activity: Some(self.upstreams.report()),
+            fresh_peers,
         };
         self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
             .await
     }
 }
+
+impl Inner {
+    /// A heartbeat asking for the peer list as the network has it now, at
+    /// most once per FRESH_PEERS_EVERY (a burst of link sessions shares one).
+    /// A failure is logged: the session is then tagged from the list held.
+    async fn refresh_peers(&self) {
+        {
+            let mut at = self.fresh_peers_at.lock().unwrap();
+            if at.is_some_and(|t| t.elapsed() < FRESH_PEERS_EVERY) {
+                return;
+            }
+            *at = Some(std::time::Instant::now());
+        }
+        match self.beat(FRESH_PEERS_DEADLINE, true).await {
+            Ok(resp) => self.apply_beat(&resp),
+            Err(err) => tracing::warn!(error = %err, "fresh peer list not fetched"),
+        }
+    }
+}
+
+/// How often a relay-link session may make the edge ask for fresh peers.
+const FRESH_PEERS_EVERY: Duration = Duration::from_secs(1);
+/// How long a session waits for them at most.
+const FRESH_PEERS_DEADLINE: Duration = Duration::from_secs(2);
 
 impl WorkerCoordinator {
     /// The scope's config as the Worker answers it (from the cache when it can).
@@ -437,6 +473,7 @@ impl WorkerCoordinator {
             recoveries: StdMutex::new(Vec::new()),
             upstreams: Upstreams::default(),
             opening: crate::policy::Opening::default(),
+            fresh_peers_at: StdMutex::new(None),
             reads: Reads::new(
                 config.cache.clone(),
                 Endpoint {
@@ -710,13 +747,35 @@ impl Coordinator for WorkerCoordinator {
                 )));
             }
         };
-        if let Some(path) = connection_path {
-            // The tagger runs right after this for the same session.
-            self.inner.peers.note_path(path, resp.relay_link);
-        }
         let Some(scope) = resp.scope else {
+            if let Some(path) = connection_path {
+                let note = PathNote {
+                    relay_link: resp.relay_link,
+                    enforced: false,
+                };
+                self.inner.peers.note_path(path, note);
+            }
             return Ok(None);
         };
+        if let Some(path) = connection_path {
+            // The tagger runs right after this for the same session. The
+            // policy is read from the cache (the relay asks for it next anyway).
+            let enforced = self
+                .config_answer(Some(&scope.scope_id))
+                .await?
+                .auth
+                .is_some();
+            if enforced && resp.relay_link {
+                // Only a live relay's address makes this session internal:
+                // know a relay that just started before the tagger looks.
+                self.inner.refresh_peers().await;
+            }
+            let note = PathNote {
+                relay_link: resp.relay_link,
+                enforced,
+            };
+            self.inner.peers.note_path(path, note);
+        }
         let permissions = match proto::Permissions::try_from(scope.permissions) {
             Ok(proto::Permissions::ReadWrite) => ScopePermissions::ReadWrite,
             Ok(proto::Permissions::ReadOnly) => ScopePermissions::ReadOnly,

@@ -65,7 +65,7 @@ fn retry_after(failures: u32, interval: Duration) -> Duration {
 
 impl Inner {
     /// Take in a heartbeat reply: peers, and recovery if state was lost.
-    fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
+    pub(crate) fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
         // Links to relays that left are not reported any more; a lease's
         // grace covers a new relay the peer list does not show yet.
         self.upstreams.keep_live(

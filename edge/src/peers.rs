@@ -2,25 +2,34 @@
 //!
 //! moq-relay-ietf calls the [`ConnectionTagger`] once per accepted session,
 //! right after `Coordinator::resolve_scope` returned for that session's
-//! connection path, and tags nothing on its own. A session is a relay peer
-//! when:
-//! - its remote socket address is one a live relay advertised in its
-//!   heartbeats (the Worker lists them in every Heartbeat reply; an outgoing
-//!   relay-to-relay connection leaves from the relay's bound QUIC socket, so
-//!   its source address is the address that relay advertises), or
-//! - its connection path is a relay-link path the Worker just verified
-//!   (`ResolveScopeResponse.relay_link`), which covers peers behind NAT, or
-//! - its address is one the operator listed (`--internal-peer`).
+//! connection path, and tags nothing on its own. An internal session skips
+//! the scope's token checks, so in a scope with a token policy ("enforced")
+//! it takes two proofs, each useless alone: a relay-link path the Worker just
+//! verified (`ResolveScopeResponse.relay_link`) and a remote socket address
+//! a live relay advertised in its heartbeats (the Worker lists them in every
+//! Heartbeat reply; an outgoing relay-to-relay connection leaves from the
+//! relay's bound QUIC socket, so its source address is the address that
+//! relay advertises). Elsewhere, where there is no token to skip, either
+//! proof is enough (the link covers peers behind NAT). An address the
+//! operator listed (`--internal-peer`) is always a peer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Mutex, RwLock};
 
 use moq_relay_ietf::{ConnectionMeta, ConnectionTagger, ConnectionTags, SessionInterface};
 
-/// Most relay-link paths remembered (one per scope in use); past it the set
-/// starts over, which only costs a re-verification by the Worker.
-const MAX_LINK_PATHS: usize = 4096;
+/// Most connection paths remembered; past it the map starts over, which only
+/// costs a re-resolution by the Worker.
+const MAX_PATHS: usize = 4096;
+
+/// What resolving a connection path found: a verified relay link or a client
+/// path, and whether its scope enforces tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathNote {
+    pub relay_link: bool,
+    pub enforced: bool,
+}
 
 #[derive(Debug, Default)]
 pub struct Peers {
@@ -28,8 +37,8 @@ pub struct Peers {
     fixed: HashSet<SocketAddr>,
     /// Addresses of live peers, replaced on every heartbeat.
     live: RwLock<HashSet<SocketAddr>>,
-    /// Connection paths the Worker verified as relay links.
-    links: Mutex<HashSet<String>>,
+    /// What the Worker said of each connection path last resolved.
+    paths: Mutex<HashMap<String, PathNote>>,
 }
 
 /// IPv4 peers reach a dual-stack socket as `::ffff:a.b.c.d`; compare them as
@@ -79,28 +88,37 @@ impl Peers {
         self.live.read().unwrap().contains(&canonical(addr))
     }
 
-    /// Record the outcome of resolving `path`: a verified relay link or not.
-    pub fn note_path(&self, path: &str, relay_link: bool) {
-        let mut links = self.links.lock().unwrap();
-        if !relay_link {
-            links.remove(path);
-            return;
+    /// Record the outcome of resolving `path`.
+    pub fn note_path(&self, path: &str, note: PathNote) {
+        let mut paths = self.paths.lock().unwrap();
+        if paths.len() >= MAX_PATHS && !paths.contains_key(path) {
+            paths.clear();
         }
-        if links.len() >= MAX_LINK_PATHS && !links.contains(path) {
-            links.clear();
-        }
-        links.insert(path.to_string());
+        paths.insert(path.to_string(), note);
     }
 
     pub fn is_peer(&self, meta: &ConnectionMeta) -> bool {
-        let by_addr = meta.remote_addr.map(canonical).is_some_and(|addr| {
-            self.fixed.contains(&addr) || self.live.read().unwrap().contains(&addr)
-        });
-        by_addr
-            || meta
-                .path
-                .as_deref()
-                .is_some_and(|path| self.links.lock().unwrap().contains(path))
+        let addr = meta.remote_addr.map(canonical);
+        if addr.is_some_and(|a| self.fixed.contains(&a)) {
+            return true;
+        }
+        let live = addr.is_some_and(|a| self.live.read().unwrap().contains(&a));
+        let note = meta
+            .path
+            .as_deref()
+            .and_then(|path| self.paths.lock().unwrap().get(path).copied());
+        match note {
+            // Token checks to skip: both proofs.
+            Some(PathNote {
+                enforced: true,
+                relay_link,
+            }) => relay_link && live,
+            Some(PathNote {
+                relay_link: true, ..
+            }) => true,
+            // A client path, or no path (unscoped).
+            _ => live,
+        }
     }
 }
 
@@ -179,22 +197,74 @@ mod tests {
         );
     }
 
+    const LINK: PathNote = PathNote {
+        relay_link: true,
+        enforced: false,
+    };
+    const CLIENT: PathNote = PathNote {
+        relay_link: false,
+        enforced: false,
+    };
+
     #[test]
-    fn verified_relay_link_paths_are_peers() {
+    fn verified_relay_link_paths_are_peers_where_no_token_is_skipped() {
         let peers = Arc::new(Peers::new([]));
         let tagger = PeerTagger(peers.clone());
         let link = "/_relay/czE/bWFj";
         let from_nat = meta("198.51.100.7:61000", Some(link));
         assert_eq!(interface(&tagger, &from_nat), SessionInterface::Public);
-        peers.note_path(link, true);
+        peers.note_path(link, LINK);
         assert_eq!(interface(&tagger, &from_nat), SessionInterface::Internal);
         // A client path never is.
-        peers.note_path("/show/watch", false);
+        peers.note_path("/show/watch", CLIENT);
         assert_eq!(
             interface(&tagger, &meta("198.51.100.7:61000", Some("/show/watch"))),
             SessionInterface::Public
         );
-        peers.note_path(link, false);
+        peers.note_path(link, CLIENT);
         assert_eq!(interface(&tagger, &from_nat), SessionInterface::Public);
+    }
+
+    #[test]
+    fn in_an_enforced_scope_a_link_or_an_address_alone_gains_nothing() {
+        let peers = Arc::new(Peers::new(["10.0.0.9:4443".parse().unwrap()]));
+        let tagger = PeerTagger(peers.clone());
+        let link = "/_relay/czE/bWFj";
+        let enforced_link = PathNote {
+            relay_link: true,
+            enforced: true,
+        };
+        let enforced_client = PathNote {
+            relay_link: false,
+            enforced: true,
+        };
+        peers.note_path(link, enforced_link);
+        peers.note_path("/s/watch", enforced_client);
+        peers.set_live(["127.0.0.1:4443"]);
+        // A leaked link from an address no live relay has.
+        assert_eq!(
+            interface(&tagger, &meta("198.51.100.7:61000", Some(link))),
+            SessionInterface::Public
+        );
+        // A live relay's address on a client path (spoofed, or a relay acting as a client).
+        assert_eq!(
+            interface(&tagger, &meta("127.0.0.1:4443", Some("/s/watch"))),
+            SessionInterface::Public
+        );
+        // Both: a relay of the network dialling the link it was handed.
+        assert_eq!(
+            interface(&tagger, &meta("127.0.0.1:4443", Some(link))),
+            SessionInterface::Internal
+        );
+        // The operator's own list still stands.
+        assert_eq!(
+            interface(&tagger, &meta("10.0.0.9:4443", Some("/s/watch"))),
+            SessionInterface::Internal
+        );
+        // Unscoped (no path): the address, as before.
+        assert_eq!(
+            interface(&tagger, &meta("127.0.0.1:4443", None)),
+            SessionInterface::Internal
+        );
     }
 }

@@ -10,7 +10,9 @@ mod auth_cases;
 mod cache_cases;
 mod common;
 
-use auth_cases::{issued_tokens_pass_the_relays_verifier, removed_keys_and_expired_tokens_are_refused};
+use auth_cases::{
+    issued_tokens_pass_the_relays_verifier, removed_keys_and_expired_tokens_are_refused,
+};
 use cache_cases::{
     cache_serves_repeats, cut_channel_disables_cache_and_resyncs,
     idle_scope_closes_its_channel_and_reopens, moved_namespace_is_never_stale,
@@ -663,6 +665,7 @@ async fn scope_config(env: &Env) -> anyhow::Result<()> {
                 origin_fallback: Some("https://origin.example:4443".into()),
                 lingering_subscribe: true,
                 rendezvous_timeout_ms: Some(5000),
+                auth: None,
             },
         )
         .await?;

@@ -146,7 +146,7 @@ export class RelayObject extends DurableObject<Env> {
    * Renews the lease; answers whether the relay's state was lost (once) and
    * the live peers. The peers come from the directory in the same call that
    * notes this relay there, at most every peerRefreshMs (or at once when the
-   * relay appears, changes epoch or addresses); otherwise from memory.
+   * relay appears, changes epoch or addresses, or asks for fresh peers); otherwise from memory.
    */
   async heartbeat(
     url: string,
@@ -155,6 +155,7 @@ export class RelayObject extends DurableObject<Env> {
     issuedAtMs: number,
     activity?: ActivityNote,
     versions?: string[],
+    freshPeers = false,
   ): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
@@ -171,7 +172,7 @@ export class RelayObject extends DurableObject<Env> {
     if (!beat.ok) return beat;
     const settings = leaseSettings(this.env);
     const now = Date.now();
-    if (beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs)) {
+    if (freshPeers || beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs)) {
       await this.refreshPeers(now);
     }
     return ok({ ...settings, stateLost: beat.value.stateLost, peers: this.peers });

@@ -224,9 +224,7 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   /** The key to sign a token expiring at `expSeconds` with, and the policy's issuers and audiences. */
-  async signingKey(
-    expSeconds: number,
-  ): Promise<Outcome<{ kid: string; sealed: Uint8Array; issuers: string[]; audiences: string[] }>> {
+  async signingKey(expSeconds: number): Promise<Outcome<{ kid: string; sealed: Uint8Array; issuers: string[]; audiences: string[] }>> {
     const auth = this.operatorAuth();
     if (!auth) return fail(Code.FailedPrecondition, "scope: has no token policy (RotateScopeKey makes one with a Worker key)");
     const key = this.keys.signWith(Date.now(), expSeconds);
@@ -247,7 +245,10 @@ export class ScopeObject extends DurableObject<Env> {
     const before = this.getConfig();
     if (!this.workerKids().includes(kid)) return fail(Code.NotFound, `kid: '${kid}' is not a Worker key of this scope's policy`);
     if ((before.auth?.keys.length ?? 0) <= 1) {
-      return fail(Code.FailedPrecondition, `kid: '${kid}' is the policy's last key; add another first, or turn the policy off (PutScopeConfig without auth)`);
+      return fail(
+        Code.FailedPrecondition,
+        `kid: '${kid}' is the policy's last key; add another first, or turn the policy off (PutScopeConfig without auth)`,
+      );
     }
     this.keys.remove(kid);
     this.configChanged(before);

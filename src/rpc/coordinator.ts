@@ -255,7 +255,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
     }
     const activity = checkActivity(req.activity);
     const relay = relayStub(env, caller.relay);
-    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs, activity, caller.versions));
+    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs, activity, caller.versions, req.freshPeers));
   },
 
   async shutdown(_req, ctx) {

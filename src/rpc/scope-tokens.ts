@@ -31,7 +31,10 @@ const GRANT_ACTIONS: Record<number, number[]> = {
 function secretsOf(ctx: HandlerContext): string[] {
   const secrets = tokenSecrets(envOf(ctx));
   if (secrets.length === 0) {
-    throw new ConnectError("TOKEN_SECRET is not set (wrangler secret put TOKEN_SECRET): scope keys are sealed with it", Code.FailedPrecondition);
+    throw new ConnectError(
+      "TOKEN_SECRET is not set (wrangler secret put TOKEN_SECRET): scope keys are sealed with it",
+      Code.FailedPrecondition,
+    );
   }
   return secrets;
 }
@@ -39,7 +42,8 @@ function secretsOf(ctx: HandlerContext): string[] {
 /** One of the policy's names, or its first when none is asked; refused naming `field` when the policy does not list it. */
 function pick(field: string, asked: string | undefined, listed: string[]): string | undefined {
   if (asked === undefined) return listed[0];
-  if (listed.length > 0 && !listed.includes(asked)) throw invalid(field, `'${asked}' is not one the scope's policy accepts (${listed.join(", ")})`);
+  if (listed.length > 0 && !listed.includes(asked))
+    throw invalid(field, `'${asked}' is not one the scope's policy accepts (${listed.join(", ")})`);
   return asked;
 }
 

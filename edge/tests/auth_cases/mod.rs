@@ -105,24 +105,107 @@ pub(crate) async fn issued_tokens_pass_the_relays_verifier(env: &Env) -> anyhow:
     let p = admit(&hook, &scope, &publish)
         .await?
         .context("the relay admits the publish token")?;
-    ensure!(allows(&hook, &scope, &p, AuthzOperation::PublishNamespace { namespace: &live }).await?);
-    ensure!(allows(&hook, &scope, &p, AuthzOperation::Publish { namespace: &live, track: &video }).await?);
-    ensure!(!allows(&hook, &scope, &p, AuthzOperation::PublishNamespace { namespace: &other }).await?);
     ensure!(
-        !allows(&hook, &scope, &p, AuthzOperation::Subscribe { namespace: &live, track: &video }).await?,
+        allows(
+            &hook,
+            &scope,
+            &p,
+            AuthzOperation::PublishNamespace { namespace: &live }
+        )
+        .await?
+    );
+    ensure!(
+        allows(
+            &hook,
+            &scope,
+            &p,
+            AuthzOperation::Publish {
+                namespace: &live,
+                track: &video
+            }
+        )
+        .await?
+    );
+    ensure!(
+        !allows(
+            &hook,
+            &scope,
+            &p,
+            AuthzOperation::PublishNamespace { namespace: &other }
+        )
+        .await?
+    );
+    ensure!(
+        !allows(
+            &hook,
+            &scope,
+            &p,
+            AuthzOperation::Subscribe {
+                namespace: &live,
+                track: &video
+            }
+        )
+        .await?,
         "a publish token cannot subscribe"
     );
 
     // A viewer's token for one track.
-    let watch = issue(env, &scope, proto::TokenGrant::Subscribe, "live", Some("video"), 60).await?;
+    let watch = issue(
+        env,
+        &scope,
+        proto::TokenGrant::Subscribe,
+        "live",
+        Some("video"),
+        60,
+    )
+    .await?;
     let v = admit(&hook, &scope, &watch)
         .await?
         .context("the relay admits the subscribe token")?;
-    ensure!(allows(&hook, &scope, &v, AuthzOperation::Subscribe { namespace: &live, track: &video }).await?);
-    ensure!(allows(&hook, &scope, &v, AuthzOperation::Fetch { namespace: &live, track: &video }).await?);
-    ensure!(!allows(&hook, &scope, &v, AuthzOperation::Subscribe { namespace: &live, track: &audio }).await?);
     ensure!(
-        !allows(&hook, &scope, &v, AuthzOperation::PublishNamespace { namespace: &live }).await?,
+        allows(
+            &hook,
+            &scope,
+            &v,
+            AuthzOperation::Subscribe {
+                namespace: &live,
+                track: &video
+            }
+        )
+        .await?
+    );
+    ensure!(
+        allows(
+            &hook,
+            &scope,
+            &v,
+            AuthzOperation::Fetch {
+                namespace: &live,
+                track: &video
+            }
+        )
+        .await?
+    );
+    ensure!(
+        !allows(
+            &hook,
+            &scope,
+            &v,
+            AuthzOperation::Subscribe {
+                namespace: &live,
+                track: &audio
+            }
+        )
+        .await?
+    );
+    ensure!(
+        !allows(
+            &hook,
+            &scope,
+            &v,
+            AuthzOperation::PublishNamespace { namespace: &live }
+        )
+        .await?,
         "a subscribe token cannot publish"
     );
 
@@ -132,7 +215,10 @@ pub(crate) async fn issued_tokens_pass_the_relays_verifier(env: &Env) -> anyhow:
     let mut forged = watch.clone();
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    ensure!(admit(&hook, &scope, &forged).await?.is_none(), "a forged signature is refused");
+    ensure!(
+        admit(&hook, &scope, &forged).await?.is_none(),
+        "a forged signature is refused"
+    );
     Ok(())
 }
 
@@ -151,7 +237,9 @@ pub(crate) async fn removed_keys_and_expired_tokens_are_refused(env: &Env) -> an
     let scope = env.scope("cat-removed");
     let old_kid = rotate(scope.clone()).await?;
     let old = issue(env, &scope, proto::TokenGrant::Subscribe, "live", None, 60).await?;
-    ensure!(admit(&verifier(&a, &scope).await?, &scope, &old).await?.is_some());
+    ensure!(admit(&verifier(&a, &scope).await?, &scope, &old)
+        .await?
+        .is_some());
     rotate(scope.clone()).await?;
     let _: proto::RemoveScopeKeyResponse = env
         .admin
@@ -163,10 +251,16 @@ pub(crate) async fn removed_keys_and_expired_tokens_are_refused(env: &Env) -> an
             },
         )
         .await?;
-    within(Duration::from_secs(5), "the removed key's token refused", || async {
-        ensure!(admit(&verifier(&a, &scope).await?, &scope, &old).await?.is_none());
-        Ok(())
-    })
+    within(
+        Duration::from_secs(5),
+        "the removed key's token refused",
+        || async {
+            ensure!(admit(&verifier(&a, &scope).await?, &scope, &old)
+                .await?
+                .is_none());
+            Ok(())
+        },
+    )
     .await?;
 
     // An expired token, with no clock skew (the relay's smallest tolerance is 1 s).
@@ -185,10 +279,14 @@ pub(crate) async fn removed_keys_and_expired_tokens_are_refused(env: &Env) -> an
         )
         .await?;
     let short = issue(env, &scope, proto::TokenGrant::Subscribe, "live", None, 1).await?;
-    ensure!(admit(&verifier(&a, &scope).await?, &scope, &short).await?.is_some());
+    ensure!(admit(&verifier(&a, &scope).await?, &scope, &short)
+        .await?
+        .is_some());
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     ensure!(
-        admit(&verifier(&a, &scope).await?, &scope, &short).await?.is_none(),
+        admit(&verifier(&a, &scope).await?, &scope, &short)
+            .await?
+            .is_none(),
         "an expired token is refused"
     );
     Ok(())

@@ -73,6 +73,9 @@ export function acceptedFrom(peer, { path, internal } = {}) {
   return new RegExp(`edge: session accepted remote_addr=127\\.0\\.0\\.1:${peer.port} path=${p} internal=${i}\\b`);
 }
 
+/** moq-clock-ietf's flag for an issued token ("1:<base64url>", AdminService.IssueToken). */
+const tokenArgs = (token) => (token === undefined ? [] : ["--auth-token", token]);
+
 /** `promise`, or an error naming `what` after `ms`. */
 export async function withTimeout(promise, ms, what) {
   let timer;
@@ -330,11 +333,12 @@ export class Stack {
    * `clock` = a start date for faketime: the publisher's clock (its payload) then
    * runs from that date, which tells two publishers of one track apart.
    */
-  publish(relay, path, { namespace, track = "now", clock, name } = {}) {
+  publish(relay, path, { namespace, track = "now", clock, name, token } = {}) {
     const args = [
       "--bind",
       "127.0.0.1:0",
       "--tls-disable-verify",
+      ...tokenArgs(token),
       "--publish",
       "--namespace",
       namespace,
@@ -349,14 +353,15 @@ export class Stack {
     return this.spawn(name, "faketime", [clock, bin, ...args], { FAKETIME_DONT_FAKE_MONOTONIC: "1" });
   }
 
-  /** A moq-clock-ietf subscriber (one attempt: it exits if the SUBSCRIBE is refused). */
-  subscribe(relay, path, { namespace, track = "now", name } = {}) {
+  /** A moq-clock-ietf subscriber (one attempt: it exits if the SUBSCRIBE is refused); `token`: its --auth-token. */
+  subscribe(relay, path, { namespace, track = "now", name, token } = {}) {
     name ??= `sub-${relay.name}-${++this.counter}`;
     return new Subscriber(
       this.spawn(name, clockBin(relay.draft), [
         "--bind",
         "127.0.0.1:0",
         "--tls-disable-verify",
+        ...tokenArgs(token),
         "--namespace",
         namespace,
         "--track",
@@ -379,11 +384,11 @@ export class Stack {
    * Subscribes again and again (moq-clock does not retry a refused SUBSCRIBE)
    * until one subscriber receives an object; resolves to { sub, firstAt, attempts }.
    */
-  async subscribeUntilReceived(relay, path, { namespace, track, timeoutMs, retryMs = 200 }) {
+  async subscribeUntilReceived(relay, path, { namespace, track, token, timeoutMs, retryMs = 200 }) {
     const deadline = now() + timeoutMs;
     const failures = [];
     for (let attempt = 1; ; attempt++) {
-      const sub = this.subscribe(relay, path, { namespace, track });
+      const sub = this.subscribe(relay, path, { namespace, track, token });
       for (;;) {
         if (sub.lines.length > 0) return { sub, firstAt: sub.lines[0].at, attempts: attempt };
         if (!sub.proc.running) break;
