@@ -3,12 +3,9 @@
 // canonical proto3 JSON (--json) for scripts. Any failure is one line on
 // stderr and exit status 1.
 
-import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Command, CommanderError, Option } from "commander";
 import {
-  AdminService,
   type DescribeScopeResponse,
   DescribeScopeResponseSchema,
   ListRelaysResponseSchema,
@@ -16,71 +13,21 @@ import {
 } from "../src/gen/moqworker/v1/admin_pb.js";
 import { type Namespace, Permissions, type RelayInfo } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { age, NONE, namespaceText, relative, scopeLabel, table } from "./format.js";
+import {
+  adminClient,
+  allPages,
+  asJson,
+  DEFAULT_URL,
+  DEV_ADMIN_TOKEN,
+  type GlobalOptions,
+  pageSizeOption,
+  print,
+  UsageError,
+  wholeNumber,
+} from "./common.js";
+import { addTokenCommands, operatorPart } from "./tokens.js";
 
-export const DEFAULT_URL = "http://127.0.0.1:8787";
-export const DEV_ADMIN_TOKEN = "dev-admin-token";
-const CALL_TIMEOUT_MS = 30_000;
-
-interface GlobalOptions {
-  url: string;
-  token: string;
-  json?: boolean;
-}
-
-type Admin = Client<typeof AdminService>;
-
-function adminClient(opts: GlobalOptions): Admin {
-  let baseUrl: URL;
-  try {
-    baseUrl = new URL(opts.url);
-  } catch {
-    throw new UsageError(`--url: '${opts.url}' is not a URL`);
-  }
-  const transport = createConnectTransport({
-    baseUrl: baseUrl.href.replace(/\/$/, ""),
-    defaultTimeoutMs: CALL_TIMEOUT_MS,
-    interceptors: [
-      (next) => (req) => {
-        req.header.set("authorization", `Bearer ${opts.token}`);
-        return next(req);
-      },
-    ],
-  });
-  return createClient(AdminService, transport);
-}
-
-class UsageError extends Error {}
-
-const wholeNumber = (what: string, min: number) => (value: string) => {
-  if (!/^\d+$/.test(value) || Number(value) < min) throw new InvalidArgumentError(`must be a whole number of ${what}, at least ${min}`);
-  return Number(value);
-};
-
-/** Rows per request; the command still fetches every page. */
-const pageSizeOption = (max: number) =>
-  new Option("--page-size <rows>", "rows per request (every page is fetched)").argParser(wholeNumber("rows", 1)).default(max);
-
-function print(opts: GlobalOptions, human: () => string, json: () => unknown): void {
-  process.stdout.write(`${opts.json ? JSON.stringify(json(), null, 2) : human()}\n`);
-}
-
-// Every field, defaults included, so scripts need not know proto3 JSON omits them.
-const asJson = <D extends DescMessage>(schema: D, msg: MessageShape<D>) => toJson(schema, msg, { alwaysEmitImplicit: true });
-
-/** Follows next_page_token to the end, merging every page's lists into the first. */
-async function allPages<T extends { nextPageToken: string }>(
-  fetch: (pageToken: string) => Promise<T>,
-  merge: (into: T, page: T) => void,
-): Promise<T> {
-  const first = await fetch("");
-  for (let token = first.nextPageToken; token !== ""; ) {
-    const page = await fetch(token);
-    merge(first, page);
-    token = page.nextPageToken;
-  }
-  first.nextPageToken = "";
-  return first;
-}
+export { DEFAULT_URL, DEV_ADMIN_TOKEN };
 
 const PERMISSION_TEXT: Record<number, string> = {
   [Permissions.READ_WRITE]: "read-write",
@@ -190,18 +137,26 @@ export function buildProgram(): Command {
       );
     });
 
-  const scope = program.command("scope").description("scopes: configuration and contents");
+  const scope = program.command("scope").description("scopes: configuration, token policy and contents");
+  addTokenCommands(token, scope, globals);
   scope
     .command("set")
-    .description("set a scope's configuration (replaces all of it; unset flags mean defaults)")
+    .description("set a scope's configuration (replaces it but for its token policy, which `scope policy` sets; unset flags mean defaults)")
     .argument("<scope>", "scope name")
     .option("--origin-fallback <url>", "relay to ask when no relay has a namespace")
     .option("--lingering", "keep track subscribers waiting for a publisher (rendezvous)")
     .addOption(new Option("--rendezvous-timeout <ms>", "how long a lingering subscriber waits").argParser(wholeNumber("milliseconds", 1)))
     .action(async (name: string, o: { originFallback?: string; lingering?: boolean; rendezvousTimeout?: number }, cmd: Command) => {
       const opts = globals(cmd);
+      const admin = adminClient(opts);
+      // PutScopeConfig replaces the whole config: keep the token policy (NOT_FOUND: a new scope, none).
+      const current = await admin.describeScope({ scope: name, pageSize: 1 }).catch((e) => {
+        if (ConnectError.from(e).code === Code.NotFound) return undefined;
+        throw e;
+      });
+      const auth = operatorPart(current?.config?.auth);
       const config = { originFallback: o.originFallback, lingeringSubscribe: !!o.lingering, rendezvousTimeoutMs: o.rendezvousTimeout };
-      await adminClient(opts).putScopeConfig({ scope: name, config });
+      await admin.putScopeConfig({ scope: name, config: { ...config, auth } });
       print(
         opts,
         () =>

@@ -24,11 +24,17 @@ import { DEV_ADMIN_TOKEN, ROOT } from "../test/e2e/lib/worker.mjs";
 
 /** Where the running demo says how to reach it (MOQ_DEMO_STATE moves it, e.g. for tests). */
 export const STATE_FILE = process.env.MOQ_DEMO_STATE ?? join(ROOT, ".demo", "state.json");
-/** The two tenants: each publishes the clock on its home relay; the others subscribe. */
+/**
+ * The two tenants: each publishes the clock on its home relay; the others
+ * subscribe. acme admits only sessions with a token the Worker issued (its
+ * publisher may publish acme/clock, its viewers watch it); globex is open.
+ */
 export const SCOPES = [
-  { scope: "acme", home: "a", namespace: "acme/clock" },
-  { scope: "globex", home: "b", namespace: "globex/clock" },
+  { scope: "acme", home: "a", namespace: "acme/clock", tokens: true },
+  { scope: "globex", home: "b", namespace: "globex/clock", tokens: false },
 ];
+/** Demo tokens live a day (a viewer keeps watching past its token's expiry; new ones get new tokens). */
+const DEMO_TOKEN_SECONDS = 86_400;
 const RELAYS = ["a", "b", "c"];
 const pub = (scope) => `/${scope}/pub`;
 const watch = (scope) => `/${scope}/watch`;
@@ -45,13 +51,20 @@ export async function startDemo({ port = 8787, leaseTtlMs = 3000, log = console.
   const stack = await Stack.start({ name: "demo", port: port || undefined, vars: { LEASE_TTL_MS: String(leaseTtlMs) } });
   const demo = new Demo(stack);
   try {
-    for (const { scope } of SCOPES) {
+    for (const { scope, tokens } of SCOPES) {
       await stack.admin("PutPath", { path: pub(scope), scope, permissions: "PERMISSIONS_READ_WRITE" });
       await stack.admin("PutPath", { path: watch(scope), scope, permissions: "PERMISSIONS_READ_ONLY" });
+      // A signing key held by the Worker turns the scope's token policy on.
+      if (tokens) await stack.admin("RotateScopeKey", { scope });
     }
     for (const name of RELAYS) await demo.addRelay(name);
     for (const { scope, home, namespace } of SCOPES) {
-      demo.publishers.push({ scope, relay: home, proc: stack.publish(demo.relay(home), pub(scope), { namespace, name: `pub-${scope}` }) });
+      const token = await demo.token(scope, "TOKEN_GRANT_PUBLISH");
+      demo.publishers.push({
+        scope,
+        relay: home,
+        proc: stack.publish(demo.relay(home), pub(scope), { namespace, name: `pub-${scope}`, token }),
+      });
     }
     await Promise.all(SCOPES.flatMap(({ scope, home }) => RELAYS.filter((r) => r !== home).map((r) => demo.addSubscriber(scope, r))));
   } catch (e) {
@@ -83,6 +96,14 @@ class Demo {
     return { name, url: relay.url };
   }
 
+  /** A token for the tenant's clock (AdminService.IssueToken), if the tenant requires one. */
+  async token(scope, grant) {
+    const tenant = SCOPES.find((s) => s.scope === scope);
+    if (!tenant?.tokens) return undefined;
+    const namespacePrefix = { fields: tenant.namespace.split("/").map((f) => Buffer.from(f).toString("base64")) };
+    return (await this.stack.admin("IssueToken", { scope, grants: [grant], namespacePrefix, ttlSeconds: DEMO_TOKEN_SECONDS })).token;
+  }
+
   /** A clock subscriber of `scope` on relay `name`; resolves once it printed a clock value. */
   async addSubscriber(scope, name) {
     const tenant = SCOPES.find((s) => s.scope === scope);
@@ -91,6 +112,7 @@ class Demo {
     const { sub } = await this.stack.subscribeUntilReceived(relay, watch(scope), {
       namespace: tenant.namespace,
       track: "now",
+      token: await this.token(scope, "TOKEN_GRANT_SUBSCRIBE"),
       timeoutMs: 60_000,
     });
     this.subscribers.push({ scope, relay: relay.name, sub });
@@ -116,12 +138,13 @@ class Demo {
       `Worker      ${s.url}   (admin token: ${DEV_ADMIN_TOKEN})`,
       `Dashboard   ${s.url}/#network   (sign in with ${DEV_ADMIN_TOKEN})`,
       ...s.relays.filter((r) => r.proc.running).map((r) => `relay ${r.name}     ${r.url}`),
-      ...SCOPES.map(({ scope, home, namespace }) => {
+      ...SCOPES.map(({ scope, home, namespace, tokens }) => {
         const where = this.subscribers
           .filter((x) => x.scope === scope)
           .map((x) => x.relay)
           .sort();
-        return `scope ${scope.padEnd(7)} publish ${namespace} at relay ${home} ${pub(scope)}; subscribers on ${where.join(", ")} at ${watch(scope)}`;
+        const admission = tokens ? `tokens required (npx moq-worker token issue ${scope} --subscribe --namespace ${namespace})` : "open";
+        return `scope ${scope.padEnd(7)} publish ${namespace} at relay ${home} ${pub(scope)}; subscribers on ${where.join(", ")} at ${watch(scope)}; ${admission}`;
       }),
     ].join("\n");
   }

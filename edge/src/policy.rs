@@ -80,6 +80,7 @@ mod tests {
             audiences: vec!["a".into()],
             clock_skew_seconds: Some(0),
             ttl_seconds: Some(5),
+            ..Default::default()
         }))
         .unwrap();
         assert_eq!(config.keys.len(), 1);

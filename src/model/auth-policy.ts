@@ -20,6 +20,8 @@ export interface OperatorPolicy {
   audiences: string[];
   clockSkewSeconds?: number;
   ttlSeconds?: number;
+  /** When the policy was turned on (set by the ScopeObject). */
+  enabledAtMs?: number;
 }
 
 /** The policy relays enforce: the operator's part with the Worker's keys joined, newest first. */

@@ -170,12 +170,13 @@ export class ScopeObject extends DurableObject<Env> {
     this.remember(scope);
     const previous = this.getConfig();
     const previousTimeout = previous.rendezvousTimeoutMs;
+    const auth = config.auth && { ...config.auth, enabledAtMs: previous.auth?.enabledAtMs ?? Date.now() };
     this.sql.exec(
       SCOPE_SQL.configPut,
       config.originFallback ?? null,
       config.lingeringSubscribe ? 1 : 0,
       config.rendezvousTimeoutMs ?? null,
-      config.auth ? JSON.stringify(config.auth) : null,
+      auth ? JSON.stringify(auth) : null,
     );
     this.configChanged(previous);
     if (config.rendezvousTimeoutMs !== previousTimeout) await this.rebaseRendezvous(config.rendezvousTimeoutMs);
@@ -216,7 +217,10 @@ export class ScopeObject extends DurableObject<Env> {
     const signing = this.keys.inPolicy(now, this.skewMs()).some((k) => k.worker?.signing);
     const signsFrom = signing ? now + ttlOf(before.auth ?? {}) * 1000 + KEY_WARMUP_MARGIN_MS : now;
     const replaces = this.keys.add(key, now, signsFrom);
-    this.sql.exec(SCOPE_SQL.authEnable, JSON.stringify({ keys: [], issuers: [], audiences: [] } satisfies OperatorPolicy));
+    this.sql.exec(
+      SCOPE_SQL.authEnable,
+      JSON.stringify({ keys: [], issuers: [], audiences: [], enabledAtMs: now } satisfies OperatorPolicy),
+    );
     this.configChanged(before);
     await this.scheduleAlarm();
     const added = this.getConfig().auth?.keys.find((k) => k.kid === key.kid) as PolicyKey;

@@ -29,6 +29,7 @@ export function scopeConfigMsg(s: ScopeSettings): ScopeConfig {
       clockSkewSeconds: auth.clockSkewSeconds,
       // Always said, so relays use the short default rather than their own 300 s.
       ttlSeconds: ttlOf(auth),
+      enabledAtMs: auth.enabledAtMs === undefined ? undefined : BigInt(auth.enabledAtMs),
     },
   });
 }

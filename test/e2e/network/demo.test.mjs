@@ -17,7 +17,7 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { chromium } from "playwright-core";
 import { DEV_ADMIN_TOKEN, ROOT } from "../lib/worker.mjs";
-import { waitFor } from "./harness.mjs";
+import { clockBin, waitFor } from "./harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test", "artifacts");
@@ -88,8 +88,8 @@ describe("npm run demo", () => {
     assert.match(output, /Dashboard\s+http:\/\/127\.0\.0\.1:\d+\/#network/);
     assert.ok(output.includes(DEV_ADMIN_TOKEN));
     for (const name of ["a", "b", "c"]) assert.match(output, new RegExp(`relay ${name}\\s+https://127\\.0\\.0\\.1:\\d+`));
-    assert.match(output, /scope acme .*subscribers on b, c/);
-    assert.match(output, /scope globex .*subscribers on a, c/);
+    assert.match(output, /scope acme .*subscribers on b, c.*; tokens required \(npx moq-worker token issue acme --subscribe/);
+    assert.match(output, /scope globex .*subscribers on a, c.*; open/);
     assert.equal(state.relays.length, 3);
   });
 
@@ -99,8 +99,17 @@ describe("npm run demo", () => {
       async () => (await control("/state")).subscribers.every((s) => s.received >= 3),
       { timeoutMs: 30_000, intervalMs: 250 },
     );
-    const { subscribers } = await control("/state");
+    const { subscribers, relays } = await control("/state");
     assert.deepEqual(subscribers.map((s) => `${s.scope}@${s.relay}`).sort(), ["acme@b", "acme@c", "globex@a", "globex@c"]);
+    // acme's subscribers got tokens from the Worker; without one the relay refuses.
+    const b = relays.find((r) => r.name === "b");
+    const args = ["--bind", "127.0.0.1:0", "--tls-disable-verify", "--namespace", "acme/clock", "--track", "now", `${b.url}/acme/watch`];
+    const refused = await promisify(execFile)(clockBin(), args, { timeout: 20_000 }).then(
+      (r) => ({ code: 0, stdout: r.stdout }),
+      (e) => ({ code: e.code, stdout: e.stdout ?? "" }),
+    );
+    assert.notEqual(refused.code, 0, "a tokenless acme viewer is refused");
+    assert.equal(refused.stdout.trim(), "", "and receives nothing");
   });
 
   it("a second terminal adds a relay, and a subscriber on it, with one command each", async () => {

@@ -126,6 +126,55 @@ describe("moq-worker CLI", () => {
     assertOneLineError(await admin(["scope", "show"]), /--unscoped/);
   });
 
+  it("token policy: rotate-key turns it on, token issue signs, keys lists, policy sets an operator's keys, scope set keeps it, remove-key", async () => {
+    const scope = unique("cli-tokens");
+    assertOneLineError(await admin(["token", "issue", scope, "--subscribe"]), /failed_precondition/, /RotateScopeKey/);
+    const rotated = await admin(["scope", "rotate-key", scope]);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const kid = /new key (\S+),/.exec(rotated.stdout)?.[1];
+    assert.ok(kid, rotated.stdout);
+
+    const issued = await admin(["token", "issue", scope, "--subscribe", "--namespace", "live/cam", "--ttl", "60"]);
+    assert.equal(issued.code, 0, issued.stderr);
+    assert.match(issued.stdout.trim(), /^1:[A-Za-z0-9_-]+$/, "TYPE:BASE64URL, as moq-clock-ietf --auth-token takes it");
+    assert.match(issued.stderr, new RegExp(`signed with ${kid}`));
+    assertOneLineError(await admin(["token", "issue", scope]), /--publish, --subscribe/);
+
+    const keys = await admin(["scope", "keys", scope]);
+    assert.equal(keys.code, 0, keys.stderr);
+    assert.match(keys.stdout, /tokens required/);
+    assert.match(keys.stdout, new RegExp(`^${kid}\\s+worker\\s+yes\\s`, "m"));
+    assert.doesNotMatch(keys.stdout, /PRIVATE/);
+
+    // An operator's own key, from a PEM file, beside the Worker's.
+    const { generateKeyPairSync } = await import("node:crypto");
+    const { writeFileSync, mkdtempSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const pemFile = join(mkdtempSync(join(tmpdir(), "cli-pem-")), "byo.pem");
+    writeFileSync(pemFile, generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }));
+    const policy = await admin(["scope", "policy", scope, "--key", `byo=${pemFile}`, "--issuer", "https://issuer.example"]);
+    assert.equal(policy.code, 0, policy.stderr);
+    assert.match(policy.stdout, /issuers https:\/\/issuer\.example/);
+    assert.match(policy.stdout, /^byo\s+operator\s+no\s/m);
+    assertOneLineError(
+      await admin(["scope", "policy", scope, "--key", `bad=${process.argv[1]}`]),
+      /invalid_argument/,
+      /config\.auth\.keys\[0\]\.pem/,
+    );
+
+    // `scope set` replaces the config but keeps the token policy.
+    assert.equal((await admin(["scope", "set", scope, "--lingering"])).code, 0);
+    const json = JSON.parse((await admin(["--json", "scope", "keys", scope])).stdout);
+    assert.deepEqual(json.auth.keys.map((k) => k.kid).sort(), ["byo", kid].sort());
+    assert.deepEqual(json.auth.issuers, ["https://issuer.example"]);
+
+    assert.equal((await admin(["scope", "remove-key", scope, kid])).code, 0);
+    assert.doesNotMatch((await admin(["scope", "keys", scope])).stdout, new RegExp(kid));
+    assert.equal((await admin(["scope", "policy", scope, "--off"])).code, 0);
+    assert.match((await admin(["scope", "keys", scope])).stdout, /no token policy/);
+  });
+
   it("path set maps a path read-only or read-write; path rm unmaps it", async () => {
     const scope = unique("cli-paths");
     const r = await relay(w.url, "https://relay-paths.example.com/");

@@ -143,6 +143,37 @@ describe("dashboard", () => {
     await page.close();
   });
 
+  it("shows a scope's token policy: whether tokens are required, its public keys, never a private one", async () => {
+    const page = await context.newPage();
+    const scope = "tenant-tokens";
+    const { key } = await call(w.url, "AdminService", "RotateScopeKey", { scope }, DEV_ADMIN_TOKEN);
+    await call(
+      w.url,
+      "AdminService",
+      "PutScopeConfig",
+      { scope, config: { auth: { issuers: ["https://issuer.example"] } } },
+      DEV_ADMIN_TOKEN,
+    );
+    await page.goto(`${w.url}/#scope=${scope}`);
+    await page.fill("#token", DEV_ADMIN_TOKEN);
+    await page.click("#login button[type=submit]");
+    await page.locator("#cfg-tokens", { hasText: "required" }).waitFor();
+    const row = page.locator("#policy-keys tr", { hasText: key.kid });
+    await row.locator("td", { hasText: "Worker" }).waitFor();
+    await row.locator("td", { hasText: "yes" }).waitFor();
+    await page.locator("#policy-terms", { hasText: "issuers https://issuer.example" }).waitFor();
+    // Just turned on: the note on relays that had admitted the scope without tokens.
+    await page.locator("#policy-opening", { hasText: "admit again in" }).waitFor();
+    assert.doesNotMatch(await page.content(), /PRIVATE KEY/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.locator("#scope").screenshot({ path: join(ARTIFACTS, "dashboard-token-policy.png") });
+    // Turned off: no policy shown.
+    await call(w.url, "AdminService", "PutScopeConfig", { scope, config: {} }, DEV_ADMIN_TOKEN);
+    await page.locator("#cfg-tokens", { hasText: "not required" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("#policy").isVisible(), false);
+    await page.close();
+  });
+
   it("polls each list with one request (one directory read each), however many relays there are", async () => {
     const page = await context.newPage();
     const calls = [];
