@@ -270,6 +270,17 @@ export function renderMarkdown(r) {
     );
   }
 
+  const tk = r.tokens;
+  if (tk) {
+    out.push(`\n**Issuing tokens** (${tk.setup})\n`);
+    out.push(
+      table(
+        ["call", "tokens/s", "workerd CPU ms per token"],
+        tk.rows.map((x) => [x.method, String(x.tokensPerSecond), ms(x.workerdCpuMsPerToken)]),
+      ),
+    );
+  }
+
   const pr = r.profile;
   if (pr) {
     out.push(`\n**Where a Lookup's time goes** (moq-worker on ${pr.server}: the same kind of request stopped at successive layers)\n`);

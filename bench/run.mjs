@@ -36,6 +36,7 @@ import {
   startWranglerDev,
 } from "./lib/systems.mjs";
 import { fanOut } from "./fan-out.mjs";
+import { tokenIssue } from "./token-issue.mjs";
 import { profileWorker } from "./profile.mjs";
 import { renderMarkdown } from "./report.mjs";
 
@@ -601,6 +602,19 @@ async function watchFanOut(results, bundle) {
   cleanups.pop();
 }
 
+async function tokensSection(results, bundle) {
+  log("tokens: IssueToken (ES256 CAT) and CreateRelayToken (HS256 JWT), closed loop at concurrency 8");
+  const w = await startWorkerd({ bundle });
+  cleanups.push(() => w.stop());
+  const rows = await tokenIssue({ url: w.url, pids: w.pids, durationMs: QUICK ? 1_000 : 10_000, log });
+  results.tokens = {
+    setup: "bare workerd, built bundle; AdminService over Connect JSON, 8 loops; the load generator shares the machine",
+    rows,
+  };
+  await w.stop();
+  cleanups.pop();
+}
+
 // ---- main ---------------------------------------------------------------------
 
 /** The relay-side numbers (bench/lib/relay-seen.mjs) on the primary setup and moq-api + Redis. */
@@ -661,6 +675,7 @@ async function main() {
       await headline(results, bundle);
       await scaleAndHeartbeat(results, bundle);
       await watchFanOut(results, bundle);
+      await tokensSection(results, bundle);
     }
     await relaySeenSection(results, bundle);
   } finally {
