@@ -3,22 +3,14 @@
 // version with, on either lane (binary fast path, JSON), and a malformed
 // header is refused naming it, changing nothing.
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Interface } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { parseVersions, speakTogether } from "../src/model/moqt-version.js";
 import { adminClient, codeOf, freshScope, ns, relay, text } from "./client.js";
+import { errorOf } from "./hardening.js";
 
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 const publicCtx = { interface: Interface.PUBLIC };
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("the call succeeded");
-}
 
 describe("parseVersions / speakTogether", () => {
   it("reads ALPN identifiers, keeps order, drops repeats", () => {

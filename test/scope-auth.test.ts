@@ -5,25 +5,17 @@
 // own verifier checks the same tokens in edge/tests (cat_verifier.rs).
 import { describe, expect, it } from "vitest";
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { decode } from "cborg";
 import { TokenGrant } from "../src/gen/moqworker/v1/admin_pb.js";
 import type { ScopeAuth } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { fromBase64Url } from "../src/model/base64url.js";
 import { scopeStub } from "../src/objects/stubs.js";
+import { errorOf } from "./hardening.js";
 import { adminClient, freshScope, ns, relay } from "./client.js";
 import { inv, plain, watch } from "./watch-client.js";
 
 const admin = adminClient();
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("the call succeeded");
-}
 
 /** A P-256 public key in SPKI PEM, and its private half. */
 async function es256Pem(curve = "P-256"): Promise<{ pem: string; key: CryptoKeyPair }> {

@@ -66,88 +66,87 @@ async fn admit(hook: &CatAuthHook, scope: &str, token: &[u8]) -> anyhow::Result<
     Ok(decision.principal().cloned())
 }
 
-async fn allows(
+/// Checks the relay's verdict on each operation for `principal`: allowed or not, as expected.
+async fn verdicts(
     hook: &CatAuthHook,
     scope: &str,
     principal: &Principal,
-    operation: AuthzOperation<'_>,
-) -> anyhow::Result<bool> {
+    expected: Vec<(AuthzOperation<'_>, bool, &str)>,
+) -> anyhow::Result<()> {
     let session = SessionContext::public(Some(scope.to_string()));
-    let request = AuthRequest {
-        session: &session,
-        principal,
-        operation,
-        request_id: None,
-    };
-    Ok(hook.on_request(&request).await?.is_allowed())
+    for (operation, allowed, what) in expected {
+        let request = AuthRequest {
+            session: &session,
+            principal,
+            operation,
+            request_id: None,
+        };
+        let verdict = hook.on_request(&request).await?.is_allowed();
+        ensure!(
+            verdict == allowed,
+            "{what}: allowed {verdict}, expected {allowed}"
+        );
+    }
+    Ok(())
+}
+
+/// A new Worker key for `scope` (the first turns its policy on); its kid.
+async fn rotate(env: &Env, scope: &str) -> anyhow::Result<String> {
+    let r: proto::RotateScopeKeyResponse = env
+        .admin
+        .call(
+            "RotateScopeKey",
+            &proto::RotateScopeKeyRequest {
+                scope: scope.to_string(),
+            },
+        )
+        .await?;
+    Ok(r.key.context("a key")?.kid)
 }
 
 pub(crate) async fn issued_tokens_pass_the_relays_verifier(env: &Env) -> anyhow::Result<()> {
     let a = env.relay("a").await?;
     let scope = env.scope("cat");
-    let _: proto::RotateScopeKeyResponse = env
-        .admin
-        .call(
-            "RotateScopeKey",
-            &proto::RotateScopeKeyRequest {
-                scope: scope.clone(),
-            },
-        )
-        .await?;
+    rotate(env, &scope).await?;
     let hook = verifier(&a, &scope).await?;
     let live = env.ns("live/cam");
     let other = env.ns("other/cam");
     let video = TrackName::from("video");
     let audio = TrackName::from("audio");
+    use AuthzOperation::{Fetch, Publish, PublishNamespace, Subscribe};
 
     // A publisher's token for <run>/live: it may announce and publish there only.
     let publish = issue(env, &scope, proto::TokenGrant::Publish, "live", None, 60).await?;
     let p = admit(&hook, &scope, &publish)
         .await?
         .context("the relay admits the publish token")?;
-    ensure!(
-        allows(
-            &hook,
-            &scope,
-            &p,
-            AuthzOperation::PublishNamespace { namespace: &live }
-        )
-        .await?
-    );
-    ensure!(
-        allows(
-            &hook,
-            &scope,
-            &p,
-            AuthzOperation::Publish {
-                namespace: &live,
-                track: &video
-            }
-        )
-        .await?
-    );
-    ensure!(
-        !allows(
-            &hook,
-            &scope,
-            &p,
-            AuthzOperation::PublishNamespace { namespace: &other }
-        )
-        .await?
-    );
-    ensure!(
-        !allows(
-            &hook,
-            &scope,
-            &p,
-            AuthzOperation::Subscribe {
-                namespace: &live,
-                track: &video
-            }
-        )
-        .await?,
-        "a publish token cannot subscribe"
-    );
+    let on = |namespace| PublishNamespace { namespace };
+    verdicts(
+        &hook,
+        &scope,
+        &p,
+        vec![
+            (on(&live), true, "announcing its namespace"),
+            (
+                Publish {
+                    namespace: &live,
+                    track: &video,
+                },
+                true,
+                "publishing there",
+            ),
+            (on(&other), false, "announcing another namespace"),
+            (
+                Subscribe {
+                    namespace: &live,
+                    track: &video,
+                },
+                false,
+                "a publish token subscribing",
+            ),
+        ],
+    )
+    .await?;
 
     // A viewer's token for one track.
     let watch = issue(
@@ -162,52 +161,39 @@ pub(crate) async fn issued_tokens_pass_the_relays_verifier(env: &Env) -> anyhow:
     let v = admit(&hook, &scope, &watch)
         .await?
         .context("the relay admits the subscribe token")?;
-    ensure!(
-        allows(
-            &hook,
-            &scope,
-            &v,
-            AuthzOperation::Subscribe {
-                namespace: &live,
-                track: &video
-            }
-        )
-        .await?
-    );
-    ensure!(
-        allows(
-            &hook,
-            &scope,
-            &v,
-            AuthzOperation::Fetch {
-                namespace: &live,
-                track: &video
-            }
-        )
-        .await?
-    );
-    ensure!(
-        !allows(
-            &hook,
-            &scope,
-            &v,
-            AuthzOperation::Subscribe {
-                namespace: &live,
-                track: &audio
-            }
-        )
-        .await?
-    );
-    ensure!(
-        !allows(
-            &hook,
-            &scope,
-            &v,
-            AuthzOperation::PublishNamespace { namespace: &live }
-        )
-        .await?,
-        "a subscribe token cannot publish"
-    );
+    verdicts(
+        &hook,
+        &scope,
+        &v,
+        vec![
+            (
+                Subscribe {
+                    namespace: &live,
+                    track: &video,
+                },
+                true,
+                "subscribing to its track",
+            ),
+            (
+                Fetch {
+                    namespace: &live,
+                    track: &video,
+                },
+                true,
+                "fetching its track",
+            ),
+            (
+                Subscribe {
+                    namespace: &live,
+                    track: &audio,
+                },
+                false,
+                "another track",
+            ),
+            (on(&live), false, "a subscribe token publishing"),
+        ],
+    )
+    .await?;
 
     // No token, or garbage: refused at setup.
     let session = SessionContext::public(Some(scope.clone()));
@@ -224,23 +210,15 @@ pub(crate) async fn issued_tokens_pass_the_relays_verifier(env: &Env) -> anyhow:
 
 pub(crate) async fn removed_keys_and_expired_tokens_are_refused(env: &Env) -> anyhow::Result<()> {
     let a = env.relay("a").await?;
-    let rotate = |scope: String| async move {
-        let r: proto::RotateScopeKeyResponse = env
-            .admin
-            .call("RotateScopeKey", &proto::RotateScopeKeyRequest { scope })
-            .await?;
-        anyhow::Ok(r.key.context("a key")?.kid)
-    };
-
     // A key removed from the policy: its tokens are refused once the removal
     // reaches the relay's policy (by push).
     let scope = env.scope("cat-removed");
-    let old_kid = rotate(scope.clone()).await?;
+    let old_kid = rotate(env, &scope).await?;
     let old = issue(env, &scope, proto::TokenGrant::Subscribe, "live", None, 60).await?;
     ensure!(admit(&verifier(&a, &scope).await?, &scope, &old)
         .await?
         .is_some());
-    rotate(scope.clone()).await?;
+    rotate(env, &scope).await?;
     let _: proto::RemoveScopeKeyResponse = env
         .admin
         .call(
@@ -265,7 +243,7 @@ pub(crate) async fn removed_keys_and_expired_tokens_are_refused(env: &Env) -> an
 
     // An expired token, with no clock skew (the relay's smallest tolerance is 1 s).
     let scope = env.scope("cat-expired");
-    rotate(scope.clone()).await?;
+    rotate(env, &scope).await?;
     env.admin
         .put_scope_config(
             &scope,
