@@ -41,7 +41,7 @@ export function addTokenCommands(token: Command, scope: Command, globals: (cmd: 
     .option("--subscribe", "may watch (SUBSCRIBE, FETCH, TRACK_STATUS, SUBSCRIBE_NAMESPACE)")
     .option("--namespace <a/b>", "only this namespace and those under it (default: any)")
     .option("--track <name>", "only this track")
-    .addOption(new Option("--ttl <seconds>", "lifetime (default 600, at most 604800)").argParser(wholeNumber("seconds", 1)))
+    .addOption(new Option("--ttl <seconds>", "lifetime (default 600, at most 604500)").argParser(wholeNumber("seconds", 1)))
     .option("--issuer <iss>", "one of the policy's issuers")
     .option("--audience <aud>", "one of the policy's audiences")
     .action(async (name: string, o: Record<string, string | boolean | number | undefined>, cmd: Command) => {
@@ -115,7 +115,7 @@ export function addTokenCommands(token: Command, scope: Command, globals: (cmd: 
   scope
     .command("policy")
     .description(
-      "set the operator's part of a scope's token policy (its own public keys, issuers, audiences); keeps the rest of the config",
+      "replace the operator's part of a scope's token policy (its own keys, issuers, audiences, skew, TTL: give them all); keeps the Worker's keys and the rest of the config",
     )
     .argument("<scope>", "scope name")
     .addOption(new Option("--key <kid=pem-file>", "an ES256 public key (SPKI PEM file), repeatable").argParser(repeated))

@@ -2,7 +2,7 @@
 // RotateScopeKey/RemoveScopeKey/IssueToken): what PutScopeConfig accepts and
 // refuses (changing nothing), what GetScopeConfig hands relays, the Worker's
 // own keys and their rotation, and tokens a verifier can check. The relay's
-// own verifier checks the same tokens in edge/tests (cat_verifier.rs).
+// own verifier checks the same tokens in edge/tests/auth_cases.
 import { describe, expect, it } from "vitest";
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { Code } from "@connectrpc/connect";
@@ -77,6 +77,31 @@ describe("PutScopeConfig's auth", () => {
     // Absent auth: no policy, as before.
     await admin.putScopeConfig({ scope, config: { lingeringSubscribe: true } });
     expect(await policyOf(scope)).toBeUndefined();
+  });
+
+  it("stores keys as strict PEM (64-character lines) whatever the width they came in", async () => {
+    const scope = freshScope("auth-pem");
+    const { pem } = await es256Pem();
+    const body = pem.replace(/-----[A-Z ]+-----|\s/g, "");
+    const oneLine = `-----BEGIN PUBLIC KEY-----${body}-----END PUBLIC KEY-----`;
+    const wide = `-----BEGIN PUBLIC KEY-----\n${body.replace(/.{1,76}/g, "$&\n")}-----END PUBLIC KEY-----\n`;
+    await admin.putScopeConfig({
+      scope,
+      config: {
+        auth: {
+          keys: [
+            { kid: "one", pem: oneLine },
+            { kid: "wide", pem: wide },
+          ],
+        },
+      },
+    });
+    const keys = (await policyOf(scope))?.keys ?? [];
+    expect(keys.length).toBe(2);
+    for (const k of keys) {
+      expect(k.pem.trim()).toBe(pem.trim());
+      for (const line of k.pem.trim().split("\n").slice(1, -2)) expect(line.length).toBe(64);
+    }
   });
 
   it("refuses bad policies naming the field, and changes nothing", async () => {
@@ -174,13 +199,29 @@ describe("the Worker's keys and IssueToken", () => {
     expect(err.rawMessage).toMatch(/^audience: 'other' is not one/);
   });
 
+  it("a refused token records nothing: a retiring key is not kept longer", async () => {
+    const scope = freshScope("auth-refused-keeps");
+    const a = await admin.rotateScopeKey({ scope });
+    await admin.putScopeConfig({ scope, config: { auth: { audiences: ["moq"] } } });
+    await admin.rotateScopeKey({ scope });
+    const retiresAt = async () => (await policyOf(scope))?.keys.find((k) => k.kid === a.key?.kid)?.retiresAtMs;
+    const before = await retiresAt();
+    expect(before).toBeDefined();
+    const err = await errorOf(admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE], audience: "other", ttlSeconds: 600_000 }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(await retiresAt()).toBe(before);
+    // A token it does sign (during the new key's warm-up) keeps it as long as that token lives.
+    await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE], ttlSeconds: 600_000 });
+    expect(Number(await retiresAt())).toBeGreaterThan(Date.now() + 599_000_000);
+  });
+
   it("refuses bad requests naming the field", async () => {
     const scope = freshScope("auth-issue-bad");
     await admin.rotateScopeKey({ scope });
     const cases: [string, Parameters<typeof admin.issueToken>[0], RegExp][] = [
       ["no grant", { scope, grants: [] }, /^grants:/],
       ["an unknown grant", { scope, grants: [9 as TokenGrant] }, /^grants: 9 is not a grant/],
-      ["a lifetime over 7 days", { scope, grants: [TokenGrant.SUBSCRIBE], ttlSeconds: 604_801 }, /^ttl_seconds:/],
+      ["a lifetime over 7 days", { scope, grants: [TokenGrant.SUBSCRIBE], ttlSeconds: 604_501 }, /^ttl_seconds:/],
       ["a lifetime of 0", { scope, grants: [TokenGrant.SUBSCRIBE], ttlSeconds: 0 }, /^ttl_seconds:/],
       ["an empty track", { scope, grants: [TokenGrant.SUBSCRIBE], track: "" }, /^track:/],
       ["an empty scope", { scope: "", grants: [TokenGrant.SUBSCRIBE] }, /^scope:/],
@@ -194,14 +235,14 @@ describe("the Worker's keys and IssueToken", () => {
 
   it("rotation: the new key joins at once, signs after the warm-up; the old one retires after its last token expires", async () => {
     const scope = freshScope("auth-rotate");
+    const first = await admin.rotateScopeKey({ scope });
+    const old = first.key?.kid ?? "";
     await admin.putScopeConfig({
       scope,
       config: {
         auth: { keys: [{ kid: "byo", pem: (await es256Pem()).pem }], issuers: [], audiences: [], clockSkewSeconds: 0, ttlSeconds: 2 },
       },
     });
-    const first = await admin.rotateScopeKey({ scope });
-    const old = first.key?.kid ?? "";
     const t1 = await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE], ttlSeconds: 30 });
     const second = await admin.rotateScopeKey({ scope });
     expect(second.replacesKid).toBe(old);
@@ -210,7 +251,7 @@ describe("the Worker's keys and IssueToken", () => {
     expect(warmup).toBeGreaterThan(5_000);
     expect(warmup).toBeLessThanOrEqual(7_000);
     let keys = (await policyOf(scope))?.keys ?? [];
-    expect(keys.map((k) => k.kid)).toEqual([second.key?.kid, old, "byo"]);
+    expect(keys.map((k) => k.kid)).toEqual([second.key?.kid, "byo", old]);
     // Until the new key has reached every relay, the old one signs.
     expect((await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE] })).kid).toBe(old);
     // Later (moved in time): the new key signs, the old one is retiring at its last token's exp (+ skew 0).
@@ -223,11 +264,16 @@ describe("the Worker's keys and IssueToken", () => {
     // The later of its last token's expiry (30 s) and the default-lifetime token issued during the warm-up (600 s).
     expect(Number(retiring?.retiresAtMs)).toBeGreaterThanOrEqual(Number(t1.expiresAtMs));
     expect(retiring?.signing).toBe(false);
-    // Its tokens all expired: the alarm takes it out of the policy.
+    // Its tokens all expired: the alarm takes it out of the policy, and tells the relays.
+    const r = await relay(`https://auth-rotate-watcher-${crypto.randomUUID().slice(0, 8)}.example.com`);
+    const w = await watch(r.token, scope);
+    const hello = Number((await w.next()).seq);
     await runInDurableObject(scopeStub(env, scope), (_o, state) => {
       state.storage.sql.exec("UPDATE signing_keys SET max_exp = 0 WHERE kid = ?", old);
     });
     expect(await runDurableObjectAlarm(scopeStub(env, scope))).toBe(true);
+    expect(plain(await w.next())).toEqual(inv(hello + 1, { config: true }));
+    w.ws.close();
     expect((await policyOf(scope))?.keys.map((k) => k.kid)).toEqual([second.key?.kid, "byo"]);
   });
 
@@ -241,6 +287,40 @@ describe("the Worker's keys and IssueToken", () => {
     expect((await errorOf(admin.removeScopeKey({ scope, kid: "byo" }))).code).toBe(Code.NotFound);
     await admin.removeScopeKey({ scope, kid });
     expect((await policyOf(scope))?.keys.map((k) => k.kid)).toEqual(["byo"]);
+    expect((await errorOf(admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE] }))).code).toBe(Code.FailedPrecondition);
+  });
+
+  it("turning the policy off drops the Worker's keys: none comes back with the next one", async () => {
+    const scope = freshScope("auth-off");
+    const a = await admin.rotateScopeKey({ scope });
+    await admin.putScopeConfig({ scope, config: {} });
+    const b = await admin.rotateScopeKey({ scope });
+    expect((await policyOf(scope))?.keys.map((k) => k.kid)).toEqual([b.key?.kid]);
+    expect((await errorOf(admin.removeScopeKey({ scope, kid: a.key?.kid ?? "" }))).code).toBe(Code.NotFound);
+    // b signs at once: relays held no policy at all.
+    expect((await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE] })).kid).toBe(b.key?.kid);
+  });
+
+  it("never leaves a policy with only retiring keys; removing the newest key puts the one it replaced back", async () => {
+    const scope = freshScope("auth-retiring");
+    const a = await admin.rotateScopeKey({ scope });
+    const b = await admin.rotateScopeKey({ scope });
+    // a is retiring now: b is the only key that stays.
+    expect((await errorOf(admin.removeScopeKey({ scope, kid: b.key?.kid ?? "" }))).code).toBe(Code.FailedPrecondition);
+    await admin.putScopeConfig({ scope, config: { auth: { keys: [{ kid: "byo", pem: (await es256Pem()).pem }] } } });
+    await admin.removeScopeKey({ scope, kid: b.key?.kid ?? "" });
+    const keys = (await policyOf(scope))?.keys ?? [];
+    const kept = keys.find((k) => k.kid === a.key?.kid);
+    expect(kept?.signing).toBe(true);
+    expect(kept?.retiresAtMs).toBeUndefined();
+    expect((await admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE] })).kid).toBe(a.key?.kid);
+  });
+
+  it("the first Worker key of a scope whose relays hold an operator's policy warms up before it signs", async () => {
+    const scope = freshScope("auth-warm-first");
+    await admin.putScopeConfig({ scope, config: { auth: { keys: [{ kid: "byo", pem: (await es256Pem()).pem }] } } });
+    const a = await admin.rotateScopeKey({ scope });
+    expect(Number(a.signsFromMs) - Date.now()).toBeGreaterThan(5_000);
     expect((await errorOf(admin.issueToken({ scope, grants: [TokenGrant.SUBSCRIBE] }))).code).toBe(Code.FailedPrecondition);
   });
 

@@ -63,6 +63,8 @@ const SCOPE_PLANS = {
   signingKeyPut: "write",
   signingKeysReplace: { scan: SIGNING_KEYS_SMALL },
   signingKeyCurrent: { scan: SIGNING_KEYS_SMALL },
+  signingKeysUnreplace: { scan: SIGNING_KEYS_SMALL },
+  signingKeysClear: "write",
   signingKeyIssued: "index",
   signingKeyDelete: "index",
   metaScopeGet: "index",

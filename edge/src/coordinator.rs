@@ -122,8 +122,9 @@ pub(crate) struct Inner {
     pub(crate) reads: Reads,
     /// Scopes the relay may hold "no policy" for (policy.rs).
     pub(crate) opening: crate::policy::Opening,
-    /// When a heartbeat last asked for fresh peers (refresh_peers).
-    fresh_peers_at: StdMutex<Option<std::time::Instant>>,
+    /// When a heartbeat asking for fresh peers last ended (refresh_peers);
+    /// held across that heartbeat, so concurrent sessions share it.
+    fresh_peers_at: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -368,20 +369,19 @@ impl Inner {
 
 impl Inner {
     /// A heartbeat asking for the peer list as the network has it now, at
-    /// most once per FRESH_PEERS_EVERY (a burst of link sessions shares one).
-    /// A failure is logged: the session is then tagged from the list held.
+    /// most once per FRESH_PEERS_EVERY after the last one ended: sessions
+    /// arriving while one is in flight wait for it and use its list. A
+    /// failure is logged: the session is then tagged from the list held.
     async fn refresh_peers(&self) {
-        {
-            let mut at = self.fresh_peers_at.lock().unwrap();
-            if at.is_some_and(|t| t.elapsed() < FRESH_PEERS_EVERY) {
-                return;
-            }
-            *at = Some(std::time::Instant::now());
+        let mut last = self.fresh_peers_at.lock().await;
+        if last.is_some_and(|t| t.elapsed() < FRESH_PEERS_EVERY) {
+            return;
         }
         match self.beat(FRESH_PEERS_DEADLINE, true).await {
             Ok(resp) => self.apply_beat(&resp),
             Err(err) => tracing::warn!(error = %err, "fresh peer list not fetched"),
         }
+        *last = Some(std::time::Instant::now());
     }
 }
 
@@ -473,7 +473,7 @@ impl WorkerCoordinator {
             recoveries: StdMutex::new(Vec::new()),
             upstreams: Upstreams::default(),
             opening: crate::policy::Opening::default(),
-            fresh_peers_at: StdMutex::new(None),
+            fresh_peers_at: tokio::sync::Mutex::new(None),
             reads: Reads::new(
                 config.cache.clone(),
                 Endpoint {

@@ -107,15 +107,24 @@ impl Peers {
             .path
             .as_deref()
             .and_then(|path| self.paths.lock().unwrap().get(path).copied());
-        match note {
+        match (meta.path.as_deref(), note) {
             // Token checks to skip: both proofs.
-            Some(PathNote {
-                enforced: true,
-                relay_link,
-            }) => relay_link && live,
-            Some(PathNote {
-                relay_link: true, ..
-            }) => true,
+            (
+                _,
+                Some(PathNote {
+                    enforced: true,
+                    relay_link,
+                }),
+            ) => relay_link && live,
+            (
+                _,
+                Some(PathNote {
+                    relay_link: true, ..
+                }),
+            ) => true,
+            // A path whose resolution is not on record (forgotten past
+            // MAX_PATHS): it may be an enforced scope's, so no address alone.
+            (Some(_), None) => false,
             // A client path, or no path (unscoped).
             _ => live,
         }
@@ -265,6 +274,11 @@ mod tests {
         assert_eq!(
             interface(&tagger, &meta("127.0.0.1:4443", None)),
             SessionInterface::Internal
+        );
+        // A path with no resolution on record is never internal by address alone.
+        assert_eq!(
+            interface(&tagger, &meta("127.0.0.1:4443", Some("/forgotten"))),
+            SessionInterface::Public
         );
     }
 }

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use crate::moq_relay_ietf::{AuthPublicKey, ScopeAuthConfig, DEFAULT_SCOPE_AUTH_TTL};
 use crate::proto;
 
-/// How long moq-relay-ietf reuses a "no policy" answer.
-pub const NO_POLICY_CACHED: Duration = DEFAULT_SCOPE_AUTH_TTL;
+/// How long moq-relay-ietf reuses a "no policy" answer, plus a margin: the
+/// relay stores its entry a moment after this edge answered.
+pub const NO_POLICY_CACHED: Duration =
+    DEFAULT_SCOPE_AUTH_TTL.saturating_add(Duration::from_secs(5));
 
 /// The relay's policy for the Worker's answer; `None` when the scope has none.
 pub fn auth_config(wire: Option<proto::ScopeAuth>) -> Option<ScopeAuthConfig> {

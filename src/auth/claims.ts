@@ -1,11 +1,12 @@
-// Enforces the narrowing claims of a relay token (auth/relay-token.ts) on every
-// CoordinatorService call, in one place, after decoding and before the handler.
-// Tokens without claims pass untouched, so existing relays see no change.
+// The narrowing claims of a relay token (auth/relay-token.ts) on a
+// CoordinatorService call, after decoding and before the handler (run by
+// rpc/call-checks.ts on both lanes). Tokens without claims pass untouched, so
+// existing relays see no change.
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type StreamResponse, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { CoordinatorService, type ResolveScopeResponse } from "../gen/moqworker/v1/coordinator_pb.js";
 import { type Scope, scopeFromField, UNSCOPED } from "../objects/scope-name.js";
-import { type Caller, callerKey } from "../rpc/context.js";
+import type { Caller } from "../rpc/context.js";
 
 /** The calls that make the caller a publisher. */
 const PUBLISH = new Set<string>([CoordinatorService.method.registerNamespace.name, CoordinatorService.method.registerTrack.name]);
@@ -26,8 +27,7 @@ export function requireScopeAllowed(field: string, scope: Scope, allowed: readon
 /**
  * The claims that apply to a call naming a scope (its `scope` field, absent
  * for the unscoped space): a read-only token may not publish, and a token
- * listing scopes may act only in those. The interceptor below and the
- * pipeline's binary fast path (rpc/router.ts) both call this.
+ * listing scopes may act only in those.
  */
 export function requireScopedCallAllowed(caller: Caller, method: string, scope: string | undefined): void {
   requireWritable(caller, method);
@@ -43,13 +43,12 @@ function requireWritable(caller: Caller, method: string): void {
 /** Whether a method's request names a scope (its `scope` field). */
 export const namesScope = (method: DescMethod): boolean => method.input.fields.some((f) => f.localName === "scope");
 
-export const enforceTokenClaims: Interceptor = (next) => async (req) => {
-  const caller = req.contextValues.get(callerKey);
-  if (!caller || req.service.typeName !== CoordinatorService.typeName || req.stream) return next(req);
-  if (namesScope(req.method)) {
-    requireScopedCallAllowed(caller, req.method.name, (req.message as { scope?: string }).scope);
-    return next(req);
-  }
+/** The claims of a call that names no scope (ResolveScope, Heartbeat, Shutdown): checked on the call, and ResolveScope's on its answer. */
+export async function enforceUnscopedCallClaims(
+  caller: Caller,
+  req: UnaryRequest,
+  next: (req: UnaryRequest) => Promise<UnaryResponse | StreamResponse>,
+): Promise<UnaryResponse | StreamResponse> {
   requireWritable(caller, req.method.name);
   const allowed = caller.scopes;
   if (allowed === undefined) return next(req);
@@ -59,4 +58,4 @@ export const enforceTokenClaims: Interceptor = (next) => async (req) => {
     requireScopeAllowed("connection_path", scopeFromField((res.message as ResolveScopeResponse).scope?.scopeId), allowed);
   }
   return res;
-};
+}

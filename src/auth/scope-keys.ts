@@ -6,6 +6,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setBounded } from "./bounded-cache.js";
 import { toBase64Url } from "../model/base64url.js";
+import { pemOf } from "../model/auth-policy.js";
 
 const utf8 = new TextEncoder();
 const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -45,11 +46,6 @@ function sealingKey(secret: string): Promise<CryptoKey> {
 /** What a sealed key is bound to: moving it to another scope or kid breaks it. */
 const boundTo = (scopeName: string, kid: string) => utf8.encode(`${scopeName}\0${kid}`);
 
-function pem(label: string, der: ArrayBuffer): string {
-  const b64 = btoa(String.fromCharCode(...new Uint8Array(der)));
-  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END ${label}-----`;
-}
-
 /** A new key pair for `scopeName` (an object name, objects/scope-name.ts), its private half sealed with `secret`. */
 export async function makeScopeKey(secret: string, scopeName: string): Promise<NewScopeKey> {
   const pair = (await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"])) as CryptoKeyPair;
@@ -61,7 +57,7 @@ export async function makeScopeKey(secret: string, scopeName: string): Promise<N
   const sealed = new Uint8Array(IV_BYTES + ct.byteLength);
   sealed.set(iv);
   sealed.set(new Uint8Array(ct), IV_BYTES);
-  return { kid, pem: pem("PUBLIC KEY", spki), sealed };
+  return { kid, pem: pemOf("PUBLIC KEY", spki), sealed };
 }
 
 /** The signing key of a sealed private half, trying each secret (current first). */

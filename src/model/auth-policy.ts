@@ -31,7 +31,7 @@ export type Policy = OperatorPolicy;
 export const DEFAULT_POLICY_TTL_SECONDS = 5;
 
 const KID = /^[\x21-\x7e]+$/;
-const PEM = /^-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\s*$/;
+const PEM = /^-----BEGIN ([A-Z0-9 ]+)-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END \1-----\s*$/;
 
 export function checkKid(field: string, kid: string): string {
   if (kid.length === 0 || kid.length > AuthLimit.MAX_KID_CHARS || !KID.test(kid)) {
@@ -42,7 +42,7 @@ export function checkKid(field: string, kid: string): string {
 
 /** The DER of a PEM block labelled PUBLIC KEY; a private key or anything else is refused naming `field`. */
 function spkiOf(field: string, pem: string): Uint8Array {
-  const m = PEM.exec(pem.trim() + "\n");
+  const m = PEM.exec(pem.trim());
   if (!m) throw invalid(field, "is not a PEM block (-----BEGIN PUBLIC KEY----- … -----END PUBLIC KEY-----)");
   if (m[1].includes("PRIVATE")) throw invalid(field, "is a private key: give only its public half (-----BEGIN PUBLIC KEY-----)");
   if (m[1] !== "PUBLIC KEY") throw invalid(field, `is a ${m[1]}, not a PUBLIC KEY (SubjectPublicKeyInfo)`);
@@ -53,7 +53,17 @@ function spkiOf(field: string, pem: string): Uint8Array {
   }
 }
 
-/** Refuses anything but a P-256 (ES256) public key in SPKI PEM, naming `field`. */
+/** DER as PEM the strict way (RFC 7468): 64-character lines, as the relay's parser requires. */
+export function pemOf(label: string, der: ArrayBuffer | Uint8Array): string {
+  const b64 = btoa(String.fromCharCode(...new Uint8Array(der)));
+  return `-----BEGIN ${label}-----\n${b64.replace(/.{1,64}/g, "$&\n")}-----END ${label}-----`;
+}
+
+/**
+ * Refuses anything but a P-256 (ES256) public key in SPKI PEM, naming
+ * `field`; the key rewritten as strict PEM (a relay refuses a whole scope
+ * over a key wrapped at another width, or on one line).
+ */
 export async function checkEs256Pem(field: string, pem: string): Promise<string> {
   const der = spkiOf(field, pem);
   try {
@@ -61,7 +71,7 @@ export async function checkEs256Pem(field: string, pem: string): Promise<string>
   } catch {
     throw invalid(field, "is not a P-256 (ES256) public key");
   }
-  return pem.trim();
+  return pemOf("PUBLIC KEY", der);
 }
 
 function checkNames(field: string, names: string[]): string[] {

@@ -48,6 +48,18 @@ export class ScopeKeys {
     }));
   }
 
+  /** Kids of the keys in the policy that are not being retired (no newer key replaced them). */
+  active(): string[] {
+    return this.rows()
+      .filter((k) => k.replacedAt === null)
+      .map((k) => k.kid);
+  }
+
+  /** Forgets every key (the policy was turned off: a later one starts afresh). */
+  clear(): void {
+    this.sql.exec(SCOPE_SQL.signingKeysClear);
+  }
+
   /**
    * Stores a new key that signs from `signsFrom`; every key signing before
    * it is replaced from then on. Returns the key it replaces, if one signed.
@@ -73,8 +85,15 @@ export class ScopeKeys {
     return { kid: row.kid as string, sealed: new Uint8Array(row.sealed as ArrayBuffer) };
   }
 
+  /**
+   * Takes a key out. A key it had replaced and that still holds the policy
+   * (retiring) is the signing key again: its replacement never took over.
+   */
   remove(kid: string): boolean {
-    return this.sql.exec(SCOPE_SQL.signingKeyDelete, kid).rowsWritten > 0;
+    const gone = this.rows().find((k) => k.kid === kid);
+    if (!gone || this.sql.exec(SCOPE_SQL.signingKeyDelete, kid).rowsWritten === 0) return false;
+    if (gone.replacedAt === null) this.sql.exec(SCOPE_SQL.signingKeysUnreplace, gone.signsFrom);
+    return true;
   }
 
   /** Drops the keys retired by `now`; returns how many went. */

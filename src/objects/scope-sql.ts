@@ -250,8 +250,12 @@ export const SCOPE_SQL = {
   signingKeyPut: "INSERT INTO signing_keys (kid, pem, sealed, created_at, signs_from) VALUES (?, ?, ?, ?, ?)",
   /** Every key still signing (no replaced_at) is replaced by the new one, from when it signs. */
   signingKeysReplace: "UPDATE signing_keys SET replaced_at = ? WHERE replaced_at IS NULL AND kid <> ?",
-  /** The key IssueToken signs with at `?`: the newest whose warm-up ended. */
-  signingKeyCurrent: "SELECT kid, sealed FROM signing_keys WHERE signs_from <= ? ORDER BY signs_from DESC, created_at DESC LIMIT 1",
+  /** The key IssueToken signs with at `?`: the newest whose warm-up ended and that no newer key replaced yet. */
+  signingKeyCurrent: `SELECT kid, sealed FROM signing_keys WHERE signs_from <= ?1 AND (replaced_at IS NULL OR replaced_at > ?1)
+    ORDER BY signs_from DESC, created_at DESC LIMIT 1`,
+  /** Keys replaced by a key now removed (replaced from its signs_from) sign again. */
+  signingKeysUnreplace: "UPDATE signing_keys SET replaced_at = NULL WHERE replaced_at = ?",
+  signingKeysClear: "DELETE FROM signing_keys",
   /** A token signed with the key expires then: the key stays in the policy at least as long. */
   signingKeyIssued: "UPDATE signing_keys SET max_exp = max(max_exp, ?) WHERE kid = ?",
   signingKeyDelete: "DELETE FROM signing_keys WHERE kid = ?",

@@ -161,8 +161,15 @@ export class ScopeObject extends DurableObject<Env> {
     if (config.auth) {
       const workers = this.workerKids();
       const total = config.auth.keys.length + workers.length;
-      if (total === 0 || total > AuthLimit.MAX_KEYS) {
-        return fail(Code.FailedPrecondition, `config.auth.keys: the policy would hold ${total} keys; 1 to ${AuthLimit.MAX_KEYS}`);
+      if (total > AuthLimit.MAX_KEYS) {
+        return fail(Code.FailedPrecondition, `config.auth.keys: the policy would hold ${total} keys; at most ${AuthLimit.MAX_KEYS}`);
+      }
+      // Retiring keys leave by themselves: the policy keeps one that stays.
+      if (config.auth.keys.length + this.keys.active().length === 0) {
+        return fail(
+          Code.InvalidArgument,
+          "config.auth.keys: must hold at least 1 key that is not retiring (or make one held by the Worker with RotateScopeKey first)",
+        );
       }
       const clash = config.auth.keys.find((k) => workers.includes(k.kid));
       if (clash) return fail(Code.InvalidArgument, `config.auth.keys: kid '${clash.kid}' is a Worker key of the scope`);
@@ -171,6 +178,8 @@ export class ScopeObject extends DurableObject<Env> {
     const previous = this.getConfig();
     const previousTimeout = previous.rendezvousTimeoutMs;
     const auth = config.auth && { ...config.auth, enabledAtMs: previous.auth?.enabledAtMs ?? Date.now() };
+    // Off: the Worker's keys go with the policy, so none comes back with a later one.
+    if (!auth) this.keys.clear();
     this.sql.exec(
       SCOPE_SQL.configPut,
       config.originFallback ?? null,
@@ -214,8 +223,8 @@ export class ScopeObject extends DurableObject<Env> {
       );
     }
     this.remember(scope);
-    const signing = this.keys.inPolicy(now, this.skewMs()).some((k) => k.worker?.signing);
-    const signsFrom = signing ? now + ttlOf(before.auth ?? {}) * 1000 + KEY_WARMUP_MARGIN_MS : now;
+    // Relays holding a policy without this key must get it before tokens it signs reach them.
+    const signsFrom = before.auth ? now + ttlOf(before.auth) * 1000 + KEY_WARMUP_MARGIN_MS : now;
     const replaces = this.keys.add(key, now, signsFrom);
     this.sql.exec(
       SCOPE_SQL.authEnable,
@@ -227,10 +236,21 @@ export class ScopeObject extends DurableObject<Env> {
     return ok({ key: added, signsFrom, ...(replaces ? { replaces } : {}) });
   }
 
-  /** The key to sign a token expiring at `expSeconds` with, and the policy's issuers and audiences. */
-  async signingKey(expSeconds: number): Promise<Outcome<{ kid: string; sealed: Uint8Array; issuers: string[]; audiences: string[] }>> {
+  /**
+   * The key to sign a token expiring at `expSeconds` with, and its `iss` and
+   * `aud`: those asked if the policy lists them (or lists none), else its
+   * first. Nothing is recorded for a refused request.
+   */
+  async signingKey(
+    expSeconds: number,
+    asked: { issuer?: string; audience?: string },
+  ): Promise<Outcome<{ kid: string; sealed: Uint8Array; issuer?: string; audience?: string }>> {
     const auth = this.operatorAuth();
     if (!auth) return fail(Code.FailedPrecondition, "scope: has no token policy (RotateScopeKey makes one with a Worker key)");
+    const issuer = pickListed("issuer", asked.issuer, auth.issuers);
+    if (typeof issuer === "object") return issuer;
+    const audience = pickListed("audience", asked.audience, auth.audiences);
+    if (typeof audience === "object") return audience;
     const key = this.keys.signWith(Date.now(), expSeconds);
     if (!key) return fail(Code.FailedPrecondition, "scope: has no Worker signing key (make one with RotateScopeKey)");
     if ("signsFrom" in key) {
@@ -241,17 +261,18 @@ export class ScopeObject extends DurableObject<Env> {
     }
     // The key now stays in the policy at least until this token expires.
     await this.scheduleAlarm();
-    return ok({ ...key, issuers: auth.issuers, audiences: auth.audiences });
+    return ok({ ...key, issuer, audience });
   }
 
   /** Takes a Worker key out of the policy at once. */
   removeSigningKey(kid: string): Outcome<object> {
     const before = this.getConfig();
     if (!this.workerKids().includes(kid)) return fail(Code.NotFound, `kid: '${kid}' is not a Worker key of this scope's policy`);
-    if ((before.auth?.keys.length ?? 0) <= 1) {
+    const stays = (before.auth?.keys ?? []).filter((k) => k.kid !== kid && !k.worker?.retiresAtMs);
+    if (stays.length === 0) {
       return fail(
         Code.FailedPrecondition,
-        `kid: '${kid}' is the policy's last key; add another first, or turn the policy off (PutScopeConfig without auth)`,
+        `kid: '${kid}' is the policy's last key that is not retiring; make another first (RotateScopeKey), or turn the policy off (PutScopeConfig without auth), which drops the Worker's keys`,
       );
     }
     this.keys.remove(kid);
@@ -435,8 +456,8 @@ export class ScopeObject extends DurableObject<Env> {
   async alarm(): Promise<void> {
     const now = Date.now();
     this.sql.exec(SCOPE_SQL.expireTrackSubscriptions, now);
-    const before = this.getConfig();
-    if (this.keys.retire(now, this.skewMs()) > 0) this.configChanged(before);
+    // The retired keys already left getConfig's answer by their time: say so to the relays now.
+    if (this.keys.retire(now, this.skewMs()) > 0) this.watch.changed({ config: true });
     await this.scheduleAlarm(true);
   }
 
@@ -765,6 +786,15 @@ export class ScopeObject extends DurableObject<Env> {
  * refetching routes that did not change.
  */
 const ROUTES_LISTED = 256;
+
+/** The policy's name for a token claim: the one asked, if listed (or nothing is listed); else the first listed. */
+function pickListed(field: string, asked: string | undefined, listed: string[]): string | undefined | Refusal {
+  if (asked === undefined) return listed[0];
+  if (listed.length > 0 && !listed.includes(asked)) {
+    return fail(Code.InvalidArgument, `${field}: '${asked}' is not one the scope's policy accepts (${listed.join(", ")})`) as Refusal;
+  }
+  return asked;
+}
 
 /** After a rotation, how long past the policy TTL before the new key signs: the edge's watch staleness bound, rounded up. */
 const KEY_WARMUP_MARGIN_MS = 5_000;

@@ -2,14 +2,7 @@
 // its request (nothing is stored on bad input), then asks the scope's object.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import {
-  CoordinatorService,
-  Permissions,
-  ScopeConfigSchema,
-  ScopeInfoSchema,
-  TrackEntrySchema,
-  type Namespace,
-} from "../gen/moqworker/v1/coordinator_pb.js";
+import { CoordinatorService, Permissions, ScopeInfoSchema, TrackEntrySchema, type Namespace } from "../gen/moqworker/v1/coordinator_pb.js";
 import { isRelayLinkPath, linkUrl, relayLinkPath, verifyRelayLinkPath, withoutLinkPath } from "../auth/relay-link.js";
 import { tokenSecrets } from "../auth/relay-token.js";
 import type { Env } from "../env.js";

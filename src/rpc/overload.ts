@@ -13,10 +13,8 @@
 //   or the connection to it was lost) are retryable by the runtime's own
 //   account (`overloaded`, `retryable` on the error): they answer UNAVAILABLE,
 //   everything else stays INTERNAL.
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Env } from "../env.js";
-import { envKey } from "./context.js";
-import { namesScope } from "../auth/claims.js";
 import { integerSetting, SETTINGS } from "../settings.js";
 
 /** Calls one isolate lets wait on one scope's object at once, unless MAX_INFLIGHT_PER_SCOPE says otherwise. */
@@ -62,12 +60,6 @@ export async function shedding<T>(env: Env | undefined, scope: string | undefine
     else inflight.set(key, left);
   }
 }
-
-/** Sheds calls on a scope past the isolate's in-flight bound. Calls whose request has no `scope` field pass. */
-export const shedOverload: Interceptor = (next) => (req) => {
-  if (req.stream || !namesScope(req.method)) return next(req);
-  return shedding(req.contextValues.get(envKey), (req.message as { scope?: string }).scope, () => next(req));
-};
 
 /**
  * The Connect error a call answers with for an exception that is not one:

@@ -44,21 +44,19 @@ import {
   parseTimeout,
 } from "@connectrpc/connect/protocol-connect";
 import { fromBinary, fromJsonString, toBinary, toJsonString, type DescService } from "@bufbuild/protobuf";
-import { enforceTokenClaims, namesScope, requireScopedCallAllowed } from "../auth/claims.js";
+import { namesScope } from "../auth/claims.js";
 import type { Env } from "../env.js";
 import { recordRpc } from "../metrics/record.js";
 import { callerKey, envKey, type Caller } from "./context.js";
 import type { FastMethod, FastPath } from "./fast-method.js";
-import { errorOf, shedOverload, shedding } from "./overload.js";
+import { errorOf } from "./overload.js";
+import { callChecks, checkScopedCall } from "./call-checks.js";
 
 /** Largest request body accepted, checked once, before authentication and parsing. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 
-// Token claims (allowed scopes, read-only) apply to every coordinator call;
-// then a scope past its in-flight bound sheds the call (rpc/overload.ts).
-// serveFast applies the same two checks, in this order, itself: a check added
-// here must be added there.
-const interceptors = [enforceTokenClaims, shedOverload];
+// Every per-call check (token claims, shedding), for both lanes: rpc/call-checks.ts.
+const interceptors = [callChecks];
 const jsonReadOptions = { ignoreUnknownFields: false };
 /** What parseContentType answers for "application/proto". */
 const UNARY_PROTO = { stream: false, binary: true } as const;
@@ -184,8 +182,7 @@ async function serveFast(fast: FastMethod, spec: Spec, request: Request, bytes: 
   deadlineOf(request.headers);
   if (!caller) throw new ConnectError("no relay identity", Code.Unauthenticated);
   const input = decode(spec, true, () => fast.read(bytes));
-  requireScopedCallAllowed(caller, spec.method.name, input.scope);
-  const output = await shedding(env, input.scope, () => fast.serve(env, caller, input));
+  const output = await checkScopedCall(env, caller, spec.method.name, input.scope, () => fast.serve(env, caller, input));
   return answer(fast.write(output), contentTypeUnaryProto);
 }
 

@@ -39,14 +39,6 @@ function secretsOf(ctx: HandlerContext): string[] {
   return secrets;
 }
 
-/** One of the policy's names, or its first when none is asked; refused naming `field` when the policy does not list it. */
-function pick(field: string, asked: string | undefined, listed: string[]): string | undefined {
-  if (asked === undefined) return listed[0];
-  if (listed.length > 0 && !listed.includes(asked))
-    throw invalid(field, `'${asked}' is not one the scope's policy accepts (${listed.join(", ")})`);
-  return asked;
-}
-
 export const scopeTokenHandlers: Pick<ServiceImpl<typeof AdminService>, "rotateScopeKey" | "removeScopeKey" | "issueToken"> = {
   async rotateScopeKey(req, ctx) {
     const scope = checkScopeName("scope", req.scope);
@@ -72,14 +64,13 @@ export const scopeTokenHandlers: Pick<ServiceImpl<typeof AdminService>, "rotateS
     const track = req.track === undefined ? undefined : checkTrack("track", req.track);
     const ttl = req.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
     if (ttl < 1 || ttl > AuthLimit.MAX_TOKEN_SECONDS) {
-      throw invalid("ttl_seconds", `must be between 1 and ${AuthLimit.MAX_TOKEN_SECONDS} (7 days, the relay's cap)`);
+      throw invalid("ttl_seconds", `must be between 1 and ${AuthLimit.MAX_TOKEN_SECONDS} (the relay's 7 days less the largest clock skew)`);
     }
     const secrets = secretsOf(ctx);
     const issuedAt = Math.floor(Date.now() / 1000);
     const expiresAt = issuedAt + ttl;
-    const key = unwrap(await scopeStub(envOf(ctx), scope).signingKey(expiresAt));
-    const issuer = pick("issuer", req.issuer, key.issuers);
-    const audience = pick("audience", req.audience, key.audiences);
+    const key = unwrap(await scopeStub(envOf(ctx), scope).signingKey(expiresAt, { issuer: req.issuer, audience: req.audience }));
+    const { issuer, audience } = key;
     const signer = await unsealScopeKey(secrets, scopeObjectName(scope), key.kid, key.sealed);
     const bytes = await signCat(signer, key.kid, {
       issuer,

@@ -342,7 +342,8 @@ export type IssueTokenRequest = Message<"moqworker.v1.IssueTokenRequest"> & {
   track?: string | undefined;
 
   /**
-   * Lifetime in seconds, 1..AuthLimit.MAX_TOKEN_SECONDS (7 days); absent = 600.
+   * Lifetime in seconds, 1..AuthLimit.MAX_TOKEN_SECONDS (7 days less 5
+   * minutes); absent = 600.
    *
    * @generated from field: optional uint32 ttl_seconds = 5;
    */
