@@ -107,14 +107,14 @@ pub struct Stats {
 
 /// Why a watched scope was released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
+pub enum ReleaseReason {
     /// Not read for the idle period.
     Idle,
     /// More scopes than the cap; this one was read least recently.
     Cap,
 }
 
-impl Release {
+impl ReleaseReason {
     pub fn label(self) -> &'static str {
         match self {
             Self::Idle => "idle",

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, Invalidation, Key, Release, Scope, ScopeLimits, Stats, Ticket, Touched};
+use crate::cache::{
+    Cache, Invalidation, Key, ReleaseReason, Scope, ScopeLimits, Stats, Ticket, Touched,
+};
 use crate::proto;
 use crate::rpc::RpcError;
 use crate::watch::{self, Endpoint, WatchConfig};
@@ -91,7 +93,7 @@ impl Channels {
     /// Start the channel a read opened and close the ones it released
     /// (called with `shared`'s lock held).
     fn apply(&self, shared: &SharedCache, scope: &Scope, touched: Touched) {
-        self.close(touched.released, Some(Release::Cap));
+        self.close(touched.released, Some(ReleaseReason::Cap));
         if let Some(channel) = touched.opened {
             metrics::gauge!("moq_edge_watch_channels").increment(1.0);
             let task = tokio::spawn(watch::run(
@@ -113,7 +115,7 @@ impl Channels {
     }
 
     /// Close the channels of released scopes (`reason` is `None` at stop).
-    fn close(&self, released: Vec<(Scope, u64)>, reason: Option<Release>) {
+    fn close(&self, released: Vec<(Scope, u64)>, reason: Option<ReleaseReason>) {
         if released.is_empty() {
             return;
         }
@@ -195,7 +197,7 @@ impl Reads {
                     interval.tick().await;
                     let mut cache = cache.lock().unwrap();
                     let released = cache.release_idle(Instant::now());
-                    channels.close(released, Some(Release::Idle));
+                    channels.close(released, Some(ReleaseReason::Idle));
                 }
             })
         });

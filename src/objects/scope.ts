@@ -26,7 +26,7 @@ import { describeRows, type DescribeCursor, type ScopeDescription } from "./scop
 import { OWNED_SQL, OWNED_TABLES, type OwnedTable, RELAY_OWNED_TABLES, SCOPE_MIGRATIONS, SCOPE_SQL } from "./scope-sql.js";
 import { directoryStub, relayStub } from "./stubs.js";
 import { type Invalidation, WatchHub } from "../watch/hub.js";
-import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type Writer } from "./types.js";
+import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type RelayIdentity } from "./types.js";
 import { speakTogether } from "../model/moqt-version.js";
 import { type OperatorPolicy, type PolicyKey, skewOf, ttlOf } from "../model/auth-policy.js";
 import { AuthLimit } from "../gen/moqworker/v1/coordinator_pb.js";
@@ -300,7 +300,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   // ---- namespaces --------------------------------------------------------
 
-  registerNamespace(scope: Scope, w: Writer, key: TupleKey): Promise<Outcome<{ id: string }>> {
+  registerNamespace(scope: Scope, w: RelayIdentity, key: TupleKey): Promise<Outcome<{ id: string }>> {
     return this.claim("namespaces", scope, w, [toBlob(key)]);
   }
 
@@ -326,7 +326,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   // ---- tracks ------------------------------------------------------------
 
-  registerTrack(scope: Scope, w: Writer, fields: Uint8Array[], name: string): Promise<Outcome<{ id: string }>> {
+  registerTrack(scope: Scope, w: RelayIdentity, fields: Uint8Array[], name: string): Promise<Outcome<{ id: string }>> {
     return this.claim("tracks", scope, w, [nsKey(fields), name]);
   }
 
@@ -352,7 +352,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   async subscribeNamespace(
     scope: Scope,
-    w: Writer,
+    w: RelayIdentity,
     prefix: Uint8Array[],
     origin: Origin,
   ): Promise<Outcome<{ id: string; upstream: RelayRef[] }>> {
@@ -385,7 +385,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   // ---- lingering track subscriptions (rendezvous) --------------------------
 
-  async subscribeTrack(scope: Scope, w: Writer, fields: Uint8Array[], name: string): Promise<Outcome<{ id: string }>> {
+  async subscribeTrack(scope: Scope, w: RelayIdentity, fields: Uint8Array[], name: string): Promise<Outcome<{ id: string }>> {
     // Subscribing again renews the subscription's rendezvous deadline.
     const deadline: { at: number | null } = { at: null };
     const claimed = await this.claim("track_subscriptions", scope, w, [nsKey(fields), name], (now) => {
@@ -508,7 +508,7 @@ export class ScopeObject extends DurableObject<Env> {
   private async claim(
     table: OwnedTable,
     scope: Scope,
-    w: Writer,
+    w: RelayIdentity,
     key: SqlStorageValue[],
     renewed: (now: number) => SqlStorageValue[] = () => [],
   ): Promise<Outcome<{ id: string }>> {
@@ -522,7 +522,7 @@ export class ScopeObject extends DurableObject<Env> {
     // records this scope there and may open its lease, for a write not made.
     let existing = this.find(table, key, w.relay);
     if (existing && existing.relay !== w.relay) return this.alreadyHeld(table, existing.relay);
-    const lease = known ?? (await this.lease(scope, w));
+    const lease = known ?? (await this.askRelay(scope, w));
     if ("ok" in lease) return lease;
     if (lease.asked) {
       // Other calls ran while we awaited the RelayObject: read again. From here on all is synchronous.
@@ -533,7 +533,7 @@ export class ScopeObject extends DurableObject<Env> {
       const full = this.overQuota(table, w.relay);
       if (full) return full;
     }
-    this.enlisted(w.relay, lease);
+    this.recordRelay(w.relay, lease);
     // The key is free or the relay's own (checked above, nothing ran since), so store() writes.
     return this.store(table, scope, w.relay, lease.epoch, key, renewed);
   }
@@ -589,7 +589,7 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   /** The writing relay's lease, if this object knows it open and of the epoch the writer names (no need to ask). */
-  private knownLease(w: Writer): Lease | undefined {
+  private knownLease(w: RelayIdentity): Lease | undefined {
     const known = this.relayRow(w.relay);
     const until = this.leaseUntil.get(w.relay) ?? 0;
     if (known && Date.now() < until && (w.epoch === undefined || w.epoch === known.epoch)) {
@@ -604,7 +604,7 @@ export class ScopeObject extends DurableObject<Env> {
    * have lapsed since we last asked (that call reopens it): at most once per
    * relay per lease TTL (knownLease otherwise).
    */
-  private async lease(scope: Scope, w: Writer): Promise<Lease | Refusal> {
+  private async askRelay(scope: Scope, w: RelayIdentity): Promise<Lease | Refusal> {
     const answer = await relayStub(this.env, w.relay).enlist(w.relay, scopeObjectName(scope), w.epoch, w.issuedAtMs, w.versions);
     if (!answer.ok) return answer as Refusal;
     const { epoch } = answer.value;
@@ -621,7 +621,7 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   /** A claim is being stored: the relay with the lease its RelayObject just gave (nothing to do for a known lease). */
-  private enlisted(relay: string, lease: Lease): void {
+  private recordRelay(relay: string, lease: Lease): void {
     if (!lease.asked) return;
     const before = this.relayRow(relay);
     this.sql.exec(SCOPE_SQL.relayPut, relay, lease.epoch, JSON.stringify(lease.addrs), JSON.stringify(lease.versions));

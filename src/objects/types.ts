@@ -7,8 +7,12 @@ export interface RelayRef {
   addr?: string;
 }
 
-/** Who is writing: the relay (from its token) and, if it sent one, its boot epoch. */
-export interface Writer {
+/**
+ * A calling relay as the objects see it: its URL (from its token), and what
+ * its process said of itself. The pipeline's Caller (rpc/context.ts) is this
+ * plus the token's narrowing claims.
+ */
+export interface RelayIdentity {
   relay: string;
   epoch?: string;
   /** The MoQT versions it speaks, if it said (model/moqt-version.ts). */

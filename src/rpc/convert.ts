@@ -22,6 +22,11 @@ export function envOf(ctx: HandlerContext): Env {
   return env;
 }
 
+/** Refuses a call that reached a relay's handler without a relay identity. */
+export function requireRelayCaller(ctx: HandlerContext): void {
+  callerOf(ctx);
+}
+
 export function callerOf(ctx: HandlerContext): Caller {
   const caller = ctx.values.get(callerKey);
   if (!caller) throw new ConnectError("no relay identity", Code.Unauthenticated);

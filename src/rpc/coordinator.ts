@@ -17,7 +17,7 @@ import type { Scope } from "../objects/scope-name.js";
 import { pathStub, relayStub, scopeStub } from "../objects/stubs.js";
 import type { Caller } from "./context.js";
 import { scopeConfigMsg } from "./scope-config.js";
-import { callerOf, envOf, namespaceMsg, originOf, scopeOf, unwrap } from "./convert.js";
+import { callerOf, envOf, namespaceMsg, originOf, requireRelayCaller, scopeOf, unwrap } from "./convert.js";
 import {
   type OriginAnswer,
   readScopedNamespaceRequest,
@@ -42,6 +42,11 @@ async function relayView(env: Env, scope: Scope): Promise<RelayView> {
   if (scope === null) return asRegistered;
   const path = await relayLinkPath(tokenSecrets(env), scope);
   return (ref) => ({ ...ref, url: linkUrl(ref.url, path) });
+}
+
+/** Refuses a malformed context (its source URL or address) naming the field, before anything is stored. */
+function checkContext(context: ScopedNamespaceRequest["context"]): void {
+  originOf(context);
 }
 
 /** The call's context; a source named at a relay-link URL is the relay it stands for, so it is excluded as such. */
@@ -88,7 +93,7 @@ async function lookup(env: Env, caller: Caller, req: ScopedNamespaceRequest): Pr
 async function registerNamespace(env: Env, caller: Caller, req: ScopedNamespaceRequest): Promise<{ registrationId: string }> {
   const scope = scopeOf(env, req.scope);
   const fields = checkNamespace("namespace", req.namespace);
-  sourceOf(req.context);
+  checkContext(req.context);
   const { id } = unwrap(await scopeStub(env, scope).registerNamespace(scope, caller, encodeTuple(fields)));
   return { registrationId: id };
 }
@@ -125,7 +130,7 @@ function trackOf(req: { namespace?: Namespace; track: string }) {
 export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   async resolveScope(req, ctx) {
     const env = envOf(ctx);
-    callerOf(ctx);
+    requireRelayCaller(ctx);
     const normalized = normalizeConnectionPath(req.connectionPath);
     if (normalized.kind === "invalid") throw invalid("connection_path", normalized.reason);
     if (normalized.kind === "none") return {};
