@@ -6,18 +6,11 @@
 // Called by bench/run.mjs on its bare-workerd setup (results under `tokens`);
 // alone against a running Worker: npx node bench/token-issue.mjs --url http://127.0.0.1:8787
 import { parseArgs } from "node:util";
+import { call, ns } from "../test/e2e/lib/rpc.mjs";
 import { DEV_ADMIN_TOKEN } from "../test/e2e/lib/worker.mjs";
 import { cpuMs } from "./lib/systems.mjs";
 
-async function admin(url, method, body) {
-  const res = await fetch(`${url}/moqworker.v1.AdminService/${method}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${DEV_ADMIN_TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
+const admin = (url, method, body) => call(url, "AdminService", method, body, DEV_ADMIN_TOKEN);
 
 /** Calls `method` with `body` from `concurrency` loops for `ms`; tokens made, and the server's CPU per token when `pids` is known. */
 async function closedLoop({ url, pids, method, body, concurrency, ms }) {
@@ -49,7 +42,7 @@ export async function tokenIssue({ url, pids, concurrency = 8, durationMs = 10_0
   const issue = {
     scope,
     grants: ["TOKEN_GRANT_SUBSCRIBE"],
-    namespacePrefix: { fields: [btoa("live"), btoa("cam")] },
+    namespacePrefix: ns("live/cam"),
     ttlSeconds: 600,
   };
   const relay = { relayUrl: "https://bench-token.example/" };

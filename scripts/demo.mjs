@@ -19,6 +19,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
+import { ns } from "../test/e2e/lib/rpc.mjs";
 import { Stack } from "../test/e2e/network/harness.mjs";
 import { DEV_ADMIN_TOKEN, ROOT } from "../test/e2e/lib/worker.mjs";
 
@@ -100,7 +101,7 @@ class Demo {
   async token(scope, grant) {
     const tenant = SCOPES.find((s) => s.scope === scope);
     if (!tenant?.tokens) return undefined;
-    const namespacePrefix = { fields: tenant.namespace.split("/").map((f) => Buffer.from(f).toString("base64")) };
+    const namespacePrefix = ns(tenant.namespace);
     return (await this.stack.admin("IssueToken", { scope, grants: [grant], namespacePrefix, ttlSeconds: DEMO_TOKEN_SECONDS })).token;
   }
 

@@ -418,16 +418,13 @@ impl WorkerCoordinator {
         }
     }
 
-    /// Refuses a client session in a scope whose token policy was turned on
-    /// while the relay may still hold "no policy" for it (policy.rs): such a
-    /// session would be admitted without a token.
-    async fn refuse_while_policy_opens(&self, scope: &str) -> CoordinatorResult<()> {
+    /// Refuses a client session in a scope whose token policy is on (the
+    /// caller checked) while the relay may still hold "no policy" for it
+    /// (policy.rs): such a session would be admitted without a token.
+    fn refuse_while_policy_opens(&self, scope: &str) -> CoordinatorResult<()> {
         let Some(until) = self.inner.opening.cached_none_until(Some(scope)) else {
             return Ok(());
         };
-        if self.config_answer(Some(scope)).await?.auth.is_none() {
-            return Ok(());
-        }
         let left = until.saturating_duration_since(std::time::Instant::now());
         tracing::warn!(
             scope,
@@ -757,14 +754,14 @@ impl Coordinator for WorkerCoordinator {
             }
             return Ok(None);
         };
+        // Read from the cache (the relay asks for it next anyway).
+        let enforced = self
+            .config_answer(Some(&scope.scope_id))
+            .await?
+            .auth
+            .is_some();
         if let Some(path) = connection_path {
-            // The tagger runs right after this for the same session. The
-            // policy is read from the cache (the relay asks for it next anyway).
-            let enforced = self
-                .config_answer(Some(&scope.scope_id))
-                .await?
-                .auth
-                .is_some();
+            // The tagger runs right after this for the same session.
             if enforced && resp.relay_link {
                 // Only a live relay's address makes this session internal:
                 // know a relay that just started before the tagger looks.
@@ -787,8 +784,8 @@ impl Coordinator for WorkerCoordinator {
                 )))
             }
         };
-        if !resp.relay_link {
-            self.refuse_while_policy_opens(&scope.scope_id).await?;
+        if enforced && !resp.relay_link {
+            self.refuse_while_policy_opens(&scope.scope_id)?;
         }
         Ok(Some(ScopeInfo {
             scope_id: scope.scope_id,

@@ -39,7 +39,10 @@ export class ScopeKeys {
   /** The keys in the policy at `now`, newest first, with which one signs. */
   inPolicy(now: number, skewMs: number): PolicyKey[] {
     const live = this.rows().filter((k) => (ScopeKeys.retiresAt(k, skewMs) ?? Number.POSITIVE_INFINITY) > now);
-    const signer = live.filter((k) => k.signsFrom <= now).sort((a, b) => b.signsFrom - a.signsFrom)[0]?.kid;
+    // The rule of signingKeyCurrent (scope-sql.ts), which picks the key signWith uses.
+    const signer = live
+      .filter((k) => k.signsFrom <= now && (k.replacedAt === null || k.replacedAt > now))
+      .sort((a, b) => b.signsFrom - a.signsFrom || b.createdAt - a.createdAt)[0]?.kid;
     return live.map((k) => ({
       kid: k.kid,
       pem: k.pem,

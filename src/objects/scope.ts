@@ -267,7 +267,9 @@ export class ScopeObject extends DurableObject<Env> {
   /** Takes a Worker key out of the policy at once. */
   removeSigningKey(kid: string): Outcome<object> {
     const before = this.getConfig();
-    if (!this.workerKids().includes(kid)) return fail(Code.NotFound, `kid: '${kid}' is not a Worker key of this scope's policy`);
+    if (!before.auth?.keys.some((k) => k.kid === kid && k.worker)) {
+      return fail(Code.NotFound, `kid: '${kid}' is not a Worker key of this scope's policy`);
+    }
     const stays = (before.auth?.keys ?? []).filter((k) => k.kid !== kid && !k.worker?.retiresAtMs);
     if (stays.length === 0) {
       return fail(
@@ -406,9 +408,9 @@ export class ScopeObject extends DurableObject<Env> {
     return this.sql
       .exec(SCOPE_SQL.liveTrackSubscribers, nsKey(fields), name, Date.now())
       .toArray()
-      .map((r) => r.relay as string)
-      .filter((url) => speakTogether(this.relayRow(url)?.versions, versions))
-      .map((url) => this.relayRef(url));
+      .map((r) => ({ url: r.relay as string, row: this.relayRow(r.relay as string) }))
+      .filter(({ row }) => speakTogether(row?.versions, versions))
+      .map(({ url, row }) => this.relayRef(url, row?.addrs));
   }
 
   // ---- relay lifetimes -----------------------------------------------------
