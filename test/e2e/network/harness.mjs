@@ -384,14 +384,22 @@ export class Stack {
    * Subscribes again and again (moq-clock does not retry a refused SUBSCRIBE)
    * until one subscriber receives an object; resolves to { sub, firstAt, attempts }.
    */
-  async subscribeUntilReceived(relay, path, { namespace, track, token, timeoutMs, retryMs = 200 }) {
+  async subscribeUntilReceived(relay, path, { namespace, track, token, timeoutMs, retryMs = 200, stallMs = 8_000 }) {
     const deadline = now() + timeoutMs;
     const failures = [];
     for (let attempt = 1; ; attempt++) {
       const sub = this.subscribe(relay, path, { namespace, track, token });
+      const stallAt = now() + stallMs;
       for (;;) {
         if (sub.lines.length > 0) return { sub, firstAt: sub.lines[0].at, attempts: attempt };
         if (!sub.proc.running) break;
+        // A client that neither receives nor fails (seen once in CI on draft-16) is
+        // replaced, its log kept for the failure message: the deadline still bounds the wait.
+        if (now() > stallAt && now() + retryMs < deadline) {
+          await sub.proc.stop();
+          sub.stalled = true;
+          break;
+        }
         if (now() > deadline) {
           await sub.proc.stop();
           throw new Error(
@@ -400,7 +408,11 @@ export class Stack {
         }
         await sleep(20);
       }
-      failures.push(`${sub.proc.name}: exit ${JSON.stringify(sub.proc.exit)}: ${errorLine(sub.proc.log())}`);
+      failures.push(
+        sub.stalled
+          ? `${sub.proc.name}: nothing within ${stallMs} ms, replaced; its log ends: ${lastLines(sub.proc.log(), 5)}`
+          : `${sub.proc.name}: exit ${JSON.stringify(sub.proc.exit)}: ${errorLine(sub.proc.log())}`,
+      );
       if (now() > deadline) {
         throw new Error(
           `no object at a subscriber on relay ${relay.name} (${relay.url}${path}, ${namespace}) within ${timeoutMs} ms after ${attempt} attempts; last refusals:\n${failures.slice(-3).join("\n")}`,
