@@ -11,6 +11,7 @@ import { adminCaller, relayCaller } from "./rpc/callers.js";
 import { coordinatorFastPath, coordinatorService } from "./rpc/coordinator.js";
 import { connectErrorResponse, rpcService, serveRpc } from "./rpc/router.js";
 import { rpcMetrics } from "./metrics/registry.js";
+import { billing } from "./metrics/billing.js";
 import { dashboardResponse } from "./dashboard/serve.js";
 import { watchRoute } from "./watch/route.js";
 import { reportSettingProblems } from "./settings.js";
@@ -36,7 +37,7 @@ app.get("/", () => dashboardResponse());
 app.get("/metrics", async (c) => {
   const who = await requireAdmin(c.req.raw.headers, c.env);
   await enforceRateLimit(c.env, "admin", who, `the ${who} admin token`);
-  return c.body(rpcMetrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  return c.body(rpcMetrics.render() + billing.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
 });
 
 // The two Connect services. Every HTTP method reaches the pipeline, which
@@ -57,6 +58,7 @@ let settingsChecked = false;
 
 export default {
   fetch(request: Request, env: Env, ctx?: ExecutionContext) {
+    billing.add("worker_requests");
     if (!settingsChecked) {
       settingsChecked = true;
       reportSettingProblems(env);

@@ -9,8 +9,9 @@ import { ScopeObject } from "../src/objects/scope.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
 import { relayStub as relayStubOf, scopeStub as scopeStubOf } from "../src/objects/stubs.js";
-import { tableRows } from "./objects.js";
+import { expireLease, lapseLease, tableRows } from "./objects.js";
 import { DEFAULT_LEASE_TTL_MS, leaseSettings } from "../src/lease.js";
+import { billing } from "../src/metrics/billing.js";
 import { adminClient, base, codeOf, freshScope, ns, relay, type Coordinator } from "./client.js";
 
 /** LEASE_TTL_MS of vitest.config.ts. */
@@ -67,19 +68,16 @@ async function visible(viewer: Coordinator, scope: string, tag: string) {
 const seen = { lookup: "ok", tracks: 1, interested: 1, waiting: 1 };
 const gone = { lookup: Code.NotFound, tracks: 0, interested: 0, waiting: 0 };
 
-/** Moves the lease's expiry into the past (optionally also making the object old enough for no restart grace). */
-async function expire(url: string, { oldObject = true } = {}): Promise<void> {
-  await runInDurableObject(relayStub(url), (o: RelayObject, state) => {
-    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
-    if (oldObject) (o as unknown as { startedAt: number }).startedAt = Date.now() - 2 * TTL;
-  });
+/** Waits until no row has been written for a while (background notes to the directory are done). */
+async function settled(): Promise<void> {
+  for (let last = -1; billing.get("rows_written") !== last; ) {
+    last = billing.get("rows_written");
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
-/** The lease lapses: expired, and its alarm runs. */
-async function lapse(url: string): Promise<void> {
-  await expire(url);
-  expect(await runDurableObjectAlarm(relayStub(url))).toBe(true);
-}
+const expire = expireLease;
+const lapse = lapseLease;
 
 const leaseOf = (url: string) => relayStub(url).view();
 const alarmOf = (url: string) => runInDurableObject(relayStub(url), (_o: RelayObject, state) => state.storage.getAlarm());
@@ -285,6 +283,52 @@ describe("lapse", () => {
     for (const scope of scopes) {
       expect(await codeOf(a.lookup({ scope, namespace: ns("a/racing") }))).toBe("ok");
     }
+  });
+
+  it("a steady heartbeat writes no row and re-arms no alarm; the alarm puts the lease the beats kept on record", async () => {
+    const scope = freshScope("steady");
+    const a = await relay("https://steady.example.com", "binary", "boot-1");
+    await a.heartbeat({ epoch: "boot-1", addrs: ["127.0.0.1:4443"] });
+    await populate(a, [scope], "s");
+    const stored = () =>
+      runInDurableObject(relayStub(a.url), async (_o: RelayObject, state) => ({
+        row: state.storage.sql.exec("SELECT expires_at, last_beat_at, activity FROM lease").one(),
+        alarm: await state.storage.getAlarm(),
+      }));
+    // The directory hears of the new scope in the background, and the next beat
+    // refreshes the peer list (every TTL/2 otherwise): both done before counting.
+    await settled();
+    await a.heartbeat({ epoch: "boot-1", addrs: ["127.0.0.1:4443"] });
+    await settled();
+    const first = await stored();
+    const written = billing.get("rows_written");
+    const armed = billing.get("alarms_set");
+    await new Promise((r) => setTimeout(r, 5));
+    await a.heartbeat({ epoch: "boot-1", addrs: ["127.0.0.1:4443"] });
+    await a.heartbeat({ epoch: "boot-1", addrs: ["127.0.0.1:4443"] });
+    expect(billing.get("rows_written") - written, "rows written by two steady beats").toBe(0);
+    expect(billing.get("alarms_set") - armed, "alarms set by two steady beats").toBe(0);
+    expect(await stored()).toEqual(first);
+    // The lease runs from the last beat all the same.
+    const lease = await leaseOf(a.url);
+    expect(lease!.lastBeatAt!).toBeGreaterThan(first.row.last_beat_at as number);
+    expect(lease!.expiresAt).toBe(lease!.lastBeatAt! + TTL);
+
+    // A change is written at once: new addresses.
+    await a.heartbeat({ epoch: "boot-1", addrs: ["127.0.0.1:4444"] });
+    expect(billing.get("rows_written") - written).toBeGreaterThan(0);
+    await a.heartbeat({ epoch: "boot-1", addrs: ["127.0.0.1:4444"] });
+    const beat = (await leaseOf(a.url))!.lastBeatAt!;
+
+    // The alarm due at the expiry on record finds the relay beating: it writes the later expiry, nothing lapses.
+    await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => {
+      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+    });
+    expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
+    const after = await stored();
+    expect(after.row).toMatchObject({ expires_at: beat + TTL, last_beat_at: beat });
+    expect(after.alarm).toBe(beat + TTL);
+    expect(await holdings(scope, a.url)).toEqual(one("boot-1"));
   });
 
   it("a relay that never heartbeats holds its writes for one TTL from its first write", async () => {

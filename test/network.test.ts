@@ -1,6 +1,7 @@
 // HeartbeatRequest.activity and AdminService.GetNetwork: what relays report
 // pulling is validated (bad input names the field and changes nothing), kept
 // with the lease, shown as links and pulled namespaces, and gone with the lease.
+import { lapseLease } from "./objects.js";
 import { describe, expect, it } from "vitest";
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { Code } from "@connectrpc/connect";
@@ -51,13 +52,7 @@ async function beating(name: string, report?: RelayActivity): Promise<Coordinato
   return r;
 }
 
-async function lapse(url: string): Promise<void> {
-  await runInDurableObject(relayStub(env, url), (o: RelayObject, state) => {
-    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
-    (o as unknown as { startedAt: number }).startedAt = 0;
-  });
-  expect(await runDurableObjectAlarm(relayStub(env, url))).toBe(true);
-}
+const lapse = lapseLease;
 
 describe("GetNetwork", () => {
   it("shows a reported link, with the namespace on its host and its puller", async () => {

@@ -1,6 +1,9 @@
 // Test access to a Durable Object's own storage, through runInDurableObject:
 // the production classes carry no test-only methods.
-import { runInDurableObject } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { expect } from "vitest";
+import type { RelayObject } from "../src/objects/relay.js";
+import { relayStub } from "../src/objects/stubs.js";
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -43,4 +46,24 @@ export function dumpObject(stub: DurableObjectStub): Promise<Record<string, Tabl
     }
     return out;
   });
+}
+
+/**
+ * Ends a relay's lease now without waiting: its expiry on record moved into
+ * the past and the heartbeats its object holds in memory forgotten;
+ * `oldObject` also ends the restart grace (the object up for longer than a TTL).
+ */
+export async function expireLease(url: string, { oldObject = true } = {}): Promise<void> {
+  await runInDurableObject(relayStub(env, url), (o: RelayObject, state) => {
+    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+    const internals = o as unknown as { beatAt: number | null; startedAt: number };
+    internals.beatAt = null;
+    if (oldObject) internals.startedAt = 0;
+  });
+}
+
+/** The lease lapses: expired, and its alarm runs. */
+export async function lapseLease(url: string): Promise<void> {
+  await expireLease(url);
+  expect(await runDurableObjectAlarm(relayStub(env, url))).toBe(true);
 }

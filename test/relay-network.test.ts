@@ -10,7 +10,7 @@ import type { RelayNote } from "../src/objects/directory.js";
 import { directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
 import { directoryStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
-import { tableRows } from "./objects.js";
+import { lapseLease, tableRows } from "./objects.js";
 import { adminClient, freshScope, ns, relay, type Coordinator } from "./client.js";
 
 /** LEASE_TTL_MS of vitest.config.ts; interval = TTL / 3. */
@@ -21,14 +21,7 @@ const relayStub = (url: string) => relayStubOf(env, url);
 const directory = () => directoryStub(env);
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 
-/** Lease expiry moved into the past (the object old enough for no restart grace), then its alarm run. */
-async function lapse(url: string): Promise<void> {
-  await runInDurableObject(relayStub(url), (o: RelayObject, state) => {
-    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
-    (o as unknown as { startedAt: number }).startedAt = Date.now() - 2 * TTL;
-  });
-  expect(await runDurableObjectAlarm(relayStub(url))).toBe(true);
-}
+const lapse = lapseLease;
 
 /** As if the last directory refresh was `ago` ms back (a heartbeat later in time). */
 async function refreshedAgo(url: string, ago: number): Promise<void> {

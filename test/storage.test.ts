@@ -112,6 +112,7 @@ const RELAY_PLANS = {
   leaseGet: "index",
   leasePut: "write",
   leaseExpiresPut: "index",
+  leaseBeatPut: "index",
   activityPut: "index",
   stateLostMark: "index",
   stateLostClear: "index",

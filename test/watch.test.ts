@@ -4,6 +4,7 @@
 // the last; the sequence survives a restart; bad requests are refused before
 // the upgrade with the right code and change nothing. Lapses run the
 // RelayObject's alarm by hand, as in lifetimes.test.ts.
+import { lapseLease } from "./objects.js";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
@@ -19,14 +20,7 @@ import { inv, plain, type Watcher, watch, watchRequest } from "./watch-client.js
 const TTL = 60_000;
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 
-/** The lease lapses: expiry in the past, the object old enough for no restart grace, its alarm run. */
-async function lapse(url: string): Promise<void> {
-  await runInDurableObject(relayStub(env, url), (o: RelayObject, state) => {
-    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
-    (o as unknown as { startedAt: number }).startedAt = Date.now() - 2 * TTL;
-  });
-  expect(await runDurableObjectAlarm(relayStub(env, url))).toBe(true);
-}
+const lapse = lapseLease;
 
 /** A watcher of `scope` (as a relay of its own) past its hello; returns it with the hello's seq. */
 async function watching(scope: string | undefined): Promise<{ w: Watcher; seq: number; stream: string }> {

@@ -7,6 +7,7 @@
 // Liveness is the noted lease expiry (plus TTL/2 and one heartbeat interval of slack),
 // so a relay whose "left" note was lost ages out by itself. It also keeps the
 // list of revoked relay tokens that isolates cache (auth/revocation.ts).
+import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
@@ -89,7 +90,7 @@ export class DirectoryObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
+    this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, DIRECTORY_MIGRATIONS);
   }
 
@@ -213,6 +214,7 @@ export class DirectoryObject extends DurableObject<Env> {
 
   /** Forgets relays that left, or whose lease ran out unnoted, more than RELAY_RETENTION_MS ago. */
   async alarm(): Promise<void> {
+    countAlarm();
     this.pruneAt = null;
     const before = Date.now() - RELAY_RETENTION_MS;
     this.sql.exec(DIRECTORY_SQL.prune, before, before);
@@ -228,7 +230,7 @@ export class DirectoryObject extends DurableObject<Env> {
     // Known alarm time, so that a heartbeat's note costs no storage read.
     if (this.pruneAt === undefined) this.pruneAt = await this.ctx.storage.getAlarm();
     if (this.pruneAt === null || this.pruneAt > at) {
-      await this.ctx.storage.setAlarm(at);
+      await armAlarm(this.ctx.storage, at);
       this.pruneAt = at;
     }
   }

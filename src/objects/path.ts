@@ -1,5 +1,6 @@
 // PathObject: one per normalised connection path, holding the scope it maps to
 // and the permissions it grants. Resolving a path touches only its own object.
+import { meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
 import { migrate } from "./migrations.js";
@@ -15,7 +16,7 @@ export class PathObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
+    this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, PATH_MIGRATIONS);
   }
 

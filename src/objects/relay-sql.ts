@@ -61,6 +61,8 @@ export const RELAY_SQL = {
       expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at),
       state_lost = excluded.state_lost`,
   leaseExpiresPut: "UPDATE lease SET expires_at = ? WHERE id = 1",
+  /** The lease as steady heartbeats (kept in memory) extended it. */
+  leaseBeatPut: "UPDATE lease SET expires_at = ?, last_beat_at = ? WHERE id = 1",
   stateLostMark: "UPDATE lease SET state_lost = 1 WHERE id = 1",
   stateLostClear: "UPDATE lease SET state_lost = 0 WHERE id = 1",
   /** `name` is the scope's object name (objects/scope-name.ts). */

@@ -3,6 +3,7 @@
 // the relay's rows when the lease lapses, when a new epoch replaces the old one
 // and on Shutdown. A Heartbeat touches this object only, whatever the relay has
 // registered. The rules, and why, are in docs/lifetimes.md.
+import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
@@ -93,7 +94,13 @@ interface Lease {
   lastBeatAt: number | null;
   stateLost: boolean;
   activity: ActivityNote | null;
+  /** The activity as stored (compared, not parsed, to tell a change). */
+  activityJson: string | null;
+  /** The expiry on record; `expiresAt` also counts the heartbeats since (beatAt). */
+  storedExpiresAt: number;
 }
+
+const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 type ScopeStub = DurableObjectStub<ScopeObject>;
 
@@ -105,6 +112,14 @@ export class RelayObject extends DurableObject<Env> {
    * the relay must get a full TTL to reach us before it is declared dead.
    */
   private startedAt = Date.now();
+  /**
+   * The last heartbeat this instance answered. A steady heartbeat (same
+   * epoch, addresses and versions, lease open) is kept here only: the lease's
+   * stored expiry catches up when its alarm fires (at most one write and one
+   * alarm per TTL, not three writes per beat). Lost with the instance, which
+   * then falls back on the stored expiry and the restart grace (alarm()).
+   */
+  private beatAt: number | null = null;
   /** Calls run one at a time, so that a purge is complete before any later call is answered. */
   private queue: Promise<unknown> = Promise.resolve();
   /** Live peers as the directory last listed them (memory only: after an eviction the next beat refreshes). */
@@ -120,7 +135,7 @@ export class RelayObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
+    this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, RELAY_MIGRATIONS);
     this.revokedBefore = (this.sql.exec(RELAY_SQL.revocationGet).toArray()[0]?.before_ms as number | undefined) ?? null;
   }
@@ -161,11 +176,25 @@ export class RelayObject extends DurableObject<Env> {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
       const before = this.lease();
-      const { changed } = await this.touch(url, epoch, { addrs, versions }, true);
-      // Kept with the lease; the directory hears of it with the next periodic note.
-      this.sql.exec(RELAY_SQL.activityPut, activity === undefined ? null : JSON.stringify(activity));
+      const now = Date.now();
+      const steady =
+        before !== undefined &&
+        !before.stateLost &&
+        before.expiresAt > now &&
+        before.epoch === epoch &&
+        sameList(before.addrs, addrs) &&
+        (versions === undefined || sameList(before.versions, versions));
+      let changed = false;
+      if (steady) this.beatAt = now;
+      else {
+        ({ changed } = await this.touch(url, epoch, { addrs, versions }, true));
+        this.beatAt = now;
+      }
+      // Kept with the lease, written only when it changed; the directory hears of it with the next periodic note.
+      const reported = activity === undefined ? null : JSON.stringify(activity);
+      if (reported !== before?.activityJson) this.sql.exec(RELAY_SQL.activityPut, reported);
       // No record at all, or this epoch's rows purged since its last beat.
-      const stateLost = before === undefined || this.lease()?.stateLost === true;
+      const stateLost = before === undefined || (!steady && this.lease()?.stateLost === true);
       if (stateLost) this.sql.exec(RELAY_SQL.stateLostClear);
       return ok({ stateLost, changed });
     });
@@ -189,6 +218,7 @@ export class RelayObject extends DurableObject<Env> {
       if (!lease || (epoch !== undefined && epoch !== lease.epoch)) return 0;
       // A later heartbeat of the same epoch (the process did not exit) must re-register.
       this.sql.exec(RELAY_SQL.stateLostMark);
+      this.beatAt = null;
       const removed = await this.purgeAll(lease.url);
       this.sql.exec(RELAY_SQL.leaseExpiresPut, Date.now());
       this.sql.exec(RELAY_SQL.activityPut, null);
@@ -213,6 +243,7 @@ export class RelayObject extends DurableObject<Env> {
       // A relay back with a new token must re-register (its heartbeat answers state_lost).
       this.sql.exec(RELAY_SQL.stateLostMark);
       const now = Date.now();
+      this.beatAt = null;
       this.sql.exec(RELAY_SQL.leaseExpiresPut, Math.min(lease.expiresAt, now));
       let removed = 0;
       let purgePending = false;
@@ -223,7 +254,7 @@ export class RelayObject extends DurableObject<Env> {
         // The lease has ended: the alarm's lapse path purges what is left.
         console.warn(`relay object: revocation purge incomplete, retried in ${PURGE_RETRY_MS} ms: ${String(err)}`);
         purgePending = true;
-        await this.ctx.storage.setAlarm(now + PURGE_RETRY_MS);
+        await armAlarm(this.ctx.storage, now + PURGE_RETRY_MS);
       }
       await this.noteNow();
       return { removed, purgePending };
@@ -238,24 +269,28 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   async alarm(): Promise<void> {
+    countAlarm();
     await this.serial(async () => {
       const lease = this.lease();
       if (!lease) return;
       if (this.purgePending()) await this.purgeStale(lease.url, lease.epoch);
       const now = Date.now();
       if (lease.expiresAt > now) {
-        await this.ctx.storage.setAlarm(this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt);
+        // Heartbeats since the last write extended the lease: put it on record once, here.
+        if (lease.expiresAt > lease.storedExpiresAt) this.sql.exec(RELAY_SQL.leaseBeatPut, lease.expiresAt, lease.lastBeatAt);
+        await armAlarm(this.ctx.storage, this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt);
         return;
       }
       const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
       if (now < earliest) {
         // Just started: the relay's heartbeats may have had nowhere to go.
         this.sql.exec(RELAY_SQL.leaseExpiresPut, earliest);
-        await this.ctx.storage.setAlarm(earliest);
+        await armAlarm(this.ctx.storage, earliest);
         return;
       }
       // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
       this.sql.exec(RELAY_SQL.stateLostMark);
+      this.beatAt = null;
       // What it reported pulling ends with the lease.
       this.sql.exec(RELAY_SQL.activityPut, null);
       try {
@@ -263,7 +298,7 @@ export class RelayObject extends DurableObject<Env> {
       } catch (err) {
         // The runtime retries a throwing alarm only a few times: retry here until every scope is purged.
         console.warn(`relay object: lapse purge incomplete, retried in ${PURGE_RETRY_MS} ms: ${String(err)}`);
-        await this.ctx.storage.setAlarm(Date.now() + PURGE_RETRY_MS);
+        await armAlarm(this.ctx.storage, Date.now() + PURGE_RETRY_MS);
         return;
       }
       await this.noteNow();
@@ -315,7 +350,7 @@ export class RelayObject extends DurableObject<Env> {
     // What the directory must hear of at once: the relay (re)appeared, or changed epoch, addresses or versions.
     const changed = current === undefined || current.expiresAt <= now || newEpoch || addrsChanged || versionsChanged;
     // A purge still to retry keeps its earlier alarm.
-    if (renew) await this.ctx.storage.setAlarm(this.purgePending() ? Math.min(expiresAt, now + PURGE_RETRY_MS) : expiresAt);
+    if (renew) await armAlarm(this.ctx.storage, this.purgePending() ? Math.min(expiresAt, now + PURGE_RETRY_MS) : expiresAt);
     if (current && newEpoch && current.epoch === "") {
       // Rows written before the relay named its epoch belong to this life.
       await this.eachScope((s) => s.adoptEpoch(url, next.epoch));
@@ -332,7 +367,7 @@ export class RelayObject extends DurableObject<Env> {
   private async purgeStale(url: string, keep: string): Promise<void> {
     const failed = await this.eachScope((s) => s.purgeRelay(url, keep));
     if (failed === 0) this.sql.exec(RELAY_SQL.retiredPurged);
-    else await this.ctx.storage.setAlarm(Date.now() + PURGE_RETRY_MS);
+    else await armAlarm(this.ctx.storage, Date.now() + PURGE_RETRY_MS);
   }
 
   /** Every scope drops all the relay's rows; scopes are forgotten once purged. Throws if one failed. */
@@ -397,13 +432,17 @@ export class RelayObject extends DurableObject<Env> {
   private lease(): Lease | undefined {
     const row = this.sql.exec(RELAY_SQL.leaseGet).toArray()[0];
     if (!row) return undefined;
+    const beatExpiry = this.beatAt === null ? 0 : this.beatAt + leaseSettings(this.env).leaseTtlMs;
     return {
       url: row.url as string,
       epoch: row.epoch as string,
       addrs: JSON.parse(row.addrs as string) as string[],
       versions: JSON.parse(row.versions as string) as string[],
-      expiresAt: row.expires_at as number,
-      lastBeatAt: row.last_beat_at as number | null,
+      expiresAt: Math.max(row.expires_at as number, beatExpiry),
+      storedExpiresAt: row.expires_at as number,
+      lastBeatAt:
+        this.beatAt === null ? (row.last_beat_at as number | null) : Math.max(this.beatAt, (row.last_beat_at as number | null) ?? 0),
+      activityJson: row.activity as string | null,
       stateLost: row.state_lost === 1,
       activity: row.activity === null ? null : (JSON.parse(row.activity as string) as ActivityNote),
     };

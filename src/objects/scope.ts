@@ -12,6 +12,7 @@
 // not ask the RelayObject either. (A claim refused after asking, over quota or
 // losing a race, leaves the scope in that relay's list: harmless, its purges
 // are idempotent.)
+import { armAlarm, billing, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
@@ -108,7 +109,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
+    this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, SCOPE_MIGRATIONS);
     this.listing = new DirectoryListing(this.sql);
     this.watch = new WatchHub(ctx, this.sql, () => limitsOf(env).watchersPerScope);
@@ -123,6 +124,7 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    billing.add("websocket_messages_in");
     this.watch.message(ws, data);
   }
 
@@ -456,6 +458,7 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   async alarm(): Promise<void> {
+    countAlarm();
     const now = Date.now();
     this.sql.exec(SCOPE_SQL.expireTrackSubscriptions, now);
     // The retired keys already left getConfig's answer by their time: say so to the relays now.
@@ -469,7 +472,7 @@ export class ScopeObject extends DurableObject<Env> {
     const key = this.keys.nextRetirement(this.skewMs());
     const next = [track, key].filter((t): t is number => t !== null).sort((a, b) => a - b)[0];
     if (next === undefined) return;
-    if (replace) await this.ctx.storage.setAlarm(next);
+    if (replace) await armAlarm(this.ctx.storage, next);
     else await this.scheduleExpiry(next);
   }
 
@@ -778,7 +781,7 @@ export class ScopeObject extends DurableObject<Env> {
 
   private async scheduleExpiry(at: number): Promise<void> {
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+    if (current === null || current > at) await armAlarm(this.ctx.storage, at);
   }
 }
 

@@ -2,6 +2,7 @@
 // persistent: the same name must always reach the same object.
 import { setBounded } from "../auth/bounded-cache.js";
 import type { Env } from "../env.js";
+import { billing } from "../metrics/billing.js";
 import { type Scope, scopeObjectName } from "./scope-name.js";
 
 /** Ids kept per namespace binding (an id is ~100 bytes). */
@@ -12,7 +13,8 @@ const ids = new WeakMap<object, Map<string, DurableObjectId>>();
  * The object named `name`, its id made once per isolate: idFromName hashes
  * the name every time (a visible share of a Lookup's CPU: docs/performance.md,
  * "Pipeline"), and a name's id never
- * changes. Stubs are made per call, as a stub belongs to its request.
+ * changes. Stubs are made per call (a stub belongs to its request; the billing
+ * counter counts each as one request), never kept for a second call.
  */
 function stubOf<T extends Rpc.DurableObjectBranded | undefined>(ns: DurableObjectNamespace<T>, name: string): DurableObjectStub<T> {
   let byName = ids.get(ns);
@@ -25,6 +27,8 @@ function stubOf<T extends Rpc.DurableObjectBranded | undefined>(ns: DurableObjec
     id = ns.idFromName(name);
     setBounded(byName, name, id, MAX_CACHED_IDS);
   }
+  // One call per stub: each is one billed request to the object.
+  billing.add("object_requests");
   return ns.get(id);
 }
 

@@ -39,10 +39,10 @@ function mappedPath(raw: string): string {
  * PathObject that it was told. A failure throws: the scope stays on the
  * PathObject's list and the next PutPath or DeletePath of the path tells it.
  */
-async function tellLeft(env: Env, mapping: ReturnType<typeof pathStub>, path: string, scopes: string[]): Promise<void> {
+async function tellLeft(env: Env, path: string, scopes: string[]): Promise<void> {
   for (const left of scopes) {
     await scopeStub(env, left).deletePath(path);
-    await mapping.told(left);
+    await pathStub(env, path).told(left);
   }
 }
 
@@ -89,11 +89,11 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     if (timeout !== undefined && (timeout < 1 || timeout > MAX_RENDEZVOUS_MS)) {
       throw invalid("config.rendezvous_timeout_ms", `must be between 1 and ${MAX_RENDEZVOUS_MS}`);
     }
-    const object = scopeStub(env, scope);
+    const object = () => scopeStub(env, scope);
     // The policy is checked against the scope's Worker keys, which share its kids and key budget.
-    const auth = config.auth && (await checkPolicy(config.auth, await object.workerKids(), await object.operatorAuth(), Date.now()));
+    const auth = config.auth && (await checkPolicy(config.auth, await object().workerKids(), await object().operatorAuth(), Date.now()));
     unwrap(
-      await object.putConfig(scope, {
+      await object().putConfig(scope, {
         originFallback,
         lingeringSubscribe: config.lingeringSubscribe,
         rendezvousTimeoutMs: timeout,
@@ -111,9 +111,8 @@ export const adminService: ServiceImpl<typeof AdminService> = {
     if (req.permissions !== Permissions.READ_WRITE && req.permissions !== Permissions.READ_ONLY) {
       throw invalid("permissions", "must be PERMISSIONS_READ_WRITE or PERMISSIONS_READ_ONLY");
     }
-    const mapping = pathStub(env, path);
-    const { untold } = await mapping.put({ scope, permissions: req.permissions });
-    await tellLeft(env, mapping, path, untold);
+    const { untold } = await pathStub(env, path).put({ scope, permissions: req.permissions });
+    await tellLeft(env, path, untold);
     await scopeStub(env, scope).putPath(scope, path, req.permissions);
     // The scope object also tells the directory, in the background; awaiting here
     // makes an operator's new scope show in ListScopes as soon as this returns.
@@ -124,10 +123,9 @@ export const adminService: ServiceImpl<typeof AdminService> = {
   async deletePath(req, ctx) {
     const env = envOf(ctx);
     const path = mappedPath(req.path);
-    const mapping = pathStub(env, path);
-    const { previous, untold } = await mapping.delete();
+    const { previous, untold } = await pathStub(env, path).delete();
     // A retry after a failed call finds no mapping but still tells the scope it had.
-    await tellLeft(env, mapping, path, untold);
+    await tellLeft(env, path, untold);
     if (!previous) throw new ConnectError(`path: ${path} is not mapped`, Code.NotFound);
     return {};
   },

@@ -252,8 +252,17 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
       throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${caller.epoch}'`);
     }
     const activity = checkActivity(req.activity);
-    const relay = relayStub(env, caller.relay);
-    return unwrap(await relay.heartbeat(caller.relay, req.epoch, addrs, caller.issuedAtMs, activity, caller.versions, req.freshPeers));
+    return unwrap(
+      await relayStub(env, caller.relay).heartbeat(
+        caller.relay,
+        req.epoch,
+        addrs,
+        caller.issuedAtMs,
+        activity,
+        caller.versions,
+        req.freshPeers,
+      ),
+    );
   },
 
   async shutdown(_req, ctx) {

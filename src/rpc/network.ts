@@ -37,10 +37,11 @@ interface Link extends UpstreamNote {
 
 export async function getNetwork(env: Env, req: GetNetworkRequest): Promise<GetNetworkResponse> {
   const only: Scope | undefined = req.scope === undefined ? undefined : checkScopeName("scope", req.scope);
-  const directory = directoryStub(env);
   const [listed, scopeList] = await Promise.all([
-    directory.listRelays(MAX_RELAYS_PAGE, undefined, true),
-    only === undefined ? directory.listScopes(MAX_NETWORK_SCOPES, undefined) : Promise.resolve({ names: [only], more: false, total: 1 }),
+    directoryStub(env).listRelays(MAX_RELAYS_PAGE, undefined, true),
+    only === undefined
+      ? directoryStub(env).listScopes(MAX_NETWORK_SCOPES, undefined)
+      : Promise.resolve({ names: [only], more: false, total: 1 }),
   ]);
   let truncated = listed.more || scopeList.more;
 
