@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use moq_relay_ietf::{
     ConnectionTagger, Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult,
@@ -36,7 +37,7 @@ use crate::lease::{Holders, Kind, LeaseKey, Release};
 use crate::liveness;
 use crate::peers::{PathNote, PeerTagger, Peers};
 use crate::proto;
-use crate::reads::{Answer, CacheConfig, Outcome, Reads};
+use crate::reads::{AnswerKind, CacheConfig, Fetched, Reads, Route};
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 use crate::upstreams::Upstreams;
 use crate::watch::Endpoint;
@@ -243,6 +244,35 @@ impl Inner {
         self.call(method, req.encode_to_vec().into()).await
     }
 
+    /// The Worker call behind a cached read: `method` with `req`, its result
+    /// made an answer by `answer`.
+    fn fetch<Resp: prost::Message + Default + 'static, T>(
+        self: &Arc<Self>,
+        method: &'static str,
+        req: impl prost::Message + 'static,
+        answer: impl FnOnce(Result<Resp, RpcError>) -> Fetched<T> + Send + 'static,
+    ) -> impl FnOnce() -> BoxFuture<'static, Fetched<T>> + Send + 'static {
+        let inner = self.clone();
+        move || {
+            let body = req.encode_to_vec().into();
+            async move { answer(inner.call(method, body).await) }.boxed()
+        }
+    }
+
+    /// A cached read ([`Reads::read`]) of `key` in `scope`: from the cache,
+    /// or by [`Inner::fetch`].
+    async fn read<Resp: prost::Message + Default + 'static, T: AnswerKind>(
+        self: &Arc<Self>,
+        method: &'static str,
+        scope: Option<&str>,
+        key: Key,
+        req: impl prost::Message + 'static,
+        answer: impl FnOnce(Result<Resp, RpcError>) -> Fetched<T> + Send + 'static,
+    ) -> Fetched<T> {
+        let fetch = self.fetch(method, req, answer);
+        self.reads.read(method, scope_of(scope), key, fetch).await
+    }
+
     /// Takes a reference on `key`, asserting it with the Worker. Always asks
     /// the Worker, even when the key is already held: the call also returns
     /// data (upstream relays) and re-asserts a row the Worker may have lost.
@@ -396,25 +426,38 @@ impl WorkerCoordinator {
         let req = proto::GetScopeConfigRequest {
             scope: scope_of(scope),
         };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("GetScopeConfig", scope_of(scope), Key::Config, move || {
-                async move {
-                    inner
-                        .call_msg::<_, proto::GetScopeConfigResponse>("GetScopeConfig", &req)
-                        .await
-                        .map(|resp| Answer::Config(resp.config.unwrap_or_default()))
-                        .map_err(Arc::new)
-                }
-                .boxed()
-            })
-            .await;
-        match outcome {
-            Ok(Answer::Config(config)) => Ok(config),
-            Ok(_) => Err(other("coordinator cache returned a wrong answer kind")),
-            Err(err) => Err(CoordinatorError::Other(anyhow::Error::new(err))),
+        let answer = |result: Result<proto::GetScopeConfigResponse, _>| {
+            Ok(result?.config.unwrap_or_default())
+        };
+        self.inner
+            .read("GetScopeConfig", scope, Key::Config, req, answer)
+            .await
+            .map_err(|err| CoordinatorError::Other(anyhow::Error::new(err)))
+    }
+
+    /// Where Lookup (`track` `None`) or LookupTrack leads, read through the
+    /// cache: `req` asks the Worker, `origin_in` finds the origin in its answer.
+    async fn route<Resp: prost::Message + Default + 'static>(
+        &self,
+        method: &'static str,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: Option<&str>,
+        req: impl prost::Message + 'static,
+        origin_in: fn(Resp) -> Option<proto::NamespaceOrigin>,
+    ) -> CoordinatorResult<NamespaceOrigin> {
+        let key = Key::Route {
+            ns: fields_of(namespace),
+            track: track.map(str::to_string),
+        };
+        let answer = move |result: Result<Resp, _>| route_answer(result.map(origin_in));
+        match self.inner.read(method, scope, key, req, answer).await {
+            Ok(Route::Origin(origin)) => origin_from(Some(origin)),
+            Ok(Route::NotFound) => Err(CoordinatorError::NamespaceNotFound),
+            Err(err) => Err(match err.code() {
+                Some(Code::AlreadyExists) => CoordinatorError::NamespaceAlreadyRegistered,
+                _ => CoordinatorError::Other(anyhow::Error::new(err)),
+            }),
         }
     }
 
@@ -674,27 +717,15 @@ fn map_err(err: RpcError) -> CoordinatorError {
 }
 
 /// A route lookup's result as a cacheable answer: NOT_FOUND is one.
-fn route_answer(result: Result<Option<proto::NamespaceOrigin>, RpcError>) -> Outcome {
+fn route_answer(result: Result<Option<proto::NamespaceOrigin>, RpcError>) -> Fetched<Route> {
     match result {
-        Ok(Some(origin)) => Ok(Answer::Origin(origin)),
+        Ok(Some(origin)) => Ok(Route::Origin(origin)),
         Ok(None) => Err(Arc::new(RpcError::Protocol {
             method: "Lookup",
             message: "coordinator returned no origin".into(),
         })),
-        Err(err) if err.code() == Some(Code::NotFound) => Ok(Answer::NotFound),
+        Err(err) if err.code() == Some(Code::NotFound) => Ok(Route::NotFound),
         Err(err) => Err(Arc::new(err)),
-    }
-}
-
-fn origin_of(outcome: Outcome) -> CoordinatorResult<NamespaceOrigin> {
-    match outcome {
-        Ok(Answer::Origin(origin)) => origin_from(Some(origin)),
-        Ok(Answer::NotFound) => Err(CoordinatorError::NamespaceNotFound),
-        Ok(_) => Err(other("coordinator cache returned a wrong answer kind")),
-        Err(err) => Err(match err.code() {
-            Some(Code::AlreadyExists) => CoordinatorError::NamespaceAlreadyRegistered,
-            _ => CoordinatorError::Other(anyhow::Error::new(err)),
-        }),
     }
 }
 
@@ -711,26 +742,16 @@ impl Coordinator for WorkerCoordinator {
         let req = proto::ResolveScopeRequest {
             connection_path: connection_path.map(str::to_string),
         };
-        let inner = self.inner.clone();
-        let fetch = move || {
-            async move {
-                inner
-                    .call_msg::<_, proto::ResolveScopeResponse>("ResolveScope", &req)
-                    .await
-                    .map(Answer::Resolved)
-                    .map_err(Arc::new)
-            }
-            .boxed()
-        };
+        let fetch = self
+            .inner
+            .fetch("ResolveScope", req, |result| result.map_err(Arc::new));
         // Keyed as the Worker normalises it (path invalidations name that
         // form): trailing slashes go, so "", "/" and no path are alike.
         let key = connection_path.unwrap_or_default().trim_end_matches('/');
-        let outcome = self.inner.reads.resolve(key, fetch).await;
         // Any error rejects the session, so keep the reason readable in the
         // relay log (NOT_FOUND here is an unknown path, not a namespace).
-        let resp = match outcome {
-            Ok(Answer::Resolved(resp)) => resp,
-            Ok(_) => return Err(other("coordinator cache returned a wrong answer kind")),
+        let resp = match self.inner.reads.resolve(key, fetch).await {
+            Ok(resp) => resp,
             Err(err) => {
                 // Logged here too: moq-relay-ietf 0.8 redacts paths in its own line.
                 tracing::warn!(
@@ -857,25 +878,10 @@ impl Coordinator for WorkerCoordinator {
                 fields: fields_of(namespace),
             }),
         };
-        let key = Key::Route {
-            ns: fields_of(namespace),
-            track: None,
-        };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("Lookup", scope_of(scope), key, move || {
-                async move {
-                    let result = inner
-                        .call_msg::<_, proto::LookupResponse>("Lookup", &req)
-                        .await;
-                    route_answer(result.map(|resp| resp.origin))
-                }
-                .boxed()
-            })
-            .await;
-        let origin = origin_of(outcome)?;
+        let origin_in = |resp: proto::LookupResponse| resp.origin;
+        let origin = self
+            .route("Lookup", scope, namespace, None, req, origin_in)
+            .await?;
         // The relay dials this URL next (a FETCH).
         self.inner.upstreams.used(scope, &origin.url(), None);
         // No dedicated client: the relay dials with its own endpoint.
@@ -895,25 +901,10 @@ impl Coordinator for WorkerCoordinator {
             }),
             track: track.to_string(),
         };
-        let key = Key::Route {
-            ns: fields_of(namespace),
-            track: Some(track.to_string()),
-        };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("LookupTrack", scope_of(scope), key, move || {
-                async move {
-                    let result = inner
-                        .call_msg::<_, proto::LookupTrackResponse>("LookupTrack", &req)
-                        .await;
-                    route_answer(result.map(|resp| resp.origin))
-                }
-                .boxed()
-            })
-            .await;
-        let origin = origin_of(outcome)?;
+        let origin_in = |resp: proto::LookupTrackResponse| resp.origin;
+        let origin = self
+            .route("LookupTrack", scope, namespace, Some(track), req, origin_in)
+            .await?;
         // moq-relay-ietf asks this once per SUBSCRIBE it routes upstream.
         let fields = fields_of(namespace);
         self.inner
