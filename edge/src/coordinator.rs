@@ -33,11 +33,11 @@ type UpstreamClient = crate::moq_native_ietf::Client;
 
 use crate::cache::{Invalidation, Key, Stats};
 use crate::fatal::Fatal;
-use crate::lease::{Holders, Kind, LeaseKey, Release};
 use crate::liveness;
 use crate::peers::{PathNote, PeerTagger, Peers};
 use crate::proto;
 use crate::reads::{AnswerKind, CacheConfig, Fetched, Reads, Route};
+use crate::registrations::{Holders, Kind, RegistrationKey, Release};
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 use crate::upstreams::Upstreams;
 use crate::watch::Endpoint;
@@ -107,8 +107,8 @@ pub(crate) struct Inner {
     pub(crate) epoch: String,
     addrs: Vec<String>,
     /// Local holders of each remote registration/subscription (see
-    /// [`crate::lease`]): only the last local holder may withdraw a key.
-    pub(crate) leases: StdMutex<HashMap<LeaseKey, Slot>>,
+    /// [`crate::registrations`]): only the last local holder may withdraw a key.
+    pub(crate) registrations: StdMutex<HashMap<RegistrationKey, Slot>>,
     runtime: tokio::runtime::Handle,
     pub(crate) shut_down: AtomicBool,
     pub(crate) peers: Arc<Peers>,
@@ -146,14 +146,14 @@ pub(crate) type Slot = Arc<tokio::sync::Mutex<Holders>>;
 
 /// RAII handle: on drop, releases its reference in a spawned task (never
 /// blocks the dropping thread, which may be a relay task on the hot path).
-struct Lease {
+struct RegistrationHandle {
     inner: Arc<Inner>,
-    key: LeaseKey,
+    key: RegistrationKey,
     slot: Slot,
     id: u64,
 }
 
-impl Drop for Lease {
+impl Drop for RegistrationHandle {
     fn drop(&mut self) {
         let inner = self.inner.clone();
         let key = self.key.clone();
@@ -172,8 +172,8 @@ impl Drop for Lease {
 }
 
 impl Inner {
-    fn slot(&self, key: &LeaseKey) -> Slot {
-        self.leases
+    fn slot(&self, key: &RegistrationKey) -> Slot {
+        self.registrations
             .lock()
             .unwrap()
             .entry(key.clone())
@@ -278,9 +278,9 @@ impl Inner {
     /// data (upstream relays) and re-asserts a row the Worker may have lost.
     async fn hold<Resp: prost::Message + Default>(
         self: &Arc<Self>,
-        key: LeaseKey,
+        key: RegistrationKey,
         context: &CoordinatorContext,
-    ) -> CoordinatorResult<(Resp, Lease)> {
+    ) -> CoordinatorResult<(Resp, RegistrationHandle)> {
         let slot = self.slot(&key);
         let mut holders = slot.lock().await;
         let request = key.register_request(context_of(context));
@@ -292,7 +292,7 @@ impl Inner {
                 drop(holders);
                 Ok((
                     resp,
-                    Lease {
+                    RegistrationHandle {
                         inner: self.clone(),
                         key,
                         slot,
@@ -312,16 +312,16 @@ impl Inner {
     /// Worker is told only when no local holder is left.
     async fn release(
         &self,
-        key: &LeaseKey,
+        key: &RegistrationKey,
         slot: Slot,
         handle: Option<u64>,
     ) -> Result<(), RpcError> {
         let mut holders = slot.lock().await;
-        let outcome = match handle {
+        let release = match handle {
             Some(id) => holders.drop_handle(id),
             None => holders.release_explicitly(),
         };
-        let result = if outcome == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
+        let result = if release == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
             let result = self
                 .call::<()>(key.kind.unregister_method(), key.unregister_request())
                 .await;
@@ -337,7 +337,7 @@ impl Inner {
 
     /// Read-your-writes: a lookup after this relay's own register or
     /// unregister returned must not be answered from before it.
-    fn wrote(&self, key: &LeaseKey) {
+    fn wrote(&self, key: &RegistrationKey) {
         let inv = match key.kind {
             Kind::Namespace => Invalidation {
                 namespaces: vec![key.fields.clone()],
@@ -356,19 +356,19 @@ impl Inner {
     /// Drop the map entry for `key` when no handle refers to it and no other
     /// task has the slot (then the map and the caller are its only owners).
     /// Called with the slot's lock held, which `holders` comes from.
-    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, holders: &Holders) {
-        let mut leases = self.leases.lock().unwrap();
+    fn forget_if_idle(&self, key: &RegistrationKey, slot: &Slot, holders: &Holders) {
+        let mut registrations = self.registrations.lock().unwrap();
         if holders.idle() && Arc::strong_count(slot) == 2 {
-            if let Some(current) = leases.get(key) {
+            if let Some(current) = registrations.get(key) {
                 if Arc::ptr_eq(current, slot) {
-                    leases.remove(key);
+                    registrations.remove(key);
                 }
             }
         }
     }
 
     /// An explicit `unregister_*`/`unsubscribe_*` of the trait.
-    async fn release_explicitly(&self, key: LeaseKey) -> CoordinatorResult<()> {
+    async fn release_explicitly(&self, key: RegistrationKey) -> CoordinatorResult<()> {
         let slot = self.slot(&key);
         self.release(&key, slot, None).await.map_err(map_err)
     }
@@ -504,7 +504,7 @@ impl WorkerCoordinator {
             rpc,
             epoch,
             addrs: config.addrs.iter().map(|a| a.to_string()).collect(),
-            leases: StdMutex::new(HashMap::new()),
+            registrations: StdMutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             shut_down: AtomicBool::new(false),
             peers: Arc::new(Peers::new(config.internal_peers.iter().copied())),
@@ -604,8 +604,8 @@ impl WorkerCoordinator {
     }
 
     /// Number of distinct keys with live local handles (for tests/metrics).
-    pub fn active_leases(&self) -> usize {
-        self.inner.leases.lock().unwrap().len()
+    pub fn active_registrations(&self) -> usize {
+        self.inner.registrations.lock().unwrap().len()
     }
 
     /// Counts of the lookup cache (for tests and metrics).
@@ -849,12 +849,12 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceRegistration> {
-        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
-        let (resp, lease) = self
+        let key = RegistrationKey::new(Kind::Namespace, scope, fields_of(namespace), "");
+        let (resp, handle) = self
             .inner
             .hold::<proto::RegisterNamespaceResponse>(key, context)
             .await?;
-        Ok(NamespaceRegistration::new(lease)
+        Ok(NamespaceRegistration::new(handle)
             .with_metadata(vec![("registration_id".into(), resp.registration_id)]))
     }
 
@@ -863,7 +863,7 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         namespace: &TrackNamespace,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
+        let key = RegistrationKey::new(Kind::Namespace, scope, fields_of(namespace), "");
         self.inner.release_explicitly(key).await
     }
 
@@ -933,8 +933,8 @@ impl Coordinator for WorkerCoordinator {
         prefix: &TrackNamespacePrefix,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceSubscription> {
-        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
-        let (resp, lease) = self
+        let key = RegistrationKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
+        let (resp, handle) = self
             .inner
             .hold::<proto::SubscribeNamespaceResponse>(key, context)
             .await?;
@@ -951,7 +951,7 @@ impl Coordinator for WorkerCoordinator {
             );
             self.inner.upstreams.used(scope, &relay.url, None);
         }
-        Ok(NamespaceSubscription::new(upstream, lease))
+        Ok(NamespaceSubscription::new(upstream, handle))
     }
 
     async fn unsubscribe_namespace(
@@ -959,7 +959,7 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         prefix: &TrackNamespacePrefix,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
+        let key = RegistrationKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
         self.inner.release_explicitly(key).await
     }
 
@@ -990,12 +990,12 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackRegistration> {
-        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
-        let (_, lease) = self
+        let key = RegistrationKey::new(Kind::Track, scope, fields_of(namespace), track);
+        let (_, handle) = self
             .inner
             .hold::<proto::RegisterTrackResponse>(key, &CoordinatorContext::public())
             .await?;
-        Ok(TrackRegistration::new(lease))
+        Ok(TrackRegistration::new(handle))
     }
 
     async fn unregister_track(
@@ -1004,7 +1004,7 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
+        let key = RegistrationKey::new(Kind::Track, scope, fields_of(namespace), track);
         self.inner.release_explicitly(key).await
     }
 
@@ -1037,12 +1037,12 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackSubscription> {
-        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
-        let (_, lease) = self
+        let key = RegistrationKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
+        let (_, handle) = self
             .inner
             .hold::<proto::SubscribeTrackResponse>(key, &CoordinatorContext::public())
             .await?;
-        Ok(TrackSubscription::new(lease))
+        Ok(TrackSubscription::new(handle))
     }
 
     async fn unsubscribe_track(
@@ -1051,7 +1051,7 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
+        let key = RegistrationKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
         self.inner.release_explicitly(key).await
     }
 

@@ -243,9 +243,9 @@ async fn second_relay_gets_already_exists(env: &Env) -> anyhow::Result<()> {
     }
     // A refused registration leaves nothing behind locally.
     ensure!(
-        b.coord.active_leases() == 0,
-        "{} leases",
-        b.coord.active_leases()
+        b.coord.active_registrations() == 0,
+        "{} registrations",
+        b.coord.active_registrations()
     );
     // The same relay registering again is a success (idempotent retry).
     let _again = a
@@ -267,11 +267,11 @@ async fn dropping_registration_unregisters(env: &Env) -> anyhow::Result<()> {
     drop(reg);
     eventually("drop unregisters", || assert_not_found(&b, None, &ns)).await?;
     // And the local bookkeeping is gone too.
-    eventually("lease forgotten", || async {
+    eventually("registration forgotten", || async {
         ensure!(
-            a.coord.active_leases() == 0,
-            "{} leases left",
-            a.coord.active_leases()
+            a.coord.active_registrations() == 0,
+            "{} registrations left",
+            a.coord.active_registrations()
         );
         Ok(())
     })
@@ -319,11 +319,11 @@ async fn explicit_unregister_shares_the_refcount(env: &Env) -> anyhow::Result<()
     a.coord.unregister_namespace(None, &ns).await?;
     assert_not_found(&b, None, &ns).await?;
     drop(second);
-    eventually("lease forgotten", || async {
+    eventually("registration forgotten", || async {
         ensure!(
-            a.coord.active_leases() == 0,
-            "{} leases",
-            a.coord.active_leases()
+            a.coord.active_registrations() == 0,
+            "{} registrations",
+            a.coord.active_registrations()
         );
         Ok(())
     })
