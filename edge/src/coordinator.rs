@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use moq_relay_ietf::{
     ConnectionTagger, Coordinator, CoordinatorContext, CoordinatorError, CoordinatorResult,
@@ -32,11 +33,11 @@ type UpstreamClient = crate::moq_native_ietf::Client;
 
 use crate::cache::{Invalidation, Key, Stats};
 use crate::fatal::Fatal;
-use crate::lease::{Holders, Kind, LeaseKey, Release};
 use crate::liveness;
 use crate::peers::{PathNote, PeerTagger, Peers};
 use crate::proto;
-use crate::reads::{Answer, CacheConfig, Outcome, Reads};
+use crate::reads::{AnswerKind, CacheConfig, Fetched, Reads, Route};
+use crate::registrations::{Holders, Kind, RegistrationKey, Release};
 use crate::rpc::{Code, ConnectClient, RetryPolicy, RpcError};
 use crate::upstreams::Upstreams;
 use crate::watch::Endpoint;
@@ -106,8 +107,8 @@ pub(crate) struct Inner {
     pub(crate) epoch: String,
     addrs: Vec<String>,
     /// Local holders of each remote registration/subscription (see
-    /// [`crate::lease`]): only the last local holder may withdraw a key.
-    pub(crate) leases: StdMutex<HashMap<LeaseKey, Slot>>,
+    /// [`crate::registrations`]): only the last local holder may withdraw a key.
+    pub(crate) registrations: StdMutex<HashMap<RegistrationKey, Slot>>,
     runtime: tokio::runtime::Handle,
     pub(crate) shut_down: AtomicBool,
     pub(crate) peers: Arc<Peers>,
@@ -145,14 +146,14 @@ pub(crate) type Slot = Arc<tokio::sync::Mutex<Holders>>;
 
 /// RAII handle: on drop, releases its reference in a spawned task (never
 /// blocks the dropping thread, which may be a relay task on the hot path).
-struct Lease {
+struct RegistrationHandle {
     inner: Arc<Inner>,
-    key: LeaseKey,
+    key: RegistrationKey,
     slot: Slot,
     id: u64,
 }
 
-impl Drop for Lease {
+impl Drop for RegistrationHandle {
     fn drop(&mut self) {
         let inner = self.inner.clone();
         let key = self.key.clone();
@@ -171,8 +172,8 @@ impl Drop for Lease {
 }
 
 impl Inner {
-    fn slot(&self, key: &LeaseKey) -> Slot {
-        self.leases
+    fn slot(&self, key: &RegistrationKey) -> Slot {
+        self.registrations
             .lock()
             .unwrap()
             .entry(key.clone())
@@ -243,14 +244,43 @@ impl Inner {
         self.call(method, req.encode_to_vec().into()).await
     }
 
+    /// The Worker call behind a cached read: `method` with `req`, its result
+    /// made an answer by `answer`.
+    fn fetch<Resp: prost::Message + Default + 'static, T>(
+        self: &Arc<Self>,
+        method: &'static str,
+        req: impl prost::Message + 'static,
+        answer: impl FnOnce(Result<Resp, RpcError>) -> Fetched<T> + Send + 'static,
+    ) -> impl FnOnce() -> BoxFuture<'static, Fetched<T>> + Send + 'static {
+        let inner = self.clone();
+        move || {
+            let body = req.encode_to_vec().into();
+            async move { answer(inner.call(method, body).await) }.boxed()
+        }
+    }
+
+    /// A cached read ([`Reads::read`]) of `key` in `scope`: from the cache,
+    /// or by [`Inner::fetch`].
+    async fn read<Resp: prost::Message + Default + 'static, T: AnswerKind>(
+        self: &Arc<Self>,
+        method: &'static str,
+        scope: Option<&str>,
+        key: Key,
+        req: impl prost::Message + 'static,
+        answer: impl FnOnce(Result<Resp, RpcError>) -> Fetched<T> + Send + 'static,
+    ) -> Fetched<T> {
+        let fetch = self.fetch(method, req, answer);
+        self.reads.read(method, scope_of(scope), key, fetch).await
+    }
+
     /// Takes a reference on `key`, asserting it with the Worker. Always asks
     /// the Worker, even when the key is already held: the call also returns
     /// data (upstream relays) and re-asserts a row the Worker may have lost.
     async fn hold<Resp: prost::Message + Default>(
         self: &Arc<Self>,
-        key: LeaseKey,
+        key: RegistrationKey,
         context: &CoordinatorContext,
-    ) -> CoordinatorResult<(Resp, Lease)> {
+    ) -> CoordinatorResult<(Resp, RegistrationHandle)> {
         let slot = self.slot(&key);
         let mut holders = slot.lock().await;
         let request = key.register_request(context_of(context));
@@ -262,7 +292,7 @@ impl Inner {
                 drop(holders);
                 Ok((
                     resp,
-                    Lease {
+                    RegistrationHandle {
                         inner: self.clone(),
                         key,
                         slot,
@@ -282,16 +312,16 @@ impl Inner {
     /// Worker is told only when no local holder is left.
     async fn release(
         &self,
-        key: &LeaseKey,
+        key: &RegistrationKey,
         slot: Slot,
         handle: Option<u64>,
     ) -> Result<(), RpcError> {
         let mut holders = slot.lock().await;
-        let outcome = match handle {
+        let release = match handle {
             Some(id) => holders.drop_handle(id),
             None => holders.release_explicitly(),
         };
-        let result = if outcome == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
+        let result = if release == Release::Withdraw && !self.shut_down.load(Ordering::Acquire) {
             let result = self
                 .call::<()>(key.kind.unregister_method(), key.unregister_request())
                 .await;
@@ -307,7 +337,7 @@ impl Inner {
 
     /// Read-your-writes: a lookup after this relay's own register or
     /// unregister returned must not be answered from before it.
-    fn wrote(&self, key: &LeaseKey) {
+    fn wrote(&self, key: &RegistrationKey) {
         let inv = match key.kind {
             Kind::Namespace => Invalidation {
                 namespaces: vec![key.fields.clone()],
@@ -326,19 +356,19 @@ impl Inner {
     /// Drop the map entry for `key` when no handle refers to it and no other
     /// task has the slot (then the map and the caller are its only owners).
     /// Called with the slot's lock held, which `holders` comes from.
-    fn forget_if_idle(&self, key: &LeaseKey, slot: &Slot, holders: &Holders) {
-        let mut leases = self.leases.lock().unwrap();
+    fn forget_if_idle(&self, key: &RegistrationKey, slot: &Slot, holders: &Holders) {
+        let mut registrations = self.registrations.lock().unwrap();
         if holders.idle() && Arc::strong_count(slot) == 2 {
-            if let Some(current) = leases.get(key) {
+            if let Some(current) = registrations.get(key) {
                 if Arc::ptr_eq(current, slot) {
-                    leases.remove(key);
+                    registrations.remove(key);
                 }
             }
         }
     }
 
     /// An explicit `unregister_*`/`unsubscribe_*` of the trait.
-    async fn release_explicitly(&self, key: LeaseKey) -> CoordinatorResult<()> {
+    async fn release_explicitly(&self, key: RegistrationKey) -> CoordinatorResult<()> {
         let slot = self.slot(&key);
         self.release(&key, slot, None).await.map_err(map_err)
     }
@@ -396,25 +426,38 @@ impl WorkerCoordinator {
         let req = proto::GetScopeConfigRequest {
             scope: scope_of(scope),
         };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("GetScopeConfig", scope_of(scope), Key::Config, move || {
-                async move {
-                    inner
-                        .call_msg::<_, proto::GetScopeConfigResponse>("GetScopeConfig", &req)
-                        .await
-                        .map(|resp| Answer::Config(resp.config.unwrap_or_default()))
-                        .map_err(Arc::new)
-                }
-                .boxed()
-            })
-            .await;
-        match outcome {
-            Ok(Answer::Config(config)) => Ok(config),
-            Ok(_) => Err(other("coordinator cache returned a wrong answer kind")),
-            Err(err) => Err(CoordinatorError::Other(anyhow::Error::new(err))),
+        let answer = |result: Result<proto::GetScopeConfigResponse, _>| {
+            Ok(result?.config.unwrap_or_default())
+        };
+        self.inner
+            .read("GetScopeConfig", scope, Key::Config, req, answer)
+            .await
+            .map_err(|err| CoordinatorError::Other(anyhow::Error::new(err)))
+    }
+
+    /// Where Lookup (`track` `None`) or LookupTrack leads, read through the
+    /// cache: `req` asks the Worker, `origin_in` finds the origin in its answer.
+    async fn route<Resp: prost::Message + Default + 'static>(
+        &self,
+        method: &'static str,
+        scope: Option<&str>,
+        namespace: &TrackNamespace,
+        track: Option<&str>,
+        req: impl prost::Message + 'static,
+        origin_in: fn(Resp) -> Option<proto::NamespaceOrigin>,
+    ) -> CoordinatorResult<NamespaceOrigin> {
+        let key = Key::Route {
+            ns: fields_of(namespace),
+            track: track.map(str::to_string),
+        };
+        let answer = move |result: Result<Resp, _>| route_answer(result.map(origin_in));
+        match self.inner.read(method, scope, key, req, answer).await {
+            Ok(Route::Origin(origin)) => origin_from(Some(origin)),
+            Ok(Route::NotFound) => Err(CoordinatorError::NamespaceNotFound),
+            Err(err) => Err(match err.code() {
+                Some(Code::AlreadyExists) => CoordinatorError::NamespaceAlreadyRegistered,
+                _ => CoordinatorError::Other(anyhow::Error::new(err)),
+            }),
         }
     }
 
@@ -461,7 +504,7 @@ impl WorkerCoordinator {
             rpc,
             epoch,
             addrs: config.addrs.iter().map(|a| a.to_string()).collect(),
-            leases: StdMutex::new(HashMap::new()),
+            registrations: StdMutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             shut_down: AtomicBool::new(false),
             peers: Arc::new(Peers::new(config.internal_peers.iter().copied())),
@@ -561,8 +604,8 @@ impl WorkerCoordinator {
     }
 
     /// Number of distinct keys with live local handles (for tests/metrics).
-    pub fn active_leases(&self) -> usize {
-        self.inner.leases.lock().unwrap().len()
+    pub fn active_registrations(&self) -> usize {
+        self.inner.registrations.lock().unwrap().len()
     }
 
     /// Counts of the lookup cache (for tests and metrics).
@@ -674,27 +717,15 @@ fn map_err(err: RpcError) -> CoordinatorError {
 }
 
 /// A route lookup's result as a cacheable answer: NOT_FOUND is one.
-fn route_answer(result: Result<Option<proto::NamespaceOrigin>, RpcError>) -> Outcome {
+fn route_answer(result: Result<Option<proto::NamespaceOrigin>, RpcError>) -> Fetched<Route> {
     match result {
-        Ok(Some(origin)) => Ok(Answer::Origin(origin)),
+        Ok(Some(origin)) => Ok(Route::Origin(origin)),
         Ok(None) => Err(Arc::new(RpcError::Protocol {
             method: "Lookup",
             message: "coordinator returned no origin".into(),
         })),
-        Err(err) if err.code() == Some(Code::NotFound) => Ok(Answer::NotFound),
+        Err(err) if err.code() == Some(Code::NotFound) => Ok(Route::NotFound),
         Err(err) => Err(Arc::new(err)),
-    }
-}
-
-fn origin_of(outcome: Outcome) -> CoordinatorResult<NamespaceOrigin> {
-    match outcome {
-        Ok(Answer::Origin(origin)) => origin_from(Some(origin)),
-        Ok(Answer::NotFound) => Err(CoordinatorError::NamespaceNotFound),
-        Ok(_) => Err(other("coordinator cache returned a wrong answer kind")),
-        Err(err) => Err(match err.code() {
-            Some(Code::AlreadyExists) => CoordinatorError::NamespaceAlreadyRegistered,
-            _ => CoordinatorError::Other(anyhow::Error::new(err)),
-        }),
     }
 }
 
@@ -711,26 +742,16 @@ impl Coordinator for WorkerCoordinator {
         let req = proto::ResolveScopeRequest {
             connection_path: connection_path.map(str::to_string),
         };
-        let inner = self.inner.clone();
-        let fetch = move || {
-            async move {
-                inner
-                    .call_msg::<_, proto::ResolveScopeResponse>("ResolveScope", &req)
-                    .await
-                    .map(Answer::Resolved)
-                    .map_err(Arc::new)
-            }
-            .boxed()
-        };
+        let fetch = self
+            .inner
+            .fetch("ResolveScope", req, |result| result.map_err(Arc::new));
         // Keyed as the Worker normalises it (path invalidations name that
         // form): trailing slashes go, so "", "/" and no path are alike.
         let key = connection_path.unwrap_or_default().trim_end_matches('/');
-        let outcome = self.inner.reads.resolve(key, fetch).await;
         // Any error rejects the session, so keep the reason readable in the
         // relay log (NOT_FOUND here is an unknown path, not a namespace).
-        let resp = match outcome {
-            Ok(Answer::Resolved(resp)) => resp,
-            Ok(_) => return Err(other("coordinator cache returned a wrong answer kind")),
+        let resp = match self.inner.reads.resolve(key, fetch).await {
+            Ok(resp) => resp,
             Err(err) => {
                 // Logged here too: moq-relay-ietf 0.8 redacts paths in its own line.
                 tracing::warn!(
@@ -828,12 +849,12 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceRegistration> {
-        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
-        let (resp, lease) = self
+        let key = RegistrationKey::new(Kind::Namespace, scope, fields_of(namespace), "");
+        let (resp, handle) = self
             .inner
             .hold::<proto::RegisterNamespaceResponse>(key, context)
             .await?;
-        Ok(NamespaceRegistration::new(lease)
+        Ok(NamespaceRegistration::new(handle)
             .with_metadata(vec![("registration_id".into(), resp.registration_id)]))
     }
 
@@ -842,7 +863,7 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         namespace: &TrackNamespace,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::Namespace, scope, fields_of(namespace), "");
+        let key = RegistrationKey::new(Kind::Namespace, scope, fields_of(namespace), "");
         self.inner.release_explicitly(key).await
     }
 
@@ -857,25 +878,10 @@ impl Coordinator for WorkerCoordinator {
                 fields: fields_of(namespace),
             }),
         };
-        let key = Key::Route {
-            ns: fields_of(namespace),
-            track: None,
-        };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("Lookup", scope_of(scope), key, move || {
-                async move {
-                    let result = inner
-                        .call_msg::<_, proto::LookupResponse>("Lookup", &req)
-                        .await;
-                    route_answer(result.map(|resp| resp.origin))
-                }
-                .boxed()
-            })
-            .await;
-        let origin = origin_of(outcome)?;
+        let origin_in = |resp: proto::LookupResponse| resp.origin;
+        let origin = self
+            .route("Lookup", scope, namespace, None, req, origin_in)
+            .await?;
         // The relay dials this URL next (a FETCH).
         self.inner.upstreams.used(scope, &origin.url(), None);
         // No dedicated client: the relay dials with its own endpoint.
@@ -895,25 +901,10 @@ impl Coordinator for WorkerCoordinator {
             }),
             track: track.to_string(),
         };
-        let key = Key::Route {
-            ns: fields_of(namespace),
-            track: Some(track.to_string()),
-        };
-        let inner = self.inner.clone();
-        let outcome = self
-            .inner
-            .reads
-            .read("LookupTrack", scope_of(scope), key, move || {
-                async move {
-                    let result = inner
-                        .call_msg::<_, proto::LookupTrackResponse>("LookupTrack", &req)
-                        .await;
-                    route_answer(result.map(|resp| resp.origin))
-                }
-                .boxed()
-            })
-            .await;
-        let origin = origin_of(outcome)?;
+        let origin_in = |resp: proto::LookupTrackResponse| resp.origin;
+        let origin = self
+            .route("LookupTrack", scope, namespace, Some(track), req, origin_in)
+            .await?;
         // moq-relay-ietf asks this once per SUBSCRIBE it routes upstream.
         let fields = fields_of(namespace);
         self.inner
@@ -942,8 +933,8 @@ impl Coordinator for WorkerCoordinator {
         prefix: &TrackNamespacePrefix,
         context: &CoordinatorContext,
     ) -> CoordinatorResult<NamespaceSubscription> {
-        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
-        let (resp, lease) = self
+        let key = RegistrationKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
+        let (resp, handle) = self
             .inner
             .hold::<proto::SubscribeNamespaceResponse>(key, context)
             .await?;
@@ -960,7 +951,7 @@ impl Coordinator for WorkerCoordinator {
             );
             self.inner.upstreams.used(scope, &relay.url, None);
         }
-        Ok(NamespaceSubscription::new(upstream, lease))
+        Ok(NamespaceSubscription::new(upstream, handle))
     }
 
     async fn unsubscribe_namespace(
@@ -968,7 +959,7 @@ impl Coordinator for WorkerCoordinator {
         scope: Option<&str>,
         prefix: &TrackNamespacePrefix,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
+        let key = RegistrationKey::new(Kind::NamespaceSub, scope, prefix_fields_of(prefix), "");
         self.inner.release_explicitly(key).await
     }
 
@@ -999,12 +990,12 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackRegistration> {
-        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
-        let (_, lease) = self
+        let key = RegistrationKey::new(Kind::Track, scope, fields_of(namespace), track);
+        let (_, handle) = self
             .inner
             .hold::<proto::RegisterTrackResponse>(key, &CoordinatorContext::public())
             .await?;
-        Ok(TrackRegistration::new(lease))
+        Ok(TrackRegistration::new(handle))
     }
 
     async fn unregister_track(
@@ -1013,7 +1004,7 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::Track, scope, fields_of(namespace), track);
+        let key = RegistrationKey::new(Kind::Track, scope, fields_of(namespace), track);
         self.inner.release_explicitly(key).await
     }
 
@@ -1046,12 +1037,12 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<TrackSubscription> {
-        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
-        let (_, lease) = self
+        let key = RegistrationKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
+        let (_, handle) = self
             .inner
             .hold::<proto::SubscribeTrackResponse>(key, &CoordinatorContext::public())
             .await?;
-        Ok(TrackSubscription::new(lease))
+        Ok(TrackSubscription::new(handle))
     }
 
     async fn unsubscribe_track(
@@ -1060,7 +1051,7 @@ impl Coordinator for WorkerCoordinator {
         namespace: &TrackNamespace,
         track: &str,
     ) -> CoordinatorResult<()> {
-        let key = LeaseKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
+        let key = RegistrationKey::new(Kind::TrackSub, scope, fields_of(namespace), track);
         self.inner.release_explicitly(key).await
     }
 

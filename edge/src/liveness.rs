@@ -22,8 +22,8 @@ use futures::StreamExt;
 use rand::Rng;
 
 use crate::coordinator::{Inner, Recovery, Slot};
-use crate::lease::LeaseKey;
 use crate::proto;
+use crate::registrations::RegistrationKey;
 use crate::rpc::{Code, RpcError};
 
 /// Used when a reply gives no interval and no lease.
@@ -195,7 +195,7 @@ fn rate_limited(err: &RpcError) -> bool {
 /// Re-asserts one key if a local holder still wants it; `Ok(false)` when
 /// none does (released meanwhile). Under the key's lock, so it cannot race
 /// a register or release of the same key.
-async fn reassert(inner: &Inner, key: &LeaseKey, slot: &Slot) -> Result<bool, RpcError> {
+async fn reassert(inner: &Inner, key: &RegistrationKey, slot: &Slot) -> Result<bool, RpcError> {
     let holders = slot.lock().await;
     if !holders.held() {
         return Ok(false);
@@ -208,8 +208,8 @@ async fn reassert(inner: &Inner, key: &LeaseKey, slot: &Slot) -> Result<bool, Rp
 
 async fn reregister_all(inner: &Inner) {
     let start = Instant::now();
-    let mut pending: Vec<(LeaseKey, Slot)> = inner
-        .leases
+    let mut pending: Vec<(RegistrationKey, Slot)> = inner
+        .registrations
         .lock()
         .unwrap()
         .iter()

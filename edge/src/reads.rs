@@ -52,18 +52,100 @@ impl Default for CacheConfig {
     }
 }
 
-/// A cacheable answer. NOT_FOUND is an answer too (while watched).
+/// A cacheable answer, as the cache keeps it: one variant per kind of read
+/// (see [`AnswerKind`]).
 #[derive(Debug, Clone)]
 pub(crate) enum Answer {
-    Origin(proto::NamespaceOrigin),
-    NotFound,
+    Route(Route),
     Config(proto::ScopeConfig),
     Resolved(proto::ResolveScopeResponse),
 }
 
-/// What a read yields; shared by every caller of one flight.
-pub(crate) type Outcome = Result<Answer, Arc<RpcError>>;
-type Flight = Shared<BoxFuture<'static, Outcome>>;
+/// The answer to Lookup and LookupTrack. NOT_FOUND is an answer too (while
+/// watched).
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    Origin(proto::NamespaceOrigin),
+    NotFound,
+}
+
+/// A kind of [`Answer`]: what a read asks for and gets back, while the cache
+/// and the flights hold it as an [`Answer`].
+pub(crate) trait AnswerKind: Sized + Send + 'static {
+    /// Its name, for the error should the cache ever hold another kind
+    /// under a key of this one.
+    const NAME: &'static str;
+    fn into_answer(self) -> Answer;
+    fn from_answer(answer: Answer) -> Option<Self>;
+}
+
+impl AnswerKind for Route {
+    const NAME: &'static str = "route";
+    fn into_answer(self) -> Answer {
+        Answer::Route(self)
+    }
+    fn from_answer(answer: Answer) -> Option<Self> {
+        match answer {
+            Answer::Route(route) => Some(route),
+            _ => None,
+        }
+    }
+}
+
+impl AnswerKind for proto::ScopeConfig {
+    const NAME: &'static str = "scope config";
+    fn into_answer(self) -> Answer {
+        Answer::Config(self)
+    }
+    fn from_answer(answer: Answer) -> Option<Self> {
+        match answer {
+            Answer::Config(config) => Some(config),
+            _ => None,
+        }
+    }
+}
+
+impl AnswerKind for proto::ResolveScopeResponse {
+    const NAME: &'static str = "scope resolution";
+    fn into_answer(self) -> Answer {
+        Answer::Resolved(self)
+    }
+    fn from_answer(answer: Answer) -> Option<Self> {
+        match answer {
+            Answer::Resolved(resp) => Some(resp),
+            _ => None,
+        }
+    }
+}
+
+impl Answer {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Route(_) => Route::NAME,
+            Self::Config(_) => proto::ScopeConfig::NAME,
+            Self::Resolved(_) => proto::ResolveScopeResponse::NAME,
+        }
+    }
+
+    /// The one place an answer of the wrong kind is handled: each key holds
+    /// one kind (`Key::Route` routes, `Key::Config` configs, `Key::Path`
+    /// resolutions), so this is a bug, reported as a bad response.
+    fn into_kind<T: AnswerKind>(self, method: &'static str) -> Fetched<T> {
+        let kind = self.kind();
+        T::from_answer(self).ok_or_else(|| {
+            Arc::new(RpcError::Protocol {
+                method,
+                message: format!("the cache held a {kind} answer for a {} read", T::NAME),
+            })
+        })
+    }
+}
+
+/// What a read yields: the answer (an [`Answer`] in the cache and the
+/// flights, one [`AnswerKind`] to the caller) or the Worker call's error,
+/// shared by every caller of one flight.
+pub(crate) type Fetched<T = Answer> = Result<T, Arc<RpcError>>;
+type Flight = Shared<BoxFuture<'static, Fetched>>;
 
 /// Invalidations remembered per scope to judge answers still in flight: far
 /// more than can arrive during one call at any realistic change rate.
@@ -227,13 +309,27 @@ impl Reads {
 
     /// Answer from the cache, or by `fetch`: shared with an identical call
     /// in flight, and stored when the rules allow.
-    pub(crate) async fn read(
+    pub(crate) async fn read<T: AnswerKind>(
         &self,
         method: &'static str,
         scope: Scope,
         key: Key,
-        fetch: impl FnOnce() -> BoxFuture<'static, Outcome>,
-    ) -> Outcome {
+        fetch: impl FnOnce() -> BoxFuture<'static, Fetched<T>>,
+    ) -> Fetched<T> {
+        let fetch = move || fetch().map(|fetched| fetched.map(T::into_answer)).boxed();
+        self.read_answer(method, scope, key, fetch)
+            .await?
+            .into_kind(method)
+    }
+
+    /// [`Reads::read`], with the answer as the cache holds it.
+    async fn read_answer(
+        &self,
+        method: &'static str,
+        scope: Scope,
+        key: Key,
+        fetch: impl FnOnce() -> BoxFuture<'static, Fetched>,
+    ) -> Fetched {
         if !self.config.enabled {
             return fetch().await;
         }
@@ -266,14 +362,14 @@ impl Reads {
                             // lock held, and Pending's drop takes the lock. Such
                             // a ticket stays unsettled; the log's capacity bounds it.
                             let ticket = Pending::new(shared.clone(), ticket);
-                            let outcome = call.await;
+                            let fetched = call.await;
                             let mut cache = shared.lock().unwrap();
                             cache.end_flight(&s, &k, id);
                             let ticket = ticket.settle(&mut cache);
-                            if let Ok(answer) = &outcome {
+                            if let Ok(answer) = &fetched {
                                 cache.insert(&s, k, ticket, answer.clone());
                             }
-                            outcome
+                            fetched
                         });
                         let flight = async move {
                             task.await.unwrap_or_else(|err| {
@@ -307,8 +403,8 @@ impl Reads {
     pub(crate) async fn resolve(
         &self,
         path: &str,
-        fetch: impl FnOnce() -> BoxFuture<'static, Outcome>,
-    ) -> Outcome {
+        fetch: impl FnOnce() -> BoxFuture<'static, Fetched<proto::ResolveScopeResponse>>,
+    ) -> Fetched<proto::ResolveScopeResponse> {
         let method = "ResolveScope";
         if !self.config.enabled {
             return fetch().await;
@@ -320,17 +416,17 @@ impl Reads {
                 if let Some(answer) = cache.get(&scope, &key) {
                     self.touch(&mut cache, &scope);
                     metrics::counter!("moq_edge_cache_hits_total", "method" => method).increment(1);
-                    return Ok(answer);
+                    return answer.into_kind(method);
                 }
             }
             metrics::counter!("moq_edge_cache_misses_total", "method" => method).increment(1);
             cache.ticket()
         };
         let ticket = Pending::new(self.cache.clone(), ticket);
-        let outcome = fetch().await;
+        let fetched = fetch().await;
         let mut cache = self.cache.lock().unwrap();
         let ticket = ticket.settle(&mut cache);
-        if let Ok(Answer::Resolved(resp)) = &outcome {
+        if let Ok(resp) = &fetched {
             let scope = match (&resp.scope, path.is_empty()) {
                 _ if resp.relay_link => None,
                 (Some(scope), false) => Some(Some(scope.scope_id.clone())),
@@ -339,10 +435,10 @@ impl Reads {
             };
             if let Some(scope) = scope {
                 self.touch(&mut cache, &scope);
-                cache.insert(&scope, key, ticket, outcome.clone().unwrap());
+                cache.insert(&scope, key, ticket, resp.clone().into_answer());
             }
         }
-        outcome
+        fetched
     }
 
     /// This relay's own write finished: its next read must see it, even
@@ -411,19 +507,26 @@ mod tests {
         Key::Config
     }
 
-    /// A Worker call that counts itself and answers NOT_FOUND.
-    fn fetch(calls: &Arc<AtomicUsize>) -> impl FnOnce() -> BoxFuture<'static, Outcome> {
+    /// A Worker call that counts itself and answers the default.
+    fn fetch<T: AnswerKind + Default>(
+        calls: &Arc<AtomicUsize>,
+    ) -> impl FnOnce() -> BoxFuture<'static, Fetched<T>> {
         let calls = calls.clone();
         move || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Ok(Answer::NotFound) }.boxed()
+            async { Ok(T::default()) }.boxed()
         }
     }
 
     /// GetScopeConfig of `scope` through `reads`, answered by `fetch`.
     async fn get(reads: &Reads, scope: &str, calls: &Arc<AtomicUsize>) {
         reads
-            .read("GetScopeConfig", s(scope), key(), fetch(calls))
+            .read(
+                "GetScopeConfig",
+                s(scope),
+                key(),
+                fetch::<proto::ScopeConfig>(calls),
+            )
             .await
             .unwrap();
     }
@@ -454,6 +557,20 @@ mod tests {
             assert!(Instant::now() < limit, "timed out waiting for {what}");
             sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Each key holds one kind of answer; should the cache ever hand back
+    /// another, the read fails with a bad response rather than a panic.
+    #[test]
+    fn an_answer_of_another_kind_is_a_bad_response() {
+        let config = Answer::Config(proto::ScopeConfig::default());
+        let err = config.into_kind::<Route>("Lookup").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Lookup: bad response: the cache held a scope config answer for a route read"
+        );
+        let route = Route::NotFound.into_answer().into_kind::<Route>("Lookup");
+        assert!(matches!(route, Ok(Route::NotFound)));
     }
 
     /// A channel the Worker refuses is retried only while its scope is read:
@@ -498,7 +615,12 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         for scope in ["a", "b", "a", "c"] {
             reads
-                .read("GetScopeConfig", s(scope), key(), fetch(&calls))
+                .read(
+                    "GetScopeConfig",
+                    s(scope),
+                    key(),
+                    fetch::<proto::ScopeConfig>(&calls),
+                )
                 .await
                 .unwrap();
         }
@@ -570,7 +692,7 @@ mod tests {
                         calls.fetch_add(1, Ordering::SeqCst);
                         async move {
                             answered.await.unwrap();
-                            Ok(Answer::NotFound)
+                            Ok(proto::ScopeConfig::default())
                         }
                         .boxed()
                     })
@@ -607,16 +729,26 @@ mod tests {
         let reads = Reads::new(config(10, Duration::from_secs(3600)), endpoint(&listener));
         let calls = Arc::new(AtomicUsize::new(0));
         reads
-            .read("GetScopeConfig", None, key(), fetch(&calls))
+            .read(
+                "GetScopeConfig",
+                None,
+                key(),
+                fetch::<proto::ScopeConfig>(&calls),
+            )
             .await
             .unwrap();
         hello(&reads, &None);
         reads
-            .read("GetScopeConfig", None, key(), fetch(&calls))
+            .read(
+                "GetScopeConfig",
+                None,
+                key(),
+                fetch::<proto::ScopeConfig>(&calls),
+            )
             .await
             .unwrap();
         reads.resolve("", fetch(&calls)).await.unwrap();
-        let never = || futures::future::pending::<Outcome>().boxed();
+        let never = || futures::future::pending::<Fetched<proto::ResolveScopeResponse>>().boxed();
         let cancelled = tokio::time::timeout(Duration::from_millis(20), reads.resolve("/p", never));
         assert!(cancelled.await.is_err());
         assert_eq!(reads.cache.lock().unwrap().pending_tickets(), 0);

@@ -1,11 +1,14 @@
-//! What the relay holds at the Worker: one [`LeaseKey`] per registration or
-//! subscription, the RPCs that assert and withdraw it, and the local count of
-//! holders that decides when it may be withdrawn.
+//! What the relay holds at the Worker, its registrations (namespaces and
+//! tracks it publishes, namespace and track subscriptions): one
+//! [`RegistrationKey`] per registration or subscription, the RPCs that assert
+//! and withdraw it, and the local count of holders that decides when it may
+//! be withdrawn. The relay's lease (its own liveness at the Worker, kept by
+//! heartbeats) is `liveness.rs`; when it lapses, the Worker drops these.
 //!
 //! The four kinds (namespace, track, namespace subscription, track
 //! subscription) differ only in their request messages and RPC names, so
 //! everything else (reference counting, explicit release, re-registration
-//! after a lapse) is written once, over [`LeaseKey`].
+//! after a lapse) is written once, over [`RegistrationKey`].
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -50,7 +53,7 @@ impl Kind {
 /// the same key (two viewers subscribing to one prefix); the Worker keeps one
 /// row per relay and key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct LeaseKey {
+pub(crate) struct RegistrationKey {
     pub kind: Kind,
     pub scope: Option<String>,
     /// Namespace fields (the prefix, for a namespace subscription).
@@ -59,7 +62,7 @@ pub(crate) struct LeaseKey {
     pub track: String,
 }
 
-impl LeaseKey {
+impl RegistrationKey {
     pub(crate) fn new(kind: Kind, scope: Option<&str>, fields: Vec<Vec<u8>>, track: &str) -> Self {
         Self {
             kind,
@@ -214,8 +217,8 @@ impl Holders {
 mod tests {
     use super::*;
 
-    fn key(kind: Kind) -> LeaseKey {
-        LeaseKey::new(kind, Some("s"), vec![b"a".to_vec(), b"b".to_vec()], "t")
+    fn key(kind: Kind) -> RegistrationKey {
+        RegistrationKey::new(kind, Some("s"), vec![b"a".to_vec(), b"b".to_vec()], "t")
     }
 
     #[test]
