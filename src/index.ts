@@ -14,6 +14,7 @@ import { rpcMetrics } from "./metrics/registry.js";
 import { billing } from "./metrics/billing.js";
 import { dashboardResponse } from "./dashboard/serve.js";
 import { watchRoute } from "./watch/route.js";
+import { leaseRoute } from "./rpc/lease-route.js";
 import { reportSettingProblems } from "./settings.js";
 
 export { ScopeObject } from "./objects/scope.js";
@@ -52,6 +53,9 @@ for (const service of [
 
 // The watch channel (schema/moqworker/v1/watch.proto): one WebSocket per relay per scope.
 app.all("/v1/watch", (c) => watchRoute(c.req.raw, c.env));
+
+// The lease socket (coordinator.proto, "The lease socket"): a relay's lease held on one WebSocket.
+app.all("/v1/lease", (c) => leaseRoute(c.req.raw, c.env));
 
 /** Whether this isolate has checked the variables (a bad one is logged, then its default applies). */
 let settingsChecked = false;

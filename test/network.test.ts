@@ -3,13 +3,12 @@
 // with the lease, shown as links and pulled namespaces, and gone with the lease.
 import { lapseLease } from "./objects.js";
 import { describe, expect, it } from "vitest";
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { Code } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { LinkState, type GetNetworkResponse } from "../src/gen/moqworker/v1/admin_pb.js";
 import { RelayActivitySchema, type RelayActivity } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { MAX_LINK_TRACKS, MAX_UPSTREAMS } from "../src/model/activity.js";
-import type { RelayObject } from "../src/objects/relay.js";
 import { relayStub } from "../src/objects/stubs.js";
 import { adminClient, freshScope, ns, relay, text, type Coordinator } from "./client.js";
 import { errorOf } from "./hardening.js";

@@ -113,6 +113,7 @@ const RELAY_PLANS = {
   leasePut: "write",
   leaseExpiresPut: "index",
   leaseBeatPut: "index",
+  leaseClosed: "index",
   activityPut: "index",
   stateLostMark: "index",
   stateLostClear: "index",

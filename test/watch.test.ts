@@ -7,17 +7,14 @@
 import { lapseLease } from "./objects.js";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
-import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import type { RelayObject } from "../src/objects/relay.js";
+import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { ScopeObject } from "../src/objects/scope.js";
 import { WatchHub } from "../src/watch/hub.js";
-import { relayStub, scopeStub } from "../src/objects/stubs.js";
+import { scopeStub } from "../src/objects/stubs.js";
 import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, unshed, workerFetch } from "./client.js";
 import { codeOf, snapshot } from "./hardening.js";
 import { inv, plain, type Watcher, watch, watchRequest } from "./watch-client.js";
 
-/** LEASE_TTL_MS of vitest.config.ts. */
-const TTL = 60_000;
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 
 const lapse = lapseLease;

@@ -49,20 +49,27 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
     about: "versions: the MoQT versions the relay said it speaks (Moq-Relay-Versions), JSON; '[]' = never said",
     up: "ALTER TABLE lease ADD COLUMN versions TEXT NOT NULL DEFAULT '[]'",
   },
+  {
+    version: 6,
+    about: "closed_at: when the relay's lease socket closed, the lease not renewed since (its end is then not delayed by a restart grace)",
+    up: "ALTER TABLE lease ADD COLUMN closed_at INTEGER",
+  },
 ]);
 
 export const RELAY_SQL = {
-  leaseGet: "SELECT url, epoch, addrs, versions, expires_at, last_beat_at, state_lost, activity FROM lease WHERE id = 1",
+  leaseGet: "SELECT url, epoch, addrs, versions, expires_at, last_beat_at, state_lost, activity, closed_at FROM lease WHERE id = 1",
   /** Replaced by every heartbeat; cleared when the lease ends (lapse, shutdown). */
   activityPut: "UPDATE lease SET activity = ? WHERE id = 1",
   /** A renewal keeps the last heartbeat's time unless this call is one. */
   leasePut: `INSERT INTO lease (id, url, epoch, addrs, versions, expires_at, last_beat_at, state_lost) VALUES (1, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, addrs = excluded.addrs, versions = excluded.versions,
       expires_at = excluded.expires_at, last_beat_at = coalesce(excluded.last_beat_at, lease.last_beat_at),
-      state_lost = excluded.state_lost`,
+      state_lost = excluded.state_lost, closed_at = NULL`,
   leaseExpiresPut: "UPDATE lease SET expires_at = ? WHERE id = 1",
   /** The lease as steady heartbeats (kept in memory) extended it. */
-  leaseBeatPut: "UPDATE lease SET expires_at = ?, last_beat_at = ? WHERE id = 1",
+  leaseBeatPut: "UPDATE lease SET expires_at = ?, last_beat_at = ?, closed_at = NULL WHERE id = 1",
+  /** The lease socket closed: the lease ends at `?` unless renewed. */
+  leaseClosed: "UPDATE lease SET expires_at = ?, closed_at = ? WHERE id = 1",
   stateLostMark: "UPDATE lease SET state_lost = 1 WHERE id = 1",
   stateLostClear: "UPDATE lease SET state_lost = 0 WHERE id = 1",
   /** `name` is the scope's object name (objects/scope-name.ts). */

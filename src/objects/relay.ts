@@ -3,9 +3,13 @@
 // the relay's rows when the lease lapses, when a new epoch replaces the old one
 // and on Shutdown. A Heartbeat touches this object only, whatever the relay has
 // registered. The rules, and why, are in docs/lifetimes.md.
-import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DurableObject } from "cloudflare:workers";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { HeartbeatRequestSchema, HeartbeatResponseSchema } from "../gen/moqworker/v1/coordinator_pb.js";
+import { armAlarm, billing, countAlarm, meteredSql } from "../metrics/billing.js";
+import { checkBeat } from "../rpc/heartbeat-check.js";
+import { CLOSE_GRACE_MS, closeCodeOf, closeReason, LeaseSockets, leaseOpenOf, SOCKET_BEAT_MS } from "./lease-socket.js";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
@@ -96,8 +100,10 @@ interface Lease {
   activity: ActivityNote | null;
   /** The activity as stored (compared, not parsed, to tell a change). */
   activityJson: string | null;
-  /** The expiry on record; `expiresAt` also counts the heartbeats since (beatAt). */
+  /** The expiry on record; `expiresAt` also counts the heartbeats since (beatAt) and the open socket. */
   storedExpiresAt: number;
+  /** When the relay's lease socket closed, if the lease has not been renewed since. */
+  closedAt: number | null;
 }
 
 const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -133,8 +139,12 @@ export class RelayObject extends DurableObject<Env> {
   /** Tokens of this relay made up to this instant (ms) are refused; null = none revoked. */
   private revokedBefore: number | null;
 
+  /** The relay's lease socket, when it holds its lease on one (objects/lease-socket.ts). */
+  private sockets: LeaseSockets;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.sockets = new LeaseSockets(ctx);
     this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, RELAY_MIGRATIONS);
     this.revokedBefore = (this.sql.exec(RELAY_SQL.revocationGet).toArray()[0]?.before_ms as number | undefined) ?? null;
@@ -207,6 +217,68 @@ export class RelayObject extends DurableObject<Env> {
     return ok({ ...settings, stateLost: beat.value.stateLost, peers: this.peers });
   }
 
+  // ---- the lease socket (GET /v1/lease) ----------------------------------------
+
+  /** The relay opens its lease socket; its first HeartbeatRequest on it opens or renews the lease. */
+  fetch(request: Request): Promise<Response> {
+    const open = { ...leaseOpenOf(request), openedAt: Date.now() };
+    return this.serial(async () =>
+      this.sockets.accept(open, this.refuseRevoked(open.relay, open.issuedAtMs) ?? this.refuseRetired(open.epoch)),
+    );
+  }
+
+  /** A HeartbeatRequest on the socket: answered with a HeartbeatResponse, or the socket closed with the refusal. */
+  async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    billing.add("websocket_messages_in");
+    if (typeof data === "string") {
+      ws.close(1003, "the lease socket takes binary HeartbeatRequest messages and the text frame 'ping'");
+      return;
+    }
+    const open = this.sockets.of(ws);
+    let reply: Outcome<BeatReply>;
+    try {
+      const beat = checkBeat(fromBinary(HeartbeatRequestSchema, new Uint8Array(data)), open.epoch);
+      reply = await this.heartbeat(open.relay, beat.epoch, beat.addrs, open.issuedAtMs, beat.activity, open.versions, beat.freshPeers);
+    } catch (err) {
+      const e = ConnectError.from(err);
+      reply = fail(e.code === Code.Unknown ? Code.InvalidArgument : e.code, e.rawMessage);
+    }
+    if (reply.ok) ws.send(toBinary(HeartbeatResponseSchema, create(HeartbeatResponseSchema, reply.value)));
+    else ws.close(closeCodeOf(reply.code), closeReason(reply.message));
+  }
+
+  async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // Closed already.
+    }
+    await this.socketEnded(ws);
+  }
+
+  async webSocketError(ws: WebSocket): Promise<void> {
+    await this.socketEnded(ws);
+  }
+
+  /**
+   * The relay's socket is gone: unless another is open or the relay is back
+   * within CLOSE_GRACE_MS, the lease ends then (a relay that crashed is
+   * withdrawn in about a second). Kept on record, so an eviction meanwhile
+   * neither forgets nor delays it.
+   */
+  private socketEnded(ws: WebSocket): Promise<void> {
+    return this.serial(async () => {
+      if (this.sockets.open(ws).length > 0) return;
+      const lease = this.lease(ws);
+      const now = Date.now();
+      if (!lease || lease.expiresAt <= now) return;
+      // Heartbeats over HTTP (an edge falling back) renew it as usual.
+      this.beatAt = null;
+      this.sql.exec(RELAY_SQL.leaseClosed, now + CLOSE_GRACE_MS, now);
+      await armAlarm(this.ctx.storage, now + CLOSE_GRACE_MS);
+    });
+  }
+
   /**
    * The relay leaves: its rows go from every scope at once. `epoch` (the
    * caller's header) must be the current one if given: an old process shutting
@@ -223,6 +295,7 @@ export class RelayObject extends DurableObject<Env> {
       this.sql.exec(RELAY_SQL.leaseExpiresPut, Date.now());
       this.sql.exec(RELAY_SQL.activityPut, null);
       await this.ctx.storage.deleteAlarm();
+      this.sockets.closeAll(1000, "the relay shut down");
       await this.noteNow();
       return removed;
     });
@@ -238,6 +311,7 @@ export class RelayObject extends DurableObject<Env> {
     return this.serial(async () => {
       this.sql.exec(RELAY_SQL.revocationPut, beforeMs);
       this.revokedBefore = Math.max(this.revokedBefore ?? beforeMs, beforeMs);
+      this.sockets.closeAll(closeCodeOf(Code.Unauthenticated), "the relay's token was revoked");
       const lease = this.lease();
       if (!lease) return { removed: 0, purgePending: false };
       // A relay back with a new token must re-register (its heartbeat answers state_lost).
@@ -282,7 +356,9 @@ export class RelayObject extends DurableObject<Env> {
         return;
       }
       const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
-      if (now < earliest) {
+      // The grace is for a runtime that restarted (relays could not reach it),
+      // not for a relay whose socket closed or went silent while it ran.
+      if (now < earliest && lease.closedAt === null && this.sockets.open().length === 0) {
         // Just started: the relay's heartbeats may have had nowhere to go.
         this.sql.exec(RELAY_SQL.leaseExpiresPut, earliest);
         await armAlarm(this.ctx.storage, earliest);
@@ -291,6 +367,7 @@ export class RelayObject extends DurableObject<Env> {
       // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
       this.sql.exec(RELAY_SQL.stateLostMark);
       this.beatAt = null;
+      this.sockets.closeAll(closeCodeOf(Code.DeadlineExceeded), "lease lapsed: the relay was not heard for a lease TTL");
       // What it reported pulling ends with the lease.
       this.sql.exec(RELAY_SQL.activityPut, null);
       try {
@@ -429,10 +506,12 @@ export class RelayObject extends DurableObject<Env> {
     return run;
   }
 
-  private lease(): Lease | undefined {
+  /** The lease as on record, extended by the beats held in memory and the open socket (but `except`). */
+  private lease(except?: WebSocket): Lease | undefined {
     const row = this.sql.exec(RELAY_SQL.leaseGet).toArray()[0];
     if (!row) return undefined;
-    const beatExpiry = this.beatAt === null ? 0 : this.beatAt + leaseSettings(this.env).leaseTtlMs;
+    const heard = Math.max(this.beatAt ?? 0, this.sockets.seenAt(except) ?? 0);
+    const beatExpiry = heard === 0 ? 0 : heard + leaseSettings(this.env).leaseTtlMs;
     return {
       url: row.url as string,
       epoch: row.epoch as string,
@@ -440,8 +519,8 @@ export class RelayObject extends DurableObject<Env> {
       versions: JSON.parse(row.versions as string) as string[],
       expiresAt: Math.max(row.expires_at as number, beatExpiry),
       storedExpiresAt: row.expires_at as number,
-      lastBeatAt:
-        this.beatAt === null ? (row.last_beat_at as number | null) : Math.max(this.beatAt, (row.last_beat_at as number | null) ?? 0),
+      lastBeatAt: heard === 0 ? (row.last_beat_at as number | null) : Math.max(heard, (row.last_beat_at as number | null) ?? 0),
+      closedAt: row.closed_at as number | null,
       activityJson: row.activity as string | null,
       stateLost: row.state_lost === 1,
       activity: row.activity === null ? null : (JSON.parse(row.activity as string) as ActivityNote),
@@ -462,7 +541,8 @@ export class RelayObject extends DurableObject<Env> {
       at: now,
       addrs: lease.addrs,
       versions: lease.versions,
-      expiresAt: lease.expiresAt,
+      // A relay on its socket notes the directory only every SOCKET_BEAT_MS; the socket's close tells it sooner.
+      expiresAt: this.sockets.open().length > 0 ? lease.expiresAt + SOCKET_BEAT_MS : lease.expiresAt,
       lastBeatAt: lease.lastBeatAt,
       scopes: this.sql
         .exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED)

@@ -6,10 +6,10 @@ import { CoordinatorService, Permissions, ScopeInfoSchema, TrackEntrySchema, typ
 import { isRelayLinkPath, linkUrl, relayLinkPath, verifyRelayLinkPath, withoutLinkPath } from "../auth/relay-link.js";
 import { tokenSecrets } from "../auth/relay-token.js";
 import type { Env } from "../env.js";
-import { checkActivity } from "../model/activity.js";
 import { normalizeConnectionPath } from "../model/path.js";
 import { limitsOf } from "../limits.js";
-import { checkNamespace, checkSocketAddr, checkTrack, invalid, MAX_ADDRS, MAX_EPOCH_CHARS } from "../model/validate.js";
+import { checkNamespace, checkTrack, invalid } from "../model/validate.js";
+import { checkBeat } from "./heartbeat-check.js";
 import type { RouteMatch } from "../objects/scope.js";
 import { encodeTuple } from "../model/tuple.js";
 import type { Origin, RelayRef } from "../objects/types.js";
@@ -241,26 +241,17 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
   },
 
   async heartbeat(req, ctx) {
-    const env = envOf(ctx);
     const caller = callerOf(ctx);
-    if (req.epoch === "") throw invalid("epoch", "is required");
-    if (req.epoch.length > MAX_EPOCH_CHARS) throw invalid("epoch", `is longer than ${MAX_EPOCH_CHARS} characters`);
-    if (req.addrs.length > MAX_ADDRS) throw invalid("addrs", `has more than ${MAX_ADDRS} entries`);
-    const addrs = req.addrs.map((a, i) => checkSocketAddr(`addrs[${i}]`, a));
-    // One process, one epoch: a header naming another would tag its rows with a life this beat does not keep.
-    if (caller.epoch !== undefined && caller.epoch !== req.epoch) {
-      throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${caller.epoch}'`);
-    }
-    const activity = checkActivity(req.activity);
+    const beat = checkBeat(req, caller.epoch);
     return unwrap(
-      await relayStub(env, caller.relay).heartbeat(
+      await relayStub(envOf(ctx), caller.relay).heartbeat(
         caller.relay,
-        req.epoch,
-        addrs,
+        beat.epoch,
+        beat.addrs,
         caller.issuedAtMs,
-        activity,
+        beat.activity,
         caller.versions,
-        req.freshPeers,
+        beat.freshPeers,
       ),
     );
   },

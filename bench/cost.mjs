@@ -1,0 +1,203 @@
+// What moq-worker costs to run on Cloudflare (issue 26): the billed units of a
+// relay's steady load and of single operations, counted by the Worker itself
+// (GET /metrics, src/metrics/billing.ts), priced at the list prices in PRICES
+// (docs/performance.md "Cost" names the pages and the date read).
+//
+// Steady load, per relay: heartbeats at the lease's pace, NAMESPACES
+// registered, and one watch socket on each of SCOPES scopes pinging once a
+// second as the edge does. Run for a window; units per relay-hour are the
+// counters' increase over it. Operations: one namespace publish (what the
+// relay calls on PUBLISH_NAMESPACE) and one LookupTrack (a viewer join the
+// edge cache could not answer), each averaged over many.
+//
+// Called by bench/run.mjs on bare workerd (results under `cost`); alone
+// against a running Worker: npx node bench/cost.mjs --url http://127.0.0.1:8787
+import { parseArgs } from "node:util";
+import { call, ns } from "../test/e2e/lib/rpc.mjs";
+import { openWatch } from "../test/e2e/lib/watch.mjs";
+import { DEV_ADMIN_TOKEN } from "../test/e2e/lib/worker.mjs";
+import { WorkerRelay } from "./lib/relay.mjs";
+
+/** USD list prices, paid plan, beyond the included amounts (which are left out: they are per account, not per relay). */
+export const PRICES = {
+  read: "2026-12-06",
+  sources: [
+    "https://developers.cloudflare.com/workers/platform/pricing/",
+    "https://developers.cloudflare.com/durable-objects/platform/pricing/",
+  ],
+  workerRequestsPerMillion: 0.3,
+  objectRequestsPerMillion: 0.15,
+  /** Incoming WebSocket messages are billed as object requests at 20:1. */
+  websocketMessagesPerRequest: 20,
+  rowsReadPerMillion: 0.001,
+  rowsWrittenPerMillion: 1.0,
+};
+
+const HOURS_PER_MONTH = 730;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The Worker's billing counters (moq_worker_billable_units_total). */
+export async function billedUnits(url) {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}` } });
+  if (!res.ok) throw new Error(`/metrics: ${res.status}`);
+  const units = {};
+  for (const m of (await res.text()).matchAll(/^moq_worker_billable_units_total\{unit="(\w+)"\} (\d+)$/gm)) units[m[1]] = Number(m[2]);
+  if (Object.keys(units).length === 0) throw new Error("/metrics has no moq_worker_billable_units_total");
+  return units;
+}
+
+const minus = (a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k] - (b[k] ?? 0)]));
+const scaled = (u, f) => Object.fromEntries(Object.entries(u).map(([k, v]) => [k, +(v * f).toFixed(3)]));
+
+/** Dollars for units; setAlarm is priced as one row written. */
+export function usd(u) {
+  const p = PRICES;
+  return (
+    (u.worker_requests * p.workerRequestsPerMillion +
+      (u.object_requests + u.websocket_messages_in / p.websocketMessagesPerRequest) * p.objectRequestsPerMillion +
+      u.rows_read * p.rowsReadPerMillion +
+      (u.rows_written + u.alarms_set) * p.rowsWrittenPerMillion) /
+    1e6
+  );
+}
+
+/** Units of `n` repetitions of `op`, per repetition. */
+async function perOp(url, n, op) {
+  const before = await billedUnits(url);
+  for (let i = 0; i < n; i++) await op(i);
+  await sleep(300); // background notes the operations started
+  return scaled(minus(await billedUnits(url), before), 1 / n);
+}
+
+/**
+ * The cost section. `callsPer1000Joins`: Worker calls the edge makes per
+ * 1,000 viewer joins (measured by bench/lib/relay-seen.mjs when it ran).
+ */
+export async function cost({
+  url,
+  relays = 10,
+  scopes = 100,
+  namespaces = 10,
+  windowMs = 60_000,
+  ops = 50,
+  callsPer1000Joins,
+  log = () => {},
+}) {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const fleet = [];
+  const sockets = [];
+  let pings = 0;
+  let pinger;
+  try {
+    log(`cost: ${relays} relays, each with ${namespaces} namespaces and ${scopes} watched scopes`);
+    for (let r = 0; r < relays; r++) {
+      const relay = await new WorkerRelay(url, `https://cost-${tag}-${r}.example/`).start();
+      fleet.push(relay);
+      for (let i = 0; i < namespaces; i++) {
+        await call(
+          url,
+          "CoordinatorService",
+          "RegisterNamespace",
+          { scope: `cost-${tag}-r${r}`, namespace: ns(`live/${i}`) },
+          relay.token,
+          relay.auth,
+        );
+      }
+      for (let s = 0; s < scopes; s++) {
+        const w = await openWatch(url, relay.token, `cost-${tag}-w${s}`);
+        await w.next(); // the hello
+        sockets.push(w);
+      }
+    }
+    // The edge's keepalive: "ping" once a second on each socket, answered by the runtime.
+    pinger = setInterval(() => {
+      for (const w of sockets) {
+        w.ws.send("ping");
+        pings++;
+      }
+    }, 1000);
+    await sleep(Math.min(3000, windowMs / 4)); // setup's background work settles
+    const pingsBefore = pings;
+    const before = await billedUnits(url);
+    const t0 = performance.now();
+    await sleep(windowMs);
+    const steady = minus(await billedUnits(url), before);
+    const seconds = (performance.now() - t0) / 1000;
+    const keepalive = pings - pingsBefore;
+    const perRelayHour = scaled(steady, 3600 / seconds / relays);
+    const keepalivePerRelayHour = Math.round((keepalive * 3600) / seconds / relays);
+    for (const r of fleet) r.stop();
+
+    log(`cost: ${ops} namespace publishes and ${ops} LookupTrack misses`);
+    const [r0] = fleet;
+    const scope = `cost-${tag}-r0`;
+    const publish = await perOp(url, ops, async (i) => {
+      await call(url, "CoordinatorService", "RegisterNamespace", { scope, namespace: ns(`pub/${i}`) }, r0.token, r0.auth);
+      await call(url, "CoordinatorService", "LookupNamespaceSubscribers", { scope, namespace: ns(`pub/${i}`) }, r0.token, r0.auth);
+    });
+    await call(url, "CoordinatorService", "RegisterTrack", { scope, namespace: ns("live/0"), track: "video" }, r0.token, r0.auth);
+    const viewer = fleet[1] ?? r0;
+    const lookupTrack = await perOp(url, ops, () =>
+      call(url, "CoordinatorService", "LookupTrack", { scope, namespace: ns("live/0"), track: "video" }, viewer.token, viewer.auth),
+    );
+    const calls = callsPer1000Joins ?? 2;
+    const perThousandJoins = scaled(lookupTrack, calls);
+
+    const relayHourUsd = usd(perRelayHour);
+    const keepaliveMonthUsdIfBilled =
+      ((keepalivePerRelayHour * HOURS_PER_MONTH) / PRICES.websocketMessagesPerRequest) * (PRICES.objectRequestsPerMillion / 1e6);
+    const relayMonthUsd = relayHourUsd * HOURS_PER_MONTH;
+    const result = {
+      setup:
+        "bare workerd, built bundle, default lease; simulated relays (bench/lib/relay.mjs heartbeats, Connect JSON writes, watch sockets pinging once a second); units from the Worker's own counters (GET /metrics)",
+      load: {
+        relays,
+        scopesWatchedPerRelay: scopes,
+        namespacesPerRelay: namespaces,
+        leaseTtlMs: fleet[0].leaseTtlMs,
+        windowSeconds: +seconds.toFixed(1),
+      },
+      prices: PRICES,
+      perRelayHour,
+      keepalivePingsPerRelayHour: keepalivePerRelayHour,
+      perNamespacePublish: publish,
+      perThousandViewerJoins: { workerCallsPer1000Joins: calls, measured: callsPer1000Joins !== undefined, units: perThousandJoins },
+      usd: {
+        perRelayHour: +relayHourUsd.toFixed(6),
+        perNamespacePublish: +usd(publish).toFixed(9),
+        perThousandViewerJoins: +usd(perThousandJoins).toFixed(9),
+        keepaliveMonthUsdIfBilled: +keepaliveMonthUsdIfBilled.toFixed(4),
+      },
+      relayMonthUsd: +relayMonthUsd.toFixed(4),
+      fleetMonthUsd: Object.fromEntries([100, 1000, 10_000].map((n) => [n, Math.round(relayMonthUsd * n)])),
+    };
+    log(
+      `cost: ${JSON.stringify(perRelayHour)} per relay-hour → $${result.relayMonthUsd} per relay-month ` +
+        `(keepalive pings, if they were billed: +$${result.usd.keepaliveMonthUsdIfBilled})`,
+    );
+    return result;
+  } finally {
+    clearInterval(pinger);
+    for (const w of sockets) w.ws.close();
+    for (const r of fleet) r.timer !== undefined && clearTimeout(r.timer);
+  }
+}
+
+if (process.argv[1] === new URL(import.meta.url).pathname) {
+  const { values } = parseArgs({
+    options: {
+      url: { type: "string", default: "http://127.0.0.1:8787" },
+      relays: { type: "string", default: "5" },
+      scopes: { type: "string", default: "100" },
+      seconds: { type: "string", default: "60" },
+    },
+  });
+  const result = await cost({
+    url: values.url,
+    relays: Number(values.relays),
+    scopes: Number(values.scopes),
+    windowMs: Number(values.seconds) * 1000,
+    log: console.log,
+  });
+  console.log(JSON.stringify(result, null, 2));
+}

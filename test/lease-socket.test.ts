@@ -1,0 +1,200 @@
+// The lease socket (GET /v1/lease, coordinator.proto "The lease socket"): a
+// relay's lease held on one hibernatable WebSocket to its RelayObject, pinged
+// and answered by the runtime; a close ends the lease after CLOSE_GRACE_MS, a
+// silence after a TTL, neither delayed by an eviction.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { HeartbeatRequestSchema, type HeartbeatResponse, HeartbeatResponseSchema } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { CLOSE_GRACE_MS, type LeaseOpen } from "../src/objects/lease-socket.js";
+import type { RelayObject } from "../src/objects/relay.js";
+import { relayStub as relayStubOf } from "../src/objects/stubs.js";
+import { adminClient, BASE, codeOf, freshScope, ns, relay, workerFetch } from "./client.js";
+
+/** LEASE_TTL_MS of vitest.config.ts. */
+const TTL = 60_000;
+const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+const relayStub = (url: string) => relayStubOf(env, url);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface LeaseClient {
+  ws: WebSocket;
+  /** Sends a HeartbeatRequest and waits for its answer. */
+  beat(fields?: { epoch?: string; addrs?: string[] }): Promise<HeartbeatResponse>;
+  /** The next text frame. */
+  text(): Promise<string>;
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+async function openLease(token: string, epoch: string | undefined): Promise<Response> {
+  const headers: Record<string, string> = { upgrade: "websocket", authorization: `Bearer ${token}` };
+  if (epoch !== undefined) headers["moq-relay-epoch"] = epoch;
+  return workerFetch(new URL("/v1/lease", BASE), { headers });
+}
+
+async function lease(token: string, epoch: string): Promise<LeaseClient> {
+  const res = await openLease(token, epoch);
+  const ws = res.webSocket;
+  if (res.status !== 101 || !ws) throw new Error(`lease socket: HTTP ${res.status} ${await res.text()}`);
+  ws.accept();
+  const frames: (Uint8Array | string)[] = [];
+  const waiting: (() => void)[] = [];
+  ws.addEventListener("message", async (m) => {
+    const d = m.data as string | Blob | ArrayBuffer;
+    frames.push(typeof d === "string" ? d : new Uint8Array(d instanceof Blob ? await d.arrayBuffer() : d));
+    for (const w of waiting.splice(0)) w();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((r) =>
+    ws.addEventListener("close", (e) => r({ code: e.code, reason: e.reason })),
+  );
+  const take = async () => {
+    const deadline = Date.now() + 5000;
+    while (frames.length === 0) {
+      if (Date.now() > deadline) throw new Error("lease socket: nothing received within 5 s");
+      await new Promise<void>((r) => {
+        waiting.push(r);
+        setTimeout(r, 100);
+      });
+    }
+    return frames.shift() as Uint8Array | string;
+  };
+  return {
+    ws,
+    closed,
+    async beat(fields = {}) {
+      ws.send(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, { epoch, ...fields })));
+      const frame = await take();
+      if (typeof frame === "string") throw new Error(`lease socket: expected a HeartbeatResponse, got '${frame}'`);
+      return fromBinary(HeartbeatResponseSchema, frame);
+    },
+    async text() {
+      const frame = await take();
+      if (typeof frame !== "string") throw new Error("lease socket: expected a text frame");
+      return frame;
+    },
+  };
+}
+
+describe("the lease socket", () => {
+  it("holds the lease: its first HeartbeatRequest answers as Heartbeat does, pings are answered by the runtime and keep the relay heard", async () => {
+    const scope = freshScope("sock");
+    const a = await relay(unique("sock"), "binary", "e1");
+    const socket = await lease(a.token, "e1");
+    const first = await socket.beat({ addrs: ["127.0.0.1:4443"] });
+    expect(first).toMatchObject({ leaseTtlMs: TTL, stateLost: true });
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    const before = (await relayStub(a.url).view())!;
+    expect(before).toMatchObject({ epoch: "e1", addrs: ["127.0.0.1:4443"], alive: true });
+    await sleep(5);
+    socket.ws.send("ping");
+    expect(await socket.text()).toBe("pong");
+    const after = (await relayStub(a.url).view())!;
+    expect(after.lastBeatAt!).toBeGreaterThan(before.lastBeatAt!);
+    expect(after.expiresAt).toBe(after.lastBeatAt! + TTL);
+    // A later beat on the socket is steady: no state lost.
+    expect((await socket.beat({ addrs: ["127.0.0.1:4443"] })).stateLost).toBe(false);
+    socket.ws.close(1000);
+  });
+
+  it("a closed socket ends the lease CLOSE_GRACE_MS later and withdraws the relay's routes, an eviction meanwhile changing nothing", async () => {
+    const scope = freshScope("sock-close");
+    const a = await relay(unique("sock-close"), "binary", "e1");
+    const viewer = await relay(unique("sock-viewer"));
+    const socket = await lease(a.token, "e1");
+    await socket.beat();
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    const closedAt = Date.now();
+    socket.ws.close(1000, "bye");
+    await socket.closed;
+    // The object records the close (its handler runs after the client's close).
+    let alarm: number | null = null;
+    for (let i = 0; i < 50 && (alarm === null || alarm > closedAt + TTL / 2); i++) {
+      await sleep(20);
+      alarm = await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm());
+    }
+    expect(alarm!).toBeGreaterThanOrEqual(closedAt + CLOSE_GRACE_MS);
+    expect(alarm!).toBeLessThan(closedAt + CLOSE_GRACE_MS + 1000);
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe("ok");
+    await evictDurableObject(relayStub(a.url));
+    await sleep(Math.max(0, alarm! - Date.now()) + 10);
+    // Due now: the runtime may have run it already.
+    await runDurableObjectAlarm(relayStub(a.url));
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
+    expect((await relayStub(a.url).view())!.alive).toBe(false);
+  });
+
+  it("a relay back on a new socket within the grace keeps its lease; a new socket replaces the old one", async () => {
+    const scope = freshScope("sock-back");
+    const a = await relay(unique("sock-back"), "binary", "e1");
+    const viewer = await relay(unique("sock-viewer"));
+    const first = await lease(a.token, "e1");
+    await first.beat();
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    const second = await lease(a.token, "e1");
+    expect((await first.closed).code).toBe(1000);
+    expect((await second.beat()).stateLost).toBe(false);
+    // The replaced socket's close did not start the grace: the alarm is still a TTL away.
+    const alarm = await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm());
+    expect(alarm!).toBeGreaterThan(Date.now() + TTL / 2);
+    second.ws.close(1000);
+    await second.closed;
+    await sleep(50);
+    const third = await lease(a.token, "e1");
+    expect((await third.beat()).stateLost).toBe(false);
+    await sleep(CLOSE_GRACE_MS + 50);
+    await runDurableObjectAlarm(relayStub(a.url));
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe("ok");
+    third.ws.close(1000);
+  });
+
+  it("a relay not heard for a TTL lapses and its socket is closed (4004), even after an eviction", async () => {
+    const scope = freshScope("sock-silent");
+    const a = await relay(unique("sock-silent"), "binary", "e1");
+    const viewer = await relay(unique("sock-viewer"));
+    const socket = await lease(a.token, "e1");
+    await socket.beat();
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    // Silent since long ago: the socket opened 2 TTL back and never pinged.
+    await runInDurableObject(relayStub(a.url), (o: RelayObject, state) => {
+      const [ws] = state.getWebSockets();
+      ws.serializeAttachment({ ...(ws.deserializeAttachment() as LeaseOpen), openedAt: Date.now() - 2 * TTL });
+      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+      (o as unknown as { beatAt: number | null }).beatAt = null;
+    });
+    await evictDurableObject(relayStub(a.url));
+    expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
+    expect((await socket.closed).code).toBe(4000 + Code.DeadlineExceeded);
+  });
+
+  it("refuses: no epoch header, a revoked token, a retired epoch; a bad HeartbeatRequest closes the socket naming the field", async () => {
+    const a = await relay(unique("sock-bad"), "binary", "e1");
+    await a.heartbeat({ epoch: "e1" });
+    const noEpoch = await openLease(a.token, undefined);
+    expect(noEpoch.status).toBe(400);
+    expect(await noEpoch.text()).toContain("Moq-Relay-Epoch");
+
+    const socket = await lease(a.token, "e1");
+    socket.ws.send(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, { epoch: "e2" })));
+    const bad = await socket.closed;
+    expect(bad.code).toBe(4000 + Code.InvalidArgument);
+    expect(bad.reason).toContain("epoch");
+    const text = await lease(a.token, "e1");
+    text.ws.send("hello");
+    expect((await text.closed).code).toBe(1003);
+
+    // e2 replaces e1: a socket of e1 is refused.
+    const e2 = await relay(a.url, "binary", "e2");
+    await e2.heartbeat({ epoch: "e2" });
+    const retired = await openLease(a.token, "e1");
+    expect(retired.status).toBe(400);
+    expect(await retired.text()).toContain("replaced");
+
+    const live = await lease(e2.token, "e2");
+    await live.beat();
+    await adminClient().revokeRelayToken({ relayUrl: a.url });
+    expect((await live.closed).code).toBe(4000 + Code.Unauthenticated);
+    expect((await openLease(e2.token, "e2")).status).toBe(401);
+  });
+});
