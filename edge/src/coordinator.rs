@@ -65,6 +65,10 @@ pub struct WorkerCoordinatorConfig {
     pub internal_peers: Vec<SocketAddr>,
     /// The lookup cache and its watch channels (on by default).
     pub cache: CacheConfig,
+    /// The lease held on a WebSocket ([`crate::lease_socket`]), sending a
+    /// HeartbeatRequest (and so refreshing the peer list) at least this
+    /// often; `None`: Heartbeat calls only.
+    pub lease_socket_beat: Option<Duration>,
 }
 
 impl WorkerCoordinatorConfig {
@@ -77,6 +81,7 @@ impl WorkerCoordinatorConfig {
             retry: RetryPolicy::default(),
             internal_peers: Vec::new(),
             cache: CacheConfig::default(),
+            lease_socket_beat: Some(crate::lease_socket::SOCKET_BEAT),
         }
     }
 }
@@ -105,7 +110,10 @@ pub struct WorkerCoordinator {
 pub(crate) struct Inner {
     pub(crate) rpc: ConnectClient,
     pub(crate) epoch: String,
-    addrs: Vec<String>,
+    pub(crate) addrs: Vec<String>,
+    /// The lease is held on the socket now ([`crate::lease_socket`]): the
+    /// HTTP heartbeat loop stands aside.
+    pub(crate) lease_socket_up: AtomicBool,
     /// Local holders of each remote registration/subscription (see
     /// [`crate::registrations`]): only the last local holder may withdraw a key.
     pub(crate) registrations: StdMutex<HashMap<RegistrationKey, Slot>>,
@@ -507,6 +515,7 @@ impl WorkerCoordinator {
             registrations: StdMutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             shut_down: AtomicBool::new(false),
+            lease_socket_up: AtomicBool::new(false),
             peers: Arc::new(Peers::new(config.internal_peers.iter().copied())),
             fatal: watch::Sender::new(None),
             recover: Notify::new(),
@@ -551,10 +560,18 @@ impl WorkerCoordinator {
             "registered with coordinator"
         );
         let lease_ttl = Duration::from_millis(first.lease_ttl_ms as u64);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(liveness::recover_on_demand(inner.clone())),
             tokio::spawn(liveness::heartbeat(inner.clone(), first)),
         ];
+        if let Some(beat) = config.lease_socket_beat {
+            tasks.push(tokio::spawn(crate::lease_socket::hold(
+                inner.clone(),
+                config.coordinator_url.clone(),
+                config.token.clone(),
+                beat,
+            )));
+        }
         Ok(Self {
             inner,
             tasks: StdMutex::new(tasks),

@@ -37,6 +37,7 @@ pub extern crate transport_17 as moq_transport;
 pub mod cache;
 pub mod coordinator;
 mod fatal;
+mod lease_socket;
 mod liveness;
 pub mod metrics;
 pub mod peers;

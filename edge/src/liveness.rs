@@ -13,6 +13,8 @@
 //!   idempotent call (the request it last succeeded with), without
 //!   touching sessions. Handles the Worker then refuses are logged.
 //! - Token rejected or epoch retired: [`Fatal`](crate::Fatal), the loop ends.
+//! - While the lease socket is up ([`crate::lease_socket`]) no beat is sent:
+//!   the socket keeps the lease, and this loop takes over when it is down.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -102,6 +104,13 @@ pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse
         tokio::time::sleep(next).await;
         if inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
             return;
+        }
+        if inner.lease_socket_up.load(Ordering::Acquire) {
+            // The socket holds the lease; beat again when it is down.
+            last_ok = Instant::now();
+            failures = 0;
+            next = interval;
+            continue;
         }
         let sent = Instant::now();
         match inner.heartbeat(beat_deadline(lease, policy_deadline)).await {

@@ -68,8 +68,13 @@ pub(crate) async fn scope_config(env: &Env) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn peers_arrive_from_the_heartbeat(env: &Env) -> anyhow::Result<()> {
-    let a = env.relay("a").await?;
-    let b = env.relay("b").await?;
+    // Peers refresh with each HeartbeatRequest on the lease socket (every 30 s
+    // by default): sooner here, so the test stays short.
+    let quick = |c: &mut moq_worker_edge::WorkerCoordinatorConfig| {
+        c.lease_socket_beat = Some(Duration::from_secs(1));
+    };
+    let a = env.relay_with("a", &env.worker.url, quick).await?;
+    let b = env.relay_with("b", &env.worker.url, quick).await?;
     let limit = a.coord.lease_ttl() * 2 + Duration::from_secs(5);
     within(limit, "B known to A as a live peer", || async {
         ensure!(

@@ -1,0 +1,277 @@
+//! The relay's lease held on one WebSocket to its RelayObject
+//! (coordinator.proto, "The lease socket"), instead of a Heartbeat call per
+//! interval: the Worker hears the relay by its pings, which the runtime
+//! answers without waking or billing the object, and a relay that dies is
+//! withdrawn about a second after its socket closes.
+//!
+//! Rules:
+//! - The first message on a new socket is a HeartbeatRequest; its answer is
+//!   applied as a heartbeat reply (peers, `state_lost`). Another follows at
+//!   least every [`SOCKET_BEAT`] (the peer-list refresh) and whenever the
+//!   activity report changed.
+//! - "ping" every [`PING_EVERY`]; no "pong" within [`PONG_WITHIN`] and the
+//!   socket is given up and opened again.
+//! - While the socket is up the HTTP heartbeat loop stands aside; while it is
+//!   down (Worker unreachable, an older Worker without the route) the loop
+//!   beats as before, so the lease never depends on the socket alone.
+//! - A closed socket is opened again after a jitter of up to [`RECONNECT`]
+//!   (a whole fleet reconnecting after a runtime restart spreads out, and
+//!   each relay is back well within the Worker's close grace), backing off
+//!   while the Worker refuses or is unreachable.
+//! - A refusal (close code 4000 + a Connect code: revoked token, retired
+//!   epoch) makes the HTTP loop beat now, whose answer decides [`Fatal`](crate::Fatal).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use rand::Rng;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use url::Url;
+
+use crate::coordinator::Inner;
+use crate::proto;
+
+/// How often the relay pings: the Worker counts the relay heard at each.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// A ping with no pong within this gives the socket up.
+pub const PONG_WITHIN: Duration = Duration::from_secs(3);
+/// A HeartbeatRequest at least this often by default (coordinator.proto:
+/// SOCKET_BEAT_MS, which the Worker's directory counts on).
+pub const SOCKET_BEAT: Duration = Duration::from_secs(30);
+/// Longest jitter before opening a closed socket again.
+pub const RECONNECT: Duration = Duration::from_millis(500);
+/// Longest wait between attempts while the Worker refuses or is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// `ws(s)://<coordinator>/v1/lease`.
+pub(crate) fn lease_url(base: &Url) -> Url {
+    let mut url = base.clone();
+    let scheme = if base.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    };
+    url.set_scheme(scheme)
+        .expect("ws and wss are valid schemes");
+    url.set_path("/v1/lease");
+    url.set_query(None);
+    url
+}
+
+/// How a socket ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Closed or silent after it was up: open it again soon.
+    Lost,
+    /// Never came up (unreachable, refused at the upgrade).
+    Failed,
+    /// The Worker has no lease socket (an older Worker): HTTP heartbeats only.
+    Unsupported,
+    /// Closed with a refusal (4000 + Connect code).
+    Refused(u16),
+}
+
+/// Holds the lease on the socket until the relay shuts down or is refused
+/// for good; a HeartbeatRequest at least every `beat`.
+pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Duration) {
+    let url = lease_url(&base);
+    let mut failures = 0u32;
+    loop {
+        if inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        let ended = session(&inner, &url, &token, beat).await;
+        inner.lease_socket_up.store(false, Ordering::Release);
+        metrics::gauge!("moq_edge_lease_socket_up").set(0.0);
+        let wait = match ended {
+            Ended::Unsupported => {
+                tracing::info!(%url, "the coordinator has no lease socket: the lease is kept by Heartbeat calls");
+                return;
+            }
+            Ended::Refused(code) => {
+                tracing::warn!(code, "lease socket refused; asking over HTTP");
+                // Its answer sets Fatal when the refusal is for good.
+                let _ = inner.heartbeat(inner.rpc.policy().deadline).await;
+                failures += 1;
+                backoff(failures)
+            }
+            Ended::Lost => {
+                failures = 0;
+                tracing::info!("edge: lease socket lost; opening it again");
+                jitter(RECONNECT)
+            }
+            Ended::Failed => {
+                failures += 1;
+                backoff(failures)
+            }
+        };
+        sleep(wait).await;
+    }
+}
+
+fn jitter(max: Duration) -> Duration {
+    rand::thread_rng().gen_range(Duration::ZERO..=max)
+}
+
+fn backoff(failures: u32) -> Duration {
+    jitter(
+        RECONNECT
+            .saturating_mul(1 << failures.min(8))
+            .min(MAX_BACKOFF),
+    )
+}
+
+fn beat_request(inner: &Inner) -> proto::HeartbeatRequest {
+    proto::HeartbeatRequest {
+        epoch: inner.epoch.clone(),
+        addrs: inner.addrs.clone(),
+        activity: Some(inner.upstreams.report()),
+        fresh_peers: false,
+    }
+}
+
+async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended {
+    let Ok(mut request) = url.as_str().into_client_request() else {
+        return Ended::Unsupported;
+    };
+    let headers = request.headers_mut();
+    for (name, value) in [
+        ("authorization", format!("Bearer {token}")),
+        ("moq-relay-epoch", inner.epoch.clone()),
+        (crate::version::HEADER, crate::version::header_value()),
+    ] {
+        match HeaderValue::from_str(&value) {
+            Ok(value) => {
+                headers.insert(name, value);
+            }
+            Err(_) => return Ended::Unsupported,
+        }
+    }
+    let mut ws = match timeout(PONG_WITHIN, tokio_tungstenite::connect_async(request)).await {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(WsError::Http(resp))) => {
+            let status = resp.status().as_u16();
+            tracing::debug!(%url, status, "lease socket refused at the upgrade");
+            return match status {
+                404 | 405 => Ended::Unsupported,
+                401 | 400 | 403 => Ended::Refused(status),
+                _ => Ended::Failed,
+            };
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(%url, error = %err, "lease socket: connect failed");
+            return Ended::Failed;
+        }
+        Err(_) => return Ended::Failed,
+    };
+
+    let mut sent = beat_request(inner);
+    if ws
+        .send(Message::binary(sent.encode_to_vec()))
+        .await
+        .is_err()
+    {
+        return Ended::Failed;
+    }
+    let mut up = false;
+    let mut last_beat = Instant::now();
+    // Until the first answer, that answer is what we wait for.
+    let mut deadline = Some(Instant::now() + PONG_WITHIN);
+    let mut pings = tokio::time::interval(PING_EVERY);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = ws.next() => {
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(_)) | None => return if up { Ended::Lost } else { Ended::Failed },
+                };
+                match msg {
+                    Message::Text(text) if text.as_str() == "pong" => deadline = None,
+                    Message::Binary(bytes) => {
+                        let Ok(resp) = proto::HeartbeatResponse::decode(bytes) else {
+                            tracing::warn!("lease socket: undecodable HeartbeatResponse; opening it again");
+                            return Ended::Lost;
+                        };
+                        inner.apply_beat(&resp);
+                        deadline = None;
+                        if !up {
+                            up = true;
+                            inner.lease_socket_up.store(true, Ordering::Release);
+                            metrics::gauge!("moq_edge_lease_socket_up").set(1.0);
+                            tracing::info!(state_lost = resp.state_lost, "edge: lease socket open");
+                        }
+                    }
+                    Message::Close(frame) => {
+                        let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
+                        return if (4000..5000).contains(&code) {
+                            Ended::Refused(code)
+                        } else if up {
+                            Ended::Lost
+                        } else {
+                            Ended::Failed
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            _ = pings.tick(), if up && deadline.is_none() => {
+                if inner.shut_down.load(Ordering::Acquire) {
+                    let _ = ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "the relay shut down".into(),
+                    })).await;
+                    return Ended::Lost;
+                }
+                let now = beat_request(inner);
+                let frame = if now != sent || last_beat.elapsed() >= beat {
+                    sent = now;
+                    last_beat = Instant::now();
+                    Message::binary(sent.encode_to_vec())
+                } else {
+                    Message::text("ping")
+                };
+                if ws.send(frame).await.is_err() {
+                    return Ended::Lost;
+                }
+                deadline = Some(Instant::now() + PONG_WITHIN);
+            }
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                tracing::debug!(up, "lease socket: no answer in time");
+                return if up { Ended::Lost } else { Ended::Failed };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_url_is_the_coordinators_with_a_websocket_scheme() {
+        let url = |s: &str| lease_url(&Url::parse(s).unwrap()).to_string();
+        assert_eq!(
+            url("http://127.0.0.1:8787/"),
+            "ws://127.0.0.1:8787/v1/lease"
+        );
+        assert_eq!(url("https://w.example/x?y=1"), "wss://w.example/v1/lease");
+    }
+
+    #[test]
+    fn reconnects_are_jittered_and_bounded() {
+        for failures in 0..40 {
+            assert!(backoff(failures) <= MAX_BACKOFF);
+        }
+        for _ in 0..100 {
+            assert!(jitter(RECONNECT) <= RECONNECT);
+        }
+    }
+}
