@@ -281,6 +281,40 @@ export function renderMarkdown(r) {
     );
   }
 
+  const c = r.cost;
+  if (c) {
+    const l = c.load;
+    out.push(
+      `\n**What a relay costs on Cloudflare** (${c.setup}; ${l.relays} relays, each with ${l.namespacesPerRelay} namespaces and ${l.scopesWatchedPerRelay} watched scopes; list prices read ${c.prices.read}; setAlarm priced as one row written)\n`,
+    );
+    const units = [
+      "worker_requests",
+      "object_requests",
+      "object_alarms",
+      "websocket_messages_in",
+      "rows_read",
+      "rows_written",
+      "alarms_set",
+    ];
+    out.push(
+      table(
+        ["lease", ...units.map((u) => `${u} /relay-hour`), "runtime-answered pings /relay-hour", "USD /relay-month"],
+        c.steady.map((x) => [
+          x.lease,
+          ...units.map((u) => f1(x.perRelayHour[u])),
+          String(x.runtimePingsPerRelayHour),
+          x.relayMonthUsd.toFixed(3),
+        ]),
+      ),
+    );
+    out.push(
+      `\nPer namespace publish: $${c.usd.perNamespacePublish.toExponential(2)}; per 1,000 viewer joins (${c.perThousandViewerJoins.workerCallsPer1000Joins} Worker calls${c.perThousandViewerJoins.measured ? ", measured" : ", the documented figure"}): $${c.usd.perThousandViewerJoins.toExponential(2)}. ` +
+        `Fleet per month on the lease socket: ${Object.entries(c.fleetMonthUsd)
+          .map(([n, usd]) => `${Number(n).toLocaleString("en-US")} relays $${usd.toLocaleString("en-US")}`)
+          .join(", ")}.`,
+    );
+  }
+
   const pr = r.profile;
   if (pr) {
     out.push(`\n**Where a Lookup's time goes** (moq-worker on ${pr.server}: the same kind of request stopped at successive layers)\n`);

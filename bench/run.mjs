@@ -37,6 +37,7 @@ import {
 } from "./lib/systems.mjs";
 import { fanOut } from "./fan-out.mjs";
 import { tokenIssue } from "./token-issue.mjs";
+import { cost } from "./cost.mjs";
 import { profileWorker } from "./profile.mjs";
 import { renderMarkdown } from "./report.mjs";
 
@@ -602,6 +603,24 @@ async function watchFanOut(results, bundle) {
   cleanups.pop();
 }
 
+// What a relay costs on Cloudflare (bench/cost.mjs), on bare workerd.
+async function costSection(results, bundle) {
+  log("cost: billed units of a relay's steady load and of single operations");
+  const w = await startWorkerd({ bundle });
+  cleanups.push(() => w.stop());
+  results.cost = await cost({
+    url: w.url,
+    relays: QUICK ? 2 : 10,
+    scopes: QUICK ? 10 : 100,
+    windowMs: QUICK ? 8_000 : 60_000,
+    ops: QUICK ? 10 : 50,
+    callsPer1000Joins: results.relaySeen?.joins?.per1000,
+    log,
+  });
+  await w.stop();
+  cleanups.pop();
+}
+
 async function tokensSection(results, bundle) {
   log("tokens: IssueToken (ES256 CAT) and CreateRelayToken (HS256 JWT), closed loop at concurrency 8");
   const w = await startWorkerd({ bundle });
@@ -678,6 +697,7 @@ async function main() {
       await tokensSection(results, bundle);
     }
     await relaySeenSection(results, bundle);
+    if (!args.relaySeenOnly) await costSection(results, bundle);
   } finally {
     await cleanup();
     runFinals();

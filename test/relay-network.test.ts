@@ -115,6 +115,7 @@ describe("state_lost", () => {
       state.storage.sql.exec("DROP TABLE revocation");
       state.storage.sql.exec("ALTER TABLE lease DROP COLUMN activity");
       state.storage.sql.exec("ALTER TABLE lease DROP COLUMN versions");
+      state.storage.sql.exec("ALTER TABLE lease DROP COLUMN closed_at");
       state.storage.sql.exec("UPDATE schema_version SET version = 1");
     });
     await evictDurableObject(relayStub(a.url));

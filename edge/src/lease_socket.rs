@@ -97,8 +97,10 @@ pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Dura
             }
             Ended::Refused(code) => {
                 tracing::warn!(code, "lease socket refused; asking over HTTP");
-                // Its answer sets Fatal when the refusal is for good.
-                let _ = inner.heartbeat(inner.rpc.policy().deadline).await;
+                // A refusal for good sets Fatal; an answer is applied as any beat's.
+                if let Ok(resp) = inner.heartbeat(inner.rpc.policy().deadline).await {
+                    inner.apply_beat(&resp);
+                }
                 failures += 1;
                 backoff(failures)
             }
@@ -114,6 +116,13 @@ pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Dura
         };
         sleep(wait).await;
     }
+}
+
+/// A close that refuses this relay (4000 + a Connect code: invalid argument,
+/// permission denied, failed precondition, unauthenticated), as opposed to a
+/// lapse (4000 + deadline exceeded), after which the relay simply comes back.
+fn refusal(code: u16) -> bool {
+    matches!(code.checked_sub(4000), Some(3 | 7 | 9 | 16))
 }
 
 fn jitter(max: Duration) -> Duration {
@@ -211,7 +220,7 @@ async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended
                     }
                     Message::Close(frame) => {
                         let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
-                        return if (4000..5000).contains(&code) {
+                        return if refusal(code) {
                             Ended::Refused(code)
                         } else if up {
                             Ended::Lost
@@ -263,6 +272,12 @@ mod tests {
             "ws://127.0.0.1:8787/v1/lease"
         );
         assert_eq!(url("https://w.example/x?y=1"), "wss://w.example/v1/lease");
+    }
+
+    #[test]
+    fn a_lapse_is_not_a_refusal() {
+        assert!(refusal(4016) && refusal(4009) && refusal(4003) && refusal(4007));
+        assert!(!refusal(4004) && !refusal(1000) && !refusal(1006));
     }
 
     #[test]

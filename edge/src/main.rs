@@ -89,6 +89,12 @@ struct Cli {
     #[arg(long = "internal-peer", value_delimiter = ',')]
     internal_peers: Vec<SocketAddr>,
 
+    /// Hold the lease on a WebSocket to the coordinator, sending a
+    /// HeartbeatRequest (and refreshing the peer list) at least every this
+    /// many milliseconds; 0 keeps the lease with Heartbeat calls only.
+    #[arg(long, env = "MOQ_EDGE_LEASE_SOCKET_BEAT_MS", default_value_t = 30_000)]
+    lease_socket_beat_ms: u64,
+
     /// Maximum request ID plus one advertised in MoQT setup (draft-16
     /// builds; default 100). Deprecated on draft-18 builds, which have no
     /// MAX_REQUEST_ID: accepted, ignored, and warned about.
@@ -254,6 +260,8 @@ async fn run() -> anyhow::Result<ExitCode> {
         ..RetryPolicy::default()
     };
     config.internal_peers = cli.internal_peers.clone();
+    config.lease_socket_beat =
+        (cli.lease_socket_beat_ms > 0).then(|| Duration::from_millis(cli.lease_socket_beat_ms));
     config.cache = CacheConfig {
         enabled: !cli.no_cache,
         entries: cli.cache_entries.max(1),

@@ -58,13 +58,22 @@ CREATE TABLE IF NOT EXISTS revoked_version (id INTEGER PRIMARY KEY CHECK (id = 1
 export const DIRECTORY_SQL = {
   /** `name` is the listed form of the scope (objects/scope-name.ts): "" for the unscoped space. */
   scopeNote: "INSERT OR IGNORE INTO scopes (name, first_seen_at) VALUES (?, ?)",
-  /** The whole entry as of changed_at; an older note than the stored one changes nothing. */
+  /**
+   * The whole entry as of changed_at; an older note than the stored one
+   * changes nothing, and so does one that differs only in its time and last
+   * beat (those are kept as of the last change): a relay's periodic note
+   * writes no row while nothing changed.
+   */
   relayNote: `INSERT INTO relays (url, epoch, up, first_seen_at, changed_at, addrs, expires_at, last_beat_at, scopes, scope_count, activity, versions)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (url) DO UPDATE SET epoch = excluded.epoch, up = excluded.up, changed_at = excluded.changed_at,
       addrs = excluded.addrs, expires_at = excluded.expires_at, last_beat_at = excluded.last_beat_at,
       scopes = excluded.scopes, scope_count = excluded.scope_count, activity = excluded.activity, versions = excluded.versions
-    WHERE excluded.changed_at >= relays.changed_at`,
+    WHERE excluded.changed_at >= relays.changed_at
+      AND (relays.epoch IS NOT excluded.epoch OR relays.up IS NOT excluded.up OR relays.addrs IS NOT excluded.addrs
+        OR relays.expires_at IS NOT excluded.expires_at OR relays.scopes IS NOT excluded.scopes
+        OR relays.scope_count IS NOT excluded.scope_count OR relays.activity IS NOT excluded.activity
+        OR relays.versions IS NOT excluded.versions)`,
   /** Live = up and its noted lease expiry (plus slack) not yet past; the caller excluded. */
   livePeers: "SELECT url, addrs FROM relays WHERE up = 1 AND expires_at > ? AND url <> ? ORDER BY url LIMIT ?",
   scopesFirst: "SELECT name FROM scopes ORDER BY name LIMIT ?",

@@ -32,6 +32,9 @@ const PURGE_RETRY_MS = 1000;
  * heartbeats, for longer: a purge that timed out is retried by the alarm.
  */
 export const OBJECT_CALL_TIMEOUT_MS = 2000;
+/** A lease-socket relay's expiry in the directory moves in steps this long (see note()). */
+const DIRECTORY_EXPIRY_STEP_MS = 5 * 60_000;
+const stepUp = (t: number, step: number) => Math.ceil(t / step) * step;
 /** Scope names sent to the directory with each note (ListRelays shows them; the count is exact). */
 const SCOPES_NOTED = 100;
 
@@ -350,8 +353,10 @@ export class RelayObject extends DurableObject<Env> {
       if (this.purgePending()) await this.purgeStale(lease.url, lease.epoch);
       const now = Date.now();
       if (lease.expiresAt > now) {
-        // Heartbeats since the last write extended the lease: put it on record once, here.
-        if (lease.expiresAt > lease.storedExpiresAt) this.sql.exec(RELAY_SQL.leaseBeatPut, lease.expiresAt, lease.lastBeatAt);
+        // Heartbeats since the last write extended the lease: put it on record once, here
+        // (the socket's pings need not be: the runtime keeps their time).
+        const beatExpiry = this.beatAt === null ? 0 : this.beatAt + leaseSettings(this.env).leaseTtlMs;
+        if (beatExpiry > lease.storedExpiresAt) this.sql.exec(RELAY_SQL.leaseBeatPut, beatExpiry, this.beatAt);
         await armAlarm(this.ctx.storage, this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt);
         return;
       }
@@ -541,8 +546,10 @@ export class RelayObject extends DurableObject<Env> {
       at: now,
       addrs: lease.addrs,
       versions: lease.versions,
-      // A relay on its socket notes the directory only every SOCKET_BEAT_MS; the socket's close tells it sooner.
-      expiresAt: this.sockets.open().length > 0 ? lease.expiresAt + SOCKET_BEAT_MS : lease.expiresAt,
+      // A relay on its socket notes the directory every SOCKET_BEAT_MS, with an
+      // expiry in steps so that the note changes (and writes) rarely; a close
+      // or a lapse tells the directory at once.
+      expiresAt: this.sockets.open().length > 0 ? stepUp(lease.expiresAt + SOCKET_BEAT_MS, DIRECTORY_EXPIRY_STEP_MS) : lease.expiresAt,
       lastBeatAt: lease.lastBeatAt,
       scopes: this.sql
         .exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED)

@@ -3,7 +3,8 @@
 // killed with SIGKILL, and one frozen with SIGSTOP (silent, its socket still
 // open), each with a publisher's namespace registered, the Worker polled
 // every 100 ms until the namespace is gone. Also: while the socket holds the
-// lease, the relay makes no Heartbeat calls.
+// lease, the relay makes no Heartbeat calls; a restart of the Worker's
+// runtime (every socket closed at once) purges nothing.
 //
 //   node --test test/e2e/network/liveness.test.mjs     (KEEP_LOGS=1 keeps the logs)
 import assert from "node:assert/strict";
@@ -88,6 +89,30 @@ test("a relay frozen with SIGSTOP is withdrawn a lease after it was last heard, 
       assert.ok(ms < TTL_MS + 3000, `withdrawn after ${Math.round(ms)} ms: within the lease and a little`);
     } finally {
       relay.proc.signal("SIGCONT");
+    }
+  });
+});
+
+test("a restart of the Worker's runtime closes every lease socket and purges nothing", async () => {
+  await stack.step(async () => {
+    const held = [await publishing("reset-a"), await publishing("reset-b")];
+    const opened = (relay) => relay.proc.log().match(/edge: lease socket open/g)?.length ?? 0;
+    for (const { relay } of held) await waitFor("the relay's lease socket open", () => opened(relay) > 0, { timeoutMs: 10_000 });
+    const before = held.map(({ relay }) => opened(relay));
+    await stack.killWorker();
+    const down = now();
+    await stack.startWorker();
+    const back = now();
+    for (const [i, { relay }] of held.entries()) {
+      await waitFor(`relay ${relay.name} back on a new lease socket`, () => opened(relay) > before[i], { timeoutMs: 10_000 });
+    }
+    console.log(`# runtime restart: down ${Math.round(back - down)} ms, every socket back ${Math.round(now() - back)} ms after`);
+    // Past the restart grace (a lease TTL): had anything been purged, it would be gone by now.
+    await sleep(TTL_MS + 1000);
+    const listed = await stack.namespaces(SCOPE);
+    for (const { entry } of held) assert.ok(listed.includes(entry), `${entry} still registered after the restart`);
+    for (const { relay } of held) {
+      assert.doesNotMatch(relay.proc.log(), /coordinator had lost this relay's state: re-registered/, `relay ${relay.name} lost no state`);
     }
   });
 });

@@ -18,10 +18,13 @@ let B;
 
 before(async () => {
   stack = await Stack.start({ name: "peers", vars: { ALLOW_UNSCOPED: "true", LEASE_TTL_MS: String(LEASE_TTL_MS) } });
-  A = await stack.relay("a");
-  B = await stack.relay("b");
-  // Each relay learns the other from a Heartbeat reply sent after both were up
-  // (the Worker refreshes its peer list every lease / 2), and logs the change.
+  // On the lease socket the peer list refreshes with each HeartbeatRequest
+  // (every 30 s by default): every second here, so the test stays short.
+  const quick = { args: ["--lease-socket-beat-ms", "1000"] };
+  A = await stack.relay("a", quick);
+  B = await stack.relay("b", quick);
+  // Each relay learns the other from a Heartbeat reply sent after both were up,
+  // and logs the change.
   for (const [me, peer] of [
     [A, B],
     [B, A],

@@ -1869,6 +1869,29 @@ export const CoordinatorService: GenService<{
    * UNAUTHENTICATED / PERMISSION_DENIED: the token is expired, revoked or
    * invalid. Idempotent.
    *
+   * The lease socket. A relay may instead hold its lease on one WebSocket,
+   * GET /v1/lease with its token, Moq-Relay-Epoch (required) and
+   * Moq-Relay-Versions headers; refused before the upgrade as a Connect error
+   * (a revoked token, a retired epoch, no epoch header). On it:
+   *   - the relay sends a binary HeartbeatRequest first, then at least every
+   *     SOCKET_BEAT_MS (30 s: the peer-list refresh) and whenever its
+   *     activity changed; each is answered with a binary HeartbeatResponse,
+   *     under the same rules and errors as this call;
+   *   - the relay sends the text frame "ping" (every second is what the edge
+   *     does); the Worker's runtime answers "pong" without running any code,
+   *     and the relay counts as heard at each ping;
+   *   - the lease ends a lease TTL after the relay was last heard, or
+   *     CLOSE_GRACE_MS (1 s) after the socket closed unless the relay is back
+   *     on a new socket by then; a new socket of the relay closes the old one;
+   *   - the Worker closes it with 4000 + a Connect code: 4003 a bad
+   *     HeartbeatRequest (the reason names the field), 4009 a retired epoch,
+   *     4016 a revoked token (the relay must stop, as on the same errors from
+   *     this call), 4004 the lease lapsed (come back: the next answer says
+   *     state_lost); 1003 for a text frame other than "ping".
+   * Peers on the socket are refreshed with each HeartbeatRequest, so they may
+   * lag by up to SOCKET_BEAT_MS. Heartbeat calls keep working alongside (the
+   * edge falls back to them while its socket is down).
+   *
    * @generated from rpc moqworker.v1.CoordinatorService.Heartbeat
    */
   heartbeat: {
