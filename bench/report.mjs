@@ -287,15 +287,7 @@ export function renderMarkdown(r) {
     out.push(
       `\n**What a relay costs on Cloudflare** (${c.setup}; ${l.relays} relays, each with ${l.namespacesPerRelay} namespaces and ${l.scopesWatchedPerRelay} watched scopes; list prices read ${c.prices.read}; setAlarm priced as one row written)\n`,
     );
-    const units = [
-      "worker_requests",
-      "object_requests",
-      "object_alarms",
-      "websocket_messages_in",
-      "rows_read",
-      "rows_written",
-      "alarms_set",
-    ];
+    const units = Object.keys(c.steady[0].perRelayHour);
     out.push(
       table(
         ["lease", ...units.map((u) => `${u} /relay-hour`), "runtime-answered pings /relay-hour", "USD /relay-month"],
@@ -313,6 +305,14 @@ export function renderMarkdown(r) {
           .map(([n, usd]) => `${Number(n).toLocaleString("en-US")} relays $${usd.toLocaleString("en-US")}`)
           .join(", ")}.`,
     );
+    const s = c.resetStorm;
+    if (s) {
+      out.push(
+        `\n**A runtime restart under ${s.relays} relays on the lease socket**: down ${s.runtimeDownMs} ms; every relay back on a socket ${s.everyRelayBackMs} ms after (${s.relaysBack} of ${s.relays}); ` +
+          `peak ${s.peakWorkerReqPerSec} Worker requests/s, ${s.peakObjectReqPerSec} object requests/s, ${s.peakDirectoryReqPerSec}/s at the DirectoryObject (the busiest single object); ` +
+          `registrations ${s.registrationsBefore} before, ${s.registrationsAfter} a lease after.`,
+      );
+    }
   }
 
   const pr = r.profile;

@@ -38,6 +38,7 @@ import {
 import { fanOut } from "./fan-out.mjs";
 import { tokenIssue } from "./token-issue.mjs";
 import { cost } from "./cost.mjs";
+import { resetStorm } from "./reset-storm.mjs";
 import { profileWorker } from "./profile.mjs";
 import { renderMarkdown } from "./report.mjs";
 
@@ -619,6 +620,7 @@ async function costSection(results, bundle) {
   });
   await w.stop();
   cleanups.pop();
+  results.cost.resetStorm = await resetStorm({ bundle, relays: QUICK ? 20 : 100, log });
 }
 
 async function tokensSection(results, bundle) {

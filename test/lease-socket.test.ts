@@ -134,7 +134,9 @@ describe("the lease socket", () => {
     const second = await lease(a.token, "e1");
     expect((await first.closed).code).toBe(1000);
     expect((await second.beat()).stateLost).toBe(false);
-    // The replaced socket's close did not start the grace: the alarm is still a TTL away.
+    // The replaced socket's close did not start the grace: the alarm is still a TTL away
+    // (once the object has handled that close).
+    await sleep(200);
     const alarm = await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm());
     expect(alarm!).toBeGreaterThan(Date.now() + TTL / 2);
     second.ws.close(1000);
@@ -146,6 +148,31 @@ describe("the lease socket", () => {
     await runDurableObjectAlarm(relayStub(a.url));
     expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe("ok");
     third.ws.close(1000);
+  });
+
+  it("a relay beating over HTTP keeps its lease when its socket closes; a new epoch closes the old process's socket (4009)", async () => {
+    const scope = freshScope("sock-http");
+    const a = await relay(unique("sock-http"), "binary", "e1");
+    const viewer = await relay(unique("sock-viewer"));
+    const socket = await lease(a.token, "e1");
+    await socket.beat();
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    // The edge falls back to Heartbeat calls; the old socket's close reaches the object later.
+    await a.heartbeat({ epoch: "e1" });
+    socket.ws.close(1000);
+    await socket.closed;
+    await sleep(CLOSE_GRACE_MS + 200);
+    await runDurableObjectAlarm(relayStub(a.url));
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe("ok");
+    expect((await relayStub(a.url).view())!.alive).toBe(true);
+
+    const old = await lease(a.token, "e1");
+    await old.beat();
+    const next = await relay(a.url, "binary", "e2");
+    await next.heartbeat({ epoch: "e2" });
+    const closed = await old.closed;
+    expect(closed.code).toBe(4000 + Code.FailedPrecondition);
+    expect(closed.reason).toContain("epoch");
   });
 
   it("a relay not heard for a TTL lapses and its socket is closed (4004), even after an eviction", async () => {

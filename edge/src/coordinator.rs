@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     /// The lease is held on the socket now ([`crate::lease_socket`]): the
     /// HTTP heartbeat loop stands aside.
     pub(crate) lease_socket_up: AtomicBool,
+    /// Wakes the HTTP heartbeat loop at once (the lease socket was lost).
+    pub(crate) beat_now: Notify,
     /// Local holders of each remote registration/subscription (see
     /// [`crate::registrations`]): only the last local holder may withdraw a key.
     pub(crate) registrations: StdMutex<HashMap<RegistrationKey, Slot>>,
@@ -516,6 +518,7 @@ impl WorkerCoordinator {
             runtime: tokio::runtime::Handle::current(),
             shut_down: AtomicBool::new(false),
             lease_socket_up: AtomicBool::new(false),
+            beat_now: Notify::new(),
             peers: Arc::new(Peers::new(config.internal_peers.iter().copied())),
             fatal: watch::Sender::new(None),
             recover: Notify::new(),

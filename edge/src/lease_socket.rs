@@ -52,17 +52,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// `ws(s)://<coordinator>/v1/lease`.
 pub(crate) fn lease_url(base: &Url) -> Url {
-    let mut url = base.clone();
-    let scheme = if base.scheme() == "https" {
-        "wss"
-    } else {
-        "ws"
-    };
-    url.set_scheme(scheme)
-        .expect("ws and wss are valid schemes");
-    url.set_path("/v1/lease");
-    url.set_query(None);
-    url
+    crate::watch::socket_url(base, "/v1/lease")
 }
 
 /// How a socket ended.
@@ -70,6 +60,8 @@ pub(crate) fn lease_url(base: &Url) -> Url {
 enum Ended {
     /// Closed or silent after it was up: open it again soon.
     Lost,
+    /// Closed because the lease lapsed (4004): open it again; its state is gone.
+    Lapsed,
     /// Never came up (unreachable, refused at the upgrade).
     Failed,
     /// The Worker has no lease socket (an older Worker): HTTP heartbeats only.
@@ -87,9 +79,19 @@ pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Dura
         if inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
             return;
         }
-        let ended = session(&inner, &url, &token, beat).await;
-        inner.lease_socket_up.store(false, Ordering::Release);
+        let mut unanswered = false;
+        let ended = session(&inner, &url, &token, beat, &mut unanswered).await;
+        if unanswered {
+            // A lost answer may have carried state_lost (reported once): re-register, as
+            // the HTTP loop does after a failed beat (idempotent).
+            inner.recover.notify_one();
+        }
+        let was_up = inner.lease_socket_up.swap(false, Ordering::AcqRel);
         metrics::gauge!("moq_edge_lease_socket_up").set(0.0);
+        if was_up {
+            // The Worker ends a closed socket's lease within a second: the HTTP loop beats now.
+            inner.beat_now.notify_one();
+        }
         let wait = match ended {
             Ended::Unsupported => {
                 tracing::info!(%url, "the coordinator has no lease socket: the lease is kept by Heartbeat calls");
@@ -109,6 +111,12 @@ pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Dura
                 tracing::info!("edge: lease socket lost; opening it again");
                 jitter(RECONNECT)
             }
+            Ended::Lapsed => {
+                failures = 0;
+                tracing::warn!("edge: the coordinator ended this relay's lease; re-registering");
+                inner.recover.notify_one();
+                jitter(RECONNECT)
+            }
             Ended::Failed => {
                 failures += 1;
                 backoff(failures)
@@ -117,6 +125,9 @@ pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Dura
         sleep(wait).await;
     }
 }
+
+/// The Worker's close when the lease lapsed (4000 + DEADLINE_EXCEEDED).
+const LAPSED: u16 = 4004;
 
 /// A close that refuses this relay (4000 + a Connect code: invalid argument,
 /// permission denied, failed precondition, unauthenticated), as opposed to a
@@ -146,7 +157,15 @@ fn beat_request(inner: &Inner) -> proto::HeartbeatRequest {
     }
 }
 
-async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended {
+/// One socket, until it ends; `unanswered` says whether a HeartbeatRequest
+/// sent on it had no answer then.
+async fn session(
+    inner: &Inner,
+    url: &Url,
+    token: &str,
+    beat: Duration,
+    unanswered: &mut bool,
+) -> Ended {
     let Ok(mut request) = url.as_str().into_client_request() else {
         return Ended::Unsupported;
     };
@@ -182,6 +201,7 @@ async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended
     };
 
     let mut sent = beat_request(inner);
+    *unanswered = true;
     if ws
         .send(Message::binary(sent.encode_to_vec()))
         .await
@@ -210,6 +230,7 @@ async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended
                             return Ended::Lost;
                         };
                         inner.apply_beat(&resp);
+                        *unanswered = false;
                         deadline = None;
                         if !up {
                             up = true;
@@ -220,7 +241,9 @@ async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended
                     }
                     Message::Close(frame) => {
                         let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
-                        return if refusal(code) {
+                        return if code == LAPSED {
+                            Ended::Lapsed
+                        } else if refusal(code) {
                             Ended::Refused(code)
                         } else if up {
                             Ended::Lost
@@ -243,6 +266,7 @@ async fn session(inner: &Inner, url: &Url, token: &str, beat: Duration) -> Ended
                 let frame = if now != sent || last_beat.elapsed() >= beat {
                     sent = now;
                     last_beat = Instant::now();
+                    *unanswered = true;
                     Message::binary(sent.encode_to_vec())
                 } else {
                     Message::text("ping")

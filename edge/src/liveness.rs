@@ -101,7 +101,11 @@ pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse
     let mut lapse_reported = false;
     let mut next = interval;
     loop {
-        tokio::time::sleep(next).await;
+        tokio::select! {
+            _ = tokio::time::sleep(next) => {}
+            // The lease socket was lost: beat now, the Worker ends a closed socket's lease soon.
+            _ = inner.beat_now.notified() => {}
+        }
         if inner.is_fatal() || inner.shut_down.load(Ordering::Acquire) {
             return;
         }

@@ -50,8 +50,9 @@ pub(crate) struct Endpoint {
     pub epoch: String,
 }
 
-/// `ws(s)://<base>/v1/watch?scope=<scope>`.
-pub(crate) fn watch_url(base: &Url, scope: &Scope) -> Url {
+/// `ws(s)://<base><path>`: a WebSocket route of the Worker (the watch
+/// channel, the lease socket), wss when the Worker is reached over https.
+pub(crate) fn socket_url(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let scheme = if base.scheme() == "https" {
         "wss"
@@ -60,8 +61,14 @@ pub(crate) fn watch_url(base: &Url, scope: &Scope) -> Url {
     };
     url.set_scheme(scheme)
         .expect("ws and wss are valid schemes");
-    url.set_path("/v1/watch");
+    url.set_path(path);
     url.set_query(None);
+    url
+}
+
+/// `ws(s)://<base>/v1/watch?scope=<scope>`.
+pub(crate) fn watch_url(base: &Url, scope: &Scope) -> Url {
+    let mut url = socket_url(base, "/v1/watch");
     if let Some(scope) = scope {
         url.query_pairs_mut().append_pair("scope", scope);
     }

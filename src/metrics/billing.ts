@@ -22,8 +22,19 @@ export const BILLABLE_UNITS = [
 
 export type BillableUnit = (typeof BILLABLE_UNITS)[number];
 
+/** The Durable Object classes, for object requests by class (the directory is one object: its load exactly). */
+export const OBJECT_KINDS = ["ScopeObject", "RelayObject", "PathObject", "DirectoryObject"] as const;
+export type ObjectKind = (typeof OBJECT_KINDS)[number];
+
 class Billing {
   private counts = new Map<BillableUnit, number>(BILLABLE_UNITS.map((u) => [u, 0]));
+  private byKind = new Map<ObjectKind, number>(OBJECT_KINDS.map((k) => [k, 0]));
+
+  /** A call to an object of class `kind` (object_requests, and by class). */
+  objectRequest(kind: ObjectKind): void {
+    this.add("object_requests");
+    this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
+  }
 
   add(unit: BillableUnit, n = 1): void {
     if (n > 0) this.counts.set(unit, (this.counts.get(unit) ?? 0) + n);
@@ -40,6 +51,11 @@ class Billing {
       "# TYPE moq_worker_billable_units_total counter",
     ];
     for (const unit of BILLABLE_UNITS) lines.push(`moq_worker_billable_units_total{unit="${unit}"} ${this.get(unit)}`);
+    lines.push(
+      "# HELP moq_worker_object_calls_total Calls this isolate made to Durable Objects, by class (alarms not included).",
+      "# TYPE moq_worker_object_calls_total counter",
+    );
+    for (const kind of OBJECT_KINDS) lines.push(`moq_worker_object_calls_total{class="${kind}"} ${this.byKind.get(kind) ?? 0}`);
     return `${lines.join("\n")}\n`;
   }
 }

@@ -5,7 +5,8 @@
 // changes epoch, addresses or scopes, lapses or shuts down, and every
 // peerRefreshMs on a heartbeat, which takes the peer list in the same call.
 // Liveness is the noted lease expiry (plus TTL/2 and one heartbeat interval of slack),
-// so a relay whose "left" note was lost ages out by itself. It also keeps the
+// so a relay whose "left" note was lost ages out by itself (within about 5.5
+// minutes for one on its lease socket, whose noted expiry moves in steps). It also keeps the
 // list of revoked relay tokens that isolates cache (auth/revocation.ts).
 import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";

@@ -31,6 +31,13 @@ export const CLOSE_GRACE_MS = 1000;
  */
 export const SOCKET_BEAT_MS = 30_000;
 
+/**
+ * A socket older than this is closed after its next HeartbeatRequest, so that
+ * the relay reopens it and its token (expiry, TOKEN_SECRET rotation) is
+ * checked again.
+ */
+export const MAX_SOCKET_AGE_MS = 60 * 60_000;
+
 /** The socket's caller, kept with it across hibernation. */
 export interface LeaseOpen {
   relay: string;
@@ -100,6 +107,18 @@ export class LeaseSockets {
     for (const ws of this.open()) {
       try {
         ws.send(frame);
+      } catch {
+        // Closing already.
+      }
+    }
+  }
+
+  /** Closes the sockets a process of another epoch opened. */
+  closeOtherEpochs(epoch: string, code: number, reason: string): void {
+    for (const ws of this.open()) {
+      if (this.of(ws).epoch === epoch) continue;
+      try {
+        ws.close(code, reason);
       } catch {
         // Closing already.
       }

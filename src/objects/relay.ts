@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { HeartbeatRequestSchema, HeartbeatResponseSchema } from "../gen/moqworker/v1/coordinator_pb.js";
 import { armAlarm, billing, countAlarm, meteredSql } from "../metrics/billing.js";
 import { checkBeat } from "../rpc/heartbeat-check.js";
-import { CLOSE_GRACE_MS, closeCodeOf, closeReason, LeaseSockets, leaseOpenOf, SOCKET_BEAT_MS } from "./lease-socket.js";
+import { CLOSE_GRACE_MS, closeCodeOf, closeReason, LeaseSockets, leaseOpenOf, MAX_SOCKET_AGE_MS, SOCKET_BEAT_MS } from "./lease-socket.js";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
@@ -176,7 +176,7 @@ export class RelayObject extends DurableObject<Env> {
    * notes this relay there, at most every peerRefreshMs (or at once when the
    * relay appears, changes epoch or addresses, or asks for fresh peers); otherwise from memory.
    */
-  async heartbeat(
+  heartbeat(
     url: string,
     epoch: string,
     addrs: string[],
@@ -185,24 +185,42 @@ export class RelayObject extends DurableObject<Env> {
     versions?: string[],
     freshPeers = false,
   ): Promise<Outcome<BeatReply>> {
+    return this.renew(url, epoch, addrs, issuedAtMs, activity, versions, freshPeers, null);
+  }
+
+  /**
+   * A heartbeat, over HTTP (`via` null: kept in memory, beatAt) or on the
+   * lease socket `via` (the socket keeps the relay heard; a beat arriving on a
+   * socket closed meanwhile is dropped, so a state_lost is never answered
+   * into a closed socket).
+   */
+  private async renew(
+    url: string,
+    epoch: string,
+    addrs: string[],
+    issuedAtMs: number,
+    activity: ActivityNote | undefined,
+    versions: string[] | undefined,
+    freshPeers: boolean,
+    via: WebSocket | null,
+  ): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
       const refused = this.refuseRevoked(url, issuedAtMs) ?? this.refuseRetired(epoch);
       if (refused) return refused;
+      if (via && via.readyState !== WebSocket.OPEN) return fail(Code.Aborted, "the lease socket closed");
       const before = this.lease();
       const now = Date.now();
       const steady =
         before !== undefined &&
         !before.stateLost &&
+        before.closedAt === null &&
         before.expiresAt > now &&
         before.epoch === epoch &&
         sameList(before.addrs, addrs) &&
         (versions === undefined || sameList(before.versions, versions));
       let changed = false;
-      if (steady) this.beatAt = now;
-      else {
-        ({ changed } = await this.touch(url, epoch, { addrs, versions }, true));
-        this.beatAt = now;
-      }
+      if (!steady) ({ changed } = await this.touch(url, epoch, { addrs, versions }, true));
+      if (!via) this.beatAt = now;
       // Kept with the lease, written only when it changed; the directory hears of it with the next periodic note.
       const reported = activity === undefined ? null : JSON.stringify(activity);
       if (reported !== before?.activityJson) this.sql.exec(RELAY_SQL.activityPut, reported);
@@ -241,13 +259,19 @@ export class RelayObject extends DurableObject<Env> {
     let reply: Outcome<BeatReply>;
     try {
       const beat = checkBeat(fromBinary(HeartbeatRequestSchema, new Uint8Array(data)), open.epoch);
-      reply = await this.heartbeat(open.relay, beat.epoch, beat.addrs, open.issuedAtMs, beat.activity, open.versions, beat.freshPeers);
+      reply = await this.renew(open.relay, beat.epoch, beat.addrs, open.issuedAtMs, beat.activity, open.versions, beat.freshPeers, ws);
+      if (!reply.ok && reply.code === Code.Aborted) return;
     } catch (err) {
       const e = ConnectError.from(err);
       reply = fail(e.code === Code.Unknown ? Code.InvalidArgument : e.code, e.rawMessage);
     }
-    if (reply.ok) ws.send(toBinary(HeartbeatResponseSchema, create(HeartbeatResponseSchema, reply.value)));
-    else ws.close(closeCodeOf(reply.code), closeReason(reply.message));
+    if (!reply.ok) {
+      ws.close(closeCodeOf(reply.code), closeReason(reply.message));
+      return;
+    }
+    ws.send(toBinary(HeartbeatResponseSchema, create(HeartbeatResponseSchema, reply.value)));
+    // The token was checked when the socket opened: an old socket is closed so that it is checked again.
+    if (Date.now() - open.openedAt > MAX_SOCKET_AGE_MS) ws.close(1000, "reopen: the relay token is checked again");
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
@@ -275,10 +299,10 @@ export class RelayObject extends DurableObject<Env> {
       const lease = this.lease(ws);
       const now = Date.now();
       if (!lease || lease.expiresAt <= now) return;
-      // Heartbeats over HTTP (an edge falling back) renew it as usual.
-      this.beatAt = null;
+      // Heartbeats over HTTP (an edge falling back) keep it as usual: they are in beatAt.
       this.sql.exec(RELAY_SQL.leaseClosed, now + CLOSE_GRACE_MS, now);
-      await armAlarm(this.ctx.storage, now + CLOSE_GRACE_MS);
+      const beatExpiry = this.beatAt === null ? 0 : this.beatAt + leaseSettings(this.env).leaseTtlMs;
+      await armAlarm(this.ctx.storage, Math.max(now + CLOSE_GRACE_MS, beatExpiry));
     });
   }
 
@@ -438,6 +462,12 @@ export class RelayObject extends DurableObject<Env> {
       await this.eachScope((s) => s.adoptEpoch(url, next.epoch));
     } else if (current && newEpoch) {
       this.retire(current.epoch);
+      // An old process still pinging must not keep the new life's lease.
+      this.sockets.closeOtherEpochs(
+        next.epoch,
+        closeCodeOf(Code.FailedPrecondition),
+        "this relay restarted: a newer epoch holds the lease",
+      );
       await this.purgeStale(url, next.epoch);
     } else if (addrsChanged || versionsChanged) {
       await this.eachScope((s) => s.updateRelay(url, next.addrs, next.versions));

@@ -2,7 +2,7 @@
 // persistent: the same name must always reach the same object.
 import { setBounded } from "../auth/bounded-cache.js";
 import type { Env } from "../env.js";
-import { billing } from "../metrics/billing.js";
+import { billing, type ObjectKind } from "../metrics/billing.js";
 import { type Scope, scopeObjectName } from "./scope-name.js";
 
 /** Ids kept per namespace binding (an id is ~100 bytes). */
@@ -16,7 +16,11 @@ const ids = new WeakMap<object, Map<string, DurableObjectId>>();
  * changes. Stubs are made per call (a stub belongs to its request; the billing
  * counter counts each as one request), never kept for a second call.
  */
-function stubOf<T extends Rpc.DurableObjectBranded | undefined>(ns: DurableObjectNamespace<T>, name: string): DurableObjectStub<T> {
+function stubOf<T extends Rpc.DurableObjectBranded | undefined>(
+  ns: DurableObjectNamespace<T>,
+  name: string,
+  kind: ObjectKind,
+): DurableObjectStub<T> {
   let byName = ids.get(ns);
   if (!byName) {
     byName = new Map();
@@ -28,18 +32,18 @@ function stubOf<T extends Rpc.DurableObjectBranded | undefined>(ns: DurableObjec
     setBounded(byName, name, id, MAX_CACHED_IDS);
   }
   // One call per stub: each is one billed request to the object.
-  billing.add("object_requests");
+  billing.objectRequest(kind);
   return ns.get(id);
 }
 
 /** The ScopeObject of a scope or of the unscoped space. */
-export const scopeStub = (env: Env, scope: Scope) => stubOf(env.SCOPES, scopeObjectName(scope));
+export const scopeStub = (env: Env, scope: Scope) => stubOf(env.SCOPES, scopeObjectName(scope), "ScopeObject");
 
 /** The RelayObject of a relay, by its URL. */
-export const relayStub = (env: Env, url: string) => stubOf(env.RELAYS, url);
+export const relayStub = (env: Env, url: string) => stubOf(env.RELAYS, url, "RelayObject");
 
 /** The PathObject of a normalised connection path. */
-export const pathStub = (env: Env, path: string) => stubOf(env.PATHS, path);
+export const pathStub = (env: Env, path: string) => stubOf(env.PATHS, path, "PathObject");
 
 /** The one DirectoryObject. */
-export const directoryStub = (env: Env) => stubOf(env.DIRECTORY, "directory");
+export const directoryStub = (env: Env) => stubOf(env.DIRECTORY, "directory", "DirectoryObject");

@@ -107,12 +107,12 @@ test("a restart of the Worker's runtime closes every lease socket and purges not
       await waitFor(`relay ${relay.name} back on a new lease socket`, () => opened(relay) > before[i], { timeoutMs: 10_000 });
     }
     console.log(`# runtime restart: down ${Math.round(back - down)} ms, every socket back ${Math.round(now() - back)} ms after`);
-    // Past the restart grace (a lease TTL): had anything been purged, it would be gone by now.
-    await sleep(TTL_MS + 1000);
-    const listed = await stack.namespaces(SCOPE);
-    for (const { entry } of held) assert.ok(listed.includes(entry), `${entry} still registered after the restart`);
-    for (const { relay } of held) {
-      assert.doesNotMatch(relay.proc.log(), /coordinator had lost this relay's state: re-registered/, `relay ${relay.name} lost no state`);
+    // Through the restart grace (a lease TTL) and past it, every registration stays listed.
+    const until = now() + TTL_MS + 1000;
+    while (now() < until) {
+      const listed = await stack.namespaces(SCOPE);
+      for (const { entry } of held) assert.ok(listed.includes(entry), `${entry} listed ${Math.round(now() - back)} ms after the restart`);
+      await sleep(250);
     }
   });
 });
