@@ -101,6 +101,9 @@ describe("the lease socket", () => {
     const scope = freshScope("sock-close");
     const a = await relay(unique("sock-close"), "binary", "e1");
     const viewer = await relay(unique("sock-viewer"));
+    // As the edge starts: one Heartbeat call, then the socket (which supersedes it).
+    await a.heartbeat({ epoch: "e1" });
+    await sleep(5);
     const socket = await lease(a.token, "e1");
     await socket.beat();
     await a.registerNamespace({ scope, namespace: ns("live") });

@@ -220,7 +220,8 @@ export class RelayObject extends DurableObject<Env> {
         (versions === undefined || sameList(before.versions, versions));
       let changed = false;
       if (!steady) ({ changed } = await this.touch(url, epoch, { addrs, versions }, true));
-      if (!via) this.beatAt = now;
+      // An HTTP beat keeps the lease, but not one that only asks for fresh peers while the socket holds it.
+      if (!via && !(freshPeers && this.sockets.open().length > 0)) this.beatAt = now;
       // Kept with the lease, written only when it changed; the directory hears of it with the next periodic note.
       const reported = activity === undefined ? null : JSON.stringify(activity);
       if (reported !== before?.activityJson) this.sql.exec(RELAY_SQL.activityPut, reported);
@@ -296,6 +297,9 @@ export class RelayObject extends DurableObject<Env> {
   private socketEnded(ws: WebSocket): Promise<void> {
     return this.serial(async () => {
       if (this.sockets.open(ws).length > 0) return;
+      // HTTP beats from before the socket opened (the edge's first) were superseded by it;
+      // only those since (the edge fell back) keep the lease now.
+      if (this.beatAt !== null && this.beatAt <= this.sockets.of(ws).openedAt) this.beatAt = null;
       const lease = this.lease(ws);
       const now = Date.now();
       if (!lease || lease.expiresAt <= now) return;
