@@ -7,6 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { HeartbeatRequestSchema, type HeartbeatResponse, HeartbeatResponseSchema } from "../src/gen/moqworker/v1/coordinator_pb.js";
+import { billing } from "../src/metrics/billing.js";
 import { CLOSE_GRACE_MS, type LeaseOpen } from "../src/objects/lease-socket.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { relayStub as relayStubOf } from "../src/objects/stubs.js";
@@ -17,6 +18,14 @@ const TTL = 60_000;
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 const relayStub = (url: string) => relayStubOf(env, url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until no row has been written for a while (background notes are done). */
+async function settled(): Promise<void> {
+  for (let last = -1; billing.get("rows_written") !== last; ) {
+    last = billing.get("rows_written");
+    await sleep(50);
+  }
+}
 
 interface LeaseClient {
   ws: WebSocket;
@@ -92,8 +101,15 @@ describe("the lease socket", () => {
     const after = (await relayStub(a.url).view())!;
     expect(after.lastBeatAt!).toBeGreaterThan(before.lastBeatAt!);
     expect(after.expiresAt).toBe(after.lastBeatAt! + TTL);
-    // A later beat on the socket is steady: no state lost.
+    // A later beat on the socket is steady: no state lost, no row written, no alarm set.
     expect((await socket.beat({ addrs: ["127.0.0.1:4443"] })).stateLost).toBe(false);
+    await settled();
+    const written = billing.get("rows_written");
+    const armed = billing.get("alarms_set");
+    expect((await socket.beat({ addrs: ["127.0.0.1:4443"] })).stateLost).toBe(false);
+    await settled();
+    expect(billing.get("rows_written") - written, "rows written by a steady beat on the socket").toBe(0);
+    expect(billing.get("alarms_set") - armed, "alarms set by a steady beat on the socket").toBe(0);
     socket.ws.close(1000);
   });
 
