@@ -782,6 +782,7 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
 
   /**
    * Unix milliseconds, as last noted; in the past when the lease lapsed or the relay shut down.
+   * For a relay on its lease socket, noted in 5-minute steps ahead of the lease.
    *
    * @generated from field: uint64 lease_expires_at_ms = 3;
    */
@@ -812,6 +813,9 @@ export type RelayRecord = Message<"moqworker.v1.RelayRecord"> & {
 
   /**
    * Unix milliseconds of its last Heartbeat; absent if it never sent one.
+   * For a relay on its lease socket, the last one the directory recorded: it
+   * records changes, so this may be up to 5 minutes old while the relay is
+   * alive (alive is what says it is heard).
    *
    * @generated from field: optional uint64 last_heartbeat_at_ms = 7;
    */
