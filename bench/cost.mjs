@@ -41,15 +41,21 @@ const HOURS_PER_MONTH = 730;
 const CLOSE_SETTLE_MS = 2000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** The Worker's billing counters (moq_worker_billable_units_total). */
-export async function billedUnits(url) {
+/** The Worker's billing counters: units billed (moq_worker_billable_units_total) and object calls by class. */
+export async function workerCounters(url) {
   const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}` } });
   if (!res.ok) throw new Error(`/metrics: ${res.status}`);
+  const text = await res.text();
   const units = {};
-  for (const m of (await res.text()).matchAll(/^moq_worker_billable_units_total\{unit="(\w+)"\} (\d+)$/gm)) units[m[1]] = Number(m[2]);
+  const calls = {};
+  for (const m of text.matchAll(/^moq_worker_billable_units_total\{unit="(\w+)"\} (\d+)$/gm)) units[m[1]] = Number(m[2]);
+  for (const m of text.matchAll(/^moq_worker_object_calls_total\{class="(\w+)"\} (\d+)$/gm)) calls[m[1]] = Number(m[2]);
   if (Object.keys(units).length === 0) throw new Error("/metrics has no moq_worker_billable_units_total");
-  return units;
+  return { units, calls };
 }
+
+/** The units billed so far (workerCounters). */
+export const billedUnits = async (url) => (await workerCounters(url)).units;
 
 /** Units from `b` to `a`, less the one Worker request of reading them (GET /metrics). */
 const minus = (a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k] - (b[k] ?? 0) - (k === "worker_requests" ? 1 : 0)]));

@@ -16,20 +16,14 @@ import { parseArgs } from "node:util";
 import { LeaseHolder } from "../test/e2e/lib/lease-socket.mjs";
 import { call, ns, nsText, relayToken } from "../test/e2e/lib/rpc.mjs";
 import { DEV_ADMIN_TOKEN, freePort, startWorker } from "../test/e2e/lib/worker.mjs";
+import { workerCounters } from "./cost.mjs";
 import { buildBundle } from "./lib/systems.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function counters(url) {
-  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}` } });
-  const text = await res.text();
-  const of = (re) => Number(re.exec(text)?.[1] ?? 0);
-  return {
-    at: performance.now(),
-    worker: of(/^moq_worker_billable_units_total\{unit="worker_requests"\} (\d+)$/m),
-    directory: of(/^moq_worker_object_calls_total\{class="DirectoryObject"\} (\d+)$/m),
-    objects: of(/^moq_worker_billable_units_total\{unit="object_requests"\} (\d+)$/m),
-  };
+  const { units, calls } = await workerCounters(url);
+  return { at: performance.now(), worker: units.worker_requests, objects: units.object_requests, directory: calls.DirectoryObject };
 }
 
 /** The largest increase of `key` over any window of one second in `samples`. */

@@ -12,20 +12,13 @@ import { CLOSE_GRACE_MS, type LeaseOpen } from "../src/objects/lease-socket.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { relayStub as relayStubOf } from "../src/objects/stubs.js";
 import { adminClient, BASE, codeOf, freshScope, ns, relay, workerFetch } from "./client.js";
+import { settled } from "./objects.js";
 
 /** LEASE_TTL_MS of vitest.config.ts. */
 const TTL = 60_000;
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 const relayStub = (url: string) => relayStubOf(env, url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until no row has been written for a while (background notes are done). */
-async function settled(): Promise<void> {
-  for (let last = -1; billing.get("rows_written") !== last; ) {
-    last = billing.get("rows_written");
-    await sleep(50);
-  }
-}
 
 interface LeaseClient {
   ws: WebSocket;

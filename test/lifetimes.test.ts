@@ -9,7 +9,7 @@ import { ScopeObject } from "../src/objects/scope.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
 import { relayStub as relayStubOf, scopeStub as scopeStubOf } from "../src/objects/stubs.js";
-import { expireLease, lapseLease, tableRows } from "./objects.js";
+import { expireLease, lapseLease, settled, tableRows } from "./objects.js";
 import { DEFAULT_LEASE_TTL_MS, leaseSettings } from "../src/lease.js";
 import { billing } from "../src/metrics/billing.js";
 import { adminClient, base, codeOf, freshScope, ns, relay, type Coordinator } from "./client.js";
@@ -67,14 +67,6 @@ async function visible(viewer: Coordinator, scope: string, tag: string) {
 }
 const seen = { lookup: "ok", tracks: 1, interested: 1, waiting: 1 };
 const gone = { lookup: Code.NotFound, tracks: 0, interested: 0, waiting: 0 };
-
-/** Waits until no row has been written for a while (background notes to the directory are done). */
-async function settled(): Promise<void> {
-  for (let last = -1; billing.get("rows_written") !== last; ) {
-    last = billing.get("rows_written");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const expire = expireLease;
 const lapse = lapseLease;

@@ -2,6 +2,7 @@
 // the production classes carry no test-only methods.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
+import { billing } from "../src/metrics/billing.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { relayStub } from "../src/objects/stubs.js";
 
@@ -66,4 +67,12 @@ export async function expireLease(url: string, { oldObject = true } = {}): Promi
 export async function lapseLease(url: string): Promise<void> {
   await expireLease(url);
   expect(await runDurableObjectAlarm(relayStub(env, url))).toBe(true);
+}
+
+/** Waits until no row has been written for a while (background notes to the directory are done). */
+export async function settled(): Promise<void> {
+  for (let last = -1; billing.get("rows_written") !== last; ) {
+    last = billing.get("rows_written");
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

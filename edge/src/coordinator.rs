@@ -110,7 +110,7 @@ pub struct WorkerCoordinator {
 pub(crate) struct Inner {
     pub(crate) rpc: ConnectClient,
     pub(crate) epoch: String,
-    pub(crate) addrs: Vec<String>,
+    addrs: Vec<String>,
     /// The lease is held on the socket now ([`crate::lease_socket`]): the
     /// HTTP heartbeat loop stands aside.
     pub(crate) lease_socket_up: AtomicBool,
@@ -396,14 +396,19 @@ impl Inner {
         deadline: Duration,
         fresh_peers: bool,
     ) -> Result<proto::HeartbeatResponse, RpcError> {
-        let req = proto::HeartbeatRequest {
+        let req = self.beat_request(fresh_peers);
+        self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
+            .await
+    }
+
+    /// This relay's HeartbeatRequest now, for a call or the lease socket.
+    pub(crate) fn beat_request(&self, fresh_peers: bool) -> proto::HeartbeatRequest {
+        proto::HeartbeatRequest {
             epoch: self.epoch.clone(),
             addrs: self.addrs.clone(),
             activity: Some(self.upstreams.report()),
             fresh_peers,
-        };
-        self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
-            .await
+        }
     }
 }
 

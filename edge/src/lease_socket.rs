@@ -148,15 +148,6 @@ fn backoff(failures: u32) -> Duration {
     )
 }
 
-fn beat_request(inner: &Inner) -> proto::HeartbeatRequest {
-    proto::HeartbeatRequest {
-        epoch: inner.epoch.clone(),
-        addrs: inner.addrs.clone(),
-        activity: Some(inner.upstreams.report()),
-        fresh_peers: false,
-    }
-}
-
 /// One socket, until it ends; `unanswered` says whether a HeartbeatRequest
 /// sent on it had no answer then.
 async fn session(
@@ -200,7 +191,7 @@ async fn session(
         Err(_) => return Ended::Failed,
     };
 
-    let mut sent = beat_request(inner);
+    let mut sent = inner.beat_request(false);
     *unanswered = true;
     if ws
         .send(Message::binary(sent.encode_to_vec()))
@@ -262,7 +253,7 @@ async fn session(
                     })).await;
                     return Ended::Lost;
                 }
-                let now = beat_request(inner);
+                let now = inner.beat_request(false);
                 let frame = if now != sent || last_beat.elapsed() >= beat {
                     sent = now;
                     last_beat = Instant::now();

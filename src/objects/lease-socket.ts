@@ -6,6 +6,7 @@
 // RelayObject decides what a beat, a silence or a close does to the lease.
 import { ConnectError } from "@connectrpc/connect";
 import { connectErrorResponse } from "../rpc/router.js";
+import { completeClose } from "../rpc/socket-route.js";
 import type { Outcome } from "./types.js";
 
 /** What the Worker's route (rpc/lease-route.ts) tells the object about the caller it checked. */
@@ -102,36 +103,11 @@ export class LeaseSockets {
     return new Response(null, { status: 101, webSocket: client });
   }
 
-  /** Sends `frame` on every open socket (a closing one is skipped). */
-  send(frame: Uint8Array): void {
+  /** Closes the open sockets, but those of the epoch `keep` when given (a process of another epoch). */
+  closeAll(code: number, reason: string, keep?: string): void {
     for (const ws of this.open()) {
-      try {
-        ws.send(frame);
-      } catch {
-        // Closing already.
-      }
-    }
-  }
-
-  /** Closes the sockets a process of another epoch opened. */
-  closeOtherEpochs(epoch: string, code: number, reason: string): void {
-    for (const ws of this.open()) {
-      if (this.of(ws).epoch === epoch) continue;
-      try {
-        ws.close(code, reason);
-      } catch {
-        // Closing already.
-      }
-    }
-  }
-
-  closeAll(code: number, reason: string): void {
-    for (const ws of this.open()) {
-      try {
-        ws.close(code, reason);
-      } catch {
-        // Closing already.
-      }
+      if (keep !== undefined && this.of(ws).epoch === keep) continue;
+      completeClose(ws, code, reason);
     }
   }
 }

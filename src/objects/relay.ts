@@ -3,6 +3,7 @@
 // the relay's rows when the lease lapses, when a new epoch replaces the old one
 // and on Shutdown. A Heartbeat touches this object only, whatever the relay has
 // registered. The rules, and why, are in docs/lifetimes.md.
+import { completeClose } from "../rpc/socket-route.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { DurableObject } from "cloudflare:workers";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -276,11 +277,7 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    try {
-      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
-    } catch {
-      // Closed already.
-    }
+    completeClose(ws, code, reason);
     await this.socketEnded(ws);
   }
 
@@ -305,8 +302,7 @@ export class RelayObject extends DurableObject<Env> {
       if (!lease || lease.expiresAt <= now) return;
       // Heartbeats over HTTP (an edge falling back) keep it as usual: they are in beatAt.
       this.sql.exec(RELAY_SQL.leaseClosed, now + CLOSE_GRACE_MS, now);
-      const beatExpiry = this.beatAt === null ? 0 : this.beatAt + leaseSettings(this.env).leaseTtlMs;
-      await armAlarm(this.ctx.storage, Math.max(now + CLOSE_GRACE_MS, beatExpiry));
+      await armAlarm(this.ctx.storage, Math.max(now + CLOSE_GRACE_MS, this.heardUntil(this.beatAt)));
     });
   }
 
@@ -383,7 +379,7 @@ export class RelayObject extends DurableObject<Env> {
       if (lease.expiresAt > now) {
         // Heartbeats since the last write extended the lease: put it on record once, here
         // (the socket's pings need not be: the runtime keeps their time).
-        const beatExpiry = this.beatAt === null ? 0 : this.beatAt + leaseSettings(this.env).leaseTtlMs;
+        const beatExpiry = this.heardUntil(this.beatAt);
         if (beatExpiry > lease.storedExpiresAt) this.sql.exec(RELAY_SQL.leaseBeatPut, beatExpiry, this.beatAt);
         await armAlarm(this.ctx.storage, this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt);
         return;
@@ -467,11 +463,7 @@ export class RelayObject extends DurableObject<Env> {
     } else if (current && newEpoch) {
       this.retire(current.epoch);
       // An old process still pinging must not keep the new life's lease.
-      this.sockets.closeOtherEpochs(
-        next.epoch,
-        closeCodeOf(Code.FailedPrecondition),
-        "this relay restarted: a newer epoch holds the lease",
-      );
+      this.sockets.closeAll(closeCodeOf(Code.FailedPrecondition), "this relay restarted: a newer epoch holds the lease", next.epoch);
       await this.purgeStale(url, next.epoch);
     } else if (addrsChanged || versionsChanged) {
       await this.eachScope((s) => s.updateRelay(url, next.addrs, next.versions));
@@ -545,12 +537,17 @@ export class RelayObject extends DurableObject<Env> {
     return run;
   }
 
+  /** Until when a relay last heard at `at` keeps its lease (0: never heard). */
+  private heardUntil(at: number | null): number {
+    return at === null ? 0 : at + leaseSettings(this.env).leaseTtlMs;
+  }
+
   /** The lease as on record, extended by the beats held in memory and the open socket (but `except`). */
   private lease(except?: WebSocket): Lease | undefined {
     const row = this.sql.exec(RELAY_SQL.leaseGet).toArray()[0];
     if (!row) return undefined;
     const heard = Math.max(this.beatAt ?? 0, this.sockets.seenAt(except) ?? 0);
-    const beatExpiry = heard === 0 ? 0 : heard + leaseSettings(this.env).leaseTtlMs;
+    const beatExpiry = this.heardUntil(heard || null);
     return {
       url: row.url as string,
       epoch: row.epoch as string,

@@ -12,6 +12,7 @@
 // not ask the RelayObject either. (A claim refused after asking, over quota or
 // losing a race, leaves the scope in that relay's list: harmless, its purges
 // are idempotent.)
+import { completeClose } from "../rpc/socket-route.js";
 import { armAlarm, billing, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
@@ -129,7 +130,8 @@ export class ScopeObject extends DurableObject<Env> {
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    this.watch.closed(ws, code, reason);
+    // The relay closed: complete the close handshake.
+    completeClose(ws, code, reason);
   }
 
   async webSocketError(): Promise<void> {

@@ -41,3 +41,16 @@ export async function serveSocketRoute(route: SocketRoute, request: Request, env
     throw err;
   }
 }
+
+/**
+ * Closes `ws` with `code` (answering a relay's close completes the
+ * handshake); 1005 and 1006 are reported, never sent, so they close as 1000.
+ * A socket closing already is left alone.
+ */
+export function completeClose(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+  } catch {
+    // Closing already.
+  }
+}

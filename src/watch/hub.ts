@@ -123,16 +123,6 @@ export class WatchHub {
     else ws.close(1003, "the watch channel accepts only the text frame 'ping'");
   }
 
-  /** The relay closed: complete the close handshake. */
-  closed(ws: WebSocket, code: number, reason: string): void {
-    // 1005 and 1006 are reported, never sent.
-    try {
-      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
-    } catch {
-      // Already closed.
-    }
-  }
-
   /** The scope's stream id and current seq; the row is made on the first watch. */
   private sequence(): { stream: string; seq: bigint } {
     const row = this.sql.exec(SCOPE_SQL.watchGet).toArray()[0];
