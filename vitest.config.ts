@@ -40,7 +40,9 @@ export default defineConfig({
             MAX_TRACKS_PER_RELAY: "3",
             MAX_SUBSCRIPTIONS_PER_RELAY: "3",
             MAX_LIST_TRACKS: "4",
-            MAX_WATCHERS_PER_SCOPE: "2",
+            // Two branches of 2 sockets each (watch/branches.ts).
+            MAX_WATCHERS_PER_SCOPE: "4",
+            WATCH_BRANCHES: "2",
             TOKEN_SECRET_PREVIOUS: "test-token-secret-previous",
             ADMIN_TOKEN_PREVIOUS: "test-admin-token-previous",
             // Every call re-reads the revocation list: a revocation served by another isolate shows at once.

@@ -2,6 +2,7 @@ import type { ScopeObject } from "./objects/scope.js";
 import type { RelayObject } from "./objects/relay.js";
 import type { PathObject } from "./objects/path.js";
 import type { DirectoryObject } from "./objects/directory.js";
+import type { WatchBranchObject } from "./objects/watch-branch.js";
 import type { RateLimitEnv } from "./auth/rate-limit.js";
 import type { Variables } from "./settings.js";
 
@@ -16,6 +17,8 @@ export interface Env extends RateLimitEnv, Variables {
   PATHS: DurableObjectNamespace<PathObject>;
   /** The admin views' list of scopes and relays (one object; never on a coordinator call's path). */
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
+  /** The branches of each scope's watch channel, which hold the relays' sockets (watch/branch.ts). */
+  BRANCHES: DurableObjectNamespace<WatchBranchObject>;
   /** Workers Analytics Engine dataset for per-RPC metrics; optional (see docs/operating.md). */
   METRICS?: AnalyticsEngineDataset;
 }

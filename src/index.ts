@@ -21,6 +21,7 @@ export { ScopeObject } from "./objects/scope.js";
 export { RelayObject } from "./objects/relay.js";
 export { PathObject } from "./objects/path.js";
 export { DirectoryObject } from "./objects/directory.js";
+export { WatchBranchObject } from "./objects/watch-branch.js";
 
 const app = new Hono<{ Bindings: Env }>();
 

@@ -101,10 +101,19 @@ export const SETTINGS = {
   },
   MAX_WATCHERS_PER_SCOPE: {
     kind: "integer",
-    default: 10_000,
+    default: 100_000,
     min: 1,
     max: NO_MAX,
-    meaning: "watch sockets (`GET /v1/watch`) open at once on one scope; one more is RESOURCE_EXHAUSTED",
+    meaning:
+      "watch sockets (`GET /v1/watch`) open at once on one scope, as a share per branch: a branch holding `MAX_WATCHERS_PER_SCOPE / WATCH_BRANCHES` (rounded up, at most 32,000) refuses one more RESOURCE_EXHAUSTED",
+  },
+  WATCH_BRANCHES: {
+    kind: "integer",
+    default: 16,
+    min: 1,
+    max: 1024,
+    meaning:
+      "objects holding each scope's watch sockets, a relay's by a hash of its URL; a change costs the scope one call per branch in use, whatever the number of watchers (docs/performance.md)",
   },
   MAX_INFLIGHT_PER_SCOPE: {
     kind: "integer",

@@ -5,7 +5,8 @@
 // Lapses run the RelayObject's alarm by hand, as in lifetimes.test.ts.
 import { describe, expect, it } from "vitest";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { OBJECT_CALL_TIMEOUT_MS, type RelayObject } from "../src/objects/relay.js";
+import { OBJECT_CALL_TIMEOUT_MS } from "../src/objects/bounded.js";
+import type { RelayObject } from "../src/objects/relay.js";
 import type { RelayNote } from "../src/objects/directory.js";
 import { directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";

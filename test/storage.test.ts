@@ -8,7 +8,8 @@ import { MIGRATION_SQL } from "../src/objects/migrations.js";
 import { PATH_SQL } from "../src/objects/path-sql.js";
 import { RELAY_SQL } from "../src/objects/relay-sql.js";
 import { type DescribeList, type OwnedStatement, OWNED_SQL, PAGE_SQL, RELAY_OWNED_TABLES, SCOPE_SQL } from "../src/objects/scope-sql.js";
-import { directoryStub, pathStub, relayStub, scopeStub } from "../src/objects/stubs.js";
+import { directoryStub, pathStub, relayStub, scopeStub, watchBranchStub } from "../src/objects/stubs.js";
+import { WATCH_BRANCH_SQL } from "../src/objects/watch-branch-sql.js";
 import { tablesOf } from "./objects.js";
 
 const b = (s: string) => new TextEncoder().encode(s);
@@ -89,6 +90,9 @@ const SCOPE_PLANS = {
   watchGet: "index",
   watchInit: "write",
   watchBump: "index",
+  branchesAll: { scan: "the scope's watch branches: at most WATCH_BRANCHES rows (and any left by a former count), all of them wanted" },
+  branchPut: "write",
+  branchForget: "index",
   pathGet: "index",
   pathPut: "write",
   pathDelete: "index",
@@ -161,6 +165,8 @@ const DIRECTORY_PLANS = {
   revokedVersionGet: "index",
   revokedVersionBump: "write",
 } as const satisfies Record<keyof typeof DIRECTORY_SQL, Expect>;
+
+const WATCH_BRANCH_PLANS = { get: "index", put: "write" } as const satisfies Record<keyof typeof WATCH_BRANCH_SQL, Expect>;
 
 type Case = { name: string; sql: string; expect: Expect };
 
@@ -249,6 +255,10 @@ describe("query plans: every named statement of every Durable Object", () => {
 
   it("PathObject", async () => {
     check(await plans(pathStub(env, "/plans"), cases("PATH_SQL", PATH_SQL, PATH_PLANS)));
+  });
+
+  it("WatchBranchObject", async () => {
+    check(await plans(watchBranchStub(env, "plans"), cases("WATCH_BRANCH_SQL", WATCH_BRANCH_SQL, WATCH_BRANCH_PLANS)));
   });
 
   it("DirectoryObject: pages in key order, never sorted apart", async () => {

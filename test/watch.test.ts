@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { ScopeObject } from "../src/objects/scope.js";
-import { WatchHub } from "../src/watch/hub.js";
+import { WatchBranch } from "../src/watch/branch.js";
 import { scopeStub } from "../src/objects/stubs.js";
 import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, unshed, workerFetch } from "./client.js";
 import { codeOf, snapshot } from "./hardening.js";
@@ -267,7 +267,7 @@ describe("watch channel: relay lifetimes", () => {
 
   it("answers ping with pong from the runtime, never running the object's handler; anything else closes the socket", async () => {
     const { w } = await watching(freshScope("w-ping"));
-    const handler = vi.spyOn(WatchHub.prototype, "message");
+    const handler = vi.spyOn(WatchBranch.prototype, "message");
     w.ws.send("ping");
     expect(await w.text()).toBe("pong");
     w.ws.send("ping");

@@ -23,7 +23,7 @@ export const BILLABLE_UNITS = [
 export type BillableUnit = (typeof BILLABLE_UNITS)[number];
 
 /** The Durable Object classes, for object requests by class (the directory is one object: its load exactly). */
-export const OBJECT_KINDS = ["ScopeObject", "RelayObject", "PathObject", "DirectoryObject"] as const;
+export const OBJECT_KINDS = ["ScopeObject", "RelayObject", "PathObject", "DirectoryObject", "WatchBranchObject"] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
 class Billing {

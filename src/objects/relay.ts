@@ -19,6 +19,7 @@ import { migrate } from "./migrations.js";
 import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
 import type { ScopeObject } from "./scope.js";
 import { scopeFromObjectName } from "./scope-name.js";
+import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
 import { directoryStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
 import { revokedMessage } from "../auth/revocation.js";
@@ -27,26 +28,11 @@ import { revokedMessage } from "../auth/revocation.js";
 const RETIRED_KEPT = 16;
 /** A purge a scope could not take (unreachable) is retried by the alarm this soon. */
 const PURGE_RETRY_MS = 1000;
-/**
- * Longest wait for one call to another object (a scope, the directory). One
- * slow scope must not hold the serial queue, and with it the relay's
- * heartbeats, for longer: a purge that timed out is retried by the alarm.
- */
-export const OBJECT_CALL_TIMEOUT_MS = 2000;
 /** A lease-socket relay's expiry in the directory moves in steps this long (see note()). */
 const DIRECTORY_EXPIRY_STEP_MS = 5 * 60_000;
 const stepUp = (t: number, step: number) => Math.ceil(t / step) * step;
 /** Scope names sent to the directory with each note (ListRelays shows them; the count is exact). */
 const SCOPES_NOTED = 100;
-
-/** A call to another object that gives up after `ms` (the call itself may still complete later). */
-function bounded<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
-}
 
 /**
  * How often a heartbeat also refreshes the relay's entry in the directory and

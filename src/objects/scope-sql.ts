@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS directory_listing (id INTEGER PRIMARY KEY CHECK (id =
   },
   {
     version: 3,
-    about: "the watch channel's change sequence (watch/hub.ts)",
+    about: "the watch channel's change sequence (watch/root.ts)",
     // One row, made when the first relay watches: the stream id names this
     // sequence, seq counts the changes sent since.
     up: "CREATE TABLE IF NOT EXISTS watch (id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, seq INTEGER NOT NULL)",
@@ -126,6 +126,11 @@ CREATE TABLE IF NOT EXISTS signing_keys (
   max_exp INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 `,
+  },
+  {
+    version: 6,
+    about: "the watch channel's branches (watch/root.ts): the objects holding relays' sockets, each by its attachment token",
+    up: "CREATE TABLE IF NOT EXISTS watch_branches (name TEXT PRIMARY KEY, token TEXT NOT NULL) WITHOUT ROWID",
   },
 ]);
 
@@ -320,6 +325,9 @@ export const SCOPE_SQL = {
   watchGet: "SELECT stream, seq FROM watch WHERE id = 1",
   watchInit: "INSERT INTO watch (id, stream, seq) VALUES (1, ?, 0)",
   watchBump: "UPDATE watch SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+  branchesAll: "SELECT name, token FROM watch_branches",
+  branchPut: "INSERT INTO watch_branches (name, token) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET token = excluded.token",
+  branchForget: "DELETE FROM watch_branches WHERE name = ? AND token = ?",
 
   pathGet: "SELECT permissions FROM paths WHERE path = ?",
   pathPut: "INSERT INTO paths (path, permissions) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET permissions = excluded.permissions",

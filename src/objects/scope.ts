@@ -1,7 +1,7 @@
 // ScopeObject: one SQLite-backed Durable Object per scope. It owns the scope's
 // namespaces, tracks, namespace subscriptions, lingering track subscribers and
 // config, and answers the coordinator calls for that scope; relays watching
-// the scope hear of every change that can alter an answer (watch/hub.ts). Its
+// the scope hear of every change that can alter an answer (watch/root.ts). Its
 // SQL is in scope-sql.ts.
 //
 // A write (a claim: register or subscribe) may await one thing, the writing
@@ -12,8 +12,7 @@
 // not ask the RelayObject either. (A claim refused after asking, over quota or
 // losing a race, leaves the scope in that relay's list: harmless, its purges
 // are idempotent.)
-import { completeClose } from "../rpc/socket-route.js";
-import { armAlarm, billing, countAlarm, meteredSql } from "../metrics/billing.js";
+import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
@@ -26,8 +25,10 @@ import type { Enlisted } from "./relay.js";
 import { type Scope, scopeObjectName } from "./scope-name.js";
 import { describeRows, type DescribeCursor, type ScopeDescription } from "./scope-describe.js";
 import { OWNED_SQL, OWNED_TABLES, type OwnedTable, RELAY_OWNED_TABLES, SCOPE_MIGRATIONS, SCOPE_SQL } from "./scope-sql.js";
-import { directoryStub, relayStub } from "./stubs.js";
-import { type Invalidation, WatchHub } from "../watch/hub.js";
+import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
+import { directoryStub, relayStub, watchBranchStub } from "./stubs.js";
+import type { Invalidation } from "../watch/frames.js";
+import { type BranchPort, WatchRoot } from "../watch/root.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type RelayIdentity } from "./types.js";
 import { speakTogether } from "../model/moqt-version.js";
 import { type OperatorPolicy, type PolicyKey, skewOf, ttlOf } from "../model/auth-policy.js";
@@ -103,8 +104,8 @@ export class ScopeObject extends DurableObject<Env> {
    * the relay's entry; only reads fill it. Bounded.
    */
   private relayRows = new Map<string, RelayRow | null>();
-  /** The relays watching this scope (GET /v1/watch), told of every change that may alter an answer. */
-  private watch: WatchHub;
+  /** The root of the scope's watch channel: its sequence, and the branches holding relays' sockets. */
+  private watch: WatchRoot;
   /** The Worker's signing keys of the scope's token policy. */
   private keys: ScopeKeys;
 
@@ -113,29 +114,15 @@ export class ScopeObject extends DurableObject<Env> {
     this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, SCOPE_MIGRATIONS);
     this.listing = new DirectoryListing(this.sql);
-    this.watch = new WatchHub(ctx, this.sql, () => limitsOf(env).watchersPerScope);
+    this.watch = new WatchRoot(this.sql, branchPort(env));
     this.keys = new ScopeKeys(this.sql);
   }
 
   // ---- watch channel -------------------------------------------------------
 
-  /** Only the Worker's GET /v1/watch reaches this (watch/route.ts checked the caller and scope). */
-  async fetch(request: Request): Promise<Response> {
-    return this.watch.accept(request);
-  }
-
-  async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
-    billing.add("websocket_messages_in");
-    this.watch.message(ws, data);
-  }
-
-  async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    // The relay closed: complete the close handshake.
-    completeClose(ws, code, reason);
-  }
-
-  async webSocketError(): Promise<void> {
-    // The runtime drops the socket from getWebSockets(); its relay reconnects and resyncs.
+  /** A branch of the watch channel (watch/branch.ts) asks for every change from now on. */
+  attachWatchBranch(name: string, token: string): void {
+    this.watch.attach(name, token);
   }
 
   // ---- config ------------------------------------------------------------
@@ -493,15 +480,16 @@ export class ScopeObject extends DurableObject<Env> {
     this.watch.changed({ paths: [path] });
   }
 
-  /** The relay's tokens were revoked: its watch sockets here are closed (it may not reopen them). */
-  closeWatchers(relay: string): number {
+  /** The relay's tokens were revoked: its watch sockets on this scope are closed (it may not reopen them). */
+  closeWatchers(relay: string): Promise<number> {
     return this.watch.closeRelay(relay, "relay token revoked");
   }
 
   /** One page of each list, for DescribeScope (objects/scope-describe.ts), and the open watch sockets; null if never configured or written. */
-  describe(limit: number, cursor: DescribeCursor): (ScopeDescription & { watchers: number }) | null {
+  async describe(limit: number, cursor: DescribeCursor): Promise<(ScopeDescription & { watchers: number }) | null> {
     if (this.sql.exec(SCOPE_SQL.metaScopeGet).toArray().length === 0) return null;
-    return { ...describeRows(this.sql, this.getConfig(), limit, cursor), watchers: this.watch.count };
+    const rows = describeRows(this.sql, this.getConfig(), limit, cursor);
+    return { ...rows, watchers: await this.watch.watchers() };
   }
 
   // ---- internals -----------------------------------------------------------
@@ -637,7 +625,7 @@ export class ScopeObject extends DurableObject<Env> {
     if (before) this.relayMoved(relay, before, lease.addrs, lease.versions);
   }
 
-  // ---- what a change invalidates (watch/hub.ts) -----------------------------
+  // ---- what a change invalidates (watch/root.ts) ----------------------------
 
   /** A namespace or track gained or lost its owner: Lookup/LookupTrack answers for it. */
   private routeChanged(table: OwnedTable, key: SqlStorageValue[]): void {
@@ -821,4 +809,14 @@ function authority(url: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** How the watch root reaches its branches: each call bounded, so one slow branch holds only its own queue. */
+function branchPort(env: Env): BranchPort {
+  return {
+    deliver: (name, token, items) =>
+      bounded(watchBranchStub(env, name).deliver(token, items), OBJECT_CALL_TIMEOUT_MS, `watch branch ${name}`),
+    count: (name) => bounded(watchBranchStub(env, name).count(), OBJECT_CALL_TIMEOUT_MS, `watch branch ${name}`),
+    closeRelay: (name, relay, reason) => watchBranchStub(env, name).closeRelay(relay, reason),
+  };
 }

@@ -45,5 +45,8 @@ export const relayStub = (env: Env, url: string) => stubOf(env.RELAYS, url, "Rel
 /** The PathObject of a normalised connection path. */
 export const pathStub = (env: Env, path: string) => stubOf(env.PATHS, path, "PathObject");
 
+/** A branch of a scope's watch channel, by its name (watch/branches.ts). */
+export const watchBranchStub = (env: Env, name: string) => stubOf(env.BRANCHES, name, "WatchBranchObject");
+
 /** The one DirectoryObject. */
 export const directoryStub = (env: Env) => stubOf(env.DIRECTORY, "directory", "DirectoryObject");

@@ -1,16 +1,19 @@
 // GET /v1/watch?scope=…: a relay opens the watch channel of one scope
 // (schema/moqworker/v1/watch.proto). Everything is checked here, before the
-// upgrade, and refused as a Connect error; the scope's ScopeObject then
-// accepts the socket (watch/hub.ts), or refuses it when the scope is full.
+// upgrade, and refused as a Connect error; the relay's branch of the scope
+// (watch/branches.ts) then accepts the socket (watch/branch.ts), or refuses it
+// when the branch is full.
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { requireScopeAllowed } from "../auth/claims.js";
 import { invalid } from "../model/validate.js";
-import { scopeStub } from "../objects/stubs.js";
+import { scopeObjectName } from "../objects/scope-name.js";
+import { watchBranchStub } from "../objects/stubs.js";
 import { relayCaller } from "../rpc/callers.js";
 import { serveSocketRoute } from "../rpc/socket-route.js";
 import { scopeOf } from "../rpc/convert.js";
-import { WATCH_RELAY_HEADER } from "./hub.js";
+import { WATCH_BRANCH_HEADER, WATCH_RELAY_HEADER, WATCH_SCOPE_HEADER } from "./branch.js";
+import { branchOf } from "./branches.js";
 
 /** GET /v1/watch, counted beside the RPCs by the code it was answered with. */
 export const watchRoute = (request: Request, env: Env): Promise<Response> =>
@@ -20,7 +23,7 @@ export const watchRoute = (request: Request, env: Env): Promise<Response> =>
       method: "Watch",
       what: "the watch channel",
       upgrade,
-      // The object refuses only one way: the scope is full.
+      // The object refuses only one way: the branch is full.
       refusedAs: () => Code.ResourceExhausted,
     },
     request,
@@ -36,7 +39,13 @@ async function upgrade(request: Request, env: Env): Promise<Response> {
   const raw = new URL(request.url).searchParams.get("scope");
   const scope = scopeOf(env, raw ?? undefined);
   if (caller.scopes !== undefined) requireScopeAllowed("scope", scope, caller.scopes);
-  // The object hears only what it needs: the upgrade and who is watching (no token).
-  const headers = new Headers({ upgrade: "websocket", [WATCH_RELAY_HEADER]: caller.relay });
-  return scopeStub(env, scope).fetch(new Request(request.url, { headers }));
+  // The branch hears only what it needs: the upgrade, who is watching (no token), and whose branch it is.
+  const branch = branchOf(env, scope, caller.relay);
+  const headers = new Headers({
+    upgrade: "websocket",
+    [WATCH_RELAY_HEADER]: caller.relay,
+    [WATCH_SCOPE_HEADER]: scopeObjectName(scope),
+    [WATCH_BRANCH_HEADER]: branch,
+  });
+  return watchBranchStub(env, branch).fetch(new Request(request.url, { headers }));
 }
