@@ -16,7 +16,7 @@ const DOCUMENTED = {
   tracksPerRelay: 10_000,
   subscriptionsPerRelay: 10_000,
   listTracks: 1_000,
-  watchersPerScope: 10_000,
+  watchersPerScope: 100_000,
 };
 const DOCUMENTED_MAX_BODY_BYTES = 64 * 1024;
 

@@ -22,7 +22,7 @@ describe("limits configured through Worker variables", () => {
       tracksPerRelay: Q,
       subscriptionsPerRelay: Q,
       listTracks: LIST,
-      watchersPerScope: 2,
+      watchersPerScope: 4,
     });
   });
 
