@@ -3,6 +3,7 @@ import type { RelayObject } from "./objects/relay.js";
 import type { PathObject } from "./objects/path.js";
 import type { DirectoryObject } from "./objects/directory.js";
 import type { WatchBranchObject } from "./objects/watch-branch.js";
+import type { PeerShardObject } from "./objects/peer-shard.js";
 import type { RateLimitEnv } from "./auth/rate-limit.js";
 import type { Variables } from "./settings.js";
 
@@ -19,6 +20,8 @@ export interface Env extends RateLimitEnv, Variables {
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
   /** The branches of each scope's watch channel, which hold the relays' sockets (watch/branch.ts). */
   BRANCHES: DurableObjectNamespace<WatchBranchObject>;
+  /** Copies of the directory's peer list, which heartbeats read (objects/peer-shard.ts). */
+  PEERS: DurableObjectNamespace<PeerShardObject>;
   /** Workers Analytics Engine dataset for per-RPC metrics; optional (see docs/operating.md). */
   METRICS?: AnalyticsEngineDataset;
 }

@@ -22,6 +22,7 @@ export { RelayObject } from "./objects/relay.js";
 export { PathObject } from "./objects/path.js";
 export { DirectoryObject } from "./objects/directory.js";
 export { WatchBranchObject } from "./objects/watch-branch.js";
+export { PeerShardObject } from "./objects/peer-shard.js";
 
 const app = new Hono<{ Bindings: Env }>();
 

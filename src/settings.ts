@@ -107,6 +107,14 @@ export const SETTINGS = {
     meaning:
       "watch sockets (`GET /v1/watch`) open at once on one scope, as a share per branch: a branch holding `MAX_WATCHERS_PER_SCOPE / WATCH_BRANCHES` (rounded up, at most 32,000) refuses one more RESOURCE_EXHAUSTED",
   },
+  PEER_SHARDS: {
+    kind: "integer",
+    default: 16,
+    min: 1,
+    max: 1024,
+    meaning:
+      "copies of the directory's peer list that heartbeats read, a relay's by a hash of its URL; the directory answers each at most once a second (docs/lifetimes.md)",
+  },
   WATCH_BRANCHES: {
     kind: "integer",
     default: 16,

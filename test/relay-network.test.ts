@@ -5,7 +5,9 @@
 // Lapses run the RelayObject's alarm by hand, as in lifetimes.test.ts.
 import { describe, expect, it } from "vitest";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { billing } from "../src/metrics/billing.js";
 import { OBJECT_CALL_TIMEOUT_MS } from "../src/objects/bounded.js";
+import { PEER_COPY_MAX_AGE_MS } from "../src/objects/peer-shard.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import type { RelayNote } from "../src/objects/directory.js";
 import { directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
@@ -137,24 +139,69 @@ describe("peers", () => {
     expect(seenByB.peers.some((p) => p.url === b.url)).toBe(false);
   });
 
-  it("are cached between refreshes (one directory call per TTL / 2) and refreshed after", async () => {
+  it("are cached between refreshes (one shard call per TTL / 2) and refreshed after, from a copy at most a second old", async () => {
     const a = await relay(unique("peer-cache-a"), "binary", "a1");
     await beat(a, "a1", ["127.0.0.1:4101"]);
     const b = await relay(unique("peer-cache-b"), "binary", "b1");
     await beat(b, "b1", ["127.0.0.1:4102"]);
     // a's next beat is within its refresh period: it answers its cached list, without b.
     expect((await beat(a, "a1", ["127.0.0.1:4101"])).peers.some((p) => p.url === b.url)).toBe(false);
-    await refreshedAgo(a.url, TTL / 2);
-    expect((await beat(a, "a1", ["127.0.0.1:4101"])).peers.find((p) => p.url === b.url)?.addrs).toEqual(["127.0.0.1:4102"]);
+    const seen = async () => {
+      await refreshedAgo(a.url, TTL / 2);
+      return (await beat(a, "a1", ["127.0.0.1:4101"])).peers.find((p) => p.url === b.url)?.addrs;
+    };
+    await expect.poll(seen, { timeout: 3 * PEER_COPY_MAX_AGE_MS, interval: 100 }).toEqual(["127.0.0.1:4102"]);
   });
 
-  it("refresh at once when the caller changes its addrs (the directory must know them)", async () => {
+  it("a new address is told to the directory at once, and peers refreshing see it within the copy's age", async () => {
     const a = await relay(unique("peer-addr-a"), "binary", "a1");
     const b = await relay(unique("peer-addr-b"), "binary", "b1");
     await beat(a, "a1", ["127.0.0.1:4201"]);
     await beat(b, "b1", ["127.0.0.1:4202"]);
     await beat(a, "a1", ["127.0.0.1:4299"]);
-    expect((await beat(b, "b1", ["127.0.0.1:4203"])).peers.find((p) => p.url === a.url)?.addrs).toEqual(["127.0.0.1:4299"]);
+    const started = Date.now();
+    const seen = async () => {
+      await refreshedAgo(b.url, TTL / 2);
+      return (await beat(b, "b1", ["127.0.0.1:4202"])).peers.find((p) => p.url === a.url)?.addrs;
+    };
+    await expect.poll(seen, { timeout: 3 * PEER_COPY_MAX_AGE_MS, interval: 100 }).toEqual(["127.0.0.1:4299"]);
+    expect(Date.now() - started).toBeLessThan(3 * PEER_COPY_MAX_AGE_MS);
+  });
+
+  it("steady relays tell the directory nothing: refreshes read the relay's peer-list shard, and a change is told at once", async () => {
+    const a = await relay(unique("peer-steady-a"), "binary", "a1");
+    await beat(a, "a1", ["127.0.0.1:4111"]);
+    const directoryCalls = billing.calls("DirectoryObject");
+    const shardCalls = billing.calls("PeerShardObject");
+    for (let i = 0; i < 3; i++) {
+      await refreshedAgo(a.url, TTL / 2);
+      await beat(a, "a1", ["127.0.0.1:4111"]);
+    }
+    expect(billing.calls("PeerShardObject") - shardCalls, "one shard call per refresh").toBe(3);
+    // The shard asks the directory at most once a second (one ask if the beats straddled it), the relays never.
+    expect(billing.calls("DirectoryObject") - directoryCalls, "directory calls in three refreshes").toBeLessThanOrEqual(1);
+    const before = billing.calls("DirectoryObject");
+    await beat(a, "a1", ["127.0.0.1:4112"]);
+    expect(billing.calls("DirectoryObject") - before, "a new address is told to the directory").toBeGreaterThanOrEqual(1);
+  });
+
+  it("leave the list out when the relay holds its version, and send it again when it changed", async () => {
+    const a = await relay(unique("peer-version-a"), "binary", "a1");
+    const b = await relay(unique("peer-version-b"), "binary", "b1");
+    await beat(b, "b1", ["127.0.0.1:4121"]);
+    const first = await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4122"], freshPeers: true });
+    expect(first.peersVersion).not.toBe(0n);
+    expect([first.peersUnchanged, first.peers.some((p) => p.url === b.url)]).toEqual([false, true]);
+    const same = await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4122"], peersVersion: first.peersVersion });
+    expect([same.peersUnchanged, same.peers, same.peersVersion]).toEqual([true, [], first.peersVersion]);
+    // An older edge (no version) gets the list every time.
+    expect((await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4122"] })).peers).toEqual(first.peers);
+    const c = await relay(unique("peer-version-c"), "binary", "c1");
+    await beat(c, "c1", ["127.0.0.1:4123"]);
+    const after = await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4122"], freshPeers: true, peersVersion: first.peersVersion });
+    expect(after.peersUnchanged).toBe(false);
+    expect(after.peersVersion).not.toBe(first.peersVersion);
+    expect(after.peers.find((p) => p.url === c.url)?.addrs).toEqual(["127.0.0.1:4123"]);
   });
 
   it("drop a relay that shut down or lapsed", async () => {
@@ -198,8 +245,18 @@ describe("directory liveness: a lost 'left' note ages out", () => {
       ["https://late.example/", true], // within the slack: a beat may still come
       ["https://silent.example/", false],
     ]);
-    const peers = await d.beat(note("https://caller.example/", {}));
+    const { peers } = await d.livePeers();
     expect(peers.map((p) => p.url)).toEqual(["https://late.example/"]);
+  });
+
+  it("a list cut short says so (peers_truncated), never silently", async () => {
+    const d = env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
+    for (const name of ["x", "y", "z"]) await d.noteRelay(note(`https://${name}.example/`, {}));
+    const cut = await d.livePeers(2);
+    expect([cut.peers.map((p) => p.url), cut.truncated]).toEqual([["https://x.example/", "https://y.example/"], true]);
+    const whole = await d.livePeers(3);
+    expect([whole.peers.length, whole.truncated]).toEqual([3, false]);
+    expect(whole.version).not.toBe(cut.version);
   });
 
   it("and is forgotten a day after its expiry, like a relay that left", async () => {

@@ -136,6 +136,9 @@ pub(crate) struct Inner {
     /// When a heartbeat asking for fresh peers last ended (refresh_peers);
     /// held across that heartbeat, so concurrent sessions share it.
     fresh_peers_at: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// The peer list as last received and its version, sent back with each
+    /// heartbeat so that an unchanged list is not sent again.
+    pub(crate) held_peers: StdMutex<(u64, Vec<proto::PeerRelay>)>,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -408,6 +411,7 @@ impl Inner {
             addrs: self.addrs.clone(),
             activity: Some(self.upstreams.report()),
             fresh_peers,
+            peers_version: self.held_peers.lock().unwrap().0,
         }
     }
 }
@@ -531,6 +535,7 @@ impl WorkerCoordinator {
             upstreams: Upstreams::default(),
             opening: crate::policy::Opening::default(),
             fresh_peers_at: tokio::sync::Mutex::new(None),
+            held_peers: StdMutex::new((0, Vec::new())),
             reads: Reads::new(
                 config.cache.clone(),
                 Endpoint {

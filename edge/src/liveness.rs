@@ -68,14 +68,28 @@ fn retry_after(failures: u32, interval: Duration) -> Duration {
 impl Inner {
     /// Take in a heartbeat reply: peers, and recovery if state was lost.
     pub(crate) fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
+        let peers = {
+            let mut held = self.held_peers.lock().unwrap();
+            if !resp.peers_unchanged {
+                *held = (resp.peers_version, resp.peers.clone());
+                if resp.peers_truncated {
+                    tracing::warn!(
+                        listed = resp.peers.len(),
+                        "the Worker lists only part of the live relays (MAX_PEERS): \
+                         sessions from the others are not recognised by address"
+                    );
+                }
+            }
+            held.1.clone()
+        };
         // Links to relays that left are not reported any more; a lease's
         // grace covers a new relay the peer list does not show yet.
         self.upstreams.keep_live(
-            resp.peers.iter().map(|p| p.url.as_str()),
+            peers.iter().map(|p| p.url.as_str()),
             Duration::from_millis(resp.lease_ttl_ms as u64),
         );
         let changed = self.peers.set_live(
-            resp.peers
+            peers
                 .iter()
                 .flat_map(|p| p.addrs.iter().map(String::as_str)),
         );

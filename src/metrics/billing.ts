@@ -23,7 +23,14 @@ export const BILLABLE_UNITS = [
 export type BillableUnit = (typeof BILLABLE_UNITS)[number];
 
 /** The Durable Object classes, for object requests by class (the directory is one object: its load exactly). */
-export const OBJECT_KINDS = ["ScopeObject", "RelayObject", "PathObject", "DirectoryObject", "WatchBranchObject"] as const;
+export const OBJECT_KINDS = [
+  "ScopeObject",
+  "RelayObject",
+  "PathObject",
+  "DirectoryObject",
+  "WatchBranchObject",
+  "PeerShardObject",
+] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
 class Billing {
@@ -38,6 +45,11 @@ class Billing {
 
   add(unit: BillableUnit, n = 1): void {
     if (n > 0) this.counts.set(unit, (this.counts.get(unit) ?? 0) + n);
+  }
+
+  /** Object requests made to one class so far. */
+  calls(kind: ObjectKind): number {
+    return this.byKind.get(kind) ?? 0;
   }
 
   get(unit: BillableUnit): number {

@@ -75,7 +75,7 @@ export const DIRECTORY_SQL = {
         OR relays.scope_count IS NOT excluded.scope_count OR relays.activity IS NOT excluded.activity
         OR relays.versions IS NOT excluded.versions)`,
   /** Live = up and its noted lease expiry (plus slack) not yet past; the caller excluded. */
-  livePeers: "SELECT url, addrs FROM relays WHERE up = 1 AND expires_at > ? AND url <> ? ORDER BY url LIMIT ?",
+  livePeers: "SELECT url, addrs FROM relays WHERE up = 1 AND expires_at > ? ORDER BY url LIMIT ?",
   scopesFirst: "SELECT name FROM scopes ORDER BY name LIMIT ?",
   scopesAfter: "SELECT name FROM scopes WHERE name > ? ORDER BY name LIMIT ?",
   scopeCount: "SELECT count(*) AS n FROM scopes",

@@ -1,13 +1,16 @@
 // DirectoryObject: the one list of scopes and relays, for ListScopes,
 // ListRelays and the peer lists of heartbeats. A ScopeObject tells it once
 // that the scope exists (in the background, DirectoryListing). A RelayObject
-// notes its relay (epoch, addrs, lease expiry, scopes) when the relay appears,
-// changes epoch, addresses or scopes, lapses or shuts down, and every
-// peerRefreshMs on a heartbeat, which takes the peer list in the same call.
-// Liveness is the noted lease expiry (plus TTL/2 and one heartbeat interval of slack),
-// so a relay whose "left" note was lost ages out by itself (within about 5.5
-// minutes for one on its lease socket, whose noted expiry moves in steps). It also keeps the
-// list of revoked relay tokens that isolates cache (auth/revocation.ts).
+// notes its relay (epoch, addrs, lease expiry in 5-minute steps, scopes,
+// upstream links) only when that changed: when the relay appears, changes
+// epoch, addresses, scopes or links, lapses or shuts down, or its expiry
+// moves to the next step. So the directory takes about one note per relay
+// per 5 minutes, not one per heartbeat. Peer lists are served by the
+// PEER_SHARDS peer-list shards (objects/peer-shard.ts), each asking here at
+// most once a second. Liveness is the noted lease expiry (plus TTL/2 and one
+// heartbeat interval of slack), so a relay whose "left" note was lost ages
+// out by itself (within about 5.5 minutes). It also keeps the list of
+// revoked relay tokens that isolates cache (auth/revocation.ts).
 import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
 import { Code } from "@connectrpc/connect";
@@ -36,8 +39,8 @@ export interface RevocationList {
   entries: [url: string, beforeMs: number][];
 }
 
-/** At most this many peers in a heartbeat reply (ordered by URL). */
-export const MAX_PEERS = 1000;
+/** At most this many peers in a heartbeat reply (ordered by URL); past it the answer says peers_truncated. */
+export const MAX_PEERS = 20_000;
 
 /** A relay as the directory lists it. */
 export interface DirectoryRelay {
@@ -82,6 +85,13 @@ export interface RelayNote {
 export interface PeerRelay {
   url: string;
   addrs: string[];
+}
+
+/** Every live relay (the first MAX_PEERS by URL), named by a version that changes with the list. */
+export interface PeerList {
+  version: number;
+  peers: PeerRelay[];
+  truncated: boolean;
 }
 
 export class DirectoryObject extends DurableObject<Env> {
@@ -133,13 +143,11 @@ export class DirectoryObject extends DurableObject<Env> {
     await this.schedulePrune();
   }
 
-  /** A heartbeat's note: records it and answers the live relays other than the noting one. */
-  async beat(note: RelayNote): Promise<PeerRelay[]> {
-    await this.noteRelay(note);
-    return this.sql
-      .exec(DIRECTORY_SQL.livePeers, this.liveSince(Date.now()), note.url, MAX_PEERS)
-      .toArray()
-      .map((r) => ({ url: r.url as string, addrs: JSON.parse(r.addrs as string) as string[] }));
+  /** The live relays, for the peer-list shards (objects/peer-shard.ts), which each ask at most once a second. */
+  async livePeers(max = MAX_PEERS): Promise<PeerList> {
+    const rows = this.sql.exec(DIRECTORY_SQL.livePeers, this.liveSince(Date.now()), max + 1).toArray();
+    const peers = rows.slice(0, max).map((r) => ({ url: r.url as string, addrs: JSON.parse(r.addrs as string) as string[] }));
+    return { version: await listVersion(peers), peers, truncated: rows.length > max };
   }
 
   listScopes(limit: number, after: string | undefined): { names: string[]; more: boolean; total: number } {
@@ -274,4 +282,12 @@ export class DirectoryListing {
       )
       .catch((err: unknown) => console.warn(`directory listing not saved: ${String(err)}`));
   }
+}
+
+/** A version naming a peer list: 48 bits of its SHA-256, never 0 (0 is "no list"). */
+async function listVersion(peers: PeerRelay[]): Promise<number> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(peers))));
+  let v = 0;
+  for (let i = 0; i < 6; i++) v = v * 256 + digest[i];
+  return v === 0 ? 1 : v;
 }

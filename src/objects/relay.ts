@@ -20,7 +20,8 @@ import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
 import type { ScopeObject } from "./scope.js";
 import { scopeFromObjectName } from "./scope-name.js";
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
-import { directoryStub, scopeStub } from "./stubs.js";
+import { peerShardOf } from "./peer-shard.js";
+import { directoryStub, peerShardStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
 import { revokedMessage } from "../auth/revocation.js";
 
@@ -44,12 +45,15 @@ export function peerRefreshMs(leaseTtlMs: number): number {
   return Math.floor(leaseTtlMs / 2);
 }
 
-/** What a heartbeat answers. */
+/** What a heartbeat answers (HeartbeatResponse). */
 export interface BeatReply {
   leaseTtlMs: number;
   intervalMs: number;
   stateLost: boolean;
   peers: PeerRelay[];
+  peersVersion: bigint;
+  peersUnchanged: boolean;
+  peersTruncated: boolean;
 }
 
 export interface LeaseView {
@@ -118,10 +122,15 @@ export class RelayObject extends DurableObject<Env> {
   private beatAt: number | null = null;
   /** Calls run one at a time, so that a purge is complete before any later call is answered. */
   private queue: Promise<unknown> = Promise.resolve();
-  /** Live peers as the directory last listed them (memory only: after an eviction the next beat refreshes). */
+  /** Live peers as the relay's peer-list shard last listed them, this relay left out (memory only: after an eviction the next beat refreshes). */
   private peers: PeerRelay[] = [];
-  /** When the directory last took a note from this object and answered with peers; 0 = must refresh. */
+  /** The version of that list (0: none yet), and whether it was cut at MAX_PEERS. */
+  private peersVersion = 0;
+  private peersTruncated = false;
+  /** When the peers were last refreshed; 0 = must refresh. */
   private refreshedAt = 0;
+  /** What the directory last heard of this relay (noteKey), so that only a change is told; memory only. */
+  private notedKey: string | null = null;
   /** Background notes to the directory are coalesced: one in flight, at most one more queued. */
   private noting: Promise<void> | null = null;
   private noteAgain = false;
@@ -159,9 +168,10 @@ export class RelayObject extends DurableObject<Env> {
 
   /**
    * Renews the lease; answers whether the relay's state was lost (once) and
-   * the live peers. The peers come from the directory in the same call that
-   * notes this relay there, at most every peerRefreshMs (or at once when the
-   * relay appears, changes epoch or addresses, or asks for fresh peers); otherwise from memory.
+   * the live peers. The peers come from the relay's peer-list shard, at most
+   * every peerRefreshMs (or at once when the relay appears, changes epoch or
+   * addresses, or asks for fresh peers); otherwise from memory. The list is
+   * left out when it is the version the relay holds (`knownPeers`).
    */
   heartbeat(
     url: string,
@@ -171,8 +181,9 @@ export class RelayObject extends DurableObject<Env> {
     activity?: ActivityNote,
     versions?: string[],
     freshPeers = false,
+    knownPeers = 0n,
   ): Promise<Outcome<BeatReply>> {
-    return this.renew(url, epoch, addrs, issuedAtMs, activity, versions, freshPeers, null);
+    return this.renew(url, epoch, addrs, issuedAtMs, activity, versions, freshPeers, knownPeers, null);
   }
 
   /**
@@ -189,6 +200,7 @@ export class RelayObject extends DurableObject<Env> {
     activity: ActivityNote | undefined,
     versions: string[] | undefined,
     freshPeers: boolean,
+    knownPeers: bigint,
     via: WebSocket | null,
   ): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
@@ -221,9 +233,18 @@ export class RelayObject extends DurableObject<Env> {
     const settings = leaseSettings(this.env);
     const now = Date.now();
     if (freshPeers || beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs)) {
-      await this.refreshPeers(now);
+      await this.refreshPeers(url, now, freshPeers);
     }
-    return ok({ ...settings, stateLost: beat.value.stateLost, peers: this.peers });
+    const version = BigInt(this.peersVersion);
+    const unchanged = version !== 0n && knownPeers === version;
+    return ok({
+      ...settings,
+      stateLost: beat.value.stateLost,
+      peers: unchanged ? [] : this.peers,
+      peersVersion: version,
+      peersUnchanged: unchanged,
+      peersTruncated: this.peersTruncated,
+    });
   }
 
   // ---- the lease socket (GET /v1/lease) ----------------------------------------
@@ -247,7 +268,17 @@ export class RelayObject extends DurableObject<Env> {
     let reply: Outcome<BeatReply>;
     try {
       const beat = checkBeat(fromBinary(HeartbeatRequestSchema, new Uint8Array(data)), open.epoch);
-      reply = await this.renew(open.relay, beat.epoch, beat.addrs, open.issuedAtMs, beat.activity, open.versions, beat.freshPeers, ws);
+      reply = await this.renew(
+        open.relay,
+        beat.epoch,
+        beat.addrs,
+        open.issuedAtMs,
+        beat.activity,
+        open.versions,
+        beat.freshPeers,
+        beat.peersVersion,
+        ws,
+      );
       if (!reply.ok && reply.code === Code.Aborted) return;
     } catch (err) {
       const e = ConnectError.from(err);
@@ -563,10 +594,10 @@ export class RelayObject extends DurableObject<Env> {
       at: now,
       addrs: lease.addrs,
       versions: lease.versions,
-      // A relay on its socket notes the directory every SOCKET_BEAT_MS, with an
-      // expiry in steps so that the note changes (and writes) rarely; a close
-      // or a lapse tells the directory at once.
-      expiresAt: this.sockets.open().length > 0 ? stepUp(lease.expiresAt + SOCKET_BEAT_MS, DIRECTORY_EXPIRY_STEP_MS) : lease.expiresAt,
+      // In steps, so that the note changes rarely (it is told only when it
+      // changed); a close, a lapse or a Shutdown tells the directory at once.
+      // On the socket the lease is renewed by a beat every SOCKET_BEAT_MS.
+      expiresAt: stepUp(lease.expiresAt + (this.sockets.open().length > 0 ? SOCKET_BEAT_MS : 0), DIRECTORY_EXPIRY_STEP_MS),
       lastBeatAt: lease.lastBeatAt,
       scopes: this.sql
         .exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED)
@@ -577,18 +608,25 @@ export class RelayObject extends DurableObject<Env> {
     };
   }
 
-  /** Notes this relay and takes the peer list; on failure the cached list stays. */
-  private async refreshPeers(now: number): Promise<void> {
+  /**
+   * Tells the directory of this relay if that changed (awaited: a relay that
+   * just appeared is in the next copy its peers ask for), then takes the peer
+   * list from the relay's shard; on failure the list held stays.
+   */
+  private async refreshPeers(url: string, now: number, fresh: boolean): Promise<void> {
     const note = this.note();
-    if (!note) return;
+    if (note && noteKey(note) !== this.notedKey) await this.noteNow();
     try {
-      const peers = await bounded(directoryStub(this.env).beat(note), OBJECT_CALL_TIMEOUT_MS, "directory");
-      this.peers = peers;
+      const shard = peerShardStub(this.env, peerShardOf(this.env, url));
+      const answer = await bounded(shard.peers(this.peersVersion, fresh), OBJECT_CALL_TIMEOUT_MS, "peer shard");
+      if (answer.peers !== null) this.peers = answer.peers.filter((p) => p.url !== url);
+      this.peersVersion = answer.version;
+      this.peersTruncated = answer.truncated;
       this.refreshedAt = now;
     } catch (err) {
-      // Retried after a refresh period, not on every beat: a down directory delays at most one beat in that time.
+      // Retried after a refresh period, not on every beat: a down shard delays at most one beat in that time.
       this.refreshedAt = now;
-      console.warn(`relay object: directory not refreshed, answering the last peer list: ${String(err)}`);
+      console.warn(`relay object: peers not refreshed, answering the last list: ${String(err)}`);
     }
   }
 
@@ -604,6 +642,7 @@ export class RelayObject extends DurableObject<Env> {
     try {
       const call = directoryStub(this.env).noteRelay(note);
       await (bound ? bounded(call, OBJECT_CALL_TIMEOUT_MS, "directory") : call);
+      this.notedKey = noteKey(note);
     } catch (err) {
       console.warn(`relay object: directory not told of ${note.up ? "up" : "left"}: ${String(err)}`);
     }
@@ -635,4 +674,14 @@ export class RelayObject extends DurableObject<Env> {
   private scopeCall<T>(name: string, what: string, call: (scope: ScopeStub) => Promise<T>): Promise<T> {
     return bounded(call(scopeStub(this.env, scopeFromObjectName(name))), OBJECT_CALL_TIMEOUT_MS, `scope ${name} ${what}`);
   }
+}
+
+/**
+ * What of a note the directory must hear when it changes: all but its time
+ * and the link counters (a link's appearing or going is heard at once, its
+ * numbers with the next change).
+ */
+function noteKey(note: RelayNote): string {
+  const links = note.activity?.upstreams.map((u) => [u.to, u.scope]) ?? null;
+  return JSON.stringify([note.epoch, note.up, note.addrs, note.versions, note.expiresAt, note.scopes, note.scopeCount, links]);
 }

@@ -48,5 +48,8 @@ export const pathStub = (env: Env, path: string) => stubOf(env.PATHS, path, "Pat
 /** A branch of a scope's watch channel, by its name (watch/branches.ts). */
 export const watchBranchStub = (env: Env, name: string) => stubOf(env.BRANCHES, name, "WatchBranchObject");
 
+/** A peer-list shard, by its name (objects/peer-shard.ts). */
+export const peerShardStub = (env: Env, name: string) => stubOf(env.PEERS, name, "PeerShardObject");
+
 /** The one DirectoryObject. */
 export const directoryStub = (env: Env) => stubOf(env.DIRECTORY, "directory", "DirectoryObject");

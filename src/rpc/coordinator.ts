@@ -252,6 +252,7 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
         beat.activity,
         caller.versions,
         beat.freshPeers,
+        beat.peersVersion,
       ),
     );
   },

@@ -10,6 +10,8 @@ export interface Beat {
   addrs: string[];
   activity?: ActivityNote;
   freshPeers: boolean;
+  /** The peer list's version the relay holds (0n: none). */
+  peersVersion: bigint;
 }
 
 /** `headerEpoch`: the Moq-Relay-Epoch the caller sent, if any; the beat must name the same. */
@@ -22,5 +24,5 @@ export function checkBeat(req: HeartbeatRequest, headerEpoch: string | undefined
   if (headerEpoch !== undefined && headerEpoch !== req.epoch) {
     throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${headerEpoch}'`);
   }
-  return { epoch: req.epoch, addrs, activity: checkActivity(req.activity), freshPeers: req.freshPeers };
+  return { epoch: req.epoch, addrs, activity: checkActivity(req.activity), freshPeers: req.freshPeers, peersVersion: req.peersVersion };
 }

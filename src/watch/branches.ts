@@ -4,20 +4,16 @@
 // old branches keep theirs (the root sends to every attached branch).
 import type { Env } from "../env.js";
 import { limitsOf } from "../limits.js";
+import { bucketOf } from "../model/hash.js";
 import { type Scope, scopeObjectName } from "../objects/scope-name.js";
 import { integerSetting } from "../settings.js";
 
 /** Hibernatable sockets one object may hold (the runtime's limit is 32,768). */
 const MAX_SOCKETS_PER_OBJECT = 32_000;
 
-/** The branch (0 .. branches-1) of a relay, by a hash of its URL (FNV-1a): stable across isolates and deploys. */
+/** The branch (0 .. branches-1) of a relay, by a hash of its URL: stable across isolates and deploys. */
 export function branchIndex(relay: string, branches: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < relay.length; i++) {
-    h ^= relay.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h % branches;
+  return bucketOf(relay, branches);
 }
 
 /** The WatchBranchObject's name. Persistent (it picks the object): never change it. */
