@@ -587,17 +587,21 @@ export class RelayObject extends DurableObject<Env> {
     const lease = this.lease();
     if (!lease) return undefined;
     const now = Date.now();
+    const up = lease.expiresAt > now;
     return {
       url: lease.url,
       epoch: lease.epoch,
-      up: lease.expiresAt > now,
+      up,
       at: now,
       addrs: lease.addrs,
       versions: lease.versions,
-      // In steps, so that the note changes rarely (it is told only when it
-      // changed); a close, a lapse or a Shutdown tells the directory at once.
-      // On the socket the lease is renewed by a beat every SOCKET_BEAT_MS.
-      expiresAt: stepUp(lease.expiresAt + (this.sockets.open().length > 0 ? SOCKET_BEAT_MS : 0), DIRECTORY_EXPIRY_STEP_MS),
+      // While up, in steps, so that the note changes rarely (it is told only
+      // when it changed); a close, a lapse or a Shutdown tells the directory
+      // at once, with the expiry as it is. On the socket the lease is renewed
+      // by a beat every SOCKET_BEAT_MS.
+      expiresAt: !up
+        ? lease.expiresAt
+        : stepUp(lease.expiresAt + (this.sockets.open().length > 0 ? SOCKET_BEAT_MS : 0), DIRECTORY_EXPIRY_STEP_MS),
       lastBeatAt: lease.lastBeatAt,
       scopes: this.sql
         .exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED)
