@@ -4,6 +4,7 @@ import type { PathObject } from "./objects/path.js";
 import type { DirectoryObject } from "./objects/directory.js";
 import type { WatchBranchObject } from "./objects/watch-branch.js";
 import type { PeerShardObject } from "./objects/peer-shard.js";
+import type { LeaseClockObject } from "./objects/lease-clock.js";
 import type { RateLimitEnv } from "./auth/rate-limit.js";
 import type { Variables } from "./settings.js";
 
@@ -22,6 +23,8 @@ export interface Env extends RateLimitEnv, Variables {
   BRANCHES: DurableObjectNamespace<WatchBranchObject>;
   /** Copies of the directory's peer list, which heartbeats read (objects/peer-shard.ts). */
   PEERS: DurableObjectNamespace<PeerShardObject>;
+  /** Timers shared by relays on their lease sockets (objects/lease-clock.ts). */
+  CLOCKS: DurableObjectNamespace<LeaseClockObject>;
   /** Workers Analytics Engine dataset for per-RPC metrics; optional (see docs/operating.md). */
   METRICS?: AnalyticsEngineDataset;
 }

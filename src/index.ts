@@ -23,6 +23,7 @@ export { PathObject } from "./objects/path.js";
 export { DirectoryObject } from "./objects/directory.js";
 export { WatchBranchObject } from "./objects/watch-branch.js";
 export { PeerShardObject } from "./objects/peer-shard.js";
+export { LeaseClockObject } from "./objects/lease-clock.js";
 
 const app = new Hono<{ Bindings: Env }>();
 

@@ -107,6 +107,14 @@ export const SETTINGS = {
     meaning:
       "watch sockets (`GET /v1/watch`) open at once on one scope, as a share per branch: a branch holding `MAX_WATCHERS_PER_SCOPE / WATCH_BRANCHES` (rounded up, at most 32,000) refuses one more RESOURCE_EXHAUSTED",
   },
+  LEASE_CLOCKS: {
+    kind: "integer",
+    default: 1,
+    min: 1,
+    max: 256,
+    meaning:
+      "timers shared by relays on their lease sockets, a relay's by a hash of its URL; each fires about once per TTL whatever it watches, and checks up to 1,000 relays per alarm (docs/lifetimes.md)",
+  },
   PEER_SHARDS: {
     kind: "integer",
     default: 16,

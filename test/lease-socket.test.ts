@@ -10,7 +10,8 @@ import { HeartbeatRequestSchema, type HeartbeatResponse, HeartbeatResponseSchema
 import { billing } from "../src/metrics/billing.js";
 import { CLOSE_GRACE_MS, type LeaseOpen } from "../src/objects/lease-socket.js";
 import type { RelayObject } from "../src/objects/relay.js";
-import { relayStub as relayStubOf } from "../src/objects/stubs.js";
+import { leaseClockOf } from "../src/objects/lease-clock.js";
+import { leaseClockStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
 import { adminClient, BASE, codeOf, freshScope, ns, relay, workerFetch } from "./client.js";
 import { settled } from "./objects.js";
 
@@ -237,6 +238,41 @@ describe("the lease socket", () => {
     expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
     expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
     expect((await socket.closed).code).toBe(4000 + Code.DeadlineExceeded);
+  });
+
+  it("a lease held by a socket is watched by the shared lease clock, not by an alarm of its own; the clock's check lapses a silent relay", async () => {
+    const scope = freshScope("sock-clock");
+    const a = await relay(unique("sock-clock"), "binary", "e1");
+    const viewer = await relay(unique("sock-clock-viewer"));
+    const socket = await lease(a.token, "e1");
+    await socket.beat();
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    const clock = () => leaseClockStub(env, leaseClockOf(env, a.url));
+    type Clock = { deadlines: Map<string, number> };
+    const deadline = () => runInDurableObject(clock(), (o) => (o as unknown as Clock).deadlines.get(a.url));
+    // The alarm the lease opened with fires: the clock takes over, and no alarm of the relay's own is set.
+    expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
+    expect(await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm())).toBeNull();
+    expect(await deadline()).toBeGreaterThan(Date.now());
+    // Checked while heard: the next deadline, still no alarm of the relay's own, nothing written.
+    const written = billing.get("rows_written");
+    await runInDurableObject(clock(), (o) => (o as unknown as Clock).deadlines.set(a.url, 0));
+    expect(await runDurableObjectAlarm(clock())).toBe(true);
+    expect(await deadline()).toBeGreaterThan(Date.now());
+    expect(await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm())).toBeNull();
+    expect(billing.get("rows_written") - written, "rows written by a check of a steady relay").toBe(0);
+    // Silent since long ago: the clock's next check ends the lease.
+    await runInDurableObject(relayStub(a.url), (o: RelayObject, state) => {
+      const [ws] = state.getWebSockets();
+      ws.serializeAttachment({ ...(ws.deserializeAttachment() as LeaseOpen), openedAt: Date.now() - 2 * TTL });
+      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+      (o as unknown as { beatAt: number | null }).beatAt = null;
+    });
+    await runInDurableObject(clock(), (o) => (o as unknown as Clock).deadlines.set(a.url, 0));
+    expect(await runDurableObjectAlarm(clock())).toBe(true);
+    expect((await socket.closed).code).toBe(4000 + Code.DeadlineExceeded);
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
+    expect(await deadline(), "the clock forgets a relay whose lease ended").toBeUndefined();
   });
 
   it("refuses: no epoch header, a revoked token, a retired epoch; a bad HeartbeatRequest closes the socket naming the field", async () => {

@@ -8,7 +8,8 @@ import { MIGRATION_SQL } from "../src/objects/migrations.js";
 import { PATH_SQL } from "../src/objects/path-sql.js";
 import { RELAY_SQL } from "../src/objects/relay-sql.js";
 import { type DescribeList, type OwnedStatement, OWNED_SQL, PAGE_SQL, RELAY_OWNED_TABLES, SCOPE_SQL } from "../src/objects/scope-sql.js";
-import { directoryStub, pathStub, relayStub, scopeStub, watchBranchStub } from "../src/objects/stubs.js";
+import { directoryStub, leaseClockStub, pathStub, relayStub, scopeStub, watchBranchStub } from "../src/objects/stubs.js";
+import { LEASE_CLOCK_SQL } from "../src/objects/lease-clock-sql.js";
 import { WATCH_BRANCH_SQL } from "../src/objects/watch-branch-sql.js";
 import { tablesOf } from "./objects.js";
 
@@ -168,6 +169,12 @@ const DIRECTORY_PLANS = {
 
 const WATCH_BRANCH_PLANS = { get: "index", put: "write" } as const satisfies Record<keyof typeof WATCH_BRANCH_SQL, Expect>;
 
+const LEASE_CLOCK_PLANS = {
+  all: { scan: "every relay the clock watches, read once when the clock starts" },
+  add: "write",
+  remove: "index",
+} as const satisfies Record<keyof typeof LEASE_CLOCK_SQL, Expect>;
+
 type Case = { name: string; sql: string; expect: Expect };
 
 /** Statements whose text depends on a namespace's prefix count (IN lists, one arm per prefix) are checked at 3. */
@@ -259,6 +266,10 @@ describe("query plans: every named statement of every Durable Object", () => {
 
   it("WatchBranchObject", async () => {
     check(await plans(watchBranchStub(env, "plans"), cases("WATCH_BRANCH_SQL", WATCH_BRANCH_SQL, WATCH_BRANCH_PLANS)));
+  });
+
+  it("LeaseClockObject", async () => {
+    check(await plans(leaseClockStub(env, "plans"), cases("LEASE_CLOCK_SQL", LEASE_CLOCK_SQL, LEASE_CLOCK_PLANS)));
   });
 
   it("DirectoryObject: pages in key order, never sorted apart", async () => {

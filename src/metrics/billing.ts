@@ -30,6 +30,7 @@ export const OBJECT_KINDS = [
   "DirectoryObject",
   "WatchBranchObject",
   "PeerShardObject",
+  "LeaseClockObject",
 ] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 

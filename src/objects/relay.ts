@@ -20,8 +20,9 @@ import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
 import type { ScopeObject } from "./scope.js";
 import { scopeFromObjectName } from "./scope-name.js";
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
+import { leaseClockOf } from "./lease-clock.js";
 import { peerShardOf } from "./peer-shard.js";
-import { directoryStub, peerShardStub, scopeStub } from "./stubs.js";
+import { directoryStub, leaseClockStub, peerShardStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
 import { revokedMessage } from "../auth/revocation.js";
 
@@ -391,44 +392,76 @@ export class RelayObject extends DurableObject<Env> {
 
   async alarm(): Promise<void> {
     countAlarm();
-    await this.serial(async () => {
-      const lease = this.lease();
-      if (!lease) return;
-      if (this.purgePending()) await this.purgeStale(lease.url, lease.epoch);
-      const now = Date.now();
-      if (lease.expiresAt > now) {
-        // Heartbeats since the last write extended the lease: put it on record once, here
-        // (the socket's pings need not be: the runtime keeps their time).
-        const beatExpiry = this.heardUntil(this.beatAt);
-        if (beatExpiry > lease.storedExpiresAt) this.sql.exec(RELAY_SQL.leaseBeatPut, beatExpiry, this.beatAt);
-        await armAlarm(this.ctx.storage, this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt);
-        return;
-      }
-      const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
-      // The grace is for a runtime that restarted (relays could not reach it),
-      // not for a relay whose socket closed or went silent while it ran.
-      if (now < earliest && lease.closedAt === null && this.sockets.open().length === 0) {
-        // Just started: the relay's heartbeats may have had nowhere to go.
-        this.sql.exec(RELAY_SQL.leaseExpiresPut, earliest);
-        await armAlarm(this.ctx.storage, earliest);
-        return;
-      }
-      // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
-      this.sql.exec(RELAY_SQL.stateLostMark);
-      this.beatAt = null;
-      this.sockets.closeAll(closeCodeOf(Code.DeadlineExceeded), "lease lapsed: the relay was not heard for a lease TTL");
-      // What it reported pulling ends with the lease.
-      this.sql.exec(RELAY_SQL.activityPut, null);
+    await this.serial(() => this.review("alarm"));
+  }
+
+  /**
+   * The relay's lease clock (objects/lease-clock.ts) looks in: what the alarm
+   * does. Answers when to look again while the socket holds the lease, or null
+   * when this object's own alarm takes over or the lease ended.
+   */
+  checkLease(): Promise<number | null> {
+    return this.serial(() => this.review("clock"));
+  }
+
+  /** Keeps an open lease, lapses an expired one; when `by` is to look again (null: not). */
+  private async review(by: "alarm" | "clock"): Promise<number | null> {
+    const lease = this.lease();
+    if (!lease) return null;
+    if (this.purgePending()) await this.purgeStale(lease.url, lease.epoch);
+    const now = Date.now();
+    if (lease.expiresAt > now) {
+      // Heartbeats since the last write extended the lease: put it on record once, here
+      // (the socket's pings need not be: the runtime keeps their time).
+      const beatExpiry = this.heardUntil(this.beatAt);
+      if (beatExpiry > lease.storedExpiresAt) this.sql.exec(RELAY_SQL.leaseBeatPut, beatExpiry, this.beatAt);
+      return this.lookAgain(lease.url, this.purgePending() ? now + PURGE_RETRY_MS : lease.expiresAt, by);
+    }
+    const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
+    // The grace is for a runtime that restarted (relays could not reach it),
+    // not for a relay whose socket closed or went silent while it ran.
+    if (now < earliest && lease.closedAt === null && this.sockets.open().length === 0) {
+      // Just started: the relay's heartbeats may have had nowhere to go.
+      this.sql.exec(RELAY_SQL.leaseExpiresPut, earliest);
+      await armAlarm(this.ctx.storage, earliest);
+      return null;
+    }
+    // Lapsed. Marked first: even a partial purge loses state the relay must re-register.
+    this.sql.exec(RELAY_SQL.stateLostMark);
+    this.beatAt = null;
+    this.sockets.closeAll(closeCodeOf(Code.DeadlineExceeded), "lease lapsed: the relay was not heard for a lease TTL");
+    // What it reported pulling ends with the lease.
+    this.sql.exec(RELAY_SQL.activityPut, null);
+    try {
+      await this.purgeAll(lease.url);
+    } catch (err) {
+      // The runtime retries a throwing alarm only a few times: retry here until every scope is purged.
+      console.warn(`relay object: lapse purge incomplete, retried in ${PURGE_RETRY_MS} ms: ${String(err)}`);
+      await armAlarm(this.ctx.storage, Date.now() + PURGE_RETRY_MS);
+      return null;
+    }
+    await this.noteNow();
+    return null;
+  }
+
+  /**
+   * The next look at an open lease, at `at`: by the relay's lease clock while
+   * an open socket holds the lease and nothing is to retry (one clock alarm
+   * serves many relays), otherwise by this object's own alarm. Null when the
+   * clock is not to look again.
+   */
+  private async lookAgain(url: string, at: number, by: "alarm" | "clock"): Promise<number | null> {
+    if (this.sockets.open().length > 0 && !this.purgePending()) {
+      if (by === "clock") return at;
       try {
-        await this.purgeAll(lease.url);
+        await bounded(leaseClockStub(this.env, leaseClockOf(this.env, url)).watch(url, at), OBJECT_CALL_TIMEOUT_MS, "lease clock");
+        return null;
       } catch (err) {
-        // The runtime retries a throwing alarm only a few times: retry here until every scope is purged.
-        console.warn(`relay object: lapse purge incomplete, retried in ${PURGE_RETRY_MS} ms: ${String(err)}`);
-        await armAlarm(this.ctx.storage, Date.now() + PURGE_RETRY_MS);
-        return;
+        console.warn(`relay object: lease clock not reached, watching by alarm: ${String(err)}`);
       }
-      await this.noteNow();
-    });
+    }
+    await armAlarm(this.ctx.storage, at);
+    return null;
   }
 
   // ---- internals -----------------------------------------------------------

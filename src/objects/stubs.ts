@@ -51,5 +51,8 @@ export const watchBranchStub = (env: Env, name: string) => stubOf(env.BRANCHES, 
 /** A peer-list shard, by its name (objects/peer-shard.ts). */
 export const peerShardStub = (env: Env, name: string) => stubOf(env.PEERS, name, "PeerShardObject");
 
+/** A lease clock, by its name (objects/lease-clock.ts). */
+export const leaseClockStub = (env: Env, name: string) => stubOf(env.CLOCKS, name, "LeaseClockObject");
+
 /** The one DirectoryObject. */
 export const directoryStub = (env: Env) => stubOf(env.DIRECTORY, "directory", "DirectoryObject");
