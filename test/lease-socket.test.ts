@@ -136,6 +136,38 @@ describe("the lease socket", () => {
     expect((await relayStub(a.url).view())!.alive).toBe(false);
   });
 
+  it("a socket that has held the lease past its stored expiry still ends it CLOSE_GRACE_MS after its close", async () => {
+    const scope = freshScope("sock-long");
+    const a = await relay(unique("sock-long"), "binary", "e1");
+    const viewer = await relay(unique("sock-viewer"));
+    const socket = await lease(a.token, "e1");
+    await socket.beat();
+    await a.registerNamespace({ scope, namespace: ns("live") });
+    // More than a TTL on the socket: steady beats and pings write nothing, so the stored
+    // expiry is behind, and the alarm has re-armed itself from the socket's last ping.
+    await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => {
+      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+    });
+    expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
+    await sleep(5);
+    socket.ws.send("ping");
+    expect(await socket.text()).toBe("pong");
+    expect((await relayStub(a.url).view())!.alive).toBe(true);
+    const closedAt = Date.now();
+    socket.ws.close(1000, "bye");
+    await socket.closed;
+    let alarm: number | null = null;
+    for (let i = 0; i < 50 && (alarm === null || alarm > closedAt + TTL / 2); i++) {
+      await sleep(20);
+      alarm = await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm());
+    }
+    expect(alarm!).toBeGreaterThanOrEqual(closedAt + CLOSE_GRACE_MS);
+    expect(alarm!).toBeLessThan(closedAt + CLOSE_GRACE_MS + 1000);
+    await sleep(Math.max(0, alarm! - Date.now()) + 10);
+    await runDurableObjectAlarm(relayStub(a.url));
+    expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
+  });
+
   it("a relay back on a new socket within the grace keeps its lease; a new socket replaces the old one", async () => {
     const scope = freshScope("sock-back");
     const a = await relay(unique("sock-back"), "binary", "e1");

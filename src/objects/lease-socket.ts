@@ -82,11 +82,13 @@ export class LeaseSockets {
   /** When the relay was last heard on an open socket (its last ping, or the opening); null = no socket. */
   seenAt(except?: WebSocket): number | null {
     let seen: number | null = null;
-    for (const ws of this.open(except)) {
-      const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? this.of(ws).openedAt;
-      seen = Math.max(seen ?? 0, at, this.of(ws).openedAt);
-    }
+    for (const ws of this.open(except)) seen = Math.max(seen ?? 0, this.heardAt(ws));
     return seen;
+  }
+
+  /** When the relay was last heard on `ws` (open or closing): its last ping, or the opening. */
+  heardAt(ws: WebSocket): number {
+    return Math.max(this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0, this.of(ws).openedAt);
   }
 
   of(ws: WebSocket): LeaseOpen {

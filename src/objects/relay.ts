@@ -299,7 +299,10 @@ export class RelayObject extends DurableObject<Env> {
       if (this.beatAt !== null && this.beatAt <= this.sockets.of(ws).openedAt) this.beatAt = null;
       const lease = this.lease(ws);
       const now = Date.now();
-      if (!lease || lease.expiresAt <= now) return;
+      // The stored expiry is behind for a socket held longer than a TTL (its pings are not
+      // written): the closing socket's last ping kept the lease until now, unless it lapsed.
+      const heard = lease?.stateLost ? 0 : this.heardUntil(this.sockets.heardAt(ws));
+      if (!lease || Math.max(lease.expiresAt, heard) <= now) return;
       // Heartbeats over HTTP (an edge falling back) keep it as usual: they are in beatAt.
       this.sql.exec(RELAY_SQL.leaseClosed, now + CLOSE_GRACE_MS, now);
       await armAlarm(this.ctx.storage, Math.max(now + CLOSE_GRACE_MS, this.heardUntil(this.beatAt)));
