@@ -9,7 +9,12 @@
 //            no longer land: `settleAt`), or the relay's lease may have lapsed
 // Lapses are modelled from the relay's acknowledged heartbeats and the runtime's
 // timeline (Runtime.couldLapse): a lease renewed at time t cannot be purged
-// before t + TTL, nor before TTL after the runtime (re)started.
+// before t + TTL, nor before TTL after the runtime (re)started. A relay on the
+// lease socket is renewed by each ping the runtime answered (from when it was
+// sent), and a close of its socket that the Worker may have seen makes a lapse
+// possible CLOSE_GRACE_MS after it, until the relay's next answered beat; a
+// close because the runtime died is no close on record (the restart grace
+// applies instead).
 //
 // Rules checked (each failure is a violation):
 //   missing    a live relay's present key is absent from a checkpoint's state,
@@ -21,7 +26,8 @@
 //   isolation  a scope answers with, or holds, a row only written in another scope
 //   phantom    a row or answer nobody ever wrote
 //   stale-row  a row the model says is gone (unregistered, replaced epoch, shut down)
-//   state-lost a heartbeat says state_lost although no lapse was possible
+//   state-lost a heartbeat says state_lost, or the lease socket closes with 4004
+//              (lapsed), although no lapse was possible
 import { nsText, registeredUrl } from "../e2e/lib/rpc.mjs";
 
 export const KINDS = {
@@ -34,11 +40,20 @@ export const KINDS = {
 /** How long after a lost answer its call may still land (it was queued in the runtime). */
 export const SETTLE_MS = 5000;
 
+/** src/objects/lease-socket.ts: a closed lease socket ends the lease this long after, unless the relay is back. */
+export const CLOSE_GRACE_MS = 1000;
+/** The lease socket's close code for a lapse (4000 + DEADLINE_EXCEEDED). */
+export const LAPSED_CLOSE = 4004;
+/** A socket that breaks when the runtime dies closes with this code, and the Worker records no close. */
+const ABNORMAL_CLOSE = 1006;
+
 export class Checker {
-  constructor({ runtime, ttl, purgeBound }) {
+  /** `closePurgeBound`: how long a purge may take after a closed socket's lease ended (no eviction delays that alarm). */
+  constructor({ runtime, ttl, purgeBound, closePurgeBound = purgeBound }) {
     this.runtime = runtime;
     this.ttl = ttl;
     this.purgeBound = purgeBound;
+    this.closePurgeBound = closePurgeBound;
     this.relays = new Map();
     /** `${scope}|${kind}|${key}` → Map(relay url → key state). */
     this.byKey = new Map();
@@ -47,7 +62,18 @@ export class Checker {
     /** Keys by kind|key|relay → scopes written. */
     this.attemptedScopes = new Map();
     this.violations = [];
-    this.counts = { lapsesModelled: 0, stateLost: 0, checkpoints: 0, answersChecked: 0, rowsChecked: 0 };
+    this.counts = {
+      lapsesModelled: 0,
+      stateLost: 0,
+      checkpoints: 0,
+      answersChecked: 0,
+      rowsChecked: 0,
+      socketCloses: 0,
+      resetCloses: 0,
+      lapsedCloses: 0,
+      backInGrace: 0,
+      backLate: 0,
+    };
   }
 
   violation(rule, detail) {
@@ -57,9 +83,13 @@ export class Checker {
 
   // ---- relays ----------------------------------------------------------------
 
-  addRelay(url) {
+  /** `socket`: it holds its lease on the lease socket. */
+  addRelay(url, { socket = false } = {}) {
     const r = {
       url,
+      socket,
+      /** A lapse is possible from then on (a socket close the Worker may have seen), until an answered beat. */
+      closedFrom: undefined,
       status: "live",
       keys: new Map(),
       lastBeatStart: undefined,
@@ -76,7 +106,8 @@ export class Checker {
   /** The relay was heard of (an answer) or may still be (a lost answer, until it settles). */
   heard(r, op) {
     if (op.outcome === "ok" || op.outcome === "error") r.lastHeard = Math.max(r.lastHeard, op.end);
-    if (op.outcome === "indeterminate") r.lastSettle = Math.max(r.lastSettle, this.settleAt(op.end));
+    // A beat left unanswered on a socket that ended cannot land later (the Worker drops it).
+    if (op.outcome === "indeterminate" && op.connectAt === undefined) r.lastSettle = Math.max(r.lastSettle, this.settleAt(op.end));
   }
 
   /** When a call whose answer was lost at `t` can no longer land: SETTLE_MS of the runtime running after t. */
@@ -97,30 +128,49 @@ export class Checker {
   /** The relay's lease may have lapsed between its last acknowledged heartbeat and `t`. */
   mayHaveLapsed(r, t) {
     if (r.lastBeatStart === undefined) return true;
+    if (r.closedFrom !== undefined && this.runtime.ranBetween(r.closedFrom, t)) return true;
     return this.runtime.couldLapse(r.lastBeatStart, t, this.ttl);
   }
 
-  /** By when a dead relay's rows must be gone (Infinity while it is live). */
+  /**
+   * By when a dead relay's rows must be gone (Infinity while it is live): a
+   * lease and the purge bound after its last contact, or, for a relay that died
+   * on its lease socket, CLOSE_GRACE_MS and the close's purge bound after the
+   * close (a lost call of it landing later re-opens a lease: a lease after that).
+   */
   deadline(r) {
     if (r.status === "live") return Number.POSITIVE_INFINITY;
-    const last = Math.max(r.lastHeard, r.lastSettle === Number.POSITIVE_INFINITY ? Date.now() : r.lastSettle);
+    const settle = r.lastSettle === Number.POSITIVE_INFINITY ? Date.now() : r.lastSettle;
     // A lost write landing after the Shutdown began re-opens a lease (lifetimes.md): then the usual deadline.
     if (r.status === "shutdown" && r.lastSettle <= r.shutdownStart) return r.deadFrom;
-    let d = last + this.ttl + this.purgeBound;
-    // Restart grace: after a restart a lease lapses no sooner than TTL into the new life.
+    const lease = this.ttl + this.purgeBound;
+    if (r.diedOnSocketAt === undefined) return this.moved(Math.max(r.lastHeard, settle), lease);
+    return Math.max(this.moved(r.diedOnSocketAt, CLOSE_GRACE_MS + this.closePurgeBound), this.moved(settle, lease));
+  }
+
+  /** `last + span`, moved by the restart grace (a lease lapses no sooner than TTL into a new life) and by the time the runtime was down. */
+  moved(last, span) {
+    let d = last + span;
     for (const life of this.runtime.lives.slice(1))
       if (life.start < d && life.start > last) d = Math.max(d, life.start + this.ttl + this.purgeBound);
-    for (let i = 0; i < 3; i++) d = Math.max(d, last + this.ttl + this.purgeBound + this.runtime.unavailableMs(last, d));
+    for (let i = 0; i < 3; i++) d = Math.max(d, last + span + this.runtime.unavailableMs(last, d));
     return d;
   }
 
-  /** A heartbeat's answer. `newEpoch`: the first acknowledged beat of a new life. */
+  /**
+   * A heartbeat's answer, from a Heartbeat call or on the lease socket.
+   * `newEpoch`: the first acknowledged beat of a new life. A beat on the socket
+   * renews the lease as of `op.heardFrom` (the last ping sent before it, or the
+   * socket's connect): a steady beat there writes nothing, the pings keep it.
+   */
   beat(r, op, { newEpoch = false } = {}) {
     this.heard(r, op);
     // A lost reply may have carried (and so cleared) state_lost.
     if (op.outcome === "indeterminate") r.lostBeat = true;
     if (op.outcome !== "not-sent") r.lastBeatSent = op.start;
     if (op.outcome !== "ok") return;
+    if (op.connectAt !== undefined) r.socketConnectAt = op.connectAt;
+    else r.lastHttpBeatEnd = op.end;
     if (newEpoch) {
       // The old life's rows went at once; its late calls are refused (retired epoch).
       for (const k of r.keys.values()) this.set(k, "absent");
@@ -140,9 +190,60 @@ export class Checker {
         );
     }
     if (op.answer.stateLost) this.counts.stateLost++;
+    if (r.closedFrom !== undefined) {
+      // Back after a close: in time (no lapse from it was possible), or judged above; a new life is not back.
+      if (newEpoch) r.closedFrom = undefined;
+      else if (this.runtime.ranBetween(r.closedFrom, op.end)) this.counts.backLate++;
+      else this.counts.backInGrace++;
+      r.closedFrom = undefined;
+    }
     r.lostBeat = false;
     r.epochBeats++;
-    r.lastBeatStart = op.start;
+    // Beats on the socket and over HTTP may overlap (the fallback): the later renewal holds.
+    r.lastBeatStart = Math.max(r.lastBeatStart ?? Number.NEGATIVE_INFINITY, op.heardFrom ?? op.start);
+  }
+
+  /**
+   * A pong on the relay's lease socket to a ping sent at `sentAt`: the Worker
+   * heard the relay then, unless a lapse was possible before (a pong cannot say
+   * whether one happened: the next answered beat decides).
+   */
+  heardOnSocket(r, sentAt, at) {
+    r.lastHeard = Math.max(r.lastHeard, at);
+    if (!this.mayHaveLapsed(r, at)) r.lastBeatStart = Math.max(r.lastBeatStart, sentAt);
+  }
+
+  /**
+   * The relay's lease socket ended at `at` (`byRelay`: this side gave it up;
+   * `lastRecv`: when the relay last received anything on it). A Worker closes
+   * no sooner than the relay's last message from it, and hears a relay's close
+   * no sooner than it was sent: a lapse is possible CLOSE_GRACE_MS after that,
+   * unless the relay is back by then. A socket broken because the runtime was
+   * killed leaves no close on record (the restart grace applies). 4004 says the
+   * lease lapsed: everything held may be gone.
+   */
+  socketClosed(r, { code, at, byRelay, lastRecv }) {
+    this.counts.socketCloses++;
+    r.lastSocketClose = at;
+    if (code === LAPSED_CLOSE) {
+      this.counts.lapsedCloses++;
+      const held = [...r.keys.values()].filter((k) => k.st === "present");
+      if (!this.mayHaveLapsed(r, at) && held.length > 0)
+        this.violation(
+          "state-lost",
+          `${r.url}'s lease socket closed ${code} (lapsed) at ${iso(at)} with ${held.length} rows held and no lapse possible since ${iso(r.lastBeatStart)}`,
+        );
+      this.counts.lapsesModelled++;
+      for (const k of held) this.set(k, "unknown");
+      r.closedFrom = Math.min(r.closedFrom ?? at, at);
+      return;
+    }
+    if (!byRelay && code === ABNORMAL_CLOSE && this.runtime.killedAt(at)) {
+      this.counts.resetCloses++;
+      return;
+    }
+    const from = (byRelay ? at : lastRecv) + CLOSE_GRACE_MS;
+    r.closedFrom = Math.min(r.closedFrom ?? from, from);
   }
 
   shutdown(r, op) {
@@ -154,9 +255,16 @@ export class Checker {
     r.deadFrom = op.end;
   }
 
-  silent(r) {
+  /**
+   * The relay went silent for good. `socketClosedAt`: it died holding its lease
+   * on the socket, which closed then; unless a Heartbeat call of it may have
+   * reached the Worker after that socket opened (such a beat keeps the lease a
+   * TTL), its lease ends CLOSE_GRACE_MS after the close.
+   */
+  silent(r, { socketClosedAt } = {}) {
     r.status = "silent";
     r.deadFrom = Date.now();
+    if (socketClosedAt !== undefined && !(r.lastHttpBeatEnd >= r.socketConnectAt)) r.diedOnSocketAt = socketClosedAt;
   }
 
   // ---- keys --------------------------------------------------------------------

@@ -10,12 +10,13 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it, mock } from "node:test";
 import { ns } from "../e2e/lib/rpc.mjs";
-import { Checker, SETTLE_MS } from "./checker.mjs";
+import { CLOSE_GRACE_MS, Checker, SETTLE_MS } from "./checker.mjs";
 import { Runtime } from "./faults.mjs";
 import { History } from "./history.mjs";
 
 const TTL = 6000;
 const PURGE_BOUND = TTL;
+const CLOSE_PURGE_BOUND = TTL / 2;
 const T0 = Date.UTC(2026, 0, 1);
 const A = "soak-a";
 const B = "soak-b";
@@ -43,7 +44,7 @@ class Timeline {
     // Runtime.start() records a life from the workerd process's start; here it began a minute before T0.
     this.runtime.lives.push({ start: T0 - 60_000, end: Number.POSITIVE_INFINITY });
     this.history = new History();
-    this.checker = new Checker({ runtime: this.runtime, ttl: TTL, purgeBound: PURGE_BOUND });
+    this.checker = new Checker({ runtime: this.runtime, ttl: TTL, purgeBound: PURGE_BOUND, closePurgeBound: CLOSE_PURGE_BOUND });
   }
 
   at(ms) {
@@ -73,6 +74,31 @@ class Timeline {
     const op = this.call(r, "Heartbeat", { epoch: "e" }, t, t + 20, outcome, { answer });
     this.checker.beat(r, op, { newEpoch });
     return op;
+  }
+
+  /**
+   * A HeartbeatRequest on the lease socket opened at `connectAt`, sent at `t`, as
+   * SimRelay.socketSession feeds it; `heardFrom`: the last ping sent before it.
+   */
+  socketBeat(r, t, { connectAt, heardFrom = connectAt, outcome = "ok", stateLost = false } = {}) {
+    this.at(t);
+    const answer = { intervalMs: TTL / 3, peers: 0, stateLost };
+    const op = this.call(r, "SocketBeat", {}, t, t + 10, outcome, { answer });
+    Object.assign(op, { connectAt: T0 + connectAt, heardFrom: outcome === "ok" ? T0 + heardFrom : undefined });
+    this.checker.beat(r, op);
+    return op;
+  }
+
+  /** A pong received at `at` to the ping sent at `sentAt`. */
+  pong(r, sentAt, at) {
+    this.at(at);
+    this.checker.heardOnSocket(r, T0 + sentAt, T0 + at);
+  }
+
+  /** The relay's lease socket ended at `t`; `lastRecv`: the last message it received on it. */
+  socketClose(r, t, { code = 1000, byRelay = true, lastRecv = t } = {}) {
+    this.at(t);
+    this.checker.socketClosed(r, { code, at: T0 + t, byRelay, lastRecv: T0 + lastRecv });
   }
 
   /** One write at `t`, fed to beginWrite / endWrite as SimRelay.write does. */
@@ -152,13 +178,20 @@ class Timeline {
     return op;
   }
 
-  silent(r, t) {
+  silent(r, t, { socketClosedAt } = {}) {
     this.at(t);
-    this.checker.silent(r);
+    this.checker.silent(r, { socketClosedAt: socketClosedAt === undefined ? undefined : T0 + socketClosedAt });
+  }
+
+  /** The runtime is being SIGKILLed from `from` on (Runtime.killAndRestart, before its restart). */
+  killing(from) {
+    this.at(from);
+    this.runtime.killedSince = T0 + from;
   }
 
   /** The runtime SIGKILLed at `from`, its next workerd started at `start`, healthy at `to` (Runtime.killAndRestart). */
   kill(from, start, to) {
+    this.runtime.killedSince = undefined;
     this.runtime.lives.at(-1).end = T0 + from;
     this.runtime.lives.push({ start: T0 + start, end: Number.POSITIVE_INFINITY });
     this.runtime.downs.push({ from: T0 + from, to: T0 + to });
@@ -545,5 +578,159 @@ describe("soak checker: each rule fires", () => {
     const r1 = owner(2000);
     tl.beat(r1, 4000, { stateLost: true });
     tl.assertViolations(["state-lost"], [url("r1"), "1 rows held"]);
+  });
+});
+
+/**
+ * r1 on the lease socket, as the edge starts: a Heartbeat call at 0, room-1/cam in
+ * soak-a at 100, the socket connected at 150 and answered at 210, then a ping every
+ * second (sent at 1150, 2150, …, answered 5 ms later) up to `until`. No beat on the
+ * socket after the first: the pings alone keep the lease.
+ */
+function onSocket(until = 0) {
+  const r1 = tl.relay("r1");
+  tl.beat(r1, 0);
+  tl.write(r1, "RegisterNamespace", A, 100);
+  tl.socketBeat(r1, 200, { connectAt: 150 });
+  for (let t = 1150; t <= until; t += 1000) tl.pong(r1, t, t + 5);
+  return r1;
+}
+
+describe("soak checker: the lease socket", () => {
+  it("missing: pings keep a socket relay's lease past a TTL without beats, so its row stays required", () => {
+    onSocket(9150);
+    tl.checkpoint(9200, []);
+    tl.assertViolations(["missing"], [`${A}|ns|${N}`, url("r1")]);
+  });
+
+  it("a steady beat on the socket renews nothing (the pings do): with no ping answered, its lease may end a TTL after the connect", () => {
+    const r1 = onSocket();
+    for (const t of [2200, 4200]) tl.socketBeat(r1, t, { connectAt: 150 });
+    tl.socketBeat(r1, 6200, { connectAt: 150, stateLost: true });
+    tl.assertViolations([]);
+  });
+
+  it("state-lost: told after a close the relay was back from within CLOSE_GRACE_MS", () => {
+    const r1 = onSocket(3150);
+    tl.socketClose(r1, 3300);
+    // Reconnected: its first beat answered at 3710, before 3300 + grace.
+    tl.socketBeat(r1, 3700, { connectAt: 3600, stateLost: true });
+    tl.assertViolations(["state-lost"], [url("r1"), "1 rows held"]);
+  });
+
+  it("a close the relay was back from later than CLOSE_GRACE_MS may have ended the lease: state_lost allowed, the row not required", () => {
+    const r1 = onSocket(3150);
+    tl.socketClose(r1, 3300);
+    tl.checkpoint(3300 + CLOSE_GRACE_MS + 10, []);
+    tl.socketBeat(r1, 4400, { connectAt: 4350, stateLost: true });
+    tl.checkpoint(4500, []);
+    tl.assertViolations([]);
+    assert.equal(tl.checker.counts.backLate, 1);
+  });
+
+  it("a close the Worker made is no earlier than the relay's last message from it: the grace counts from that", () => {
+    const r1 = onSocket(3150);
+    // Seen by the relay at 3900, but the Worker may have closed it right after the pong at 3155.
+    tl.socketClose(r1, 3900, { byRelay: false, lastRecv: 3155 });
+    tl.socketBeat(r1, 4200, { connectAt: 4100, stateLost: true });
+    tl.assertViolations([]);
+  });
+
+  it("a Heartbeat call answered within the grace brings the relay back too", () => {
+    const r1 = onSocket(3150);
+    tl.socketClose(r1, 3300);
+    tl.beat(r1, 3400, { stateLost: true });
+    tl.assertViolations(["state-lost"], [url("r1")]);
+  });
+
+  it("state-lost: a runtime reset breaks the socket with no close on record, so a relay back within the restart grace keeps everything", () => {
+    const r1 = onSocket(4150);
+    tl.killing(5000);
+    tl.socketClose(r1, 5005, { code: 1006, byRelay: false, lastRecv: 4155 });
+    tl.kill(5000, 7000, 7500);
+    tl.socketBeat(r1, 9000, { connectAt: 8900, stateLost: true });
+    tl.assertViolations(["state-lost"], [url("r1")]);
+    assert.equal(tl.checker.counts.resetCloses, 1);
+  });
+
+  it("missing: after a reset the relay back within the restart grace still holds its row", () => {
+    const r1 = onSocket(4150);
+    tl.killing(5000);
+    tl.socketClose(r1, 5005, { code: 1006, byRelay: false, lastRecv: 4155 });
+    tl.kill(5000, 7000, 7500);
+    tl.socketBeat(r1, 9000, { connectAt: 8900 });
+    tl.checkpoint(9100, []);
+    tl.assertViolations(["missing"], [`${A}|ns|${N}`, url("r1")]);
+  });
+
+  it("after a reset a relay back later than the restart grace may have lapsed", () => {
+    const r1 = onSocket(4150);
+    tl.killing(5000);
+    tl.socketClose(r1, 5005, { code: 1006, byRelay: false, lastRecv: 4155 });
+    tl.kill(5000, 7000, 7500);
+    tl.socketBeat(r1, 13_100, { connectAt: 13_050, stateLost: true });
+    tl.assertViolations([]);
+  });
+
+  it("a close on record before a kill ends the lease at the restart (no restart grace)", () => {
+    const r1 = onSocket(3150);
+    tl.socketClose(r1, 3300);
+    tl.kill(3500, 5000, 5500);
+    tl.socketBeat(r1, 5600, { connectAt: 5550, stateLost: true });
+    tl.assertViolations([]);
+  });
+
+  it("a pong after a possible lapse (a freeze) vouches for nothing: the next beat's state_lost decides", () => {
+    const r1 = onSocket(3150);
+    // Frozen from 3200 to 11_200: the pings sent meanwhile are answered at once after.
+    for (let t = 4150; t <= 11_150; t += 1000) tl.pong(r1, t, 11_210);
+    tl.socketBeat(r1, 11_300, { connectAt: 150, heardFrom: 11_150, stateLost: true });
+    tl.assertViolations([]);
+  });
+
+  it("missing: after a freeze, a beat answering state_lost = false proves the row was kept", () => {
+    const r1 = onSocket(3150);
+    for (let t = 4150; t <= 11_150; t += 1000) tl.pong(r1, t, 11_210);
+    tl.socketBeat(r1, 11_300, { connectAt: 150, heardFrom: 11_150 });
+    tl.checkpoint(11_400, []);
+    tl.assertViolations(["missing"], [`${A}|ns|${N}`, url("r1")]);
+  });
+
+  it("state-lost: the socket closed 4004 (lapsed) while the relay was heard within a TTL", () => {
+    const r1 = onSocket(3150);
+    tl.socketClose(r1, 3300, { code: 4004, byRelay: false, lastRecv: 3155 });
+    tl.assertViolations(["state-lost"], [url("r1"), "4004"]);
+  });
+
+  it("a 4004 close after a silence past the lease, its rows then not required", () => {
+    const r1 = onSocket(2150);
+    tl.socketClose(r1, 8300, { code: 4004, byRelay: false, lastRecv: 2155 });
+    tl.checkpoint(8400, []);
+    tl.assertViolations([]);
+  });
+
+  it("late-purge: a relay that died on its socket, its row past CLOSE_GRACE_MS and the close's purge bound", () => {
+    const r1 = onSocket(3150);
+    tl.socketClose(r1, 3300);
+    tl.silent(r1, 3300, { socketClosedAt: 3300 });
+    assert.equal(tl.checker.deadline(r1), T0 + 3300 + CLOSE_GRACE_MS + CLOSE_PURGE_BOUND);
+    tl.checkpoint(3300 + CLOSE_GRACE_MS + CLOSE_PURGE_BOUND - 100, [["r1", A, "ns", N]]);
+    tl.assertViolations([]);
+    tl.checkpoint(3300 + CLOSE_GRACE_MS + CLOSE_PURGE_BOUND + 100, [["r1", A, "ns", N]]);
+    tl.assertViolations(["late-purge"], [`${A}|ns|${N}`, url("r1")]);
+  });
+
+  it("a Heartbeat call answered after the socket opened keeps the lease a TTL past the close", () => {
+    const r1 = tl.relay("r1");
+    tl.beat(r1, 0);
+    tl.write(r1, "RegisterNamespace", A, 100);
+    tl.socketBeat(r1, 200, { connectAt: 150 });
+    // The HTTP loop's beat in flight as the socket came up (answered at 320, after the connect).
+    tl.beat(r1, 300);
+    tl.socketClose(r1, 1000);
+    tl.silent(r1, 1000, { socketClosedAt: 1000 });
+    // From its last contact, that beat's answer.
+    assert.equal(tl.checker.deadline(r1), T0 + 320 + TTL + PURGE_BOUND);
+    tl.assertViolations([]);
   });
 });

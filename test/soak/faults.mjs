@@ -53,12 +53,19 @@ export class Runtime {
   async killAndRestart(downMs = 0) {
     this.faults.kill++;
     const from = Date.now();
+    this.killedSince = from;
     await this.worker.stop("SIGKILL");
     this.lives.at(-1).end = Date.now();
     if (downMs) await sleep(downMs);
     const to = await this.start();
     this.downs.push({ from, to });
+    this.killedSince = undefined;
     return { from, to };
+  }
+
+  /** Killed (and not yet healthy again) at time t. */
+  killedAt(t) {
+    return this.downs.some((w) => w.from <= t && t <= w.to) || (this.killedSince !== undefined && t >= this.killedSince);
   }
 
   /** SIGSTOP every process of the runtime for `ms`, then SIGCONT. */
@@ -100,6 +107,11 @@ export class Runtime {
       const start = i === 0 ? Number.NEGATIVE_INFINITY : life.start;
       return Math.min(to, life.end) > Math.max(from, start) + ttl;
     });
+  }
+
+  /** Some runtime life was running after `from` and before `to` (an alarm due at `from` could run). */
+  ranBetween(from, to) {
+    return this.lives.some((life) => Math.min(to, life.end) > Math.max(from, life.start));
   }
 
   async stop() {

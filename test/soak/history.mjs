@@ -18,6 +18,8 @@ export class History {
     this.out = file ? createWriteStream(file) : undefined;
     this.nextId = 1;
     this.cuts = 0;
+    /** Pongs on the lease sockets (counted, not recorded one by one). */
+    this.pongs = 0;
   }
 
   record(op) {
@@ -31,7 +33,7 @@ export class History {
     }
     // A heartbeat's peer list is the same long list every time: only its length is kept.
     const peers = op.answer?.peers;
-    this.out?.write(`${JSON.stringify(peers ? { ...op, answer: { ...op.answer, peers: peers.length } } : op)}\n`);
+    this.out?.write(`${JSON.stringify(Array.isArray(peers) ? { ...op, answer: { ...op.answer, peers: peers.length } } : op)}\n`);
   }
 
   close() {

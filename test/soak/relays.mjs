@@ -3,10 +3,21 @@
 // calls in its two scopes, as moq-worker-edge would: it remembers what its
 // clients hold (intents) and re-registers all of it after `state_lost` or after
 // heartbeats failed for longer than the lease (docs/lifetimes.md "Recovery").
+import { openLeaseSocket } from "../e2e/lib/lease-socket.mjs";
 import { ns } from "../e2e/lib/rpc.mjs";
 import { recordedCall } from "./history.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The edge's lease-socket timings (edge/src/lease_socket.rs): reconnect jitter, longest backoff, answer deadline. */
+const RECONNECT_MS = 500;
+const MAX_BACKOFF_MS = 5000;
+const PONG_WITHIN_MS = 3000;
+/** A HeartbeatRequest on the socket at least this often (coordinator.proto SOCKET_BEAT_MS). */
+const SOCKET_BEAT_MS = 30_000;
+/** Close codes that refuse the relay (4000 + invalid argument, permission denied, failed precondition, unauthenticated). */
+const REFUSALS = [4003, 4007, 4009, 4016];
+const LAPSED = 4004;
 
 /** Names shared by every scope on purpose: a scope answering with another's rows would show. */
 export const ROOMS = 40;
@@ -38,13 +49,18 @@ function pick(rng) {
   return MIX[0][0];
 }
 
+/** A HeartbeatResponse as the Heartbeat call's JSON answers it (its peers counted only). */
+const answerOf = (r) => ({ leaseTtlMs: r.leaseTtlMs, intervalMs: r.intervalMs, stateLost: r.stateLost, peers: r.peers.length });
+
 export class SimRelay {
   /**
    * @param ctx {runtime, history, checker, rng, scopes, ttl, opEveryMs, cut(): cutAfterMs|undefined, gate(): Promise}
    */
-  constructor(ctx, name) {
+  /** `socket`: the relay holds its lease on the lease socket, as the edge does, Heartbeat calls only while it is down. */
+  constructor(ctx, name, { socket = false } = {}) {
     this.ctx = ctx;
     this.name = name;
+    this.socket = socket;
     this.url = `https://${name}.soak.test:4443/`;
     const { rng, scopes } = ctx;
     const first = Math.floor(rng() * scopes.length);
@@ -52,12 +68,13 @@ export class SimRelay {
     this.life = 0;
     this.epoch = `${name}-e0`;
     this.intents = new Map();
-    this.model = ctx.checker.addRelay(this.url);
+    this.model = ctx.checker.addRelay(this.url, { socket });
     this.running = false;
     this.busy = 0;
     this.needRestore = false;
     this.lastBeatOk = 0;
     this.restoredAt = 0;
+    this.sleepers = new Set();
   }
 
   async start(token) {
@@ -72,6 +89,12 @@ export class SimRelay {
     };
     this.beating = this.beatLoop().catch(failed);
     this.acting = this.actLoop().catch(failed);
+    this.holding = this.socket ? this.socketLoop().catch(failed) : Promise.resolve();
+  }
+
+  /** Every loop of this life, to wait for when it ends. */
+  get loopsDone() {
+    return Promise.allSettled([this.beating, this.acting, this.holding]);
   }
 
   call(method, body, { cut = true, timeoutMs = 5000 } = {}) {
@@ -94,6 +117,12 @@ export class SimRelay {
     let newEpoch = this.life > 0;
     while (this.running) {
       const began = Date.now();
+      if (this.lease) {
+        // The socket holds the lease: this loop stands aside (as the edge's), and beats at once when it is lost.
+        this.lastBeatOk = began;
+        await this.pause(interval, true);
+        continue;
+      }
       const op = await this.call("Heartbeat", { epoch: this.epoch });
       if (!this.running && op.outcome !== "ok") break;
       this.ctx.checker.beat(this.model, op, { newEpoch });
@@ -108,8 +137,158 @@ export class SimRelay {
       } else if (op.outcome === "error" && op.code === "failed_precondition") {
         throw new Error(`${this.url}: heartbeat refused: ${op.message}`);
       }
-      await sleep(Math.max(0, began + interval - Date.now()));
+      await this.pause(began + interval - Date.now(), true);
     }
+  }
+
+  /** Sleeps `ms`, less if the process stops meanwhile or (`onLoss`) its lease socket is lost. */
+  pause(ms, onLoss = false) {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      done.onLoss = onLoss;
+      const t = setTimeout(done, Math.max(0, ms));
+      this.sleepers.add(done);
+    });
+  }
+
+  /** Ends the pauses: every one when the process stops, those waiting on the socket when it is lost. */
+  wakeUp(loss) {
+    for (const done of [...this.sleepers]) if (!loss || done.onLoss) done();
+  }
+
+  // ---- the lease socket ------------------------------------------------------------
+
+  /**
+   * Holds the lease on the socket as the edge does (edge/src/lease_socket.rs):
+   * opened once the process's first Heartbeat call was answered, beaten on at
+   * the Worker's interval (the edge's 30 s at most) and pinged every second;
+   * a lost socket is opened again after a jitter of up to 500 ms, backing off
+   * while the Worker is unreachable; after a lapse (4004) or a beat left
+   * unanswered the relay re-registers everything.
+   */
+  async socketLoop() {
+    let failures = 0;
+    while (this.running) {
+      if (!this.lastBeatOk) {
+        await this.pause(100);
+        continue;
+      }
+      const ended = await this.socketSession();
+      this.wakeUp(true);
+      if (ended === "refused") throw new Error(`${this.url}: lease socket refused`);
+      failures = ended === "failed" ? failures + 1 : 0;
+      const ceiling = ended === "failed" ? Math.min(RECONNECT_MS * 2 ** Math.min(failures, 8), MAX_BACKOFF_MS) : RECONNECT_MS;
+      await this.pause(this.ctx.rng() * ceiling);
+    }
+  }
+
+  /** One socket, until it ends: "lost", "lapsed", "refused", or "failed" (never answered). */
+  async socketSession() {
+    const { history, checker, runtime } = this.ctx;
+    const record = (op) => {
+      op.id = history.nextId++;
+      op.relay = this.url;
+      history.record(op);
+      return op;
+    };
+    const beatOp = (b, sentAt, end) =>
+      record({
+        method: "SocketBeat",
+        start: sentAt,
+        end,
+        outcome: b ? "ok" : "indeterminate",
+        heardFrom: b?.heardFrom,
+        connectAt: lease?.connectAt,
+        ...(b ? { answer: answerOf(b.reply) } : { why: "socket ended" }),
+      });
+    let closed;
+    const ended = new Promise((resolve) => {
+      closed = resolve;
+    });
+    let lastRecv = 0;
+    let lease;
+    try {
+      lease = await openLeaseSocket(runtime.url, this.token, this.epoch, {
+        beatMs: 0,
+        pongWithinMs: PONG_WITHIN_MS,
+        onPong: (sentAt, at) => {
+          lastRecv = at;
+          history.pongs++;
+          checker.heardOnSocket(this.model, sentAt, at);
+        },
+        onClose: closed,
+      });
+    } catch (e) {
+      // Never answered: refused, unreachable, or its first HeartbeatRequest lost (which may have carried state_lost).
+      const sent = e.beatSent !== undefined;
+      record({
+        method: "SocketBeat",
+        start: e.beatSent ?? e.connectAt,
+        end: e.at,
+        outcome: sent ? "indeterminate" : "not-sent",
+        why: `${e.code}`,
+      });
+      if (sent) {
+        checker.beat(this.model, { start: e.beatSent, end: e.at, outcome: "indeterminate", connectAt: e.connectAt });
+        this.needRestore = true;
+      }
+      return REFUSALS.includes(e.code) ? "refused" : "failed";
+    }
+    this.lease = lease;
+    const first = beatOp(lease, lease.sentAt, lease.at);
+    first.heardFrom = lease.connectAt;
+    this.socketBeat(first);
+    lastRecv = lease.at;
+    this.socketUpAt = lease.at;
+    // The process ended while it was opening.
+    if (!this.running) lease.close();
+    // Beats until the socket ends; a beat it left unanswered may have carried state_lost.
+    let interval = Math.min(lease.reply.intervalMs || SOCKET_BEAT_MS, SOCKET_BEAT_MS);
+    const beating = (async () => {
+      for (;;) {
+        const next = await Promise.race([sleep(interval).then(() => true), ended.then(() => false)]);
+        if (!next) return;
+        const sentAt = Date.now();
+        const b = await lease.beat();
+        if (b) lastRecv = b.at;
+        const op = beatOp(b, sentAt, b?.at ?? Date.now());
+        this.socketBeat(op);
+        if (!b) return;
+        interval = Math.min(b.reply.intervalMs || SOCKET_BEAT_MS, SOCKET_BEAT_MS);
+      }
+    })();
+    const e = await ended;
+    this.lease = undefined;
+    await beating;
+    record({
+      method: "SocketClose",
+      start: e.at,
+      end: e.at,
+      outcome: "ok",
+      answer: { code: e.code, reason: e.reason, byRelay: e.byRelay },
+    });
+    checker.socketClosed(this.model, { ...e, lastRecv });
+    if (e.code === LAPSED) {
+      this.needRestore = true;
+      return "lapsed";
+    }
+    return REFUSALS.includes(e.code) && this.running ? "refused" : "lost";
+  }
+
+  /** A HeartbeatRequest on the socket, answered (op ok) or left unanswered by its end (indeterminate). */
+  socketBeat(op) {
+    this.ctx.checker.beat(this.model, op);
+    if (op.outcome !== "ok") {
+      this.needRestore = true;
+      return;
+    }
+    if (op.answer.stateLost) this.needRestore = true;
+    this.lastBeatEnd = op.end;
+    if (!this.needRestore && this.restoredAt < op.end) this.restoredAt = op.end;
   }
 
   // ---- calls -------------------------------------------------------------------
@@ -121,7 +300,7 @@ export class SimRelay {
       if (!this.running) break;
       // A process beats before anything else: its first acknowledged beat names its epoch.
       if (!this.lastBeatOk) {
-        await sleep(100);
+        await this.pause(100);
         continue;
       }
       this.busy++;
@@ -132,7 +311,7 @@ export class SimRelay {
       } finally {
         this.busy--;
       }
-      await sleep(opEveryMs * (0.5 + rng()));
+      await this.pause(opEveryMs * (0.5 + rng()));
     }
   }
 
@@ -269,15 +448,15 @@ export class SimRelay {
   }
 
   describe() {
-    return `${this.url} epoch ${this.epoch} running ${this.running} busy ${this.busy} doing ${this.doing} needRestore ${this.needRestore} restoring ${this.restoring} intents ${this.intents.size} last beat answered ${this.lastBeatEnd} failure ${this.failure?.message}`;
+    const socket = this.socket ? ` socket ${this.lease ? `up since ${this.socketUpAt}` : "down"}` : "";
+    return `${this.url}${socket} epoch ${this.epoch} running ${this.running} busy ${this.busy} doing ${this.doing} needRestore ${this.needRestore} restoring ${this.restoring} intents ${this.intents.size} last beat answered ${this.lastBeatEnd} failure ${this.failure?.message}`;
   }
 
   // ---- lifecycle -----------------------------------------------------------------
 
   /** The relay process dies and starts again: a new epoch, nothing held. */
   async restart() {
-    this.running = false;
-    await Promise.allSettled([this.beating, this.acting]);
+    await this.stop();
     this.life++;
     this.epoch = `${this.name}-e${this.life}`;
     this.intents.clear();
@@ -289,8 +468,7 @@ export class SimRelay {
 
   /** Leaves cleanly: Shutdown until acknowledged (it is safe to retry). */
   async shutdown() {
-    this.running = false;
-    await Promise.allSettled([this.beating, this.acting]);
+    await this.stop();
     // For up to two minutes (the runtime may be down meanwhile); never acknowledged counts as gone silent.
     const until = Date.now() + 120_000;
     for (let i = 0; Date.now() < until; i++) {
@@ -305,14 +483,34 @@ export class SimRelay {
 
   /** Goes silent (a crash nobody restarts): no call ever again. */
   async silence() {
-    this.running = false;
-    await Promise.allSettled([this.beating, this.acting]);
-    this.ctx.checker.silent(this.model);
+    const onSocket = this.lease !== undefined;
+    await this.stop();
+    this.ctx.checker.silent(this.model, { socketClosedAt: onSocket ? this.model.lastSocketClose : undefined });
   }
 
-  /** Back to normal after a fault that ended at `t`: a beat answered since, and nothing left to re-register. */
+  /** Its lease socket breaks (the connection was lost); the relay opens another. False if it had none up. */
+  dropSocket() {
+    if (!this.running || !this.lease) return false;
+    this.lease.close();
+    return true;
+  }
+
+  /** The process ends: its loops stop, its lease socket closes. */
+  async stop() {
+    this.running = false;
+    this.lease?.close();
+    this.wakeUp(false);
+    await this.loopsDone;
+  }
+
+  /** Back to normal after a fault that ended at `t`: a beat answered since, back on its socket, and nothing left to re-register. */
   whole(t) {
-    return this.lastBeatEnd >= t && !this.needRestore && !this.restoring;
+    return this.lastBeatEnd >= t && !this.needRestore && !this.restoring && (!this.socket || this.onSocketSince(t));
+  }
+
+  /** Holds its lease on a socket opened at or after `t`. */
+  onSocketSince(t) {
+    return this.lease !== undefined && this.socketUpAt >= t;
   }
 
   /** A namespace it may still hold (for the purge watcher). */

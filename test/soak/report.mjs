@@ -6,7 +6,7 @@ const stats = (xs) => {
   return `${s.length} × min ${ms(s[0])}, median ${ms(s[Math.floor(s.length / 2)])}, max ${ms(s.at(-1))}`;
 };
 
-export function report({ mode, seconds, relaysStarted, history, runtime, checker, lifecycle, purges, recoveries }) {
+export function report({ mode, seconds, relaysStarted, history, runtime, checker, lifecycle, purges, recoveries, resets, socketRelays }) {
   const lines = [];
   const add = (k, v) => lines.push(`  ${k.padEnd(28)} ${v}`);
   lines.push(
@@ -26,15 +26,41 @@ export function report({ mode, seconds, relaysStarted, history, runtime, checker
       .join(", "),
   );
   add("error codes", [...history.codes].map(([k, v]) => `${k} ${v}`).join(", ") || "none");
-  add("faults injected", `SIGKILL+restart ${runtime.faults.kill}, SIGSTOP>lease ${runtime.faults.freeze}, requests cut ${history.cuts}`);
-  add("relay lifecycle", `new epoch ${lifecycle.restart}, Shutdown ${lifecycle.shutdown}, gone silent ${lifecycle.silent}`);
+  add(
+    "faults injected",
+    `runtime reset (SIGKILL+restart) ${runtime.faults.kill}, SIGSTOP>lease ${runtime.faults.freeze}, requests cut ${history.cuts}`,
+  );
+  add(
+    "runtime resets",
+    resets.length
+      ? resets
+          .map(
+            (r) =>
+              `${r.closed} sockets broke (${r.socketRelays} socket relays), ${r.stuck ? `${r.stuck} not back within 60 s` : `all back ${ms(r.backMs)} after the runtime answered, ${ms(r.graceLeftMs)} of restart grace left`}`,
+          )
+          .join("; ")
+      : "none",
+  );
+  const c = checker.counts;
+  add(
+    "lease sockets",
+    `${socketRelays} of ${relaysStarted} relays; ${history.byMethod.get("SocketBeat") ?? 0} beats, ${history.pongs} pongs; ${c.socketCloses} closes (${c.resetCloses} by a reset, ${c.lapsedCloses} lapsed); after a close back within the grace ${c.backInGrace}, later ${c.backLate}`,
+  );
+  add(
+    "relay lifecycle",
+    `new epoch ${lifecycle.restart}, Shutdown ${lifecycle.shutdown}, gone silent ${lifecycle.silent}, lease socket broken ${lifecycle.socketDrop}`,
+  );
   add(
     "checked",
     `${checker.counts.checkpoints} checkpoints (${checker.counts.rowsChecked} rows), ${checker.counts.answersChecked} answers`,
   );
   add("lapses modelled / state_lost", `${checker.counts.lapsesModelled} / ${checker.counts.stateLost}`);
-  add("purge after last heartbeat", stats(purges.map((p) => p.delay)));
-  add("the same, minus time down", stats(purges.map((p) => p.upDelay)));
+  const http = purges.filter((p) => !p.socket);
+  const socket = purges.filter((p) => p.socket);
+  add("purge after last heartbeat", stats(http.map((p) => p.delay)));
+  add("the same, minus time down", stats(http.map((p) => p.upDelay)));
+  add("purge after socket close", stats(socket.map((p) => p.delay)));
+  add("the same, minus time down", stats(socket.map((p) => p.upDelay)));
   add(
     "recovery after a fault",
     recoveries.length

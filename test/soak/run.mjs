@@ -47,15 +47,27 @@ const SEED = Number(args.seed);
 const TTL = QUICK ? 6000 : 10_000;
 /** docs/lifetimes.md: the purge comes at the lease expiry, at worst one more TTL (object evicted before its alarm). */
 const PURGE_BOUND = TTL;
+/**
+ * After a lease socket's close the lease ends CLOSE_GRACE_MS later, an alarm on
+ * record that no eviction delays: the purge needs only that alarm's own time.
+ * Less than a lease, so that a Worker waiting for the lease's end would show.
+ */
+const CLOSE_PURGE_BOUND = TTL / 2;
 const SCOPES = ["soak-a", "soak-b", "soak-c", "soak-d"];
 /** Mean time between one relay's calls (heartbeats aside). */
 const OP_EVERY_MS = QUICK ? 5000 : 8000;
 const CUT_PROBABILITY = 0.02;
 const FREEZE_MS = TTL + 2000;
-/** Fault schedule: first kill and freeze, then each again every period. */
+/** The share of relays that hold their lease on the lease socket, as the edge does (the others beat over HTTP). */
+const SOCKET_SHARE = 0.5;
+/**
+ * Fault schedule: first runtime reset and freeze, then each again every period.
+ * A reset is the runtime SIGKILLed and restarted: every lease socket breaks at once.
+ * Besides, one socket relay's connection breaks every lifecycle period (it reconnects).
+ */
 const SCHEDULE = QUICK
-  ? { kill: [12_000], freeze: [32_000], checkpointEvery: 20_000, lifecycleEvery: 3_000 }
-  : { kill: every(120_000, 300_000), freeze: every(270_000, 300_000), checkpointEvery: 60_000, lifecycleEvery: 5_000 };
+  ? { reset: [12_000], freeze: [32_000], checkpointEvery: 20_000, lifecycleEvery: 3_000 }
+  : { reset: every(120_000, 300_000), freeze: every(270_000, 300_000), checkpointEvery: 60_000, lifecycleEvery: 5_000 };
 
 function every(first, period) {
   const out = [];
@@ -80,7 +92,7 @@ async function main() {
   const state = mkdtempSync(join(tmpdir(), "moq-worker-soak-"));
   const runtime = new Runtime({ port: await freePort(), state, vars: { LEASE_TTL_MS: String(TTL) }, log: args.log });
   const history = new History(args.out);
-  const checker = new Checker({ runtime, ttl: TTL, purgeBound: PURGE_BOUND });
+  const checker = new Checker({ runtime, ttl: TTL, purgeBound: PURGE_BOUND, closePurgeBound: CLOSE_PURGE_BOUND });
   let paused;
   const ctx = {
     runtime,
@@ -94,9 +106,10 @@ async function main() {
     gate: () => paused?.promise ?? Promise.resolve(),
   };
   const relays = [];
-  const lifecycle = { restart: 0, shutdown: 0, silent: 0 };
+  const lifecycle = { restart: 0, shutdown: 0, silent: 0, socketDrop: 0 };
   const purges = [];
   const recoveries = [];
+  const resets = [];
   const watchers = [];
   const pending = [];
   let made = 0;
@@ -105,7 +118,7 @@ async function main() {
   // Tokens for every relay the run may start, minted before the load begins.
   const tokens = [];
   const newRelay = async () => {
-    const r = new SimRelay(ctx, `r${made++}`);
+    const r = new SimRelay(ctx, `r${made++}`, { socket: rng() < SOCKET_SHARE });
     await r.start(tokens.shift() ?? (await relayToken(runtime.url, r.url)));
     relays.push(r);
     return r;
@@ -129,9 +142,14 @@ async function main() {
         (op.outcome === "ok" && registeredUrl(op.answer.origin?.relay?.url) !== r.url) ||
         (op.outcome === "error" && op.code === "not_found");
       if (gone) {
-        // From the last heartbeat it sent (answered or lost), as lifetimes.md measures.
-        const since = r.model.lastBeatSent;
-        purges.push({ relay: r.url, delay: op.end - since, upDelay: op.end - since - runtime.unavailableMs(since, op.end) });
+        // From the last heartbeat it sent (answered or lost), as lifetimes.md measures; on the socket, from its close.
+        const since = Math.max(r.model.lastBeatSent ?? 0, r.model.lastSocketClose ?? 0);
+        purges.push({
+          relay: r.url,
+          socket: r.socket,
+          delay: op.end - since,
+          upDelay: op.end - since - runtime.unavailableMs(since, op.end),
+        });
         return;
       }
       if (Date.now() - r.model.deadFrom > 120_000)
@@ -195,6 +213,36 @@ async function main() {
     console.log(`[${iso(Date.now())}] ${fault}: every relay whole again ${Date.now() - t} ms after the runtime was back`);
   };
 
+  /**
+   * After a reset at `from` (healthy again at `to`): when every live socket relay
+   * holds its lease on a socket opened since, how many sockets broke, and how much
+   * of the restart grace (a TTL from the new workerd's start) was left.
+   */
+  const backOnSockets = async (from, to, closesBefore) => {
+    const grace = runtime.lives.at(-1).start + TTL;
+    const deadline = to + 60_000;
+    const backAt = new Map();
+    let waiting = [];
+    for (;;) {
+      for (const r of live()) if (r.socket && !backAt.has(r) && r.onSocketSince(from)) backAt.set(r, r.socketUpAt);
+      waiting = live().filter((r) => r.socket && !backAt.has(r));
+      if (waiting.length === 0 || Date.now() > deadline) break;
+      await sleep(20);
+    }
+    const lastBack = Math.max(to, ...backAt.values());
+    const reset = {
+      socketRelays: backAt.size + waiting.length,
+      closed: checker.counts.resetCloses - closesBefore,
+      backMs: lastBack - to,
+      graceLeftMs: grace - lastBack,
+      stuck: waiting.length,
+    };
+    console.log(
+      `[${iso(Date.now())}] runtime reset: ${reset.closed} sockets broke; ${reset.stuck ? `${reset.stuck} of ${reset.socketRelays} socket relays not back within 60 s` : `all ${reset.socketRelays} socket relays back on a socket ${reset.backMs} ms after the runtime answered, ${reset.graceLeftMs} ms before the restart grace ended`}`,
+    );
+    return reset;
+  };
+
   const started = Date.now();
   for (const sig of ["SIGINT", "SIGTERM"]) {
     process.once(sig, async () => {
@@ -219,12 +267,14 @@ async function main() {
     const t0 = Date.now();
     const at = (ms) => t0 + ms;
     const events = [
-      ...SCHEDULE.kill.map((t) => ({ t: at(t), kind: "kill" })),
+      ...SCHEDULE.reset.map((t) => ({ t: at(t), kind: "reset" })),
       ...SCHEDULE.freeze.map((t) => ({ t: at(t), kind: "freeze" })),
     ];
     for (let t = SCHEDULE.checkpointEvery; t < DURATION_MS; t += SCHEDULE.checkpointEvery) events.push({ t: at(t), kind: "checkpoint" });
-    for (let t = SCHEDULE.lifecycleEvery; t < DURATION_MS - 10_000; t += SCHEDULE.lifecycleEvery)
+    for (let t = SCHEDULE.lifecycleEvery; t < DURATION_MS - 10_000; t += SCHEDULE.lifecycleEvery) {
       events.push({ t: at(t), kind: "lifecycle" });
+      events.push({ t: at(t + SCHEDULE.lifecycleEvery / 2), kind: "drop" });
+    }
     events.sort((a, b) => a.t - b.t);
     for (const e of events) {
       await sleep(Math.max(0, e.t - Date.now()));
@@ -232,13 +282,22 @@ async function main() {
       if (failedRelay) throw failedRelay.failure;
       if (process.env.SOAK_DEBUG) console.log(`[${iso(Date.now())}] ${e.kind}`);
       if (e.kind === "lifecycle") pending.push(lifecycleEvent(observer));
-      else if (e.kind === "checkpoint") await checkpoint(`at ${Math.round((Date.now() - t0) / 1000)} s`);
-      else if (e.kind === "kill") {
+      else if (e.kind === "drop") {
+        const up = live().filter((r) => r.socket && r.lease && !r.changing);
+        if (up.length && up[Math.floor(rng() * up.length)].dropSocket()) lifecycle.socketDrop++;
+      } else if (e.kind === "checkpoint") await checkpoint(`at ${Math.round((Date.now() - t0) / 1000)} s`);
+      else if (e.kind === "reset") {
+        const held = live().filter((r) => r.socket && r.lease);
+        const closesBefore = checker.counts.resetCloses;
         const { from, to } = await runtime.killAndRestart();
-        console.log(`[${iso(Date.now())}] wrangler dev SIGKILLed and restarted on the same state (down ${to - from} ms)`);
+        console.log(
+          `[${iso(Date.now())}] runtime reset: wrangler dev SIGKILLed with ${held.length} relays on the lease socket, restarted on the same state (down ${to - from} ms)`,
+        );
         checker.resumed(to);
-        await recovery("kill", to);
-        await checkpoint("after the kill");
+        const back = backOnSockets(from, to, closesBefore);
+        await recovery("reset", to);
+        resets.push(await back);
+        await checkpoint("after the reset");
       } else if (e.kind === "freeze") {
         const { from, to } = await runtime.freeze(FREEZE_MS);
         console.log(`[${iso(Date.now())}] wrangler dev frozen (SIGSTOP) for ${to - from} ms, lease ${TTL} ms`);
@@ -265,8 +324,7 @@ async function main() {
   } catch (e) {
     failed = e;
   } finally {
-    for (const r of relays) r.running = false;
-    await Promise.allSettled(relays.flatMap((r) => [r.beating, r.acting]));
+    await Promise.allSettled(relays.map((r) => r.stop()));
     await runtime.stop();
     await history.close();
     rmSync(state, { recursive: true, force: true });
@@ -282,6 +340,8 @@ async function main() {
       lifecycle,
       purges,
       recoveries,
+      resets,
+      socketRelays: relays.filter((r) => r.socket).length,
     }),
   );
   if (failed) throw failed;
