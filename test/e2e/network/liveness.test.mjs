@@ -54,6 +54,12 @@ async function heartbeatCalls() {
   return n;
 }
 
+/** Calls the Worker made to Durable Objects of one class (/metrics). */
+async function objectCalls(kind) {
+  const text = await (await fetch(`${stack.url}/metrics`, { headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}` } })).text();
+  return Number(new RegExp(`^moq_worker_object_calls_total\\{class="${kind}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+}
+
 test("on the lease socket a relay makes no Heartbeat calls, and stays registered", async () => {
   await stack.step(async () => {
     const { relay, entry } = await publishing("steady");
@@ -80,6 +86,10 @@ test("a relay frozen with SIGSTOP is withdrawn a lease after it was last heard, 
   await stack.step(async () => {
     const { relay, entry } = await publishing("frozen");
     await waitFor("the relay's lease socket open", () => /edge: lease socket open/.test(relay.proc.log()), { timeoutMs: 10_000 });
+    // Past its first lease, as a relay that has run a while: its lease clock watches it now.
+    const watched = await objectCalls("LeaseClockObject");
+    await sleep(TTL_MS + 1000);
+    assert.ok((await objectCalls("LeaseClockObject")) > watched, "the relay's lease handed to its lease clock");
     relay.proc.signal("SIGSTOP");
     try {
       const ms = await untilWithdrawn(entry, TTL_MS * 3);
