@@ -39,6 +39,9 @@ export interface RevocationList {
   entries: [url: string, beforeMs: number][];
 }
 
+/** How long a peer list made for one shard is given to the others (well under the shards' copy age). */
+const PEER_LIST_REUSE_MS = 250;
+
 /** At most this many peers in a heartbeat reply (ordered by URL); past it the answer says peers_truncated. */
 export const MAX_PEERS = 20_000;
 
@@ -98,6 +101,8 @@ export class DirectoryObject extends DurableObject<Env> {
   private sql: SqlStorage;
   /** The prune alarm as last set or read; undefined = not read yet. */
   private pruneAt: number | null | undefined;
+  /** The last peer list made, reused for PEER_LIST_REUSE_MS (memory only). */
+  private peerList: { at: number; max: number; list: PeerList } | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -125,7 +130,7 @@ export class DirectoryObject extends DurableObject<Env> {
    * are background calls): an older note than the stored one is ignored.
    */
   async noteRelay(note: RelayNote): Promise<void> {
-    this.sql.exec(
+    const written = this.sql.exec(
       DIRECTORY_SQL.relayNote,
       note.url,
       note.epoch,
@@ -139,13 +144,28 @@ export class DirectoryObject extends DurableObject<Env> {
       note.scopeCount,
       note.activity ? JSON.stringify(note.activity) : null,
       JSON.stringify(note.versions ?? []),
-    );
+    ).rowsWritten;
+    // A list made before this note must not be given out after it (fresh peers).
+    if (written > 0) this.peerList = null;
     await this.schedulePrune();
   }
 
-  /** The live relays, for the peer-list shards (objects/peer-shard.ts), which each ask at most once a second. */
+  /**
+   * The live relays, for the peer-list shards (objects/peer-shard.ts), which
+   * each ask at most once a second. Made at most every PEER_LIST_REUSE_MS and
+   * reused meanwhile, so that all shards asking cost one scan and one hash.
+   */
   async livePeers(max = MAX_PEERS): Promise<PeerList> {
-    const rows = this.sql.exec(DIRECTORY_SQL.livePeers, this.liveSince(Date.now()), max + 1).toArray();
+    const now = Date.now();
+    const made = this.peerList;
+    if (made && made.max === max && now - made.at < PEER_LIST_REUSE_MS && made.at <= now) return made.list;
+    const list = await this.makePeerList(now, max);
+    this.peerList = { at: now, max, list };
+    return list;
+  }
+
+  private async makePeerList(now: number, max: number): Promise<PeerList> {
+    const rows = this.sql.exec(DIRECTORY_SQL.livePeers, this.liveSince(now), max + 1).toArray();
     const peers = rows.slice(0, max).map((r) => ({ url: r.url as string, addrs: JSON.parse(r.addrs as string) as string[] }));
     return { version: await listVersion(peers), peers, truncated: rows.length > max };
   }
