@@ -12,8 +12,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const ROOMS = 40;
 const room = (rng) => `room-${Math.floor(rng() * ROOMS)}`;
 
-/** The call mix (weights): writes, their undoing, and reads. */
-const MIX = [
+/** The call mix (weights): writes, their undoing, and reads. Also the fleet benchmark's (bench/fleet.mjs). */
+export const MIX = [
   ["registerNamespace", 22],
   ["unregisterNamespace", 8],
   ["registerTrack", 8],
