@@ -445,8 +445,8 @@ export function renderFleet(f) {
           ...Object.entries(a.objectReqPerSecByClass).map(([k, x]) => [`${k} req/s`, f1(x), "per relay"]),
           ["workerd CPU, cores", String(a.workerdCpuCores), "per relay"],
           ["fan-out CPU ms per change (10,000 watchers)", f1(a.fanOutCpuMsPerChange), "line in watchers"],
-          ["propagation p50 ms (10,000 watchers)", f1(a.propagationP50Ms), "per-socket pace"],
-          ["propagation p99 ms (10,000 watchers)", f1(a.propagationP99Ms), "per-socket pace"],
+          ["propagation p50 ms (10,000 watchers)", f1(a.propagationP50Ms), "see below"],
+          ["propagation p99 ms (10,000 watchers)", f1(a.propagationP99Ms), "see below"],
         ],
       ),
     );
