@@ -222,6 +222,19 @@ class Caller {
     return { code: res.status === 200 ? "ok" : (json.code ?? `http_${res.status}`), json, ms };
   }
 
+  /**
+   * call(), tried again (up to 3 times) when the connection failed (a kept-alive connection the
+   * server closed as the request left) or the object shed it (unavailable): for the set-up's
+   * writes and the timed changes, which must land.
+   */
+  async callLanding(service, method, body, headers) {
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.call(service, method, body, headers);
+      if (attempt >= 4 || (res.code !== "network" && res.code !== "unavailable")) return res;
+      await sleep(100 * attempt);
+    }
+  }
+
   destroy() {
     this.agent.destroy();
   }
@@ -383,7 +396,7 @@ async function runFleet(bundle, relays) {
       fleet.push({ i, url, epoch: `${tag}-${i}`, own: [...new Set(own)], watches: [], held: [], opTimer: undefined });
     }
     await pool(fleet, 16, async (r) => {
-      const res = await caller.call("AdminService", "CreateRelayToken", { relayUrl: r.url }, admin);
+      const res = await caller.callLanding("AdminService", "CreateRelayToken", { relayUrl: r.url }, admin);
       if (res.code !== "ok") throw new Error(`CreateRelayToken ${r.url}: ${res.code} ${res.json.message}`);
       r.token = res.json.token;
       r.auth = { authorization: `Bearer ${r.token}`, "moq-relay-epoch": r.epoch };
@@ -475,7 +488,7 @@ async function runFleet(bundle, relays) {
     // Relays start 48 at a time.
     const firstWrite = async (r, scope) => {
       const body = { scope, namespace: ns(`live/r${r.i}`) };
-      const res = await caller.call("CoordinatorService", "RegisterNamespace", body, r.auth);
+      const res = await caller.callLanding("CoordinatorService", "RegisterNamespace", body, r.auth);
       if (res.code !== "ok") throw new Error(`RegisterNamespace in ${scope}: ${res.code} ${res.json.message}`);
       r.held.push({ kind: "ns", scope, body, keep: true });
     };
@@ -492,7 +505,7 @@ async function runFleet(bundle, relays) {
     // The publisher (relay 0) holds namespaces in the popular scope before anyone watches it.
     const pub = fleet[0];
     for (let k = 0; k < PUBLISHED; k++) {
-      const res = await caller.call(
+      const res = await caller.callLanding(
         "CoordinatorService",
         "RegisterNamespace",
         { scope: POPULAR, namespace: ns(`room-${k}/pub`) },
@@ -723,7 +736,7 @@ async function runFleet(bundle, relays) {
         });
         tracked.set(scope, c);
         c.t0 = performance.now();
-        const res = await caller.call("CoordinatorService", "RegisterNamespace", { scope, namespace: ns(name) }, pub.auth);
+        const res = await caller.callLanding("CoordinatorService", "RegisterNamespace", { scope, namespace: ns(name) }, pub.auth);
         if (res.code !== "ok") throw new Error(`RegisterNamespace in ${scope}: ${res.code} ${res.json.message}`);
         callMs.push(res.ms);
         if (watchers > 0) {
