@@ -672,14 +672,16 @@ async function runFleet(bundle, relays) {
     const perSec = (x) => round(x / seconds, 1);
     const classes = [...new Set([...Object.keys(c0.calls), ...Object.keys(c1.calls)])];
     const objectReqPerSecByClass = Object.fromEntries(classes.map((k) => [k, perSec((c1.calls[k] ?? 0) - (c0.calls[k] ?? 0))]));
-    // The busiest objects by name: the increase of each listed in both scrapes (the space-saving error may grow if it was replaced meanwhile: then it is left out).
+    // The busiest objects by name. Listed in both scrapes with the same space-saving error: the
+    // increase is its calls in the window. Replaced and listed again meanwhile (its error changed),
+    // or listed only at the end: it entered during the window, and count − error is a lower bound
+    // of its calls since (marked `atLeast`). An object dropped from the list by the end is not named.
     const topObjects = c1.top
       .map((e) => {
         const before = c0.top.find((x) => x.class === e.class && x.object === e.object);
-        if (!before || before.error !== e.error) return undefined;
-        return { class: e.class, object: e.object, reqPerSec: perSec(e.count - before.count) };
+        if (before && before.error === e.error) return { class: e.class, object: e.object, reqPerSec: perSec(e.count - before.count) };
+        return { class: e.class, object: e.object, reqPerSec: perSec(e.count - e.error), atLeast: true };
       })
-      .filter(Boolean)
       .sort((a, b) => b.reqPerSec - a.reqPerSec)
       .slice(0, 5);
     // One scrape is inside the window (the second): not the fleet's request.

@@ -367,7 +367,7 @@ export function renderFleet(f) {
             ...classes.map((c) => f1(s.objectReqPerSecByClass[c])),
             f1(s.alarmsPerSec),
             s.hottestObject ? `${s.hottestObject.class} \`${s.hottestObject.object}\`` : "–",
-            f1(s.hottestObject?.reqPerSec),
+            `${s.hottestObject?.atLeast ? "≥ " : ""}${f1(s.hottestObject?.reqPerSec)}`,
             `${f1(s.workerdCpuPct)}${s.workerdWaitedForCpuPct === undefined ? "" : ` (${f1(s.workerdWaitedForCpuPct)})`}`,
             String(x.workerdRssMiB),
             f1(s.clientCpuPct),
