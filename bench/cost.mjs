@@ -41,7 +41,11 @@ const HOURS_PER_MONTH = 730;
 const CLOSE_SETTLE_MS = 2000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** The Worker's billing counters: units billed (moq_worker_billable_units_total) and object calls by class. */
+/**
+ * The Worker's billing counters: units billed (moq_worker_billable_units_total),
+ * object calls by class (any class /metrics names), and the busiest objects by
+ * name (moq_worker_object_calls_top: [{ class, object, count, error }], busiest first).
+ */
 export async function workerCounters(url) {
   const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}` } });
   if (!res.ok) throw new Error(`/metrics: ${res.status}`);
@@ -51,7 +55,18 @@ export async function workerCounters(url) {
   for (const m of text.matchAll(/^moq_worker_billable_units_total\{unit="(\w+)"\} (\d+)$/gm)) units[m[1]] = Number(m[2]);
   for (const m of text.matchAll(/^moq_worker_object_calls_total\{class="(\w+)"\} (\d+)$/gm)) calls[m[1]] = Number(m[2]);
   if (Object.keys(units).length === 0) throw new Error("/metrics has no moq_worker_billable_units_total");
-  return { units, calls };
+  const label = '"((?:[^"\\\\]|\\\\.)*)"';
+  const topLine = (name) => new RegExp(`^${name}\\{class="(\\w+)",object=${label}\\} (\\d+)$`, "gm");
+  const unescapeLabel = (v) => v.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+  const errors = new Map();
+  for (const m of text.matchAll(topLine("moq_worker_object_calls_top_error"))) errors.set(`${m[1]} ${m[2]}`, Number(m[3]));
+  const top = [...text.matchAll(topLine("moq_worker_object_calls_top"))].map((m) => ({
+    class: m[1],
+    object: unescapeLabel(m[2]),
+    count: Number(m[3]),
+    error: errors.get(`${m[1]} ${m[2]}`) ?? 0,
+  }));
+  return { units, calls, top };
 }
 
 /** The units billed so far (workerCounters). */

@@ -315,6 +315,8 @@ export function renderMarkdown(r) {
     }
   }
 
+  if (r.fleet) out.push(`\n${renderFleet(r.fleet)}`);
+
   const pr = r.profile;
   if (pr) {
     out.push(`\n**Where a Lookup's time goes** (moq-worker on ${pr.server}: the same kind of request stopped at successive layers)\n`);
@@ -323,6 +325,136 @@ export function renderMarkdown(r) {
       out.push(`\n**CPU profiles** (${pr.server}, concurrency ${pr.concurrency}, while the operation runs)`);
       out.push(renderProfile(pr));
     }
+  }
+  return out.join("\n");
+}
+
+/** The fleet benchmark (bench/fleet.mjs): a row per relay count, then the figures at 10,000 relays and how they were had. */
+export function renderFleet(f) {
+  const out = [];
+  out.push(`**A fleet of simulated relays** (${f.setup})\n`);
+  const rows = f.rows.filter((x) => x.steady);
+  const classes = [...new Set(rows.flatMap((x) => Object.keys(x.steady.objectReqPerSecByClass)))].sort();
+  if (rows.length) {
+    out.push(
+      table(
+        [
+          "relays",
+          "pings every s",
+          "watch sockets per relay",
+          "Worker req/s",
+          ...classes.map((c) => `${c} req/s`),
+          "alarms/s",
+          "hottest object",
+          "its req/s",
+          "workerd CPU % (waited)",
+          "workerd RSS MiB",
+          "simulator CPU %",
+          "watchers",
+          "propagation p50 ms",
+          "p99 ms",
+          "fan-out CPU ms/change",
+          "µs per socket",
+        ],
+        rows.map((x) => {
+          const s = x.steady;
+          const p = x.fanOut.popular;
+          return [
+            `${x.relays.toLocaleString("en-US")}${x.earlierRun ? " †" : ""}${x.saturated ? " ‡" : ""}`,
+            String(x.pingEverySec ?? 1),
+            String(x.watchesPerRelay ?? 3),
+            f1(s.workerReqPerSec),
+            ...classes.map((c) => f1(s.objectReqPerSecByClass[c])),
+            f1(s.alarmsPerSec),
+            s.hottestObject ? `${s.hottestObject.class} \`${s.hottestObject.object}\`` : "–",
+            `${s.hottestObject?.atLeast ? "≥ " : ""}${f1(s.hottestObject?.reqPerSec)}`,
+            `${f1(s.workerdCpuPct)}${s.workerdWaitedForCpuPct === undefined ? "" : ` (${f1(s.workerdWaitedForCpuPct)})`}`,
+            String(x.workerdRssMiB),
+            f1(s.clientCpuPct),
+            p.watchers.toLocaleString("en-US"),
+            ms(p.propagationP50Ms),
+            ms(p.propagationP99Ms),
+            ms(p.cpuMsPerChange),
+            f1(p.perSocketSpreadUs),
+          ];
+        }),
+      ),
+    );
+    out.push("");
+    out.push(
+      table(
+        [
+          "relays",
+          "sockets (lease + watch)",
+          "set-up s (tokens / leases and first writes / watches)",
+          "pongs/s",
+          "beats answered/s",
+          "beat p50 / p99 ms",
+          "calls/s",
+          "call p50 / p99 ms",
+          "call answers",
+          "invalidations/s",
+          "socket closes",
+          "unwatched change CPU ms",
+          "small scope (watchers): p50 / p99 ms",
+        ],
+        rows.map((x) => {
+          const s = x.steady;
+          const fo = x.fanOut;
+          return [
+            `${x.relays.toLocaleString("en-US")}${x.earlierRun ? " †" : ""}`,
+            `${x.sockets.lease.toLocaleString("en-US")} + ${x.sockets.watch.toLocaleString("en-US")}`,
+            `${x.setupSec.tokens} / ${x.setupSec.leasesAndFirstWrites} / ${x.setupSec.watchSockets}`,
+            f1(s.pongsPerSec),
+            f1(s.beatsAnsweredPerSec),
+            `${ms(s.beatP50Ms)} / ${ms(s.beatP99Ms)}`,
+            f1(s.callsPerSec),
+            `${ms(s.callP50Ms)} / ${ms(s.callP99Ms)}`,
+            Object.entries(s.callCodes)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(", "),
+            f1(s.invalidationsPerSec),
+            String(x.socketCloses.total),
+            ms(fo.unwatched.cpuMsPerChange),
+            `(${fo.small.watchers}) ${ms(fo.small.propagationP50Ms)} / ${ms(fo.small.propagationP99Ms)}`,
+          ];
+        }),
+      ),
+    );
+  }
+  if (rows.some((x) => x.earlierRun))
+    out.push(`\n† from an earlier run (${[...new Set(rows.filter((x) => x.earlierRun).map((x) => x.earlierRun))].join("; ")}).`);
+  for (const x of rows.filter((r) => r.saturated))
+    out.push(`\n‡ ${x.relays.toLocaleString("en-US")} relays (pings every ${x.pingEverySec} s): ${x.saturated}.`);
+  for (const x of f.rows.filter((r) => !r.steady))
+    out.push(`\n${x.relays.toLocaleString("en-US")} relays: ${x.notRun ? `not run: ${x.notRun}` : `failed: ${x.failed}`}.`);
+  const a = f.at10000;
+  if (a) {
+    out.push(`\n**At 10,000 relays** (${a.basis} from ${a.from.toLocaleString("en-US")} relays)\n`);
+    out.push(
+      table(
+        ["figure", "at 10,000", "how"],
+        [
+          [
+            `hottest object${a.hottestObject ? ` (${a.hottestObject.class} \`${a.hottestObject.object}\`)` : ""} req/s`,
+            f1(a.hottestObject?.reqPerSec),
+            "per relay",
+          ],
+          ["Worker req/s", f1(a.workerReqPerSec), "per relay"],
+          ["object req/s", f1(a.objectReqPerSec), "per relay"],
+          ...Object.entries(a.objectReqPerSecByClass).map(([k, x]) => [`${k} req/s`, f1(x), "per relay"]),
+          ["workerd CPU, cores", String(a.workerdCpuCores), "per relay"],
+          ["fan-out CPU ms per change (10,000 watchers)", f1(a.fanOutCpuMsPerChange), "line in watchers"],
+          ["propagation p50 ms (10,000 watchers)", f1(a.propagationP50Ms), "see below"],
+          ["propagation p99 ms (10,000 watchers)", f1(a.propagationP99Ms), "see below"],
+        ],
+      ),
+    );
+    out.push(
+      `\n${Object.values(a.formulas)
+        .map((x) => `- ${x}`)
+        .join("\n")}`,
+    );
   }
   return out.join("\n");
 }

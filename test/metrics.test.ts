@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { ADMIN_TOKEN, BASE, adminClient, freshScope, ns, relay, workerFetch } from "./client.js";
 import { RpcMetrics } from "../src/metrics/registry.js";
+import { TOP_OBJECTS, TopObjects } from "../src/metrics/billing.js";
 import type { Env } from "../src/env.js";
 import worker from "../src/index.js";
 import { MAX_REQUEST_BYTES } from "../src/rpc/router.js";
@@ -60,6 +61,51 @@ describe("/metrics", () => {
     expect(delta("moq_worker_rpc_duration_seconds_count", lookup)).toBe(4);
     expect(delta("moq_worker_rpc_duration_seconds_bucket", { ...lookup, le: "+Inf" })).toBe(4);
     expect(after).toMatch(/^# TYPE moq_worker_rpc_duration_seconds histogram$/m);
+  });
+});
+
+describe("object calls by object", () => {
+  it("names the busiest objects on /metrics: a scope's object with its calls", async () => {
+    const r = await relay("https://metrics-top.example.com");
+    const scope = freshScope("metrics-top");
+    await r.registerNamespace({ scope, namespace: ns("t/1") });
+    const object = { class: "ScopeObject", object: `scope:${scope}` };
+    const before = sample(await scrape(), "moq_worker_object_calls_top", object);
+    for (let i = 0; i < 20; i++) await r.lookup({ scope, namespace: ns("t/1") });
+    const after = await scrape();
+    expect(after).toMatch(/^# TYPE moq_worker_object_calls_top gauge$/m);
+    // One call to the scope's object per Lookup (and an untracked object starts at most one entry's count high).
+    expect(sample(after, "moq_worker_object_calls_top", object) - before).toBeGreaterThanOrEqual(20);
+    expect(after).toMatch(/^moq_worker_object_calls_top_error\{class="ScopeObject",object="scope:metrics-top-/m);
+    const listed = after.split("\n").filter((l) => l.startsWith("moq_worker_object_calls_top{"));
+    expect(listed.length).toBeLessThanOrEqual(TOP_OBJECTS);
+  });
+
+  it("keeps a heavy hitter and its count through churn of many other objects (space-saving)", () => {
+    // 2,500 calls: an object with more than 1/8 of them (312) is always tracked.
+    const top = new TopObjects(8);
+    for (let i = 0; i < 1000; i++) {
+      top.add("DirectoryObject", "directory");
+      top.add("RelayObject", `https://relay-${i}.example/`);
+      if (i % 2 === 0) top.add("ScopeObject", "scope:popular");
+    }
+    const list = top.list();
+    expect(list.length).toBe(8);
+    const directory = list.find((e) => e.name === "directory");
+    const popular = list.find((e) => e.name === "scope:popular");
+    expect(list[0]).toEqual({ kind: "DirectoryObject", name: "directory", count: 1000, error: 0 });
+    // Overcounted by at most its error; never undercounted.
+    expect(directory?.count).toBe(1000);
+    expect(popular).toBeDefined();
+    expect(popular?.count).toBeGreaterThanOrEqual(500);
+    expect((popular?.count ?? 0) - (popular?.error ?? 0)).toBeLessThanOrEqual(500);
+    // A relay's object, called once, is never listed above the heavy hitters.
+    expect(
+      list
+        .slice(0, 2)
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(["directory", "scope:popular"]);
   });
 });
 

@@ -3,6 +3,7 @@
 // units become dollars: docs/performance.md "Cost"). Per isolate, like
 // registry.ts: locally the Worker and its objects share one isolate, so the
 // counts are the whole bill; in production they are one isolate's share.
+import { escapeLabel } from "./registry.js";
 
 export const BILLABLE_UNITS = [
   /** Invocations of the Worker's fetch handler. */
@@ -34,14 +35,77 @@ export const OBJECT_KINDS = [
 ] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
+/** Objects counted by name (moq_worker_object_calls_top): the busiest, whatever their class. */
+export const TOP_OBJECTS = 16;
+/** Object names longer than this are cut in the label (relay URLs may be long). */
+const MAX_OBJECT_LABEL_CHARS = 200;
+
+interface TopEntry {
+  kind: ObjectKind;
+  name: string;
+  /** Calls counted, an overcount by at most `error`. */
+  count: number;
+  /** Calls the entry may have inherited from the one it replaced. */
+  error: number;
+}
+
+/**
+ * Calls per object for the `size` busiest objects, by the space-saving
+ * algorithm (Metwally, Agrawal, El Abbadi, 2005): a call to a tracked object
+ * adds one; a call to an untracked one, when all `size` entries are taken,
+ * replaces the entry with the fewest calls and starts from its count + 1
+ * (that count kept as the entry's `error`). Any object with more than
+ * 1/size of the calls is always tracked, and its count is at most `error`
+ * too high; so a singleton (the directory) or a hot scope is named with its
+ * load, however many relays' objects pass through the other entries. Cost:
+ * a Map lookup per call, and a scan of `size` entries when an untracked
+ * object is called.
+ */
+export class TopObjects {
+  private entries = new Map<string, TopEntry>();
+
+  constructor(private readonly size: number) {}
+
+  add(kind: ObjectKind, name: string): void {
+    const key = `${kind}\u0000${name}`;
+    const entry = this.entries.get(key);
+    if (entry) {
+      entry.count++;
+      return;
+    }
+    if (this.entries.size < this.size) {
+      this.entries.set(key, { kind, name, count: 1, error: 0 });
+      return;
+    }
+    let minKey = "";
+    let min: TopEntry | undefined;
+    for (const [k, e] of this.entries) {
+      if (!min || e.count < min.count) {
+        min = e;
+        minKey = k;
+      }
+    }
+    if (!min) return;
+    this.entries.delete(minKey);
+    this.entries.set(key, { kind, name, count: min.count + 1, error: min.count });
+  }
+
+  /** The tracked objects, busiest first. */
+  list(): TopEntry[] {
+    return [...this.entries.values()].sort((a, b) => b.count - a.count).map((e) => ({ ...e }));
+  }
+}
+
 class Billing {
   private counts = new Map<BillableUnit, number>(BILLABLE_UNITS.map((u) => [u, 0]));
   private byKind = new Map<ObjectKind, number>(OBJECT_KINDS.map((k) => [k, 0]));
+  readonly top = new TopObjects(TOP_OBJECTS);
 
-  /** A call to an object of class `kind` (object_requests, and by class). */
-  objectRequest(kind: ObjectKind): void {
+  /** A call to the object `name` of class `kind` (object_requests, by class, and by object for the busiest). */
+  objectRequest(kind: ObjectKind, name: string): void {
     this.add("object_requests");
     this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1);
+    this.top.add(kind, name);
   }
 
   add(unit: BillableUnit, n = 1): void {
@@ -69,6 +133,19 @@ class Billing {
       "# TYPE moq_worker_object_calls_total counter",
     );
     for (const kind of OBJECT_KINDS) lines.push(`moq_worker_object_calls_total{class="${kind}"} ${this.byKind.get(kind) ?? 0}`);
+    // Gauges, not counters: an object that drops out of the top loses its series.
+    const top = this.top.list();
+    const label = (e: TopEntry) => `class="${e.kind}",object="${escapeLabel(e.name.slice(0, MAX_OBJECT_LABEL_CHARS))}"`;
+    lines.push(
+      `# HELP moq_worker_object_calls_top Calls this isolate made to each of its ${TOP_OBJECTS} busiest Durable Objects (space-saving count: at most moq_worker_object_calls_top_error too high; alarms not included).`,
+      "# TYPE moq_worker_object_calls_top gauge",
+    );
+    for (const e of top) lines.push(`moq_worker_object_calls_top{${label(e)}} ${e.count}`);
+    lines.push(
+      "# HELP moq_worker_object_calls_top_error How much moq_worker_object_calls_top may overcount each object (calls inherited from the object it replaced).",
+      "# TYPE moq_worker_object_calls_top_error gauge",
+    );
+    for (const e of top) lines.push(`moq_worker_object_calls_top_error{${label(e)}} ${e.error}`);
     return `${lines.join("\n")}\n`;
   }
 }

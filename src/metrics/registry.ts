@@ -94,7 +94,8 @@ export class RpcMetrics {
   }
 }
 
-function escapeLabel(v: string): string {
+/** A Prometheus label value, escaped. */
+export function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 

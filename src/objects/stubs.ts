@@ -32,7 +32,7 @@ function stubOf<T extends Rpc.DurableObjectBranded | undefined>(
     setBounded(byName, name, id, MAX_CACHED_IDS);
   }
   // One call per stub: each is one billed request to the object.
-  billing.objectRequest(kind);
+  billing.objectRequest(kind, name);
   return ns.get(id);
 }
 

@@ -23,8 +23,8 @@ const LAPSED = 4004;
 export const ROOMS = 40;
 const room = (rng) => `room-${Math.floor(rng() * ROOMS)}`;
 
-/** The call mix (weights): writes, their undoing, and reads. */
-const MIX = [
+/** The call mix (weights): writes, their undoing, and reads. Also the fleet benchmark's (bench/fleet.mjs). */
+export const MIX = [
   ["registerNamespace", 22],
   ["unregisterNamespace", 8],
   ["registerTrack", 8],
