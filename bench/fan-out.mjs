@@ -1,12 +1,36 @@
-// The write cost of the watch channel's fan-out (issue 12): RegisterNamespace
-// latency in a scope watched by 0, 1, 10 and 100 sockets, one call at a time,
-// and how long until every socket has the invalidation. Each change is one
-// frame per socket, sent by the scope's object before the call returns.
+// The write cost of the watch channel's fan-out (issues 12, 27):
+// RegisterNamespace latency in a scope watched by 0, 1, 16 and 100 relays
+// (one socket each), one call at a time, and how long until every socket has
+// the invalidation. A change is one call from the scope's object to each
+// branch in use (watch/root.ts) and one frame per socket from the branch. The
+// 16-relay row puts one relay on each of the 16 branches (WATCH_BRANCHES):
+// the most the scope's object ever does for a change, whatever the watchers.
 //
 // Called by bench/run.mjs on its bare-workerd setup (results under
 // relaySeen.fanOut); alone: npx node bench/fan-out.mjs [--quick]
+import { registerTypeScriptHooks } from "../bin/ts-hooks.mjs";
 import { openWatch } from "../test/e2e/lib/watch.mjs";
 import { buildBundle, coordinatorCall, cpuMs, relayToken, startWorkerd } from "./lib/systems.mjs";
+
+registerTypeScriptHooks();
+const { branchIndex } = await import("../src/watch/branches.ts");
+
+/** The Worker's default WATCH_BRANCHES (wrangler.toml). */
+const BRANCHES = 16;
+
+/** `n` watching relays' URLs: with `spread`, the first covering every branch once. */
+function watcherUrls(n, tag, spread) {
+  const urls = [];
+  const used = new Set();
+  for (let i = 0; urls.length < n; i++) {
+    const url = `https://fan-out-${tag}-${i}.bench.example/`;
+    const branch = branchIndex(url, BRANCHES);
+    if (spread && used.has(branch) && used.size < BRANCHES) continue;
+    used.add(branch);
+    urls.push(url);
+  }
+  return { urls, branches: used.size };
+}
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const round = (x) => +x.toFixed(3);
@@ -20,10 +44,9 @@ const round = (x) => +x.toFixed(3);
  * frames delays this process's reading of the call's answer, so p50Ms
  * includes client time; workerdCpuMsPerRegister does not.
  */
-export async function fanOut({ url, pids, watcherCounts = [0, 1, 10, 100], registers = 200, warmup = 20, log = () => {} }) {
+export async function fanOut({ url, pids, watcherCounts = [0, 1, 16, 100], registers = 200, warmup = 20, log = () => {} }) {
   const relayUrl = "https://fan-out.bench.example/";
   const token = await relayToken(url, relayUrl);
-  const watcherToken = await relayToken(url, "https://fan-out-watcher.bench.example/");
   const rows = [];
   let warmed = false;
   // One throwaway pass first: the Worker's and the load generator's code warm, the relay enlisted.
@@ -35,8 +58,10 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, 10, 100], regis
       if (!arrivals.has(seq)) arrivals.set(seq, { count: 0, last: 0, done: undefined });
       return arrivals.get(seq);
     };
+    const { urls, branches } = watcherUrls(watchers, scope, true);
+    const tokens = await Promise.all(urls.map((u) => relayToken(url, u)));
     const sockets = await Promise.all(
-      Array.from({ length: watchers }, () =>
+      tokens.map((watcherToken) =>
         openWatch(url, watcherToken, scope, {
           onEvent: (e, at) => {
             const a = arrival(e.seq);
@@ -89,6 +114,7 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, 10, 100], regis
     delivered.sort((a, b) => a - b);
     const row = {
       watchers,
+      branches,
       registers,
       p50Ms: round(pct(latencies, 50)),
       p99Ms: round(pct(latencies, 99)),
@@ -96,7 +122,7 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, 10, 100], regis
       ...(watchers > 0 ? { deliveredP50Ms: round(pct(delivered, 50)), deliveredP99Ms: round(pct(delivered, 99)) } : {}),
     };
     log(
-      `fan-out: ${watchers} watchers: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, workerd CPU ${row.workerdCpuMsPerRegister ?? "-"} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms`,
+      `fan-out: ${watchers} watchers on ${branches} branches: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, workerd CPU ${row.workerdCpuMsPerRegister ?? "-"} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms`,
     );
     if (warmed) rows.push(row);
     warmed = true;

@@ -174,12 +174,14 @@ describe("peers", () => {
     expect(Date.now() - started).toBeLessThan(3 * PEER_COPY_MAX_AGE_MS);
   });
 
-  it("steady relays tell the directory nothing: refreshes read the relay's peer-list shard, and a change is told at once", async () => {
+  it("steady relays tell the directory nothing, an eviction between beats included: refreshes read the relay's peer-list shard, and a change is told at once", async () => {
     const a = await relay(unique("peer-steady-a"), "binary", "a1");
     await beat(a, "a1", ["127.0.0.1:4111"]);
     const directoryCalls = billing.calls("DirectoryObject");
     const shardCalls = billing.calls("PeerShardObject");
     for (let i = 0; i < 3; i++) {
+      // An evicted object (as between a socket's beats) remembers what the directory heard.
+      if (i === 1) await evictDurableObject(relayStub(a.url));
       await refreshedAgo(a.url, TTL / 2);
       await beat(a, "a1", ["127.0.0.1:4111"]);
     }

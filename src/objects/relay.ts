@@ -15,6 +15,7 @@ import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
 import type { PeerRelay, RelayNote } from "./directory.js";
+import { LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
 import type { ScopeObject } from "./scope.js";
@@ -130,8 +131,8 @@ export class RelayObject extends DurableObject<Env> {
   private peersTruncated = false;
   /** When the peers were last refreshed; 0 = must refresh. */
   private refreshedAt = 0;
-  /** What the directory last heard of this relay (noteKey), so that only a change is told; memory only. */
-  private notedKey: string | null = null;
+  /** What the directory last heard of this relay (noteKey), so that only a change is told; stored, so an eviction does not tell it again. */
+  private notedKey: string | null;
   /** Background notes to the directory are coalesced: one in flight, at most one more queued. */
   private noting: Promise<void> | null = null;
   private noteAgain = false;
@@ -148,6 +149,7 @@ export class RelayObject extends DurableObject<Env> {
     this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, RELAY_MIGRATIONS);
     this.revokedBefore = (this.sql.exec(RELAY_SQL.revocationGet).toArray()[0]?.before_ms as number | undefined) ?? null;
+    this.notedKey = (this.sql.exec(LISTING_SQL.toldGet).toArray()[0]?.told as string | undefined) ?? null;
   }
 
   /**
@@ -682,7 +684,9 @@ export class RelayObject extends DurableObject<Env> {
     try {
       const call = directoryStub(this.env).noteRelay(note);
       await (bound ? bounded(call, OBJECT_CALL_TIMEOUT_MS, "directory") : call);
-      this.notedKey = noteKey(note);
+      const key = noteKey(note);
+      if (key !== this.notedKey) this.sql.exec(LISTING_SQL.toldPut, key);
+      this.notedKey = key;
     } catch (err) {
       console.warn(`relay object: directory not told of ${note.up ? "up" : "left"}: ${String(err)}`);
     }
