@@ -3,14 +3,14 @@
 // the DirectoryObject lists relays by the lease expiry it was told, so a lost
 // "left" note ages out; a slow scope does not hold a relay's heartbeats.
 // Lapses run the RelayObject's alarm by hand, as in lifetimes.test.ts.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { billing } from "../src/metrics/billing.js";
 import { OBJECT_CALL_TIMEOUT_MS } from "../src/objects/bounded.js";
 import { PEER_COPY_MAX_AGE_MS } from "../src/objects/peer-shard.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import type { RelayNote } from "../src/objects/directory.js";
-import { directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
+import { DirectoryObject, directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
 import { directoryStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
 import { lapseLease, tableRows } from "./objects.js";
@@ -179,6 +179,7 @@ describe("peers", () => {
     await beat(a, "a1", ["127.0.0.1:4111"]);
     const directoryCalls = billing.calls("DirectoryObject");
     const shardCalls = billing.calls("PeerShardObject");
+    const noted = vi.spyOn(DirectoryObject.prototype, "noteRelay");
     for (let i = 0; i < 3; i++) {
       // An evicted object (as between a socket's beats) remembers what the directory heard.
       if (i === 1) await evictDurableObject(relayStub(a.url));
@@ -186,11 +187,14 @@ describe("peers", () => {
       await beat(a, "a1", ["127.0.0.1:4111"]);
     }
     expect(billing.calls("PeerShardObject") - shardCalls, "one shard call per refresh").toBe(3);
+    expect(noted.mock.calls.filter(([n]) => n.url === a.url), "notes of a steady relay").toEqual([]);
     // The shard asks the directory at most once a second (one ask if the beats straddled it), the relays never.
     expect(billing.calls("DirectoryObject") - directoryCalls, "directory calls in three refreshes").toBeLessThanOrEqual(1);
     const before = billing.calls("DirectoryObject");
     await beat(a, "a1", ["127.0.0.1:4112"]);
     expect(billing.calls("DirectoryObject") - before, "a new address is told to the directory").toBeGreaterThanOrEqual(1);
+    expect(noted.mock.calls.filter(([n]) => n.url === a.url).map(([n]) => n.addrs)).toEqual([["127.0.0.1:4112"]]);
+    noted.mockRestore();
   });
 
   it("leave the list out when the relay holds its version, and send it again when it changed", async () => {
