@@ -1,10 +1,10 @@
 // The write cost of the watch channel's fan-out (issues 12, 27):
-// RegisterNamespace latency in a scope watched by 0, 1, 16 and 100 relays
-// (one socket each), one call at a time, and how long until every socket has
-// the invalidation. A change is one call from the scope's object to each
-// branch in use (watch/root.ts) and one frame per socket from the branch. The
-// 16-relay row puts one relay on each of the 16 branches (WATCH_BRANCHES):
-// the most the scope's object ever does for a change, whatever the watchers.
+// RegisterNamespace latency in a scope watched by 0, 1, WATCH_BRANCHES and 100
+// relays (one socket each), one call at a time, and how long until every
+// socket has the invalidation. A change is one call from the scope's object to
+// each branch in use (watch/root.ts) and one frame per socket from the branch.
+// The WATCH_BRANCHES row puts one relay on each branch: the most the scope's
+// object ever does for a change, whatever the number of watchers.
 //
 // Called by bench/run.mjs on its bare-workerd setup (results under
 // relaySeen.fanOut); alone: npx node bench/fan-out.mjs [--quick]
@@ -14,9 +14,10 @@ import { buildBundle, coordinatorCall, cpuMs, relayToken, startWorkerd } from ".
 
 registerTypeScriptHooks();
 const { branchIndex } = await import("../src/watch/branches.ts");
+const { SETTINGS } = await import("../src/settings.ts");
 
 /** The Worker's default WATCH_BRANCHES (wrangler.toml). */
-const BRANCHES = 16;
+const BRANCHES = SETTINGS.WATCH_BRANCHES.default;
 
 /** `n` watching relays' URLs: with `spread`, the first covering every branch once. */
 function watcherUrls(n, tag, spread) {
@@ -44,7 +45,7 @@ const round = (x) => +x.toFixed(3);
  * frames delays this process's reading of the call's answer, so p50Ms
  * includes client time; workerdCpuMsPerRegister does not.
  */
-export async function fanOut({ url, pids, watcherCounts = [0, 1, 16, 100], registers = 200, warmup = 20, log = () => {} }) {
+export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100], registers = 200, warmup = 20, log = () => {} }) {
   const relayUrl = "https://fan-out.bench.example/";
   const token = await relayToken(url, relayUrl);
   const rows = [];

@@ -66,7 +66,8 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..");
 const TARGET = 10_000;
 /** The Worker's default WATCH_BRANCHES (wrangler.toml): objects a scope's watch sockets are spread over. */
-const BRANCHES = 16;
+const { SETTINGS } = await import("../src/settings.ts");
+const BRANCHES = SETTINGS.WATCH_BRANCHES.default;
 
 // ---- options --------------------------------------------------------------------
 

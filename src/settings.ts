@@ -125,7 +125,7 @@ export const SETTINGS = {
   },
   WATCH_BRANCHES: {
     kind: "integer",
-    default: 16,
+    default: 8,
     min: 1,
     max: 1024,
     meaning:

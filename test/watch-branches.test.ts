@@ -1,5 +1,5 @@
 // The watch channel's fan-out tree (watch/root.ts, watch/branch.ts): relays'
-// sockets are held by WATCH_BRANCHES (16 here) branch objects per scope, and a
+// sockets are held by WATCH_BRANCHES (8 by default) branch objects per scope, and a
 // change costs the scope one call per branch in use. Relays see the channel
 // as before (watch.test.ts); here: each change reaches every branch once and
 // in order, a restarted root keeps its branches' sockets, and a branch that
@@ -7,12 +7,13 @@
 import { describe, expect, it } from "vitest";
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { scopeStub, watchBranchStub } from "../src/objects/stubs.js";
+import { SETTINGS } from "../src/settings.js";
 import { branchIndex, watchBranchName } from "../src/watch/branches.js";
 import { freshScope, ns, relay } from "./client.js";
 import { settled } from "./objects.js";
 import { inv, plain, type Watcher, watch } from "./watch-client.js";
 
-const BRANCHES = 16;
+const BRANCHES = SETTINGS.WATCH_BRANCHES.default;
 const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
 
 /** A watcher of `scope` as a relay of its own, past its hello. */
