@@ -187,7 +187,10 @@ describe("peers", () => {
       await beat(a, "a1", ["127.0.0.1:4111"]);
     }
     expect(billing.calls("PeerShardObject") - shardCalls, "one shard call per refresh").toBe(3);
-    expect(noted.mock.calls.filter(([n]) => n.url === a.url), "notes of a steady relay").toEqual([]);
+    expect(
+      noted.mock.calls.filter(([n]) => n.url === a.url),
+      "notes of a steady relay",
+    ).toEqual([]);
     // The shard asks the directory at most once a second (one ask if the beats straddled it), the relays never.
     expect(billing.calls("DirectoryObject") - directoryCalls, "directory calls in three refreshes").toBeLessThanOrEqual(1);
     const before = billing.calls("DirectoryObject");
