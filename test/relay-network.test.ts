@@ -8,7 +8,7 @@ import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } fr
 import { billing } from "../src/metrics/billing.js";
 import { OBJECT_CALL_TIMEOUT_MS } from "../src/objects/bounded.js";
 import { PEER_COPY_MAX_AGE_MS } from "../src/objects/peer-shard.js";
-import type { RelayObject } from "../src/objects/relay.js";
+import { type RelayObject, stepUp } from "../src/objects/relay.js";
 import type { RelayNote } from "../src/objects/directory.js";
 import { DirectoryObject, directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
@@ -198,6 +198,20 @@ describe("peers", () => {
     expect(billing.calls("DirectoryObject") - before, "a new address is told to the directory").toBeGreaterThanOrEqual(1);
     expect(noted.mock.calls.filter(([n]) => n.url === a.url).map(([n]) => n.addrs)).toEqual([["127.0.0.1:4112"]]);
     noted.mockRestore();
+  });
+
+  it("a live relay's noted expiry is rounded up to a 5-minute grid of its own, so a fleet's notes do not come at once", () => {
+    const step = 5 * 60_000;
+    const t = 1_800_000_000_123;
+    const marks = Array.from({ length: 1000 }, (_, i) => stepUp(t, step, `https://r${i}.example/`));
+    for (const m of marks) expect(m - t).toBeGreaterThanOrEqual(0);
+    for (const m of marks) expect(m - t).toBeLessThan(step);
+    // Spread over the step: no minute of it holds more than a third of the relays' next notes.
+    const perMinute = new Map<number, number>();
+    for (const m of marks) perMinute.set(Math.floor((m - t) / 60_000), (perMinute.get(Math.floor((m - t) / 60_000)) ?? 0) + 1);
+    expect(Math.max(...perMinute.values())).toBeLessThan(1000 / 3);
+    // The same relay, the same grid.
+    expect(stepUp(t + 1, step, "https://r1.example/")).toBe(stepUp(t, step, "https://r1.example/"));
   });
 
   it("leave the list out when the relay holds its version, and send it again when it changed", async () => {

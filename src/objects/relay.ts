@@ -21,6 +21,7 @@ import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
 import type { ScopeObject } from "./scope.js";
 import { scopeFromObjectName } from "./scope-name.js";
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
+import { bucketOf } from "../model/hash.js";
 import { leaseClockOf } from "./lease-clock.js";
 import { peerShardOf } from "./peer-shard.js";
 import { directoryStub, leaseClockStub, peerShardStub, scopeStub } from "./stubs.js";
@@ -33,7 +34,15 @@ const RETIRED_KEPT = 16;
 const PURGE_RETRY_MS = 1000;
 /** A lease-socket relay's expiry in the directory moves in steps this long (see note()). */
 const DIRECTORY_EXPIRY_STEP_MS = 5 * 60_000;
-const stepUp = (t: number, step: number) => Math.ceil(t / step) * step;
+/**
+ * `t` rounded up to the relay's own grid of `step`: offset by a hash of its
+ * URL, so that a fleet's relays do not all reach a step (and note the
+ * directory) in the same beat.
+ */
+export function stepUp(t: number, step: number, relay: string): number {
+  const offset = bucketOf(relay, step);
+  return Math.ceil((t - offset) / step) * step + offset;
+}
 /** Scope names sent to the directory with each note (ListRelays shows them; the count is exact). */
 const SCOPES_NOTED = 100;
 
@@ -639,7 +648,7 @@ export class RelayObject extends DurableObject<Env> {
       // by a beat every SOCKET_BEAT_MS.
       expiresAt: !up
         ? lease.expiresAt
-        : stepUp(lease.expiresAt + (this.sockets.open().length > 0 ? SOCKET_BEAT_MS : 0), DIRECTORY_EXPIRY_STEP_MS),
+        : stepUp(lease.expiresAt + (this.sockets.open().length > 0 ? SOCKET_BEAT_MS : 0), DIRECTORY_EXPIRY_STEP_MS, lease.url),
       lastBeatAt: lease.lastBeatAt,
       scopes: this.sql
         .exec(RELAY_SQL.scopeNamesFirst, SCOPES_NOTED)
