@@ -1030,7 +1030,7 @@ async function main() {
     relays: largest?.relays,
     hottestObject: at?.hottestObject ? `${at.hottestObject.class} ${at.hottestObject.object}` : undefined,
     hottestObjectReqPerSec: at?.hottestObject?.reqPerSec,
-    hottestObjectReqPerSecIs: at && `${at.basis} at 10,000 relays from ${at.from} relays (per relay: x(${at.from}) / ${at.from} × 10,000)`,
+    hottestObjectReqPerSecIs: at && `${at.basis} at 10,000 relays from ${at.from} relays (${at.formulas.perRelay})`,
     fanOutCpuMsPerChange: at?.fanOutCpuMsPerChange,
     fanOutCpuMsPerChangeIs: at && `${at.basis} for 10,000 watchers from ${at.from} (line through 0 and ${at.from} watchers)`,
     propagationP99Ms: at?.propagationP99Ms,
