@@ -55,7 +55,7 @@ import { workerCounters } from "./cost.mjs";
 import { benchArgs, positiveNumber } from "./lib/args.mjs";
 import { percentile, send } from "./lib/load.mjs";
 import { frame, OP, openRawSocket } from "./lib/raw-ws.mjs";
-import { buildBundle, cpuMs } from "./lib/systems.mjs";
+import { buildBundle, cpuMs, rssMiB } from "./lib/systems.mjs";
 import { renderFleet } from "./report.mjs";
 
 registerTypeScriptHooks();
@@ -181,16 +181,6 @@ function runDelayMs(pids) {
     } catch {}
   }
   return ns / 1e6;
-}
-
-function rssMiB(pids) {
-  let kib = 0;
-  for (const pid of pids) {
-    try {
-      kib += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-    } catch {}
-  }
-  return +(kib / 1024).toFixed(0);
 }
 
 // ---- calls --------------------------------------------------------------------------

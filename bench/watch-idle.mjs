@@ -7,11 +7,11 @@
 // the object and runs its webSocketMessage handler, which answers "pong").
 //
 //   npx node bench/watch-idle.mjs [--sockets 1000] [--seconds 20] [--ref HEAD]
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openWatch } from "../test/e2e/lib/watch.mjs";
-import { buildBundle, cpuMs, relayToken, sourceTree, startWorkerd } from "./lib/systems.mjs";
+import { buildBundle, cpuMs, relayToken, rssMiB, sourceTree, startWorkerd } from "./lib/systems.mjs";
 
 const { values: o } = parseArgs({
   options: {
@@ -25,17 +25,6 @@ const SECONDS = Number(o.seconds);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const AUTO_RESPONSE = 'ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));';
-
-/** Resident memory of processes, MiB, from /proc. */
-function rssMiB(pids) {
-  let kib = 0;
-  for (const pid of pids) {
-    try {
-      kib += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-    } catch {}
-  }
-  return +(kib / 1024).toFixed(1);
-}
 
 async function measure(label, root) {
   const bundle = buildBundle(root);
@@ -96,10 +85,12 @@ async function measure(label, root) {
 const asBuilt = sourceTree(o.ref);
 const woken = sourceTree(o.ref);
 try {
-  const hub = join(woken.root, "src/watch/hub.ts");
-  const src = readFileSync(hub, "utf8");
-  if (!src.includes(AUTO_RESPONSE)) throw new Error(`src/watch/hub.ts of ${o.ref} no longer sets the auto-response this script removes`);
-  writeFileSync(hub, src.replace(AUTO_RESPONSE, ""));
+  // The object holding the sockets: the scope's object before the watch branches (src/watch/hub.ts), a branch since.
+  const holder = ["src/watch/branch.ts", "src/watch/hub.ts"].map((f) => join(woken.root, f)).find((f) => existsSync(f));
+  const src = holder ? readFileSync(holder, "utf8") : "";
+  if (!src.includes(AUTO_RESPONSE))
+    throw new Error(`the watch sockets' object of ${o.ref} no longer sets the auto-response this script removes`);
+  writeFileSync(holder, src.replace(AUTO_RESPONSE, ""));
   const rows = [await measure("auto-response (as built)", asBuilt.root), await measure("object woken per ping", woken.root)];
   console.log(JSON.stringify({ ref: asBuilt.commit.slice(0, 7), rows }, null, 2));
 } finally {

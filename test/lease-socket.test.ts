@@ -79,6 +79,43 @@ async function lease(token: string, epoch: string): Promise<LeaseClient> {
   };
 }
 
+/** A relay holding its lease on a socket (beaten once) with a namespace in a fresh scope, and a viewer of its own. */
+async function leasedRelay(name: string) {
+  const scope = freshScope(name);
+  const a = await relay(unique(name), "binary", "e1");
+  const viewer = await relay(unique(`${name}-viewer`));
+  const socket = await lease(a.token, "e1");
+  await socket.beat();
+  await a.registerNamespace({ scope, namespace: ns("live") });
+  return { scope, a, viewer, socket };
+}
+
+/** As if the relay's socket opened two TTLs back and never pinged, and nothing else kept its lease since. */
+async function silence(url: string): Promise<void> {
+  await runInDurableObject(relayStub(url), (o: RelayObject, state) => {
+    const [ws] = state.getWebSockets();
+    ws.serializeAttachment({ ...(ws.deserializeAttachment() as LeaseOpen), openedAt: Date.now() - 2 * TTL });
+    state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
+    (o as unknown as { beatAt: number | null }).beatAt = null;
+  });
+}
+
+/** Closes the relay's socket and waits for the object to arm its alarm CLOSE_GRACE_MS after the close; that alarm's time. */
+async function closeForGrace(socket: LeaseClient, url: string): Promise<number> {
+  const closedAt = Date.now();
+  socket.ws.close(1000, "bye");
+  await socket.closed;
+  // The object records the close (its handler runs after the client's close).
+  let alarm: number | null = null;
+  for (let i = 0; i < 50 && (alarm === null || alarm > closedAt + TTL / 2); i++) {
+    await sleep(20);
+    alarm = await runInDurableObject(relayStub(url), (_o: RelayObject, state) => state.storage.getAlarm());
+  }
+  expect(alarm!).toBeGreaterThanOrEqual(closedAt + CLOSE_GRACE_MS);
+  expect(alarm!).toBeLessThan(closedAt + CLOSE_GRACE_MS + 1000);
+  return alarm!;
+}
+
 describe("the lease socket", () => {
   it("holds the lease: its first HeartbeatRequest answers as Heartbeat does, pings are answered by the runtime and keep the relay heard", async () => {
     const scope = freshScope("sock");
@@ -117,20 +154,10 @@ describe("the lease socket", () => {
     const socket = await lease(a.token, "e1");
     await socket.beat();
     await a.registerNamespace({ scope, namespace: ns("live") });
-    const closedAt = Date.now();
-    socket.ws.close(1000, "bye");
-    await socket.closed;
-    // The object records the close (its handler runs after the client's close).
-    let alarm: number | null = null;
-    for (let i = 0; i < 50 && (alarm === null || alarm > closedAt + TTL / 2); i++) {
-      await sleep(20);
-      alarm = await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm());
-    }
-    expect(alarm!).toBeGreaterThanOrEqual(closedAt + CLOSE_GRACE_MS);
-    expect(alarm!).toBeLessThan(closedAt + CLOSE_GRACE_MS + 1000);
+    const alarm = await closeForGrace(socket, a.url);
     expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe("ok");
     await evictDurableObject(relayStub(a.url));
-    await sleep(Math.max(0, alarm! - Date.now()) + 10);
+    await sleep(Math.max(0, alarm - Date.now()) + 10);
     // Due now: the runtime may have run it already.
     await runDurableObjectAlarm(relayStub(a.url));
     expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
@@ -138,12 +165,7 @@ describe("the lease socket", () => {
   });
 
   it("a socket that has held the lease past its stored expiry still ends it CLOSE_GRACE_MS after its close", async () => {
-    const scope = freshScope("sock-long");
-    const a = await relay(unique("sock-long"), "binary", "e1");
-    const viewer = await relay(unique("sock-viewer"));
-    const socket = await lease(a.token, "e1");
-    await socket.beat();
-    await a.registerNamespace({ scope, namespace: ns("live") });
+    const { scope, a, viewer, socket } = await leasedRelay("sock-long");
     // More than a TTL on the socket: steady beats and pings write nothing, so the stored
     // expiry is behind, and the alarm has re-armed itself from the socket's last ping.
     await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => {
@@ -154,17 +176,8 @@ describe("the lease socket", () => {
     socket.ws.send("ping");
     expect(await socket.text()).toBe("pong");
     expect((await relayStub(a.url).view())!.alive).toBe(true);
-    const closedAt = Date.now();
-    socket.ws.close(1000, "bye");
-    await socket.closed;
-    let alarm: number | null = null;
-    for (let i = 0; i < 50 && (alarm === null || alarm > closedAt + TTL / 2); i++) {
-      await sleep(20);
-      alarm = await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm());
-    }
-    expect(alarm!).toBeGreaterThanOrEqual(closedAt + CLOSE_GRACE_MS);
-    expect(alarm!).toBeLessThan(closedAt + CLOSE_GRACE_MS + 1000);
-    await sleep(Math.max(0, alarm! - Date.now()) + 10);
+    const alarm = await closeForGrace(socket, a.url);
+    await sleep(Math.max(0, alarm - Date.now()) + 10);
     await runDurableObjectAlarm(relayStub(a.url));
     expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
   });
@@ -196,12 +209,7 @@ describe("the lease socket", () => {
   });
 
   it("a relay beating over HTTP keeps its lease when its socket closes; a new epoch closes the old process's socket (4009)", async () => {
-    const scope = freshScope("sock-http");
-    const a = await relay(unique("sock-http"), "binary", "e1");
-    const viewer = await relay(unique("sock-viewer"));
-    const socket = await lease(a.token, "e1");
-    await socket.beat();
-    await a.registerNamespace({ scope, namespace: ns("live") });
+    const { scope, a, viewer, socket } = await leasedRelay("sock-http");
     // The edge falls back to Heartbeat calls; the old socket's close reaches the object later.
     await a.heartbeat({ epoch: "e1" });
     socket.ws.close(1000);
@@ -221,19 +229,9 @@ describe("the lease socket", () => {
   });
 
   it("a relay not heard for a TTL lapses and its socket is closed (4004), even after an eviction", async () => {
-    const scope = freshScope("sock-silent");
-    const a = await relay(unique("sock-silent"), "binary", "e1");
-    const viewer = await relay(unique("sock-viewer"));
-    const socket = await lease(a.token, "e1");
-    await socket.beat();
-    await a.registerNamespace({ scope, namespace: ns("live") });
+    const { scope, a, viewer, socket } = await leasedRelay("sock-silent");
     // Silent since long ago: the socket opened 2 TTL back and never pinged.
-    await runInDurableObject(relayStub(a.url), (o: RelayObject, state) => {
-      const [ws] = state.getWebSockets();
-      ws.serializeAttachment({ ...(ws.deserializeAttachment() as LeaseOpen), openedAt: Date.now() - 2 * TTL });
-      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
-      (o as unknown as { beatAt: number | null }).beatAt = null;
-    });
+    await silence(a.url);
     await evictDurableObject(relayStub(a.url));
     expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
     expect(await codeOf(viewer.lookup({ scope, namespace: ns("live") }))).toBe(Code.NotFound);
@@ -241,12 +239,7 @@ describe("the lease socket", () => {
   });
 
   it("a lease held by a socket is watched by the shared lease clock, not by an alarm of its own; the clock's check lapses a silent relay", async () => {
-    const scope = freshScope("sock-clock");
-    const a = await relay(unique("sock-clock"), "binary", "e1");
-    const viewer = await relay(unique("sock-clock-viewer"));
-    const socket = await lease(a.token, "e1");
-    await socket.beat();
-    await a.registerNamespace({ scope, namespace: ns("live") });
+    const { scope, a, viewer, socket } = await leasedRelay("sock-clock");
     const clock = () => leaseClockStub(env, leaseClockOf(env, a.url));
     type Clock = { deadlines: Map<string, number> };
     const deadline = () => runInDurableObject(clock(), (o) => (o as unknown as Clock).deadlines.get(a.url));
@@ -262,12 +255,7 @@ describe("the lease socket", () => {
     expect(await runInDurableObject(relayStub(a.url), (_o: RelayObject, state) => state.storage.getAlarm())).toBeNull();
     expect(billing.get("rows_written") - written, "rows written by a check of a steady relay").toBe(0);
     // Silent since long ago: the clock's next check ends the lease.
-    await runInDurableObject(relayStub(a.url), (o: RelayObject, state) => {
-      const [ws] = state.getWebSockets();
-      ws.serializeAttachment({ ...(ws.deserializeAttachment() as LeaseOpen), openedAt: Date.now() - 2 * TTL });
-      state.storage.sql.exec("UPDATE lease SET expires_at = ?", Date.now() - 1);
-      (o as unknown as { beatAt: number | null }).beatAt = null;
-    });
+    await silence(a.url);
     await runInDurableObject(clock(), (o) => (o as unknown as Clock).deadlines.set(a.url, 0));
     expect(await runDurableObjectAlarm(clock())).toBe(true);
     expect((await socket.closed).code).toBe(4000 + Code.DeadlineExceeded);

@@ -37,6 +37,17 @@ export function cpuMs(pids) {
   return (ticks * 1000) / CLK_TCK;
 }
 
+/** Resident memory of processes, MiB, from /proc. */
+export function rssMiB(pids) {
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      kib += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+    } catch {}
+  }
+  return +(kib / 1024).toFixed(1);
+}
+
 export { buildBundle, freePort, processTree, wranglerConfig };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
