@@ -5,7 +5,7 @@
 // in order, a restarted root keeps its branches' sockets, and a branch that
 // may have missed a change closes its sockets rather than stay silent.
 import { describe, expect, it } from "vitest";
-import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { scopeStub, watchBranchStub } from "../src/objects/stubs.js";
 import { SETTINGS } from "../src/settings.js";
 import { branchIndex, watchBranchName } from "../src/watch/branches.js";
@@ -81,6 +81,17 @@ describe("watch channel: branches", () => {
     expect(await w.closed).toBe(1012);
     const again = await watching(scope, url);
     expect([again.stream, again.seq]).toEqual([stream, seq + 1]);
+  });
+
+  it("the scope's alarm syncs every branch: one behind (a frame stored, never sent, the object not restarted) closes its sockets", async () => {
+    const scope = freshScope("br-recheck");
+    const { w } = await watching(scope);
+    await runInDurableObject(scopeStub(env, scope), (_o: unknown, state: DurableObjectState) => {
+      state.storage.sql.exec("UPDATE watch SET seq = seq + 1");
+      return state.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(scopeStub(env, scope))).toBe(true);
+    expect(await w.closed).toBe(1012);
   });
 
   it("a gap in what a branch is sent closes its sockets; a repeated frame is dropped", async () => {

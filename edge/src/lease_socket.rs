@@ -253,8 +253,12 @@ async fn session(
                     })).await;
                     return Ended::Lost;
                 }
-                let now = inner.beat_request(false);
+                let mut now = inner.beat_request(false);
+                // A new peer list is no reason to beat: the version rides on the next beat.
+                let fresh_list = now.peers_version;
+                now.peers_version = sent.peers_version;
                 let frame = if now != sent || last_beat.elapsed() >= beat {
+                    now.peers_version = fresh_list;
                     sent = now;
                     last_beat = Instant::now();
                     *unanswered = true;

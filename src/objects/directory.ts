@@ -103,6 +103,8 @@ export class DirectoryObject extends DurableObject<Env> {
   private pruneAt: number | null | undefined;
   /** The last peer list made, reused for PEER_LIST_REUSE_MS (memory only). */
   private peerList: { at: number; max: number; list: PeerList } | null = null;
+  /** Notes that changed a row, counted in memory: a list made across one is not reused. */
+  private notes = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -146,7 +148,10 @@ export class DirectoryObject extends DurableObject<Env> {
       JSON.stringify(note.versions ?? []),
     ).rowsWritten;
     // A list made before this note must not be given out after it (fresh peers).
-    if (written > 0) this.peerList = null;
+    if (written > 0) {
+      this.peerList = null;
+      this.notes++;
+    }
     await this.schedulePrune();
   }
 
@@ -159,8 +164,10 @@ export class DirectoryObject extends DurableObject<Env> {
     const now = Date.now();
     const made = this.peerList;
     if (made && made.max === max && now - made.at < PEER_LIST_REUSE_MS && made.at <= now) return made.list;
+    const generation = this.notes;
     const list = await this.makePeerList(now, max);
-    this.peerList = { at: now, max, list };
+    // A note that changed a row while the list was being made must not be hidden by it.
+    if (generation === this.notes) this.peerList = { at: now, max, list };
     return list;
   }
 

@@ -60,7 +60,10 @@ export class LeaseClockObject extends DurableObject<Env> {
     countAlarm();
     this.alarmAt = null;
     const horizon = Date.now() + Math.floor(leaseSettings(this.env).leaseTtlMs / 2);
-    const due = [...this.deadlines].filter(([, at]) => at <= horizon).slice(0, MAX_CHECKS_PER_ALARM);
+    const due = [...this.deadlines]
+      .filter(([, at]) => at <= horizon)
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, MAX_CHECKS_PER_ALARM);
     await Promise.all(due.map(([url, at]) => this.check(url, at)));
     let next = Number.POSITIVE_INFINITY;
     for (const at of this.deadlines.values()) next = Math.min(next, at);

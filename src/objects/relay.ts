@@ -331,7 +331,16 @@ export class RelayObject extends DurableObject<Env> {
       // The stored expiry is behind for a socket held longer than a TTL (its pings are not
       // written): the closing socket's last ping kept the lease until now, unless it lapsed.
       const heard = lease?.stateLost ? 0 : this.heardUntil(this.sockets.heardAt(ws));
-      if (!lease || Math.max(lease.expiresAt, heard) <= now) return;
+      if (!lease) return;
+      if (Math.max(lease.expiresAt, heard) <= now) {
+        // Silent past its deadline, the check not run yet (its clock may be late): lapse now,
+        // with the close on record so that the restart grace does not apply.
+        if (!lease.stateLost) {
+          this.sql.exec(RELAY_SQL.leaseClosed, now, now);
+          await armAlarm(this.ctx.storage, now);
+        }
+        return;
+      }
       // Heartbeats over HTTP (an edge falling back) keep it as usual: they are in beatAt.
       this.sql.exec(RELAY_SQL.leaseClosed, now + CLOSE_GRACE_MS, now);
       await armAlarm(this.ctx.storage, Math.max(now + CLOSE_GRACE_MS, this.heardUntil(this.beatAt)));
@@ -431,7 +440,7 @@ export class RelayObject extends DurableObject<Env> {
     const earliest = this.startedAt + leaseSettings(this.env).leaseTtlMs;
     // The grace is for a runtime that restarted (relays could not reach it),
     // not for a relay whose socket closed or went silent while it ran.
-    if (now < earliest && lease.closedAt === null && this.sockets.open().length === 0) {
+    if (now < earliest && lease.closedAt === null && !lease.stateLost && this.sockets.open().length === 0) {
       // Just started: the relay's heartbeats may have had nowhere to go.
       this.sql.exec(RELAY_SQL.leaseExpiresPut, earliest);
       await armAlarm(this.ctx.storage, earliest);
@@ -669,8 +678,14 @@ export class RelayObject extends DurableObject<Env> {
     if (note && noteKey(note) !== this.notedKey) await this.noteNow();
     try {
       const shard = peerShardStub(this.env, peerShardOf(this.env, url));
-      const answer = await bounded(shard.peers(this.peersVersion, fresh), OBJECT_CALL_TIMEOUT_MS, "peer shard");
-      if (answer.peers !== null) this.peers = answer.peers.filter((p) => p.url !== url);
+      const asked = this.peersVersion;
+      const answer = await bounded(shard.peers(asked, fresh), OBJECT_CALL_TIMEOUT_MS, "peer shard");
+      if (answer.peers !== null) {
+        this.peers = answer.peers.filter((p) => p.url !== url);
+      } else if (this.peersVersion !== asked) {
+        // "Unchanged since `asked`", but a concurrent refresh replaced the list meanwhile: its pair stands.
+        return;
+      }
       this.peersVersion = answer.version;
       this.peersTruncated = answer.truncated;
       this.refreshedAt = now;

@@ -28,7 +28,7 @@ import { OWNED_SQL, OWNED_TABLES, type OwnedTable, RELAY_OWNED_TABLES, SCOPE_MIG
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
 import { directoryStub, relayStub, watchBranchStub } from "./stubs.js";
 import type { Invalidation } from "../watch/frames.js";
-import { type BranchPort, WatchRoot } from "../watch/root.js";
+import { type BranchPort, WATCH_RECHECK_MS, WatchRoot } from "../watch/root.js";
 import { fail, ok, type Origin, type Outcome, type RelayRef, type ScopeSettings, type RelayIdentity } from "./types.js";
 import { speakTogether } from "../model/moqt-version.js";
 import { type OperatorPolicy, type PolicyKey, skewOf, ttlOf } from "../model/auth-policy.js";
@@ -114,7 +114,11 @@ export class ScopeObject extends DurableObject<Env> {
     this.sql = meteredSql(ctx.storage.sql);
     migrate(ctx.storage, SCOPE_MIGRATIONS);
     this.listing = new DirectoryListing(this.sql);
-    this.watch = new WatchRoot(this.sql, branchPort(env));
+    this.watch = new WatchRoot(this.sql, branchPort(env), () => {
+      this.scheduleExpiry(Date.now() + WATCH_RECHECK_MS).catch((err: unknown) =>
+        console.warn(`scope: watch recheck not armed: ${String(err)}`),
+      );
+    });
     this.keys = new ScopeKeys(this.sql);
   }
 
@@ -452,6 +456,8 @@ export class ScopeObject extends DurableObject<Env> {
     this.sql.exec(SCOPE_SQL.expireTrackSubscriptions, now);
     // The retired keys already left getConfig's answer by their time: say so to the relays now.
     if (this.keys.retire(now, this.skewMs()) > 0) this.watch.changed({ config: true });
+    // Frames may have waited or failed (WatchRoot's recheck): every branch checks its seq.
+    this.watch.syncAll();
     await this.scheduleAlarm(true);
   }
 
@@ -817,6 +823,7 @@ function branchPort(env: Env): BranchPort {
     deliver: (name, token, items) =>
       bounded(watchBranchStub(env, name).deliver(token, items), OBJECT_CALL_TIMEOUT_MS, `watch branch ${name}`),
     count: (name) => bounded(watchBranchStub(env, name).count(), OBJECT_CALL_TIMEOUT_MS, `watch branch ${name}`),
-    closeRelay: (name, relay, reason) => watchBranchStub(env, name).closeRelay(relay, reason),
+    closeRelay: (name, relay, reason) =>
+      bounded(watchBranchStub(env, name).closeRelay(relay, reason), OBJECT_CALL_TIMEOUT_MS, `watch branch ${name}`),
   };
 }

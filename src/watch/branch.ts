@@ -45,7 +45,8 @@ interface BranchState {
 
 export class WatchBranch {
   private state: BranchState | null;
-  private attaching = false;
+  /** The token an attach is in flight for (null: none). */
+  private attaching: string | null = null;
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -165,8 +166,8 @@ export class WatchBranch {
 
   /** Attaches with `token`, retried; if the root cannot be reached, the waiting sockets are closed (their relays retry). */
   private async attachToRoot(token: string): Promise<void> {
-    if (this.attaching) return;
-    this.attaching = true;
+    if (this.attaching === token) return;
+    this.attaching = token;
     try {
       for (let attempt = 1; ; attempt++) {
         const state = this.state;
@@ -187,7 +188,7 @@ export class WatchBranch {
         }
       }
     } finally {
-      this.attaching = false;
+      if (this.attaching === token) this.attaching = null;
     }
   }
 

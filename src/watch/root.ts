@@ -15,7 +15,11 @@
 // starts (after an eviction, or a crash that may have lost frames) first
 // sends every branch a sync with the current seq, ordered before any frame;
 // a branch that is behind closes its sockets, whose relays then resync
-// (watch.proto rule 2). So a lost frame is never silently missed.
+// (watch.proto rule 2). So a lost frame is never silently missed. Frames
+// that had to wait, or a delivery that failed, also ask for the scope's
+// alarm (WATCH_RECHECK_MS later), which syncs every branch again: a quiet
+// scope whose object was reset with frames still queued is not left with
+// branches that never learn of them.
 import { SCOPE_SQL } from "../objects/scope-sql.js";
 import { type Invalidation, invalidateFrame } from "./frames.js";
 
@@ -40,6 +44,8 @@ export interface BranchPort {
 const BATCH = 256;
 /** Past this many items waiting for one branch, they are replaced by a sync: the branch resyncs its sockets. */
 const MAX_QUEUED = 4096;
+/** How soon after frames waited or a delivery failed the scope's alarm syncs every branch again. */
+export const WATCH_RECHECK_MS = 10_000;
 /** Retry delays of a failed delivery: doubling from this, up to the cap. */
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 10_000;
@@ -55,10 +61,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class WatchRoot {
   /** The attached branches by object name: the table as stored, with the items each still has to get. */
   private branches = new Map<string, Branch>();
+  /** When the owner was last asked for a recheck (memory: at most one ask per WATCH_RECHECK_MS). */
+  private recheckAskedAt = 0;
 
   constructor(
     private readonly sql: SqlStorage,
     private readonly port: BranchPort,
+    /** Arms the owner's alarm WATCH_RECHECK_MS from now; the alarm calls syncAll(). */
+    private readonly recheck: () => void = () => undefined,
   ) {
     for (const row of sql.exec(SCOPE_SQL.branchesAll).toArray()) {
       this.branches.set(row.name as string, { token: row.token as string, queue: [], sending: false });
@@ -102,15 +112,29 @@ export class WatchRoot {
     for (const name of this.branches.keys()) this.enqueue(name, item);
   }
 
+  /** Every branch checks its seq against the current one (the owner's alarm, after frames waited). */
+  syncAll(): void {
+    if (this.branches.size === 0) return;
+    const sync = this.syncItem();
+    for (const name of this.branches.keys()) this.enqueue(name, sync);
+  }
+
   /** Open sockets over every branch (a branch that does not answer counts 0). */
   async watchers(): Promise<number> {
     const counts = await Promise.all([...this.branches.keys()].map((name) => this.port.count(name).catch(() => 0)));
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  /** Closes the relay's sockets on every branch; how many. */
+  /** Closes the relay's sockets on every branch; how many (a branch that does not answer counts 0, and is logged). */
   async closeRelay(relay: string, reason: string): Promise<number> {
-    const closed = await Promise.all([...this.branches.keys()].map((name) => this.port.closeRelay(name, relay, reason)));
+    const closed = await Promise.all(
+      [...this.branches.keys()].map((name) =>
+        this.port.closeRelay(name, relay, reason).catch((err: unknown) => {
+          console.warn(`watch root: branch ${name} did not close ${relay}'s sockets: ${String(err)}`);
+          return 0;
+        }),
+      ),
+    );
     return closed.reduce((a, b) => a + b, 0);
   }
 
@@ -129,6 +153,14 @@ export class WatchRoot {
     branch.queue.push(item);
     if (branch.queue.length > MAX_QUEUED) branch.queue = [this.syncItem()];
     if (!branch.sending) void this.send(name, branch);
+    else this.askRecheck();
+  }
+
+  private askRecheck(): void {
+    const now = Date.now();
+    if (now - this.recheckAskedAt < WATCH_RECHECK_MS) return;
+    this.recheckAskedAt = now;
+    this.recheck();
   }
 
   /** Sends the branch its queue, one call at a time, until it is empty or the branch is replaced or gone. */
@@ -146,6 +178,7 @@ export class WatchRoot {
           branch.queue.unshift(...items);
           if (branch.queue.length > MAX_QUEUED) branch.queue = [this.syncItem()];
           failures++;
+          this.askRecheck();
           console.warn(`watch root: branch ${name} not reached (${failures}): ${String(err)}`);
           await sleep(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 1)));
           continue;

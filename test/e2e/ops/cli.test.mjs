@@ -235,11 +235,15 @@ describe("moq-worker CLI", () => {
     assert.match(
       table,
       new RegExp(
-        `^https://relay-a\\.cli\\.example\\.com/\\s+yes\\s+-\\s+boot-1\\s+in \\d+s\\s+\\d+s ago\\s+127\\.0\\.0\\.1:4443\\s+${scope}$`,
+        // The lease as the directory lists it: its expiry moves in 5-minute steps.
+        `^https://relay-a\\.cli\\.example\\.com/\\s+yes\\s+-\\s+boot-1\\s+in (\\d+m)?\\d+s\\s+\\d+s ago\\s+127\\.0\\.0\\.1:4443\\s+${scope}$`,
         "m",
       ),
     );
-    assert.match(table, new RegExp(`^https://relay-b\\.cli\\.example\\.com/\\s+yes\\s+-\\s+-\\s+in \\d+s\\s+-\\s+-\\s+${scope}$`, "m"));
+    assert.match(
+      table,
+      new RegExp(`^https://relay-b\\.cli\\.example\\.com/\\s+yes\\s+-\\s+-\\s+in (\\d+m)?\\d+s\\s+-\\s+-\\s+${scope}$`, "m"),
+    );
 
     const scopes = await admin(["scopes", "--page-size", "1"]);
     assert.match(scopes.stdout, new RegExp(`^${scope}$`, "m"));
