@@ -263,6 +263,24 @@ describe("the lease socket", () => {
     expect(await deadline(), "the clock forgets a relay whose lease ended").toBeUndefined();
   });
 
+  it("a socket that closes after its relay went silent past its deadline (its clock not there yet) lapses at once, without the restart grace", async () => {
+    const { scope, a, viewer, socket } = await leasedRelay("sock-late-close");
+    // Its clock watches it; then silence, and a fresh instance (as after an eviction) whose restart grace would apply.
+    expect(await runDurableObjectAlarm(relayStub(a.url))).toBe(true);
+    await silence(a.url);
+    await evictDurableObject(relayStub(a.url));
+    socket.ws.close(1000, "bye");
+    await socket.closed;
+    // The close arms an alarm due at once (the runtime may run it before this does); its
+    // clock would have looked a TTL after handing over, and the restart grace a TTL later.
+    const lapsed = async () => {
+      await runDurableObjectAlarm(relayStub(a.url));
+      return codeOf(viewer.lookup({ scope, namespace: ns("live") }));
+    };
+    await expect.poll(lapsed, { timeout: 5000, interval: 100 }).toBe(Code.NotFound);
+    expect((await relayStub(a.url).view())!.alive).toBe(false);
+  });
+
   it("refuses: no epoch header, a revoked token, a retired epoch; a bad HeartbeatRequest closes the socket naming the field", async () => {
     const a = await relay(unique("sock-bad"), "binary", "e1");
     await a.heartbeat({ epoch: "e1" });
