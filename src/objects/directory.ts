@@ -101,8 +101,8 @@ export class DirectoryObject extends DurableObject<Env> {
   private sql: SqlStorage;
   /** The prune alarm as last set or read; undefined = not read yet. */
   private pruneAt: number | null | undefined;
-  /** The last peer list made, reused for PEER_LIST_REUSE_MS (memory only). */
-  private peerList: { at: number; max: number; list: PeerList } | null = null;
+  /** The last peer list made and the note count it was begun at, reused for PEER_LIST_REUSE_MS (memory only). */
+  private peerList: { at: number; max: number; notes: number; list: PeerList } | null = null;
   /** Notes that changed a row, counted in memory: a list made across one is not reused. */
   private notes = 0;
 
@@ -147,11 +147,8 @@ export class DirectoryObject extends DurableObject<Env> {
       note.activity ? JSON.stringify(note.activity) : null,
       JSON.stringify(note.versions ?? []),
     ).rowsWritten;
-    // A list made before this note must not be given out after it (fresh peers).
-    if (written > 0) {
-      this.peerList = null;
-      this.notes++;
-    }
+    // A list begun before this note must not be given out after it (fresh peers).
+    if (written > 0) this.notes++;
     await this.schedulePrune();
   }
 
@@ -163,11 +160,13 @@ export class DirectoryObject extends DurableObject<Env> {
   async livePeers(max = MAX_PEERS): Promise<PeerList> {
     const now = Date.now();
     const made = this.peerList;
-    if (made && made.max === max && now - made.at < PEER_LIST_REUSE_MS && made.at <= now) return made.list;
-    const generation = this.notes;
+    // Reused only if no note changed a row since it was begun (fresh peers see every note).
+    if (made && made.notes === this.notes && made.max === max && now - made.at < PEER_LIST_REUSE_MS && made.at <= now) {
+      return made.list;
+    }
+    const notes = this.notes;
     const list = await this.makePeerList(now, max);
-    // A note that changed a row while the list was being made must not be hidden by it.
-    if (generation === this.notes) this.peerList = { at: now, max, list };
+    this.peerList = { at: now, max, notes, list };
     return list;
   }
 

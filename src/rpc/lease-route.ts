@@ -9,7 +9,7 @@ import { invalid } from "../model/validate.js";
 import { LEASE_SOCKET_HEADERS } from "../objects/lease-socket.js";
 import { relayStub } from "../objects/stubs.js";
 import { relayCaller } from "./callers.js";
-import { serveSocketRoute } from "./socket-route.js";
+import { requireUpgrade, serveSocketRoute } from "./socket-route.js";
 
 /** GET /v1/lease, counted beside the RPCs by the code it was answered with. */
 export const leaseRoute = (request: Request, env: Env): Promise<Response> =>
@@ -29,9 +29,7 @@ export const leaseRoute = (request: Request, env: Env): Promise<Response> =>
 async function upgrade(request: Request, env: Env): Promise<Response> {
   // The same rate bucket as the Heartbeat it replaces.
   const caller = await relayCaller(request, env, "Heartbeat");
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    throw invalid("upgrade", "GET /v1/lease must be a WebSocket upgrade (Upgrade: websocket)");
-  }
+  requireUpgrade(request, "/v1/lease");
   if (caller.epoch === undefined) throw invalid("Moq-Relay-Epoch", "header is required on the lease socket");
   const headers = new Headers({
     upgrade: "websocket",

@@ -6,6 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Env } from "../env.js";
 import { recordRpc } from "../metrics/record.js";
+import { invalid } from "../model/validate.js";
 import { connectErrorResponse } from "./router.js";
 
 export interface SocketRoute {
@@ -18,6 +19,13 @@ export interface SocketRoute {
   upgrade(request: Request, env: Env): Promise<Response>;
   /** The Connect code a non-101 answer of `upgrade` stands for. */
   refusedAs(res: Response): Code;
+}
+
+/** A route's request must be a WebSocket upgrade; INVALID_ARGUMENT naming `upgrade` otherwise (checked after the caller). */
+export function requireUpgrade(request: Request, route: string): void {
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    throw invalid("upgrade", `GET ${route} must be a WebSocket upgrade (Upgrade: websocket)`);
+  }
 }
 
 export async function serveSocketRoute(route: SocketRoute, request: Request, env: Env): Promise<Response> {

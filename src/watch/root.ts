@@ -74,10 +74,7 @@ export class WatchRoot {
       this.branches.set(row.name as string, { token: row.token as string, queue: [], sending: false });
     }
     // A fresh instance does not know what its previous one sent: every branch checks its seq first.
-    if (this.branches.size > 0) {
-      const sync = this.syncItem();
-      for (const name of this.branches.keys()) this.enqueue(name, sync);
-    }
+    this.syncAll();
   }
 
   /** Whether any branch is attached: a change nobody watches bumps nothing and lists nothing. */
@@ -93,14 +90,9 @@ export class WatchRoot {
    */
   attach(name: string, token: string): void {
     this.sql.exec(SCOPE_SQL.branchPut, name, token);
-    const known = this.branches.get(name);
-    if (known && known.token === token) {
-      this.enqueue(name, this.syncItem());
-      return;
-    }
     // A new attachment: what was queued for the old one is of no use to it
     // (the branch refuses the old token, so a call still in flight is harmless).
-    this.branches.set(name, { token, queue: [], sending: false });
+    if (this.branches.get(name)?.token !== token) this.branches.set(name, { token, queue: [], sending: false });
     this.enqueue(name, this.syncItem());
   }
 

@@ -6,11 +6,10 @@
 import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { requireScopeAllowed } from "../auth/claims.js";
-import { invalid } from "../model/validate.js";
 import { scopeObjectName } from "../objects/scope-name.js";
 import { watchBranchStub } from "../objects/stubs.js";
 import { relayCaller } from "../rpc/callers.js";
-import { serveSocketRoute } from "../rpc/socket-route.js";
+import { requireUpgrade, serveSocketRoute } from "../rpc/socket-route.js";
 import { scopeOf } from "../rpc/convert.js";
 import { WATCH_BRANCH_HEADER, WATCH_RELAY_HEADER, WATCH_SCOPE_HEADER } from "./branch.js";
 import { branchOf } from "./branches.js";
@@ -33,9 +32,7 @@ export const watchRoute = (request: Request, env: Env): Promise<Response> =>
 async function upgrade(request: Request, env: Env): Promise<Response> {
   // Who first: nothing about the scope is said to a caller without a token.
   const caller = await relayCaller(request, env, "Watch");
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    throw invalid("upgrade", "GET /v1/watch must be a WebSocket upgrade (Upgrade: websocket)");
-  }
+  requireUpgrade(request, "/v1/watch");
   const raw = new URL(request.url).searchParams.get("scope");
   const scope = scopeOf(env, raw ?? undefined);
   if (caller.scopes !== undefined) requireScopeAllowed("scope", scope, caller.scopes);
