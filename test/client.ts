@@ -86,6 +86,9 @@ let counter = 0;
 /** A scope name no other test uses (tests share storage within a file). */
 export const freshScope = (name: string) => `${name}-${++counter}-${crypto.randomUUID().slice(0, 8)}`;
 
+/** A relay URL no other test uses. */
+export const uniqueRelayUrl = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+
 /**
  * The relay URL an answer points at, without the relay-link path scoped
  * answers carry (`/_relay/<scope>/<mac>`, test/relay-link.test.ts checks it):

@@ -12,12 +12,12 @@ import { CLOSE_GRACE_MS, type LeaseOpen } from "../src/objects/lease-socket.js";
 import type { RelayObject } from "../src/objects/relay.js";
 import { leaseClockOf } from "../src/objects/lease-clock.js";
 import { leaseClockStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
-import { adminClient, BASE, codeOf, freshScope, ns, relay, workerFetch } from "./client.js";
+import { adminClient, BASE, codeOf, freshScope, ns, relay, workerFetch, uniqueRelayUrl } from "./client.js";
 import { settled } from "./objects.js";
 
 /** LEASE_TTL_MS of vitest.config.ts. */
 const TTL = 60_000;
-const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+const unique = uniqueRelayUrl;
 const relayStub = (url: string) => relayStubOf(env, url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -6,10 +6,10 @@ import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { Interface } from "../src/gen/moqworker/v1/coordinator_pb.js";
 import { parseVersions, speakTogether } from "../src/model/moqt-version.js";
-import { adminClient, codeOf, freshScope, ns, relay, text } from "./client.js";
+import { adminClient, codeOf, freshScope, ns, relay, text, uniqueRelayUrl } from "./client.js";
 import { errorOf } from "./hardening.js";
 
-const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+const unique = uniqueRelayUrl;
 const publicCtx = { interface: Interface.PUBLIC };
 
 describe("parseVersions / speakTogether", () => {

@@ -14,7 +14,7 @@ import { DirectoryObject, directorySlackMs, RELAY_RETENTION_MS } from "../src/ob
 import { scopeObjectName } from "../src/objects/scope-name.js";
 import { directoryStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
 import { lapseLease, tableRows } from "./objects.js";
-import { adminClient, freshScope, ns, relay, type Coordinator } from "./client.js";
+import { adminClient, freshScope, ns, relay, type Coordinator, uniqueRelayUrl } from "./client.js";
 
 /** LEASE_TTL_MS of vitest.config.ts; interval = TTL / 3. */
 const TTL = 60_000;
@@ -22,7 +22,7 @@ const INTERVAL = TTL / 3;
 
 const relayStub = (url: string) => relayStubOf(env, url);
 const directory = () => directoryStub(env);
-const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+const unique = uniqueRelayUrl;
 
 const lapse = lapseLease;
 

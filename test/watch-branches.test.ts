@@ -9,20 +9,12 @@ import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } fr
 import { scopeStub, watchBranchStub } from "../src/objects/stubs.js";
 import { SETTINGS } from "../src/settings.js";
 import { branchIndex, watchBranchName } from "../src/watch/branches.js";
-import { freshScope, ns, relay } from "./client.js";
+import { freshScope, ns, relay, uniqueRelayUrl } from "./client.js";
 import { settled } from "./objects.js";
-import { inv, plain, type Watcher, watch } from "./watch-client.js";
+import { inv, plain, watching } from "./watch-client.js";
 
 const BRANCHES = SETTINGS.WATCH_BRANCHES.default;
-const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
-
-/** A watcher of `scope` as a relay of its own, past its hello. */
-async function watching(scope: string, url = unique("viewer")): Promise<{ w: Watcher; seq: number; stream: string; url: string }> {
-  const viewer = await relay(url);
-  const w = await watch(viewer.token, scope);
-  const hello = plain(await w.next());
-  return { w, seq: hello.seq, stream: hello.hello as string, url };
-}
+const unique = uniqueRelayUrl;
 
 const attached = (scope: string) =>
   runInDurableObject(scopeStub(env, scope), (_o: unknown, state: DurableObjectState) =>

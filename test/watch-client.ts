@@ -2,7 +2,7 @@
 // the Worker's real entry point and queues the decoded events.
 import { fromBinary } from "@bufbuild/protobuf";
 import { type WatchEvent, WatchEventSchema } from "../src/gen/moqworker/v1/watch_pb.js";
-import { BASE, workerFetch } from "./client.js";
+import { BASE, relay, uniqueRelayUrl, workerFetch } from "./client.js";
 
 export interface Watcher {
   ws: WebSocket;
@@ -106,3 +106,16 @@ export const inv = (
   paths: what.paths ?? [],
   all: what.all ?? false,
 });
+
+/** A watcher of `scope` as a relay of its own (`url`), past its hello (a stream id); the hello's seq and stream. */
+export async function watching(
+  scope: string | undefined,
+  url = uniqueRelayUrl("viewer"),
+): Promise<{ w: Watcher; seq: number; stream: string; url: string }> {
+  const viewer = await relay(url);
+  const w = await watch(viewer.token, scope);
+  const hello = plain(await w.next());
+  if (!/^[0-9a-f-]{36}$/.test(String(hello.hello)))
+    throw new Error(`watch ${scope}: expected hello with a stream id, got ${JSON.stringify(hello)}`);
+  return { w, seq: hello.seq, stream: hello.hello as string, url: viewer.url };
+}

@@ -11,22 +11,13 @@ import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { ScopeObject } from "../src/objects/scope.js";
 import { WatchBranch } from "../src/watch/branch.js";
 import { scopeStub } from "../src/objects/stubs.js";
-import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, unshed, workerFetch } from "./client.js";
+import { ADMIN_TOKEN, adminClient, BASE, freshScope, ns, relay, unshed, workerFetch, uniqueRelayUrl } from "./client.js";
 import { codeOf, snapshot } from "./hardening.js";
-import { inv, plain, type Watcher, watch, watchRequest } from "./watch-client.js";
+import { inv, plain, watch, watchRequest, watching } from "./watch-client.js";
 
-const unique = (name: string) => `https://${name}-${crypto.randomUUID().slice(0, 8)}.example.com/`;
+const unique = uniqueRelayUrl;
 
 const lapse = lapseLease;
-
-/** A watcher of `scope` (as a relay of its own) past its hello; returns it with the hello's seq. */
-async function watching(scope: string | undefined): Promise<{ w: Watcher; seq: number; stream: string }> {
-  const viewer = await relay(unique("viewer"));
-  const w = await watch(viewer.token, scope);
-  const hello = plain(await w.next());
-  expect(hello.hello, JSON.stringify(hello)).toMatch(/^[0-9a-f-]{36}$/);
-  return { w, seq: hello.seq, stream: hello.hello as string };
-}
 
 describe("watch channel: events", () => {
   it("says hello first with seq 0 on a scope never watched, then one invalidation per registration change", async () => {
