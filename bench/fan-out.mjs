@@ -6,11 +6,17 @@
 // The WATCH_BRANCHES row puts one relay on each branch: the most the scope's
 // object ever does for a change, whatever the number of watchers.
 //
+// With --one-branch N (issue 27), N relays all on one branch: what one branch
+// of a scope watched by N × WATCH_BRANCHES relays does for every change, in
+// parallel with the others on Cloudflare (here all objects share one thread).
+//
 // Called by bench/run.mjs on its bare-workerd setup (results under
 // relaySeen.fanOut); alone: npx node bench/fan-out.mjs [--quick]
+// [--one-branch N] (run it as `taskset -c 1 ...`: workerd is pinned to CPU 0).
 import { registerTypeScriptHooks } from "../bin/ts-hooks.mjs";
 import { openWatch } from "../test/e2e/lib/watch.mjs";
-import { buildBundle, coordinatorCall, cpuMs, relayToken, startWorkerd } from "./lib/systems.mjs";
+import { startWorker } from "../test/e2e/lib/worker.mjs";
+import { buildBundle, coordinatorCall, cpuMs, relayToken } from "./lib/systems.mjs";
 
 registerTypeScriptHooks();
 const { branchIndex } = await import("../src/watch/branches.ts");
@@ -19,14 +25,14 @@ const { SETTINGS } = await import("../src/settings.ts");
 /** The Worker's default WATCH_BRANCHES (wrangler.toml). */
 const BRANCHES = SETTINGS.WATCH_BRANCHES.default;
 
-/** `n` watching relays' URLs: with `spread`, the first covering every branch once. */
-function watcherUrls(n, tag, spread) {
+/** `n` watching relays' URLs: the first covering every branch once, or (oneBranch) all on branch 0. */
+function watcherUrls(n, tag, oneBranch) {
   const urls = [];
   const used = new Set();
   for (let i = 0; urls.length < n; i++) {
     const url = `https://fan-out-${tag}-${i}.bench.example/`;
     const branch = branchIndex(url, BRANCHES);
-    if (spread && used.has(branch) && used.size < BRANCHES) continue;
+    if (oneBranch ? branch !== 0 : used.has(branch) && used.size < BRANCHES) continue;
     used.add(branch);
     urls.push(url);
   }
@@ -51,7 +57,8 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100],
   const rows = [];
   let warmed = false;
   // One throwaway pass first: the Worker's and the load generator's code warm, the relay enlisted.
-  for (const watchers of [watcherCounts[0], ...watcherCounts]) {
+  for (const count of [watcherCounts[0], ...watcherCounts]) {
+    const { watchers, oneBranch = false } = typeof count === "number" ? { watchers: count } : count;
     const scope = `fan-out-${watchers}-${Math.random().toString(36).slice(2, 8)}`;
     // Per seq: how many sockets saw it, when the last did, and who waits for all of them.
     const arrivals = new Map();
@@ -59,20 +66,26 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100],
       if (!arrivals.has(seq)) arrivals.set(seq, { count: 0, last: 0, done: undefined });
       return arrivals.get(seq);
     };
-    const { urls, branches } = watcherUrls(watchers, scope, true);
-    const tokens = await Promise.all(urls.map((u) => relayToken(url, u)));
-    const sockets = await Promise.all(
-      tokens.map((watcherToken) =>
-        openWatch(url, watcherToken, scope, {
-          onEvent: (e, at) => {
-            const a = arrival(e.seq);
-            a.count++;
-            a.last = at;
-            if (a.count === watchers) a.done?.();
-          },
-        }),
-      ),
-    );
+    const { urls, branches } = watcherUrls(watchers, scope, oneBranch);
+    const tokens = [];
+    for (let i = 0; i < urls.length; i += 50) tokens.push(...(await Promise.all(urls.slice(i, i + 50).map((u) => relayToken(url, u)))));
+    const sockets = [];
+    for (let i = 0; i < tokens.length; i += 50) {
+      sockets.push(
+        ...(await Promise.all(
+          tokens.slice(i, i + 50).map((watcherToken) =>
+            openWatch(url, watcherToken, scope, {
+              onEvent: (e, at) => {
+                const a = arrival(e.seq);
+                a.count++;
+                a.last = at;
+                if (a.count === watchers) a.done?.();
+              },
+            }),
+          ),
+        )),
+      );
+    }
     for (const s of sockets) await s.next();
     const latencies = [];
     const delivered = [];
@@ -116,6 +129,7 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100],
     const row = {
       watchers,
       branches,
+      ...(oneBranch ? { oneBranch } : {}),
       registers,
       p50Ms: round(pct(latencies, 50)),
       p99Ms: round(pct(latencies, 99)),
@@ -123,7 +137,7 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100],
       ...(watchers > 0 ? { deliveredP50Ms: round(pct(delivered, 50)), deliveredP99Ms: round(pct(delivered, 99)) } : {}),
     };
     log(
-      `fan-out: ${watchers} watchers on ${branches} branches: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, workerd CPU ${row.workerdCpuMsPerRegister ?? "-"} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms`,
+      `fan-out: ${watchers} watchers on ${branches} branches: register p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, workerd CPU ${row.workerdCpuMsPerRegister ?? "-"} ms; on every socket p50 ${row.deliveredP50Ms ?? "-"} ms p99 ${row.deliveredP99Ms ?? "-"} ms`,
     );
     if (warmed) rows.push(row);
     warmed = true;
@@ -133,10 +147,13 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100],
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const quick = process.argv.includes("--quick");
+  const at = process.argv.indexOf("--one-branch");
+  const oneBranch = at < 0 ? undefined : Number(process.argv[at + 1]);
   const bundle = buildBundle();
-  const w = await startWorkerd({ bundle });
+  const w = await startWorker({ mode: "workerd", bundle, cpus: oneBranch ? "0" : undefined });
   try {
-    const rows = await fanOut({ url: w.url, pids: w.pids, registers: quick ? 50 : 200, log: console.error });
+    const watcherCounts = oneBranch ? [0, { watchers: oneBranch, oneBranch: true }] : undefined;
+    const rows = await fanOut({ url: w.url, pids: w.pids, watcherCounts, registers: quick ? 50 : 200, log: console.error });
     console.log(JSON.stringify(rows, null, 2));
   } finally {
     await w.stop();
