@@ -43,6 +43,8 @@ export default defineConfig({
             // Two branches of 2 sockets each (watch/branches.ts).
             MAX_WATCHERS_PER_SCOPE: "4",
             WATCH_BRANCHES: "2",
+            // Peer lists of more than two relays come in pages (test/config/peer-pages.test.ts).
+            PEER_PAGE_SIZE: "2",
             TOKEN_SECRET_PREVIOUS: "test-token-secret-previous",
             ADMIN_TOKEN_PREVIOUS: "test-admin-token-previous",
             // Every call re-reads the revocation list: a revocation served by another isolate shows at once.

@@ -59,8 +59,8 @@ import { buildBundle, cpuMs, rssMiB } from "./lib/systems.mjs";
 import { renderFleet } from "./report.mjs";
 
 registerTypeScriptHooks();
-const { create, toBinary } = await import("@bufbuild/protobuf");
-const { HeartbeatRequestSchema } = await import("../src/gen/moqworker/v1/coordinator_pb.ts");
+const { create, fromBinary, toBinary } = await import("@bufbuild/protobuf");
+const { HeartbeatRequestSchema, HeartbeatResponseSchema } = await import("../src/gen/moqworker/v1/coordinator_pb.ts");
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..");
@@ -186,6 +186,13 @@ function runDelayMs(pids) {
 // ---- calls --------------------------------------------------------------------------
 
 /** Connect JSON calls on a keep-alive pool (a few dozen connections for the whole fleet). */
+/** The relay's HeartbeatRequest frame, holding peer list `version` and taking lists in parts, as the edge does. */
+function setBeat(r, version) {
+  r.peersVersion = version;
+  const beat = create(HeartbeatRequestSchema, { epoch: r.epoch, peersVersion: version, peersInParts: true });
+  r.beat = frame(OP.binary, Buffer.from(toBinary(HeartbeatRequestSchema, beat)));
+}
+
 class Caller {
   constructor(url, sockets = 48) {
     this.base = new URL(url);
@@ -322,6 +329,9 @@ async function runFleet(bundle, relays) {
     beatsSent: 0,
     beatsAnswered: 0,
     beatMs: [],
+    /** Bytes of beat answers and ListPeers pages: what the peer list costs on the wire. */
+    peerBytes: 0,
+    peerPages: 0,
     leaseCloses: {},
     watchCloses: {},
     invalidations: 0,
@@ -396,7 +406,7 @@ async function runFleet(bundle, relays) {
       if (res.code !== "ok") throw new Error(`CreateRelayToken ${r.url}: ${res.code} ${res.json.message}`);
       r.token = res.json.token;
       r.auth = { authorization: `Bearer ${r.token}`, "moq-relay-epoch": r.epoch };
-      r.beat = frame(OP.binary, Buffer.from(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, { epoch: r.epoch }))));
+      setBeat(r, 0n);
     });
     const tokensSec = (performance.now() - t) / 1000;
     log(`${relays} relays: ${relays} relay tokens in ${tokensSec.toFixed(1)} s`);
@@ -439,6 +449,29 @@ async function runFleet(bundle, relays) {
       },
     );
 
+    // A beat answer's peer list, taken as the edge takes it: the version held is sent back with
+    // the next beat; a list in pages is read with ListPeers before its version is held.
+    const takePeers = async (r, data) => {
+      stats.peerBytes += data.length;
+      const reply = fromBinary(HeartbeatResponseSchema, data);
+      if (reply.peersUnchanged || reply.peersVersion === r.peersVersion) return;
+      let after = reply.peers.at(-1)?.url ?? "";
+      for (let more = reply.peersMore; more; ) {
+        const page = await caller.callLanding(
+          "CoordinatorService",
+          "ListPeers",
+          { peersVersion: String(reply.peersVersion), after },
+          r.auth,
+        );
+        if (page.code !== "ok") return;
+        stats.peerPages++;
+        stats.peerBytes += JSON.stringify(page.json).length;
+        after = page.json.peers?.at(-1)?.url ?? after;
+        more = page.json.more === true;
+      }
+      setBeat(r, reply.peersVersion);
+    };
+
     // Lease sockets: the first HeartbeatRequest on opening, answered before the relay calls anything.
     const openLease = (r) =>
       new Promise((resolve, reject) => {
@@ -453,6 +486,7 @@ async function runFleet(bundle, relays) {
               return;
             }
             stats.beatsAnswered++;
+            takePeers(r, _data).catch((e) => log(`${r.url}: peer list: ${e.message}`));
             if (r.beatSentAt !== undefined) {
               if (stats.measuring) stats.beatMs.push(performance.now() - r.beatSentAt);
               r.beatSentAt = undefined;
@@ -656,6 +690,8 @@ async function runFleet(bundle, relays) {
     const pongs0 = stats.pongs;
     const beats0 = stats.beatsAnswered;
     const inv0 = stats.invalidations;
+    const peerBytes0 = stats.peerBytes;
+    const peerPages0 = stats.peerPages;
     stats.measuring = true;
     const t0 = performance.now();
     await sleep(P.windowSec * 1000);
@@ -711,6 +747,8 @@ async function runFleet(bundle, relays) {
       callsByMethod: stats.ops,
       callCodes: stats.opCodes,
       invalidationsPerSec: perSec(stats.invalidations - inv0),
+      peerBytesPerSec: perSec(stats.peerBytes - peerBytes0),
+      peerPagesPerSec: perSec(stats.peerPages - peerPages0),
     };
     log(
       `${relays} relays: steady: Worker ${workerReqPerSec} req/s, objects ${steady.objectReqPerSec} req/s, hottest ${steady.hottestObject?.object} ${steady.hottestObject?.reqPerSec} req/s, workerd CPU ${steady.workerdCpuPct}% (waited ${steady.workerdWaitedForCpuPct}%), client CPU ${steady.clientCpuPct}%, call answers ${JSON.stringify(steady.callCodes)}, sockets closed ${JSON.stringify({ lease: stats.leaseCloses, watch: stats.watchCloses })}, load average ${os.loadavg()[0].toFixed(2)}`,

@@ -394,6 +394,7 @@ export function renderFleet(f) {
           "call p50 / p99 ms",
           "call answers",
           "invalidations/s",
+          "peer list bytes/s (ListPeers pages/s)",
           "socket closes",
           "unwatched change CPU ms",
           "small scope (watchers): p50 / p99 ms",
@@ -414,6 +415,7 @@ export function renderFleet(f) {
               .map(([k, n]) => `${k} ${n}`)
               .join(", "),
             f1(s.invalidationsPerSec),
+            s.peerBytesPerSec === undefined ? "–" : `${Math.round(s.peerBytesPerSec).toLocaleString("en-US")} (${f1(s.peerPagesPerSec)})`,
             String(x.socketCloses.total),
             ms(fo.unwatched.cpuMsPerChange),
             `(${fo.small.watchers}) ${ms(fo.small.propagationP50Ms)} / ${ms(fo.small.propagationP99Ms)}`,

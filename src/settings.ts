@@ -123,6 +123,14 @@ export const SETTINGS = {
     meaning:
       "copies of the directory's peer list that heartbeats read, a relay's by a hash of its URL; the directory answers each at most once a second (docs/lifetimes.md)",
   },
+  PEER_PAGE_SIZE: {
+    kind: "integer",
+    default: 1000,
+    min: 1,
+    max: 10_000,
+    meaning:
+      "peers in one heartbeat answer or ListPeers page, for relays that take the list in parts (changes larger than this come as pages)",
+  },
   WATCH_BRANCHES: {
     kind: "integer",
     default: 8,

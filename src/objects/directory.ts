@@ -17,6 +17,7 @@ import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
+import type { PeerRelay } from "../model/peer-versions.js";
 import { DIRECTORY_MIGRATIONS, DIRECTORY_SQL, LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { listedScopeName, type Scope } from "./scope-name.js";
@@ -82,12 +83,6 @@ export interface RelayNote {
   activity?: ActivityNote | null;
   /** The MoQT versions it speaks (Moq-Relay-Versions); optional for notes from older code. */
   versions?: string[];
-}
-
-/** A live relay, as a heartbeat reply lists it. */
-export interface PeerRelay {
-  url: string;
-  addrs: string[];
 }
 
 /** Every live relay (the first MAX_PEERS by URL), named by a version that changes with the list. */

@@ -2,24 +2,51 @@
 // that hash to it (one of PEER_SHARDS). Heartbeats that refresh their peer
 // list ask their shard, never the directory, so no one object takes a
 // share of every relay's heartbeats: the directory answers each shard at
-// most once per PEER_COPY_MAX_AGE_MS, whatever the number of relays. The
-// copy is in memory only; an evicted shard asks again.
+// most once per PEER_COPY_MAX_AGE_MS, whatever the number of relays.
+//
+// A relay that takes the list in parts (HeartbeatRequest.peers_in_parts)
+// gets the changes since the version it holds, or the list a page at a time
+// (ListPeers): the shard keeps its last PEER_VERSIONS_KEPT copies for that.
+// The copies are in memory only; an evicted shard asks again, and a relay
+// whose version it no longer has takes the whole list.
 import { DurableObject } from "cloudflare:workers";
+import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { bucketOf } from "../model/hash.js";
 import { integerSetting } from "../settings.js";
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
+import { type PeerPage, type PeerRelay, PeerVersions } from "../model/peer-versions.js";
 import type { PeerList } from "./directory.js";
 import { directoryStub } from "./stubs.js";
+import { fail, ok, type Outcome } from "./types.js";
 
 /** How old a copy a shard answers with (fresh asks take one fetched after they arrived). */
 export const PEER_COPY_MAX_AGE_MS = 1000;
 
-/** A shard's answer: the list, or null peers when it is the version the caller holds. */
+/** What a relay asks its shard for. */
+export interface PeerAsk {
+  /** The caller, left out of every answer. */
+  self: string;
+  /** The version the relay holds (0: none). */
+  known: number;
+  /** A copy asked for after this call arrived. */
+  fresh: boolean;
+  /** The relay takes changes and pages (HeartbeatRequest.peers_in_parts). */
+  inParts: boolean;
+}
+
+/**
+ * A shard's answer: nothing new ("unchanged"), the changes since `known`
+ * ("delta": `peers` new or changed, `gone` left), or the list ("list": its
+ * first page when in parts, `more` when it goes on).
+ */
 export interface PeerAnswer {
+  kind: "unchanged" | "delta" | "list";
   version: number;
-  peers: PeerList["peers"] | null;
   truncated: boolean;
+  peers: PeerRelay[];
+  gone: string[];
+  more: boolean;
 }
 
 /** The shard (its object name) of a relay. */
@@ -36,15 +63,37 @@ export class PeerShardObject extends DurableObject<Env> {
   private copy: Copy | null = null;
   private asking: Promise<Copy> | null = null;
   private askingSince = 0;
+  private versions = new PeerVersions();
 
-  /**
-   * The live relays, from a copy at most PEER_COPY_MAX_AGE_MS old, or (fresh)
-   * one asked for after this call arrived; null peers when `known` is its version.
-   */
-  async peers(known: number, fresh: boolean): Promise<PeerAnswer> {
+  /** The live relays, from a copy at most PEER_COPY_MAX_AGE_MS old, or (fresh) one asked for after this call arrived. */
+  async peers(ask: PeerAsk): Promise<PeerAnswer> {
     const arrived = Date.now();
-    const list = await this.copySince(fresh ? arrived : arrived - PEER_COPY_MAX_AGE_MS);
-    return { version: list.version, peers: list.version === known ? null : list.peers, truncated: list.truncated };
+    const list = await this.copySince(ask.fresh ? arrived : arrived - PEER_COPY_MAX_AGE_MS);
+    const answer = { version: list.version, truncated: list.truncated, peers: [], gone: [], more: false };
+    if (list.version === ask.known) return { ...answer, kind: "unchanged" };
+    if (!ask.inParts) return { ...answer, kind: "list", peers: list.peers.filter((p) => p.url !== ask.self) };
+    const size = integerSetting(this.env, "PEER_PAGE_SIZE");
+    const delta = this.versions.delta(ask.known, list.version, ask.self);
+    if (delta && delta.changed.length + delta.gone.length <= size) {
+      return { ...answer, kind: "delta", peers: delta.changed, gone: delta.gone };
+    }
+    // Kept, so the relay can page through it (ListPeers).
+    const page = this.versions.page(list.version, "", ask.self, size);
+    return { ...answer, kind: "list", ...page };
+  }
+
+  /** The page of list `version` after `after`, the caller left out (ListPeers). */
+  page(version: number, after: string, self: string): Outcome<PeerPage> {
+    if (version === 0) return fail(Code.InvalidArgument, "peers_version: 0 names no list");
+    const page = this.versions.page(version, after, self, integerSetting(this.env, "PEER_PAGE_SIZE"));
+    if (page === undefined) {
+      return fail(
+        Code.Aborted,
+        `peers_version: list ${version} is not kept any more (it changed since); the next Heartbeat begins the current one`,
+      );
+    }
+    if (page === null) return fail(Code.InvalidArgument, `after: '${after}' is not in list ${version}`);
+    return ok(page);
   }
 
   /** A copy asked for at or after `since`; concurrent callers share one ask. */
@@ -58,7 +107,7 @@ export class PeerShardObject extends DurableObject<Env> {
       }
       const askedAt = Date.now();
       const asking = bounded(directoryStub(this.env).livePeers(), OBJECT_CALL_TIMEOUT_MS, "directory").then((list) => {
-        const copy = { ...list, askedAt };
+        const copy = { ...list, peers: this.versions.keep(list.version, list.peers), askedAt };
         if (!this.copy || this.copy.askedAt <= askedAt) this.copy = copy;
         return copy;
       });

@@ -14,7 +14,8 @@ import { CLOSE_GRACE_MS, closeCodeOf, closeReason, LeaseSockets, leaseOpenOf, MA
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
-import type { PeerRelay, RelayNote } from "./directory.js";
+import type { RelayNote } from "./directory.js";
+import type { PeerRelay } from "../model/peer-versions.js";
 import { LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
@@ -23,7 +24,7 @@ import { scopeFromObjectName } from "./scope-name.js";
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
 import { bucketOf } from "../model/hash.js";
 import { leaseClockOf } from "./lease-clock.js";
-import { peerShardOf } from "./peer-shard.js";
+import { type PeerAnswer, type PeerAsk, peerShardOf } from "./peer-shard.js";
 import { directoryStub, leaseClockStub, peerShardStub, scopeStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
 import { revokedMessage } from "../auth/revocation.js";
@@ -48,7 +49,8 @@ const SCOPES_NOTED = 100;
 
 /**
  * How often a heartbeat also refreshes the relay's entry in the directory and
- * fetches the peer list (between refreshes the cached list is answered). Less
+ * asks its shard for the peer list (between refreshes a relay holding the
+ * last version heard is told it is unchanged). Less
  * than the lease TTL, so the directory's lease expiry stays ahead while the
  * relay beats; half of it means every other heartbeat at the default pace.
  */
@@ -65,6 +67,22 @@ export interface BeatReply {
   peersVersion: bigint;
   peersUnchanged: boolean;
   peersTruncated: boolean;
+  peersDelta: boolean;
+  peersGone: string[];
+  peersMore: boolean;
+}
+
+/** What a relay is told of the peer list, from its shard's answer. */
+function peersReply(answer: PeerAnswer): Omit<BeatReply, "leaseTtlMs" | "intervalMs" | "stateLost"> {
+  return {
+    peers: answer.peers,
+    peersVersion: BigInt(answer.version),
+    peersUnchanged: answer.kind === "unchanged" && answer.version !== 0,
+    peersTruncated: answer.truncated,
+    peersDelta: answer.kind === "delta",
+    peersGone: answer.gone,
+    peersMore: answer.more,
+  };
 }
 
 export interface LeaseView {
@@ -133,9 +151,7 @@ export class RelayObject extends DurableObject<Env> {
   private beatAt: number | null = null;
   /** Calls run one at a time, so that a purge is complete before any later call is answered. */
   private queue: Promise<unknown> = Promise.resolve();
-  /** Live peers as the relay's peer-list shard last listed them, this relay left out (memory only: after an eviction the next beat refreshes). */
-  private peers: PeerRelay[] = [];
-  /** The version of that list (0: none yet), and whether it was cut at MAX_PEERS. */
+  /** The peer list's version as the relay's shard last answered (0: none yet; memory only: after an eviction the next beat asks), and whether it was cut at MAX_PEERS. */
   private peersVersion = 0;
   private peersTruncated = false;
   /** When the peers were last refreshed; 0 = must refresh. */
@@ -180,10 +196,12 @@ export class RelayObject extends DurableObject<Env> {
 
   /**
    * Renews the lease; answers whether the relay's state was lost (once) and
-   * the live peers. The peers come from the relay's peer-list shard, at most
-   * every peerRefreshMs (or at once when the relay appears, changes epoch or
-   * addresses, or asks for fresh peers); otherwise from memory. The list is
-   * left out when it is the version the relay holds (`knownPeers`).
+   * the live peers. The relay's peer-list shard is asked at most every
+   * peerRefreshMs (or at once when the relay appears, changes epoch or
+   * addresses, or asks for fresh peers), and whenever the relay holds
+   * (`knownPeers`) another version than the shard last answered; otherwise
+   * the list is unchanged. A relay taking the list in parts (`inParts`) gets
+   * the changes since its version, or the list's first page.
    */
   heartbeat(
     url: string,
@@ -194,8 +212,9 @@ export class RelayObject extends DurableObject<Env> {
     versions?: string[],
     freshPeers = false,
     knownPeers = 0n,
+    inParts = false,
   ): Promise<Outcome<BeatReply>> {
-    return this.renew(url, epoch, addrs, issuedAtMs, activity, versions, freshPeers, knownPeers, null);
+    return this.renew(url, epoch, addrs, issuedAtMs, activity, versions, { fresh: freshPeers, known: knownPeers, inParts }, null);
   }
 
   /**
@@ -211,8 +230,7 @@ export class RelayObject extends DurableObject<Env> {
     issuedAtMs: number,
     activity: ActivityNote | undefined,
     versions: string[] | undefined,
-    freshPeers: boolean,
-    knownPeers: bigint,
+    peers: { fresh: boolean; known: bigint; inParts: boolean },
     via: WebSocket | null,
   ): Promise<Outcome<BeatReply>> {
     const beat = await this.serial(async () => {
@@ -232,7 +250,7 @@ export class RelayObject extends DurableObject<Env> {
       let changed = false;
       if (!steady) ({ changed } = await this.touch(url, epoch, { addrs, versions }, true));
       // An HTTP beat keeps the lease, but not one that only asks for fresh peers while the socket holds it.
-      if (!via && !(freshPeers && this.sockets.open().length > 0)) this.beatAt = now;
+      if (!via && !(peers.fresh && this.sockets.open().length > 0)) this.beatAt = now;
       // Kept with the lease, written only when it changed; the directory hears of it with the next periodic note.
       const reported = activity === undefined ? null : JSON.stringify(activity);
       if (reported !== before?.activityJson) this.sql.exec(RELAY_SQL.activityPut, reported);
@@ -244,19 +262,13 @@ export class RelayObject extends DurableObject<Env> {
     if (!beat.ok) return beat;
     const settings = leaseSettings(this.env);
     const now = Date.now();
-    if (freshPeers || beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs)) {
-      await this.refreshPeers(url, now, freshPeers);
-    }
-    const version = BigInt(this.peersVersion);
-    const unchanged = version !== 0n && knownPeers === version;
-    return ok({
-      ...settings,
-      stateLost: beat.value.stateLost,
-      peers: unchanged ? [] : this.peers,
-      peersVersion: version,
-      peersUnchanged: unchanged,
-      peersTruncated: this.peersTruncated,
-    });
+    const due = peers.fresh || beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs);
+    const known = Number(peers.known);
+    const answer: PeerAnswer =
+      due || known !== this.peersVersion
+        ? await this.askPeers(url, now, due, { self: url, known, fresh: peers.fresh, inParts: peers.inParts })
+        : { kind: "unchanged", version: known, truncated: this.peersTruncated, peers: [], gone: [], more: false };
+    return ok({ ...settings, stateLost: beat.value.stateLost, ...peersReply(answer) });
   }
 
   // ---- the lease socket (GET /v1/lease) ----------------------------------------
@@ -287,8 +299,7 @@ export class RelayObject extends DurableObject<Env> {
         open.issuedAtMs,
         beat.activity,
         open.versions,
-        beat.freshPeers,
-        beat.peersVersion,
+        { fresh: beat.freshPeers, known: beat.peersVersion, inParts: beat.peersInParts },
         ws,
       );
       if (!reply.ok && reply.code === Code.Aborted) return;
@@ -669,30 +680,27 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   /**
-   * Tells the directory of this relay if that changed (awaited: a relay that
-   * just appeared is in the next copy its peers ask for), then takes the peer
-   * list from the relay's shard; on failure the list held stays.
+   * Asks the relay's shard for the peer list. On a refresh that is `due`,
+   * first tells the directory of this relay if that changed (awaited: a relay
+   * that just appeared is in the next copy its peers ask for). If the shard
+   * cannot answer, the relay keeps the list it holds.
    */
-  private async refreshPeers(url: string, now: number, fresh: boolean): Promise<void> {
-    const note = this.note();
-    if (note && noteKey(note) !== this.notedKey) await this.noteNow();
-    try {
-      const shard = peerShardStub(this.env, peerShardOf(this.env, url));
-      const asked = this.peersVersion;
-      const answer = await bounded(shard.peers(asked, fresh), OBJECT_CALL_TIMEOUT_MS, "peer shard");
-      if (answer.peers !== null) {
-        this.peers = answer.peers.filter((p) => p.url !== url);
-      } else if (this.peersVersion !== asked) {
-        // "Unchanged since `asked`", but a concurrent refresh replaced the list meanwhile: its pair stands.
-        return;
-      }
-      this.peersVersion = answer.version;
-      this.peersTruncated = answer.truncated;
-      this.refreshedAt = now;
-    } catch (err) {
+  private async askPeers(url: string, now: number, due: boolean, ask: PeerAsk): Promise<PeerAnswer> {
+    if (due) {
+      const note = this.note();
+      if (note && noteKey(note) !== this.notedKey) await this.noteNow();
       // Retried after a refresh period, not on every beat: a down shard delays at most one beat in that time.
       this.refreshedAt = now;
-      console.warn(`relay object: peers not refreshed, answering the last list: ${String(err)}`);
+    }
+    try {
+      const shard = peerShardStub(this.env, peerShardOf(this.env, url));
+      const answer = await bounded(shard.peers(ask), OBJECT_CALL_TIMEOUT_MS, "peer shard");
+      this.peersVersion = answer.version;
+      this.peersTruncated = answer.truncated;
+      return answer;
+    } catch (err) {
+      console.warn(`relay object: peers not refreshed, the relay keeps its list: ${String(err)}`);
+      return { kind: "unchanged", version: ask.known, truncated: this.peersTruncated, peers: [], gone: [], more: false };
     }
   }
 

@@ -14,7 +14,8 @@ import type { RouteMatch } from "../objects/scope.js";
 import { encodeTuple } from "../model/tuple.js";
 import type { Origin, RelayRef } from "../objects/types.js";
 import type { Scope } from "../objects/scope-name.js";
-import { pathStub, relayStub, scopeStub } from "../objects/stubs.js";
+import { pathStub, peerShardStub, relayStub, scopeStub } from "../objects/stubs.js";
+import { peerShardOf } from "../objects/peer-shard.js";
 import type { Caller } from "./context.js";
 import { scopeConfigMsg } from "./scope-config.js";
 import { callerOf, envOf, namespaceMsg, originOf, requireRelayCaller, scopeOf, unwrap } from "./convert.js";
@@ -253,8 +254,15 @@ export const coordinatorService: ServiceImpl<typeof CoordinatorService> = {
         caller.versions,
         beat.freshPeers,
         beat.peersVersion,
+        beat.peersInParts,
       ),
     );
+  },
+
+  async listPeers(req, ctx) {
+    const env = envOf(ctx);
+    const caller = callerOf(ctx);
+    return unwrap(await peerShardStub(env, peerShardOf(env, caller.relay)).page(Number(req.peersVersion), req.after, caller.relay));
   },
 
   async shutdown(_req, ctx) {

@@ -12,6 +12,8 @@ export interface Beat {
   freshPeers: boolean;
   /** The peer list's version the relay holds (0n: none). */
   peersVersion: bigint;
+  /** The relay takes the peer list as changes and pages. */
+  peersInParts: boolean;
 }
 
 /** `headerEpoch`: the Moq-Relay-Epoch the caller sent, if any; the beat must name the same. */
@@ -24,5 +26,12 @@ export function checkBeat(req: HeartbeatRequest, headerEpoch: string | undefined
   if (headerEpoch !== undefined && headerEpoch !== req.epoch) {
     throw invalid("epoch", `'${req.epoch}' differs from the Moq-Relay-Epoch header '${headerEpoch}'`);
   }
-  return { epoch: req.epoch, addrs, activity: checkActivity(req.activity), freshPeers: req.freshPeers, peersVersion: req.peersVersion };
+  return {
+    epoch: req.epoch,
+    addrs,
+    activity: checkActivity(req.activity),
+    freshPeers: req.freshPeers,
+    peersVersion: req.peersVersion,
+    peersInParts: req.peersInParts,
+  };
 }
