@@ -137,8 +137,10 @@ pub(crate) struct Inner {
     /// held across that heartbeat, so concurrent sessions share it.
     fresh_peers_at: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// The peer list as last received and its version, sent back with each
-    /// heartbeat so that an unchanged list is not sent again.
-    pub(crate) held_peers: StdMutex<(u64, Vec<proto::PeerRelay>)>,
+    /// heartbeat so that only what changed is sent again.
+    pub(crate) held_peers: StdMutex<crate::peer_list::Held>,
+    /// ListPeers pages read (for tests; `moq_edge_peer_pages_total`).
+    pub(crate) peer_pages: std::sync::atomic::AtomicU64,
 }
 
 /// One re-registration after the Worker lost this relay's state.
@@ -386,22 +388,17 @@ impl Inner {
         self.release(&key, slot, None).await.map_err(map_err)
     }
 
-    pub(crate) async fn heartbeat(
-        &self,
-        deadline: Duration,
-    ) -> Result<proto::HeartbeatResponse, RpcError> {
+    pub(crate) async fn heartbeat(&self, deadline: Duration) -> Result<Beat, RpcError> {
         self.beat(deadline, false).await
     }
 
     /// One heartbeat; `fresh_peers`: ask for the network's peer list as it is now.
-    async fn beat(
-        &self,
-        deadline: Duration,
-        fresh_peers: bool,
-    ) -> Result<proto::HeartbeatResponse, RpcError> {
+    async fn beat(&self, deadline: Duration, fresh_peers: bool) -> Result<Beat, RpcError> {
         let req = self.beat_request(fresh_peers);
-        self.call_within("Heartbeat", req.encode_to_vec().into(), deadline)
-            .await
+        let resp = self
+            .call_within("Heartbeat", req.encode_to_vec().into(), deadline)
+            .await?;
+        Ok((req.peers_version, resp))
     }
 
     /// This relay's HeartbeatRequest now, for a call or the lease socket.
@@ -411,7 +408,8 @@ impl Inner {
             addrs: self.addrs.clone(),
             activity: Some(self.upstreams.report()),
             fresh_peers,
-            peers_version: self.held_peers.lock().unwrap().0,
+            peers_version: self.held_peers.lock().unwrap().list.version,
+            peers_in_parts: true,
         }
     }
 }
@@ -419,20 +417,32 @@ impl Inner {
 impl Inner {
     /// A heartbeat asking for the peer list as the network has it now, at
     /// most once per FRESH_PEERS_EVERY after the last one ended: sessions
-    /// arriving while one is in flight wait for it and use its list. A
-    /// failure is logged: the session is then tagged from the list held.
-    async fn refresh_peers(&self) {
+    /// arriving while one is in flight wait for it and use its list, and
+    /// for the pages it began, if any. A failure is logged: the session is
+    /// then tagged from the list held.
+    async fn refresh_peers(self: &Arc<Self>) {
         let mut last = self.fresh_peers_at.lock().await;
         if last.is_some_and(|t| t.elapsed() < FRESH_PEERS_EVERY) {
             return;
         }
+        let started = tokio::time::Instant::now();
         match self.beat(FRESH_PEERS_DEADLINE, true).await {
-            Ok(resp) => self.apply_beat(&resp),
+            Ok((base, resp)) => {
+                if let Some(paging) = self.apply_beat(base, &resp) {
+                    // Not aborted on timeout: the list is installed when it is in.
+                    let until = started + FRESH_PEERS_DEADLINE;
+                    let _ = tokio::time::timeout_at(until, paging).await;
+                }
+            }
             Err(err) => tracing::warn!(error = %err, "fresh peer list not fetched"),
         }
         *last = Some(std::time::Instant::now());
     }
 }
+
+/// A Heartbeat answer, with the peers_version its request said the relay
+/// held (what a `peers_delta` applies to).
+pub(crate) type Beat = (u64, proto::HeartbeatResponse);
 
 /// How often a relay-link session may make the edge ask for fresh peers.
 const FRESH_PEERS_EVERY: Duration = Duration::from_secs(1);
@@ -535,7 +545,8 @@ impl WorkerCoordinator {
             upstreams: Upstreams::default(),
             opening: crate::policy::Opening::default(),
             fresh_peers_at: tokio::sync::Mutex::new(None),
-            held_peers: StdMutex::new((0, Vec::new())),
+            held_peers: StdMutex::default(),
+            peer_pages: Default::default(),
             reads: Reads::new(
                 config.cache.clone(),
                 Endpoint {
@@ -551,7 +562,7 @@ impl WorkerCoordinator {
         });
 
         let deadline = inner.rpc.policy().deadline;
-        let first = match inner.heartbeat(deadline).await {
+        let (base, first) = match inner.heartbeat(deadline).await {
             Ok(first) => first,
             Err(err) => {
                 let context = format!(
@@ -575,7 +586,7 @@ impl WorkerCoordinator {
         let lease_ttl = Duration::from_millis(first.lease_ttl_ms as u64);
         let mut tasks = vec![
             tokio::spawn(liveness::recover_on_demand(inner.clone())),
-            tokio::spawn(liveness::heartbeat(inner.clone(), first)),
+            tokio::spawn(liveness::heartbeat(inner.clone(), base, first)),
         ];
         if let Some(beat) = config.lease_socket_beat {
             tasks.push(tokio::spawn(crate::lease_socket::hold(
@@ -616,6 +627,11 @@ impl WorkerCoordinator {
     /// The peers this relay currently recognises.
     pub fn peers(&self) -> &Peers {
         &self.inner.peers
+    }
+
+    /// ListPeers pages read so far: peer lists too long for one answer.
+    pub fn peer_pages_read(&self) -> u64 {
+        self.inner.peer_pages.load(Ordering::Relaxed)
     }
 
     /// Every re-registration so far, oldest first.

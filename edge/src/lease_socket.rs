@@ -100,8 +100,8 @@ pub(crate) async fn hold(inner: Arc<Inner>, base: Url, token: String, beat: Dura
             Ended::Refused(code) => {
                 tracing::warn!(code, "lease socket refused; asking over HTTP");
                 // A refusal for good sets Fatal; an answer is applied as any beat's.
-                if let Ok(resp) = inner.heartbeat(inner.rpc.policy().deadline).await {
-                    inner.apply_beat(&resp);
+                if let Ok((base, resp)) = inner.heartbeat(inner.rpc.policy().deadline).await {
+                    inner.apply_beat(base, &resp);
                 }
                 failures += 1;
                 backoff(failures)
@@ -151,7 +151,7 @@ fn backoff(failures: u32) -> Duration {
 /// One socket, until it ends; `unanswered` says whether a HeartbeatRequest
 /// sent on it had no answer then.
 async fn session(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     url: &Url,
     token: &str,
     beat: Duration,
@@ -220,7 +220,8 @@ async fn session(
                             tracing::warn!("lease socket: undecodable HeartbeatResponse; opening it again");
                             return Ended::Lost;
                         };
-                        inner.apply_beat(&resp);
+                        // At most one request is unanswered: this answers `sent`.
+                        inner.apply_beat(sent.peers_version, &resp);
                         *unanswered = false;
                         deadline = None;
                         if !up {

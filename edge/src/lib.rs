@@ -8,7 +8,8 @@
 //! - [`rpc`] is the small Connect client it uses (binary protobuf).
 //! - [`proto`] holds the types generated from `../schema` at build time.
 //! - [`tls`] makes a self-signed certificate for local relays.
-//! - [`peers`] recognises sessions from other relays (the connection tagger).
+//! - [`peers`] recognises sessions from other relays (the connection tagger);
+//!   `peer_list` holds the live-peer list as the Worker sends it, in parts.
 //! - `upstreams` keeps the relay-to-relay links it reports in heartbeats.
 //! - [`Fatal`] is how the coordinator tells its embedder to stop.
 
@@ -40,6 +41,7 @@ mod fatal;
 mod lease_socket;
 mod liveness;
 pub mod metrics;
+mod peer_list;
 pub mod peers;
 pub mod policy;
 mod reads;

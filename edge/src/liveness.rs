@@ -21,9 +21,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use prost::Message as _;
 use rand::Rng;
+use tokio::task::JoinHandle;
 
 use crate::coordinator::{Inner, Recovery, Slot};
+use crate::peer_list::{Next, Paging, PeerList};
 use crate::proto;
 use crate::registrations::RegistrationKey;
 use crate::rpc::{Code, RpcError};
@@ -66,50 +69,102 @@ fn retry_after(failures: u32, interval: Duration) -> Duration {
 }
 
 impl Inner {
-    /// Take in a heartbeat reply: peers, and recovery if state was lost.
-    pub(crate) fn apply_beat(&self, resp: &proto::HeartbeatResponse) {
-        let peers = {
+    /// Take in a heartbeat reply to a request that said it held peer list
+    /// `base`: peers, and recovery if state was lost. Returns the paging it
+    /// began (a list longer than one answer), which installs the list when
+    /// every page is in.
+    pub(crate) fn apply_beat(
+        self: &Arc<Self>,
+        base: u64,
+        resp: &proto::HeartbeatResponse,
+    ) -> Option<JoinHandle<()>> {
+        let grace = Duration::from_millis(resp.lease_ttl_ms as u64);
+        let (peers, paging) = {
             let mut held = self.held_peers.lock().unwrap();
-            if !resp.peers_unchanged {
-                *held = (resp.peers_version, resp.peers.clone());
-                if resp.peers_truncated {
-                    tracing::warn!(
-                        listed = resp.peers.len(),
-                        "the Worker lists only part of the live relays (MAX_PEERS): \
-                         sessions from the others are not recognised by address"
-                    );
-                }
-            }
-            held.1.clone()
+            let paging = held.take(base, resp);
+            (held.list.clone(), paging)
         };
+        if resp.peers_truncated {
+            tracing::warn!(
+                listed = resp.peers.len(),
+                "the Worker lists only part of the live relays (MAX_PEERS): \
+                 sessions from the others are not recognised by address"
+            );
+        }
+        self.use_peers(&peers, grace);
+        if resp.state_lost {
+            self.recover.notify_one();
+        }
+        paging.map(|paging| tokio::spawn(self.clone().read_pages(paging, grace)))
+    }
+
+    /// Hand the list held to the upstream links and the connection tagger.
+    fn use_peers(&self, peers: &PeerList, grace: Duration) {
         // Links to relays that left are not reported any more; a lease's
         // grace covers a new relay the peer list does not show yet.
-        self.upstreams.keep_live(
-            peers.iter().map(|p| p.url.as_str()),
-            Duration::from_millis(resp.lease_ttl_ms as u64),
-        );
-        let changed = self.peers.set_live(
-            peers
-                .iter()
-                .flat_map(|p| p.addrs.iter().map(String::as_str)),
-        );
-        if changed {
+        self.upstreams.keep_live(peers.urls(), grace);
+        if self.peers.set_live(peers.addrs()) {
             // Sessions from these addresses are tagged internal from now on
             // (a session keeps the tag it got when it was accepted).
             tracing::info!(peers = ?self.peers.live(), "live relay peers changed");
         }
-        if resp.state_lost {
-            self.recover.notify_one();
+    }
+
+    /// Reads the rest of a peer list (ListPeers) and installs it, unless a
+    /// newer answer came meanwhile. On any failure (ABORTED: the Worker has
+    /// moved on from that version) the pages are dropped and the old list
+    /// stays: the next heartbeat starts over.
+    async fn read_pages(self: Arc<Self>, paging: Paging, grace: Duration) {
+        let deadline = self.rpc.policy().deadline;
+        let mut pages = paging.pages;
+        let version = pages.version();
+        let outcome = loop {
+            if self.is_fatal() || self.shut_down.load(Ordering::Acquire) {
+                break Err("the relay is stopping".to_string());
+            }
+            let req = pages.next_request().encode_to_vec().into();
+            let page: proto::ListPeersResponse =
+                match self.call_within("ListPeers", req, deadline).await {
+                    Ok(page) => page,
+                    Err(err) => break Err(err.to_string()),
+                };
+            self.peer_pages.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("moq_edge_peer_pages_total").increment(1);
+            match pages.add(page) {
+                Ok(Next::More(more)) => pages = more,
+                Ok(Next::Done(list)) => break Ok(list),
+                Err(err) => break Err(err.to_string()),
+            }
+        };
+        let (list, error) = match outcome {
+            Ok(list) => (Some(list), None),
+            Err(err) => (None, Some(err)),
+        };
+        let installed = {
+            let mut held = self.held_peers.lock().unwrap();
+            held.paged(paging.id, list).then(|| held.list.clone())
+        };
+        match (installed, error) {
+            (Some(peers), _) => {
+                tracing::debug!(version, peers = peers.len(), "peer list read in pages");
+                self.use_peers(&peers, grace);
+            }
+            (None, Some(error)) => {
+                tracing::info!(version, %error, "peer list pages dropped; the next heartbeat starts over")
+            }
+            (None, None) => {
+                tracing::debug!(version, "peer list pages superseded by a newer answer")
+            }
         }
     }
 }
 
 /// The heartbeat loop; `first` is the reply to the beat `connect` sent.
-pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse) {
+pub(crate) async fn heartbeat(inner: Arc<Inner>, base: u64, first: proto::HeartbeatResponse) {
     let policy_deadline = inner.rpc.policy().deadline;
     let mut lease = Duration::from_millis(first.lease_ttl_ms as u64);
     let mut interval = beat_interval(&first);
-    inner.apply_beat(&first);
+    inner.apply_beat(base, &first);
     let mut last_ok = Instant::now();
     let mut failures = 0u32;
     let mut lapse_reported = false;
@@ -132,7 +187,7 @@ pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse
         }
         let sent = Instant::now();
         match inner.heartbeat(beat_deadline(lease, policy_deadline)).await {
-            Ok(resp) => {
+            Ok((base, resp)) => {
                 if failures > 0 {
                     tracing::info!(
                         failed_beats = failures,
@@ -154,7 +209,7 @@ pub(crate) async fn heartbeat(inner: Arc<Inner>, first: proto::HeartbeatResponse
                 }
                 interval = beat_interval(&resp);
                 next = interval;
-                inner.apply_beat(&resp);
+                inner.apply_beat(base, &resp);
             }
             Err(_) if inner.is_fatal() => return, // logged by set_fatal
             Err(err) => {

@@ -14,6 +14,8 @@
 //!   refused the connection path): every inbound session.
 //! - `moq_edge_upstream_links_opened_total`: upstream relays (per scope)
 //!   first handed to the relay to dial.
+//! - `moq_edge_peer_pages_total`: ListPeers pages read (peer lists longer
+//!   than one Heartbeat answer).
 //! - `moq_edge_watch_released_total{reason}`: scopes released with their
 //!   channel and cached state (idle, or cap: least recently read past
 //!   `--watch-scopes`).

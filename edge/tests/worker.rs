@@ -203,6 +203,7 @@ fn main() -> std::process::ExitCode {
             resolve_scope,
             scope_config,
             peers_arrive_from_the_heartbeat,
+            long_peer_lists_arrive_in_pages_then_deltas,
             relay_link_paths_tag_sessions_internal,
         },
         lease_cases::{

@@ -14,6 +14,10 @@ use url::Url;
 /// Lease of the Worker the tests start (a `MOQ_WORKER_URL` one has its own).
 pub const TEST_LEASE_TTL_MS: u32 = 5000;
 
+/// Most peers per Heartbeat answer or ListPeers page of the Worker the tests
+/// start, so that a few relays already take pages and deltas.
+pub const TEST_PEER_PAGE_SIZE: u32 = 2;
+
 /// Local development admin token (documented; never accepted when deployed).
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 
@@ -33,7 +37,8 @@ fn repo_root() -> PathBuf {
 
 /// The project's one Worker launcher (`test/e2e/lib/worker.mjs`), run with
 /// the project's Node: `npm start`'s Worker on our port and state directory,
-/// with a short lease so the cases that let it lapse finish quickly.
+/// with a short lease so the cases that let it lapse finish quickly, and
+/// small peer pages.
 fn launcher(port: u16, state: &std::path::Path) -> Command {
     let root = repo_root();
     let node = root.join("node_modules/.bin/node");
@@ -49,6 +54,8 @@ fn launcher(port: u16, state: &std::path::Path) -> Command {
         .arg(state)
         .arg("--var")
         .arg(format!("LEASE_TTL_MS:{TEST_LEASE_TTL_MS}"))
+        .arg("--var")
+        .arg(format!("PEER_PAGE_SIZE:{TEST_PEER_PAGE_SIZE}"))
         .current_dir(&root);
     cmd
 }

@@ -105,6 +105,73 @@ pub(crate) async fn peers_arrive_from_the_heartbeat(env: &Env) -> anyhow::Result
     .await
 }
 
+pub(crate) async fn long_peer_lists_arrive_in_pages_then_deltas(env: &Env) -> anyhow::Result<()> {
+    let quick = |c: &mut moq_worker_edge::WorkerCoordinatorConfig| {
+        c.lease_socket_beat = Some(Duration::from_secs(1));
+    };
+    // More relays than one answer lists (the test Worker's PEER_PAGE_SIZE).
+    let mut others = Vec::new();
+    for i in 0..5 {
+        others.push(
+            env.relay_with(&format!("p{i}"), &env.worker.url, quick)
+                .await?,
+        );
+    }
+    let limit = others[0].coord.lease_ttl() * 2 + Duration::from_secs(5);
+    let knows = |a: &Relay, others: &[Relay]| -> anyhow::Result<()> {
+        let unknown: Vec<_> = others
+            .iter()
+            .filter(|o| !a.coord.peers().is_live(o.addr))
+            .map(|o| o.url.as_str())
+            .collect();
+        ensure!(
+            unknown.is_empty(),
+            "A knows {} peers, not {unknown:?}",
+            a.coord.peers().live_count()
+        );
+        Ok(())
+    };
+    // A's first answer can hold only the first page: the rest is read with ListPeers.
+    let a = env.relay_with("a", &env.worker.url, quick).await?;
+    within(limit, "every relay known to A", || async {
+        knows(&a, &others)
+    })
+    .await?;
+    let pages = a.coord.peer_pages_read();
+    ensure!(
+        pages > 0,
+        "{} others known without reading a page",
+        others.len()
+    );
+
+    // One leaves: A drops it, the others stay. A change this small comes as
+    // a delta: no more pages.
+    let gone = others.remove(0);
+    gone.coord.shutdown().await?;
+    within(limit, "the relay that left gone from A's peers", || async {
+        ensure!(!a.coord.peers().is_live(gone.addr));
+        knows(&a, &others)
+    })
+    .await?;
+
+    // One joins: A gains it, by a delta too.
+    others.push(env.relay_with("p5", &env.worker.url, quick).await?);
+    within(limit, "the relay that joined known to A", || async {
+        knows(&a, &others)
+    })
+    .await?;
+    ensure!(
+        a.coord.peer_pages_read() == pages,
+        "{} more pages read for a leave and a join",
+        a.coord.peer_pages_read() - pages
+    );
+    ensure!(
+        !a.coord.peers().is_live(a.addr),
+        "a relay is not its own peer"
+    );
+    Ok(())
+}
+
 pub(crate) async fn relay_link_paths_tag_sessions_internal(env: &Env) -> anyhow::Result<()> {
     let a = env.relay("a").await?;
     let b = env.relay("b").await?;
