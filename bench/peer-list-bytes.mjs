@@ -74,7 +74,10 @@ try {
   let wholeHeld = wholeStart.reply.peersVersion;
   const rows = [];
   for (const [what, change] of [
-    ["one relay joins", async () => beat(w.url, await relayToken(w.url, "https://peer-joined.relay.example:4443/"), { addrs: ["10.9.9.9:4443"] })],
+    [
+      "one relay joins",
+      async () => beat(w.url, await relayToken(w.url, "https://peer-joined.relay.example:4443/"), { addrs: ["10.9.9.9:4443"] }),
+    ],
     ["one relay leaves", () => call(w.url, tokens[2], "Shutdown", pb.ShutdownRequestSchema, pb.ShutdownResponseSchema, {})],
   ]) {
     await change();
@@ -83,13 +86,17 @@ try {
     held = parts.version;
     wholeHeld = full.reply.peersVersion;
     rows.push({ what, wholeBytes: full.bytes, partsBytes: parts.bytes, partsKind: parts.kind });
-    console.log(`${what}: each relay's next answer: whole list ${full.bytes.toLocaleString("en-US")} bytes, in parts ${parts.bytes} bytes (${parts.kind})`);
+    console.log(
+      `${what}: each relay's next answer: whole list ${full.bytes.toLocaleString("en-US")} bytes, in parts ${parts.bytes} bytes (${parts.kind})`,
+    );
   }
   const perPeer = wholeStart.bytes / (N - 1);
   console.log(
     `at 10,000 relays, by the whole list's ${perPeer.toFixed(1)} bytes a peer: ${Math.round(perPeer * 9_999).toLocaleString("en-US")} bytes a change for each relay taking it whole (extrapolated); in parts the change alone`,
   );
-  console.log(JSON.stringify({ relays: N, startBytes: { parts: start.bytes, pages: start.pages, whole: wholeStart.bytes }, changes: rows }));
+  console.log(
+    JSON.stringify({ relays: N, startBytes: { parts: start.bytes, pages: start.pages, whole: wholeStart.bytes }, changes: rows }),
+  );
 } finally {
   await w.stop();
   bundle.remove();

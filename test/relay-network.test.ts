@@ -7,12 +7,12 @@ import { describe, expect, it, vi } from "vitest";
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { billing } from "../src/metrics/billing.js";
 import { OBJECT_CALL_TIMEOUT_MS } from "../src/objects/bounded.js";
-import { PEER_COPY_MAX_AGE_MS } from "../src/objects/peer-shard.js";
+import { PEER_COPY_MAX_AGE_MS, type PeerShardObject, peerShardOf } from "../src/objects/peer-shard.js";
 import { type RelayObject, stepUp } from "../src/objects/relay.js";
 import type { RelayNote } from "../src/objects/directory.js";
 import { DirectoryObject, directorySlackMs, RELAY_RETENTION_MS } from "../src/objects/directory.js";
 import { scopeObjectName } from "../src/objects/scope-name.js";
-import { directoryStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
+import { directoryStub, peerShardStub, relayStub as relayStubOf } from "../src/objects/stubs.js";
 import { lapseLease, tableRows } from "./objects.js";
 import { adminClient, freshScope, ns, relay, type Coordinator, uniqueRelayUrl } from "./client.js";
 
@@ -231,6 +231,38 @@ describe("peers", () => {
     expect(after.peersUnchanged).toBe(false);
     expect(after.peersVersion).not.toBe(first.peersVersion);
     expect(after.peers.find((p) => p.url === c.url)?.addrs).toEqual(["127.0.0.1:4123"]);
+  });
+
+  it("a relay whose shard cannot answer is told to keep the list it holds", async () => {
+    const a = await relay(unique("peer-keep-a"), "binary", "a1");
+    const b = await relay(unique("peer-keep-b"), "binary", "b1");
+    await beat(b, "b1", ["127.0.0.1:4131"]);
+    const held = await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4132"], freshPeers: true, peersInParts: true });
+    expect(held.peers.some((p) => p.url === b.url)).toBe(true);
+    const shard = peerShardStub(env, peerShardOf(env, a.url));
+    await runInDurableObject(shard, (o: PeerShardObject) => {
+      o.peers = () => Promise.reject(new Error("shard down (test)"));
+    });
+    try {
+      const reply = await a.heartbeat({
+        epoch: "a1",
+        addrs: ["127.0.0.1:4132"],
+        freshPeers: true,
+        peersVersion: held.peersVersion,
+        peersInParts: true,
+      });
+      expect([reply.peersUnchanged, reply.peersVersion, reply.peers]).toEqual([true, held.peersVersion, []]);
+    } finally {
+      await evictDurableObject(shard);
+    }
+    const back = await a.heartbeat({
+      epoch: "a1",
+      addrs: ["127.0.0.1:4132"],
+      freshPeers: true,
+      peersVersion: held.peersVersion,
+      peersInParts: true,
+    });
+    expect(back.peersVersion).toBe(held.peersVersion);
   });
 
   it("drop a relay that shut down or lapsed", async () => {

@@ -1357,10 +1357,11 @@ export type HeartbeatResponse = Message<"moqworker.v1.HeartbeatResponse"> & {
   peersUnchanged: boolean;
 
   /**
-   * The network has more live relays than one answer lists (MAX_PEERS, by
-   * URL): `peers` holds the first MAX_PEERS of them. A session from a relay
-   * left out is not recognised by its address; a relay-link path (outside
-   * scopes with a token policy) or a fixed internal peer still is.
+   * The network has more live relays than a list holds (MAX_PEERS, by URL):
+   * the list (all its pages) holds the first MAX_PEERS of them. A session
+   * from a relay left out is not recognised by its address; a relay-link
+   * path (outside scopes with a token policy) or a fixed internal peer
+   * still is.
    *
    * @generated from field: bool peers_truncated = 7;
    */
