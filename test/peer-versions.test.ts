@@ -1,7 +1,7 @@
 // The peer-list versions a shard keeps (model/peer-versions.ts): the changes
 // between two versions and pages of one, the caller always left out.
 import { describe, expect, it } from "vitest";
-import { PEER_VERSIONS_KEPT, type PeerRelay, PeerVersions } from "../src/model/peer-versions.js";
+import { PEER_VERSIONS_KEEP_MS, PEER_VERSIONS_KEPT, PEER_VERSIONS_MAX, type PeerRelay, PeerVersions } from "../src/model/peer-versions.js";
 
 const peer = (name: string, addr = "127.0.0.1:1") => ({ url: `https://${name}.example/`, addrs: [addr] });
 const urls = (peers: PeerRelay[]) => peers.map((p) => p.url);
@@ -67,14 +67,25 @@ describe("PeerVersions", () => {
     expect(v.page(1, b.url, "", 5)).toBeNull();
   });
 
-  it(`keeps the last ${PEER_VERSIONS_KEPT} versions, a version seen again counting as new`, () => {
+  it(`keeps versions ${PEER_VERSIONS_KEEP_MS / 1000} s, and at least the last ${PEER_VERSIONS_KEPT}, at most ${PEER_VERSIONS_MAX}; a version seen again counts as new`, () => {
     const v = new PeerVersions();
-    v.keep(1, [a]);
-    for (let i = 2; i <= PEER_VERSIONS_KEPT; i++) v.keep(i, [a, peer(`x${i}`)]);
-    v.keep(1, [a]);
-    v.keep(PEER_VERSIONS_KEPT + 1, [b]);
+    const t = 1_000_000;
+    v.keep(1, [a], t);
+    for (let i = 2; i <= PEER_VERSIONS_KEPT + 10; i++) v.keep(i, [a, peer(`x${i}`)], t + i);
+    // All young: none dropped.
+    expect(v.page(2, "", "", 5)).toBeDefined();
+    v.keep(1, [a], t + 100);
+    // Old now: all but the last PEER_VERSIONS_KEPT go.
+    const later = t + PEER_VERSIONS_KEEP_MS + 200;
+    v.keep(PEER_VERSIONS_KEPT + 100, [b], later);
     expect(v.page(1, "", "", 5)?.peers).toEqual([a]);
     expect(v.page(2, "", "", 5)).toBeUndefined();
-    expect(v.delta(1, PEER_VERSIONS_KEPT + 1, "")).toEqual({ changed: [b], gone: [a.url] });
+    expect(v.page(12, "", "", 5)).toBeUndefined();
+    expect(v.page(13, "", "", 5)).toBeDefined();
+    expect(v.delta(1, PEER_VERSIONS_KEPT + 100, "")).toEqual({ changed: [b], gone: [a.url] });
+    // Past the cap, young or not.
+    for (let i = 1000; i < 1000 + PEER_VERSIONS_MAX + 5; i++) v.keep(i, [peer(`y${i}`)], later + 1);
+    expect(v.page(1000 + 4, "", "", 5)).toBeUndefined();
+    expect(v.page(1000 + 5, "", "", 5)).toBeDefined();
   });
 });

@@ -233,36 +233,43 @@ describe("peers", () => {
     expect(after.peers.find((p) => p.url === c.url)?.addrs).toEqual(["127.0.0.1:4123"]);
   });
 
-  it("a relay whose shard cannot answer is told to keep the list it holds", async () => {
+  it("a relay whose shard cannot answer is told to keep the list it holds, and asks again only a refresh period later", async () => {
     const a = await relay(unique("peer-keep-a"), "binary", "a1");
     const b = await relay(unique("peer-keep-b"), "binary", "b1");
     await beat(b, "b1", ["127.0.0.1:4131"]);
-    const held = await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4132"], freshPeers: true, peersInParts: true });
+    const beatA = (o: { peersVersion?: bigint; peersInParts?: boolean }) =>
+      a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4132"], freshPeers: true, ...o });
+    const held = await beatA({ peersInParts: true });
+    const whole = await beatA({});
     expect(held.peers.some((p) => p.url === b.url)).toBe(true);
+    // The list changes: a working shard would send it.
+    const c = await relay(unique("peer-keep-c"), "binary", "c1");
+    await beat(c, "c1", ["127.0.0.1:4133"]);
     const shard = peerShardStub(env, peerShardOf(env, a.url));
-    await runInDurableObject(shard, (o: PeerShardObject) => {
-      o.peers = () => Promise.reject(new Error("shard down (test)"));
-    });
+    let asked = 0;
+    // RPC calls reach methods of the class, so the class's method is replaced (and put back).
+    const proto = await runInDurableObject(shard, (o: PeerShardObject) => Object.getPrototypeOf(o) as PeerShardObject);
+    const peers = proto.peers;
+    proto.peers = () => {
+      asked++;
+      return Promise.reject(new Error("shard down (test)"));
+    };
     try {
-      const reply = await a.heartbeat({
-        epoch: "a1",
-        addrs: ["127.0.0.1:4132"],
-        freshPeers: true,
-        peersVersion: held.peersVersion,
-        peersInParts: true,
-      });
-      expect([reply.peersUnchanged, reply.peersVersion, reply.peers]).toEqual([true, held.peersVersion, []]);
+      const kept = await beatA({ peersVersion: held.peersVersion, peersInParts: true });
+      expect([kept.peersUnchanged, kept.peersVersion, kept.peers]).toEqual([true, held.peersVersion, []]);
+      // Nothing held yet: still told to keep it (no empty list to take as the network's).
+      const none = await beatA({ peersInParts: true });
+      expect([none.peersUnchanged, none.peers]).toEqual([true, []]);
+      // An edge that does not take parts (it may not know peers_unchanged) gets the last whole list.
+      const old = await a.heartbeat({ epoch: "a1", addrs: ["127.0.0.1:4132"] });
+      expect([old.peersUnchanged, old.peers]).toEqual([false, whole.peers]);
+      expect(asked).toBe(2);
     } finally {
-      await evictDurableObject(shard);
+      proto.peers = peers;
     }
-    const back = await a.heartbeat({
-      epoch: "a1",
-      addrs: ["127.0.0.1:4132"],
-      freshPeers: true,
-      peersVersion: held.peersVersion,
-      peersInParts: true,
-    });
-    expect(back.peersVersion).toBe(held.peersVersion);
+    const back = await beatA({ peersVersion: held.peersVersion, peersInParts: true });
+    expect(back.peersDelta).toBe(true);
+    expect(back.peers.map((p) => p.url)).toContain(c.url);
   });
 
   it("drop a relay that shut down or lapsed", async () => {

@@ -79,14 +79,17 @@ impl Inner {
         resp: &proto::HeartbeatResponse,
     ) -> Option<JoinHandle<()>> {
         let grace = Duration::from_millis(resp.lease_ttl_ms as u64);
-        let (peers, paging) = {
+        let (peers, paging, installed) = {
             let mut held = self.held_peers.lock().unwrap();
+            let before = held.list.version;
             let paging = held.take(base, resp);
-            (held.list.clone(), paging)
+            let installed = held.list.version != before;
+            (held.list.clone(), paging, installed)
         };
-        if resp.peers_truncated {
+        // Once per list taken (or begun in pages), not on every beat.
+        if resp.peers_truncated && (installed || paging.is_some()) {
             tracing::warn!(
-                listed = resp.peers.len(),
+                version = resp.peers_version,
                 "the Worker lists only part of the live relays (MAX_PEERS): \
                  sessions from the others are not recognised by address"
             );

@@ -144,6 +144,11 @@ impl Held {
         if resp.peers_unchanged {
             return None;
         }
+        // Version 0 names no list: the Worker had none to give, which says
+        // nothing about the network.
+        if resp.peers_version == 0 {
+            return None;
+        }
         if resp.peers_delta {
             // Changes since `base`: on any other list they would be wrong
             // (another answer was installed meanwhile); the next beat
@@ -265,6 +270,16 @@ mod tests {
         // The request was sent while version 2 was held.
         held.take(2, &delta(4, vec![], &["a"]));
         assert_eq!(held.list.version, 3);
+        assert_eq!(urls(&held.list), ["a"]);
+    }
+
+    #[test]
+    fn an_answer_naming_no_list_keeps_the_list() {
+        let mut held = Held::default();
+        held.take(0, &whole(1, vec![peer("a", "1:1")]));
+        // Version 0: the Worker had no list to give (its shard unreachable).
+        assert_eq!(held.take(1, &whole(0, vec![])), None);
+        assert_eq!(held.list.version, 1);
         assert_eq!(urls(&held.list), ["a"]);
     }
 

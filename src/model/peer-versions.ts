@@ -22,11 +22,21 @@ export interface PeerDelta {
   gone: string[];
 }
 
-/** Versions kept: one a second at most is made, so a relay refreshing every half minute is rarely behind all of them. */
+/**
+ * Versions are kept this long at least, two lease-socket beats and a little
+ * more: a relay on its socket refreshes every 30 s, and one reading a list in
+ * pages finds the version still there.
+ */
+export const PEER_VERSIONS_KEEP_MS = 65_000;
+/** However old, the last this many versions are kept. */
 export const PEER_VERSIONS_KEPT = 32;
+/** However young, no more than this many (each costs a list of references to shared peers). */
+export const PEER_VERSIONS_MAX = 256;
 
 interface Kept {
   peers: PeerRelay[];
+  /** When it was kept (or kept again). */
+  at: number;
   /** URL → position, made when first needed. */
   index?: Map<string, number>;
 }
@@ -41,29 +51,35 @@ export class PeerVersions {
   private latest = new Map<string, PeerRelay>();
   private deltas = new Map<string, PeerDelta>();
 
-  /** Keeps list `version` (dropping the oldest past PEER_VERSIONS_KEPT); returns the list as kept. */
-  keep(version: number, peers: PeerRelay[]): PeerRelay[] {
+  /**
+   * Keeps list `version` as of `now`, dropping versions older than
+   * PEER_VERSIONS_KEEP_MS beyond the last PEER_VERSIONS_KEPT, and the oldest
+   * past PEER_VERSIONS_MAX; returns the list as kept.
+   */
+  keep(version: number, peers: PeerRelay[], now = Date.now()): PeerRelay[] {
     const known = this.kept.get(version);
+    let kept: Kept;
     if (known) {
       // Back to a version kept before: it is the newest again.
       this.kept.delete(version);
-      this.kept.set(version, known);
-      this.latest = new Map(known.peers.map((p) => [p.url, p]));
-      return known.peers;
+      kept = { ...known, at: now };
+    } else {
+      const shared = peers.map((p) => {
+        const same = this.latest.get(p.url);
+        return same && sameAddrs(same, p) ? same : p;
+      });
+      kept = { peers: shared, at: now };
     }
-    const shared = peers.map((p) => {
-      const same = this.latest.get(p.url);
-      return same && sameAddrs(same, p) ? same : p;
-    });
-    this.latest = new Map(shared.map((p) => [p.url, p]));
-    this.kept.set(version, { peers: shared });
-    for (const old of this.kept.keys()) {
-      if (this.kept.size <= PEER_VERSIONS_KEPT) break;
+    this.kept.set(version, kept);
+    this.latest = new Map(kept.peers.map((p) => [p.url, p]));
+    for (const [old, { at }] of this.kept) {
+      const tooMany = this.kept.size > PEER_VERSIONS_MAX;
+      if (!tooMany && (this.kept.size <= PEER_VERSIONS_KEPT || now - at < PEER_VERSIONS_KEEP_MS)) break;
       this.kept.delete(old);
     }
     // Deltas from or to a dropped version are not asked for again.
-    if (this.deltas.size > PEER_VERSIONS_KEPT) this.deltas.clear();
-    return shared;
+    if (this.deltas.size > PEER_VERSIONS_MAX) this.deltas.clear();
+    return kept.peers;
   }
 
   /** What turns version `from` into `to`, `self` left out; undefined when either is not kept. */

@@ -6,7 +6,7 @@
 //
 // A relay that takes the list in parts (HeartbeatRequest.peers_in_parts)
 // gets the changes since the version it holds, or the list a page at a time
-// (ListPeers): the shard keeps its last PEER_VERSIONS_KEPT copies for that.
+// (ListPeers): the shard keeps its recent versions for that (model/peer-versions.ts).
 // The copies are in memory only; an evicted shard asks again, and a relay
 // whose version it no longer has takes the whole list.
 import { DurableObject } from "cloudflare:workers";

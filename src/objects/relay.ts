@@ -77,7 +77,7 @@ function peersReply(answer: PeerAnswer): Omit<BeatReply, "leaseTtlMs" | "interva
   return {
     peers: answer.peers,
     peersVersion: BigInt(answer.version),
-    peersUnchanged: answer.kind === "unchanged" && answer.version !== 0,
+    peersUnchanged: answer.kind === "unchanged",
     peersTruncated: answer.truncated,
     peersDelta: answer.kind === "delta",
     peersGone: answer.gone,
@@ -154,6 +154,10 @@ export class RelayObject extends DurableObject<Env> {
   /** The peer list's version as the relay's shard last answered (0: none yet; memory only: after an eviction the next beat asks), and whether it was cut at MAX_PEERS. */
   private peersVersion = 0;
   private peersTruncated = false;
+  /** The last whole list the shard gave, for an edge that does not take parts (answered if the shard cannot be asked). */
+  private wholeList: PeerAnswer | null = null;
+  /** When the shard last failed to answer: a relay behind on its list waits a refresh period before asking again. */
+  private askFailedAt = 0;
   /** When the peers were last refreshed; 0 = must refresh. */
   private refreshedAt = 0;
   /** What the directory last heard of this relay (noteKey), so that only a change is told; stored, so an eviction does not tell it again. */
@@ -262,12 +266,14 @@ export class RelayObject extends DurableObject<Env> {
     if (!beat.ok) return beat;
     const settings = leaseSettings(this.env);
     const now = Date.now();
-    const due = peers.fresh || beat.value.changed || now - this.refreshedAt >= peerRefreshMs(settings.leaseTtlMs);
+    const period = peerRefreshMs(settings.leaseTtlMs);
+    const due = peers.fresh || beat.value.changed || now - this.refreshedAt >= period;
     const known = Number(peers.known);
+    const behind = known !== this.peersVersion && now - this.askFailedAt >= period;
     const answer: PeerAnswer =
-      due || known !== this.peersVersion
+      due || behind
         ? await this.askPeers(url, now, due, { self: url, known, fresh: peers.fresh, inParts: peers.inParts })
-        : { kind: "unchanged", version: known, truncated: this.peersTruncated, peers: [], gone: [], more: false };
+        : this.keepYours(known, peers.inParts);
     return ok({ ...settings, stateLost: beat.value.stateLost, ...peersReply(answer) });
   }
 
@@ -697,11 +703,23 @@ export class RelayObject extends DurableObject<Env> {
       const answer = await bounded(shard.peers(ask), OBJECT_CALL_TIMEOUT_MS, "peer shard");
       this.peersVersion = answer.version;
       this.peersTruncated = answer.truncated;
+      if (!ask.inParts) this.wholeList = answer.kind === "list" ? answer : this.wholeList;
       return answer;
     } catch (err) {
+      this.askFailedAt = now;
       console.warn(`relay object: peers not refreshed, the relay keeps its list: ${String(err)}`);
-      return { kind: "unchanged", version: ask.known, truncated: this.peersTruncated, peers: [], gone: [], more: false };
+      return this.keepYours(ask.known, ask.inParts);
     }
+  }
+
+  /**
+   * The answer when the shard is not asked: keep the list you hold. An edge
+   * that does not take parts may be older than peers_unchanged, so it gets
+   * the last whole list instead, unless it holds that one.
+   */
+  private keepYours(known: number, inParts: boolean): PeerAnswer {
+    if (!inParts && this.wholeList && known !== this.wholeList.version) return this.wholeList;
+    return { kind: "unchanged", version: known, truncated: this.peersTruncated, peers: [], gone: [], more: false };
   }
 
   /**

@@ -2035,10 +2035,10 @@ export const CoordinatorService: GenService<{
   /**
    * The rest of a peer list that a HeartbeatResponse began (peers_more), a
    * page at a time. Errors: ABORTED when the Worker no longer has that
-   * version (the list changed since, and its shard keeps the last
-   * PEER_VERSIONS_KEPT): drop the pages read and take the list again from
-   * the next Heartbeat; INVALID_ARGUMENT when peers_version is 0 or `after`
-   * is not in the list. Read-only.
+   * version (the list changed since, and its shard keeps the versions of
+   * the last 65 s): drop the pages read and take the list again from the
+   * next Heartbeat; INVALID_ARGUMENT when peers_version is 0 or `after` is
+   * not in the list. Read-only.
    *
    * @generated from rpc moqworker.v1.CoordinatorService.ListPeers
    */
