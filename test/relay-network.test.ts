@@ -331,6 +331,38 @@ describe("directory liveness: a lost 'left' note ages out", () => {
     expect(whole.version).not.toBe(cut.version);
   });
 
+  it("answers a shard holding a version with nothing, the changes, or the whole list", async () => {
+    const d = env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
+    for (const name of ["x", "y", "z"]) await d.noteRelay(note(`https://${name}.example/`, {}));
+    const first = await d.peerListSince(0);
+    expect([first.kind, first.peers.map((p) => p.url)]).toEqual([
+      "list",
+      ["https://x.example/", "https://y.example/", "https://z.example/"],
+    ]);
+    expect((await d.peerListSince(first.version)).kind).toBe("unchanged");
+    await d.noteRelay(note("https://w.example/", {}));
+    const next = await d.peerListSince(first.version);
+    expect([next.kind, next.peers.map((p) => p.url), next.gone]).toEqual(["delta", ["https://w.example/"], []]);
+    expect(next.version).toBe((await d.livePeers()).version);
+    // A version the directory never made: the whole list.
+    expect((await d.peerListSince(12345)).kind).toBe("list");
+  });
+
+  it("a shard's copy, built from the directory's changes, is the directory's list, in its order", async () => {
+    const shard = peerShardStub(env, `peers-test-${crypto.randomUUID()}`);
+    const ask = () => shard.peers({ self: "", known: 0, fresh: true, inParts: false });
+    for (const name of ["ccc", "ddd", "eee", "fff"]) await beat(await relay(unique(`${name}-shard-copy`), "binary", "e1"), "e1");
+    const before = await ask();
+    // One change, sorting first: the copy is the one before, changed (a delta from the directory).
+    await beat(await relay(unique("aaa-shard-copy"), "binary", "e1"), "e1", ["127.0.0.1:4141"]);
+    const after = await ask();
+    expect(after.version).not.toBe(before.version);
+    const list = await directory().livePeers();
+    expect(after.version).toBe(list.version);
+    expect(after.peers).toEqual(list.peers);
+    expect(after.peers[0].url).toMatch(/^https:\/\/aaa-shard-copy/);
+  });
+
   it("and is forgotten a day after its expiry, like a relay that left", async () => {
     const d = env.DIRECTORY.get(env.DIRECTORY.idFromName(`directory-test-${crypto.randomUUID()}`));
     const now = Date.now();

@@ -82,6 +82,11 @@ export class PeerVersions {
     return kept.peers;
   }
 
+  /** List `version` as kept (undefined: not kept). */
+  list(version: number): PeerRelay[] | undefined {
+    return this.kept.get(version)?.peers;
+  }
+
   /** What turns version `from` into `to`, `self` left out; undefined when either is not kept. */
   delta(from: number, to: number, self: string): PeerDelta | undefined {
     const key = `${from}>${to}`;
@@ -131,4 +136,10 @@ export class PeerVersions {
 function indexOf(list: Kept): Map<string, number> {
   list.index ??= new Map(list.peers.map((p, i) => [p.url, i]));
   return list.index;
+}
+
+/** List `base` changed by `delta`, in URL order (the directory's, for URLs, which are ASCII). */
+export function applyDelta(base: PeerRelay[], delta: PeerDelta): PeerRelay[] {
+  const drop = new Set([...delta.gone, ...delta.changed.map((p) => p.url)]);
+  return [...base.filter((p) => !drop.has(p.url)), ...delta.changed].sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
 }

@@ -7,7 +7,7 @@
 // moves to the next step. So the directory takes about one note per relay
 // per 5 minutes, not one per heartbeat. Peer lists are served by the
 // PEER_SHARDS peer-list shards (objects/peer-shard.ts), each asking here at
-// most once a second. Liveness is the noted lease expiry (plus TTL/2 and one
+// most once a second for the changes since its copy. Liveness is the noted lease expiry (plus TTL/2 and one
 // heartbeat interval of slack), so a relay whose "left" note was lost ages
 // out by itself (within about 5.5 minutes). It also keeps the list of
 // revoked relay tokens that isolates cache (auth/revocation.ts).
@@ -17,7 +17,7 @@ import { Code } from "@connectrpc/connect";
 import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
-import type { PeerRelay } from "../model/peer-versions.js";
+import { type PeerRelay, PeerVersions } from "../model/peer-versions.js";
 import { DIRECTORY_MIGRATIONS, DIRECTORY_SQL, LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { listedScopeName, type Scope } from "./scope-name.js";
@@ -92,6 +92,19 @@ export interface PeerList {
   truncated: boolean;
 }
 
+/**
+ * The list for a shard that holds version `known`: nothing ("unchanged"),
+ * the changes from `known` ("delta": `peers` new or changed, `gone` left), or
+ * the whole list ("list").
+ */
+export interface PeerListUpdate {
+  kind: "unchanged" | "delta" | "list";
+  version: number;
+  truncated: boolean;
+  peers: PeerRelay[];
+  gone: string[];
+}
+
 export class DirectoryObject extends DurableObject<Env> {
   private sql: SqlStorage;
   /** The prune alarm as last set or read; undefined = not read yet. */
@@ -100,6 +113,8 @@ export class DirectoryObject extends DurableObject<Env> {
   private peerList: { at: number; max: number; notes: number; list: PeerList } | null = null;
   /** Notes that changed a row, counted in memory: a list made across one is not reused. */
   private notes = 0;
+  /** The lists made lately, for the changes since a shard's version (memory only). */
+  private versions = new PeerVersions();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -165,10 +180,28 @@ export class DirectoryObject extends DurableObject<Env> {
     return list;
   }
 
+  /**
+   * The live relays for a peer-list shard holding version `known`: nothing
+   * when that is current, the changes when they are fewer than half the
+   * list, else the whole list. A steady network costs a shard's ask a few
+   * bytes, not the list.
+   */
+  async peerListSince(known: number): Promise<PeerListUpdate> {
+    const list = await this.livePeers();
+    const update = { version: list.version, truncated: list.truncated, peers: [], gone: [] };
+    if (list.version === known) return { ...update, kind: "unchanged" };
+    const delta = known === 0 ? undefined : this.versions.delta(known, list.version, "");
+    if (delta && delta.changed.length + delta.gone.length < list.peers.length / 2) {
+      return { ...update, kind: "delta", peers: delta.changed, gone: delta.gone };
+    }
+    return { ...update, kind: "list", peers: list.peers };
+  }
+
   private async makePeerList(now: number, max: number): Promise<PeerList> {
     const rows = this.sql.exec(DIRECTORY_SQL.livePeers, this.liveSince(now), max + 1).toArray();
     const peers = rows.slice(0, max).map((r) => ({ url: r.url as string, addrs: JSON.parse(r.addrs as string) as string[] }));
-    return { version: await listVersion(peers), peers, truncated: rows.length > max };
+    const version = await listVersion(peers);
+    return { version, peers: this.versions.keep(version, peers), truncated: rows.length > max };
   }
 
   listScopes(limit: number, after: string | undefined): { names: string[]; more: boolean; total: number } {

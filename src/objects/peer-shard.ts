@@ -15,8 +15,8 @@ import type { Env } from "../env.js";
 import { bucketOf } from "../model/hash.js";
 import { integerSetting } from "../settings.js";
 import { bounded, OBJECT_CALL_TIMEOUT_MS } from "./bounded.js";
-import { type PeerPage, type PeerRelay, PeerVersions } from "../model/peer-versions.js";
-import type { PeerList } from "./directory.js";
+import { applyDelta, type PeerPage, type PeerRelay, PeerVersions } from "../model/peer-versions.js";
+import type { PeerList, PeerListUpdate } from "./directory.js";
 import { directoryStub } from "./stubs.js";
 import { fail, ok, type Outcome } from "./types.js";
 
@@ -96,6 +96,20 @@ export class PeerShardObject extends DurableObject<Env> {
     return ok(page);
   }
 
+  /** The directory's list, asked as changes since version `known` (which this shard keeps). */
+  private async fromDirectory(known: number): Promise<PeerList> {
+    const ask = (v: number): Promise<PeerListUpdate> =>
+      bounded(directoryStub(this.env).peerListSince(v), OBJECT_CALL_TIMEOUT_MS, "directory");
+    const update = await ask(known);
+    const base = this.versions.list(known);
+    if (update.kind === "list" || !base) {
+      const whole = update.kind === "list" ? update : await ask(0);
+      return { version: whole.version, truncated: whole.truncated, peers: whole.peers };
+    }
+    const peers = update.kind === "unchanged" ? base : applyDelta(base, { changed: update.peers, gone: update.gone });
+    return { version: update.version, truncated: update.truncated, peers };
+  }
+
   /** A copy asked for at or after `since`; concurrent callers share one ask. */
   private async copySince(since: number): Promise<Copy> {
     for (;;) {
@@ -106,7 +120,7 @@ export class PeerShardObject extends DurableObject<Env> {
         continue;
       }
       const askedAt = Date.now();
-      const asking = bounded(directoryStub(this.env).livePeers(), OBJECT_CALL_TIMEOUT_MS, "directory").then((list) => {
+      const asking = this.fromDirectory(this.copy?.version ?? 0).then((list) => {
         const copy = { ...list, peers: this.versions.keep(list.version, list.peers), askedAt };
         if (!this.copy || this.copy.askedAt <= askedAt) this.copy = copy;
         return copy;
