@@ -7,9 +7,9 @@
 // moves to the next step. So the directory takes about one note per relay
 // per 5 minutes, not one per heartbeat. Peer lists are served by the
 // PEER_SHARDS peer-list shards (objects/peer-shard.ts), each asking here at
-// most once a second for the changes since its copy. Liveness is the noted lease expiry (plus TTL/2 and one
-// heartbeat interval of slack), so a relay whose "left" note was lost ages
-// out by itself (within about 5.5 minutes). It also keeps the list of
+// most once a second for the changes since its copy. Liveness is the noted
+// lease expiry (plus TTL/2 and one heartbeat interval of slack), so a relay
+// whose "left" note was lost ages out by itself (within about 5.5 minutes). It also keeps the list of
 // revoked relay tokens that isolates cache (auth/revocation.ts).
 import { armAlarm, countAlarm, meteredSql } from "../metrics/billing.js";
 import { DurableObject } from "cloudflare:workers";
