@@ -16,6 +16,7 @@
 import { registerTypeScriptHooks } from "../bin/ts-hooks.mjs";
 import { openWatch } from "../test/e2e/lib/watch.mjs";
 import { startWorker } from "../test/e2e/lib/worker.mjs";
+import { pool } from "./lib/load.mjs";
 import { buildBundle, coordinatorCall, cpuMs, relayToken } from "./lib/systems.mjs";
 
 registerTypeScriptHooks();
@@ -67,25 +68,17 @@ export async function fanOut({ url, pids, watcherCounts = [0, 1, BRANCHES, 100],
       return arrivals.get(seq);
     };
     const { urls, branches } = watcherUrls(watchers, scope, oneBranch);
-    const tokens = [];
-    for (let i = 0; i < urls.length; i += 50) tokens.push(...(await Promise.all(urls.slice(i, i + 50).map((u) => relayToken(url, u)))));
     const sockets = [];
-    for (let i = 0; i < tokens.length; i += 50) {
-      sockets.push(
-        ...(await Promise.all(
-          tokens.slice(i, i + 50).map((watcherToken) =>
-            openWatch(url, watcherToken, scope, {
-              onEvent: (e, at) => {
-                const a = arrival(e.seq);
-                a.count++;
-                a.last = at;
-                if (a.count === watchers) a.done?.();
-              },
-            }),
-          ),
-        )),
-      );
-    }
+    await pool(urls, 50, async (u, i) => {
+      sockets[i] = await openWatch(url, await relayToken(url, u), scope, {
+        onEvent: (e, at) => {
+          const a = arrival(e.seq);
+          a.count++;
+          a.last = at;
+          if (a.count === watchers) a.done?.();
+        },
+      });
+    });
     for (const s of sockets) await s.next();
     const latencies = [];
     const delivered = [];

@@ -53,7 +53,7 @@ import { DEV_ADMIN_TOKEN, startWorker } from "../test/e2e/lib/worker.mjs";
 import { MIX, ROOMS } from "../test/soak/relays.mjs";
 import { workerCounters } from "./cost.mjs";
 import { benchArgs, positiveNumber } from "./lib/args.mjs";
-import { percentile, send } from "./lib/load.mjs";
+import { percentile, pool, send } from "./lib/load.mjs";
 import { frame, OP, openRawSocket } from "./lib/raw-ws.mjs";
 import { buildBundle, cpuMs, rssMiB } from "./lib/systems.mjs";
 import { renderFleet } from "./report.mjs";
@@ -243,18 +243,6 @@ class Caller {
   destroy() {
     this.agent.destroy();
   }
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function pool(items, limit, fn) {
-  let next = 0;
-  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await fn(items[i], i);
-    }
-  });
-  await Promise.all(runners);
 }
 
 // ---- the call mix (the soak's weights) ------------------------------------------------

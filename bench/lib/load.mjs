@@ -30,6 +30,18 @@ export function send(agent, base, req, signal) {
   });
 }
 
+/** Runs `fn` over `items` (with each one's index) with at most `limit` in flight. */
+export async function pool(items, limit, fn) {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  });
+  await Promise.all(runners);
+}
+
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
