@@ -4,7 +4,7 @@
 // and on Shutdown. A Heartbeat touches this object only, whatever the relay has
 // registered. The rules, and why, are in docs/lifetimes.md.
 import { completeClose } from "../rpc/socket-route.js";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { DurableObject } from "cloudflare:workers";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { HeartbeatRequestSchema, HeartbeatResponseSchema } from "../gen/moqworker/v1/coordinator_pb.js";
@@ -15,7 +15,6 @@ import type { Env } from "../env.js";
 import { leaseSettings } from "../lease.js";
 import type { ActivityNote } from "../model/activity.js";
 import type { RelayNote } from "./directory.js";
-import type { PeerRelay } from "../model/peer-versions.js";
 import { LISTING_SQL } from "./directory-sql.js";
 import { migrate } from "./migrations.js";
 import { RELAY_MIGRATIONS, RELAY_SQL } from "./relay-sql.js";
@@ -58,19 +57,8 @@ export function peerRefreshMs(leaseTtlMs: number): number {
   return Math.floor(leaseTtlMs / 2);
 }
 
-/** What a heartbeat answers (HeartbeatResponse). */
-export interface BeatReply {
-  leaseTtlMs: number;
-  intervalMs: number;
-  stateLost: boolean;
-  peers: PeerRelay[];
-  peersVersion: bigint;
-  peersUnchanged: boolean;
-  peersTruncated: boolean;
-  peersDelta: boolean;
-  peersGone: string[];
-  peersMore: boolean;
-}
+/** What a heartbeat answers: every field of the HeartbeatResponse, as plain data. */
+export type BeatReply = Required<Omit<MessageInitShape<typeof HeartbeatResponseSchema>, "$typeName">>;
 
 /** What a relay is told of the peer list, from its shard's answer. */
 function peersReply(answer: PeerAnswer): Omit<BeatReply, "leaseTtlMs" | "intervalMs" | "stateLost"> {
